@@ -1,0 +1,59 @@
+"""Helpers imported by the alembic-recipes templates' ``env.py`` and revision files.
+
+Public API:
+
+* :func:`configure_logging` -- the ini's logging without disabling app loggers.
+* :func:`connect_and_run` / :func:`run_with_connection` -- a sync ``Connection``
+  from a URL, ``Engine``, ``AsyncEngine`` or ``AsyncConnection``, event loop or not.
+* :func:`upgrade`, :func:`downgrade`, :func:`stamp`, :func:`current`,
+  :func:`run_command` -- awaitable Alembic commands sharing the caller's engine.
+* :func:`data_enabled`, :func:`run_data_upgrade`, :func:`run_data_downgrade`,
+  :func:`finish_data_migrations`, :func:`pending_data_revisions` -- data-flag.
+* :func:`get_bool_option` / :func:`parse_bool` -- ``-x``/attributes/ini options.
+"""
+
+from __future__ import annotations
+
+from .commands import current, current_heads, downgrade, run_command, stamp, upgrade
+from .connections import (
+    Connectable,
+    connect_and_run,
+    is_async_url,
+    run_coroutine,
+    run_with_connection,
+)
+from .data import (
+    data_enabled,
+    finish_data_migrations,
+    pending_data_revisions,
+    run_data_downgrade,
+    run_data_upgrade,
+    skip_data_table,
+)
+from .logs import configure_logging
+from .options import get_bool_option, get_option, parse_bool
+
+__all__ = [
+    "Connectable",
+    "configure_logging",
+    "connect_and_run",
+    "current",
+    "current_heads",
+    "data_enabled",
+    "downgrade",
+    "finish_data_migrations",
+    "get_bool_option",
+    "get_option",
+    "is_async_url",
+    "parse_bool",
+    "pending_data_revisions",
+    "run_command",
+    "run_coroutine",
+    "run_data_downgrade",
+    "run_data_upgrade",
+    "run_with_connection",
+    "skip_data_table",
+    "stamp",
+    "upgrade",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,91 @@
+"""``python -m alembic_recipes``: list or use our templates when ``alembic`` cannot see them.
+
+Wheels install the templates beside Alembic's own, so ``alembic list_templates``
+and ``alembic init -t NAME`` work.  Editable installs, or an ``alembic`` living
+in another site directory, do not see them; this entry point hands Alembic the
+template's absolute path instead::
+
+    python -m alembic_recipes list
+    python -m alembic_recipes init data-flag ./migrations [alembic init options]
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from alembic.config import main as alembic_main
+
+from .templates import TEMPLATES, alembic_template_dir, template_path, visible_to_alembic
+
+USAGE = (
+    "usage: python -m alembic_recipes list\n"
+    "       python -m alembic_recipes init NAME DIRECTORY [alembic init options]"
+)
+
+
+def _synopsis(name: str) -> str:
+    with (template_path(name) / "README").open() as readme:
+        return readme.readline().strip()
+
+
+def list_templates() -> int:
+    """Print every template with its synopsis and whether ``alembic`` sees it."""
+    hidden = []
+    for name in TEMPLATES:
+        print(f"{name} - {_synopsis(name)}")
+        if not visible_to_alembic(name):
+            hidden.append(name)
+    if hidden:
+        print(
+            f"\nnot visible to `alembic list_templates` (looked in"
+            f" {alembic_template_dir()}): {', '.join(hidden)}.\n"
+            "Use `python -m alembic_recipes init NAME DIR`, or install"
+            " alembic-recipes from a wheel into the environment of that alembic."
+        )
+    return 0
+
+
+def init(name: str, directory: str, extra: Sequence[str]) -> int:
+    """Run ``alembic init`` with the absolute path of template *name*."""
+    try:
+        path = template_path(name)
+    except LookupError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    global_opts, init_opts = _split_options(extra)
+    alembic_main([*global_opts, "init", *init_opts, "--template", str(path), directory])
+    return 0
+
+
+_GLOBAL_WITH_VALUE = ("-c", "--config", "-n", "--name", "--toml-file")
+
+
+def _split_options(extra: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split options into Alembic's global ones (``-c``, ``-n``) and ``init``'s."""
+    global_opts: list[str] = []
+    init_opts: list[str] = []
+    items = iter(extra)
+    for item in items:
+        if item in _GLOBAL_WITH_VALUE:
+            global_opts += [item, next(items, "")]
+        elif item.split("=", 1)[0] in _GLOBAL_WITH_VALUE:
+            global_opts.append(item)
+        else:
+            init_opts.append(item)
+    return global_opts, init_opts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m alembic_recipes``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["list"] and len(args) == 1:
+        return list_templates()
+    if args[:1] == ["init"] and len(args) >= 3:
+        return init(args[1], args[2], args[3:])
+    print(USAGE, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Awaitable Alembic commands for async applications, sharing the caller's connection.
+
+``await upgrade(engine, config)`` from a FastAPI/Starlette/Litestar lifespan or
+an async test runs the migrations on *engine* (or connection) without leaving
+the caller's event loop and without ``asyncio.run()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .connections import ACCEPTED_CONNECTABLES, Connectable
+
+__all__ = [
+    "current",
+    "current_heads",
+    "downgrade",
+    "run_command",
+    "stamp",
+    "upgrade",
+]
+
+T = TypeVar("T")
+_MISSING = object()
+
+
+async def run_command(
+    cmd: Callable[..., T],
+    connectable: Connectable | None,
+    config: Config,
+    *args: Any,
+    **kwargs: Any,
+) -> T:
+    """Await any ``alembic.command`` function, sharing *connectable* with env.py.
+
+    An ``AsyncConnection``/``AsyncEngine`` runs the command inside
+    ``run_sync()`` on the caller's loop; a sync ``Connection``/``Engine`` (or
+    ``None``: the ini's URL) runs it on a worker thread.  The caller's
+    transaction, if any, is joined: its commit or rollback decides.
+    """
+
+    def invoke(connection: Connection | Engine | None) -> T:
+        previous = config.attributes.get("connection", _MISSING)
+        if connection is not None:
+            config.attributes["connection"] = connection
+        try:
+            return cmd(config, *args, **kwargs)
+        finally:
+            if previous is _MISSING:
+                config.attributes.pop("connection", None)
+            else:
+                config.attributes["connection"] = previous
+
+    if isinstance(connectable, AsyncConnection):
+        return await connectable.run_sync(invoke)
+    if isinstance(connectable, AsyncEngine):
+        async with connectable.connect() as connection:
+            return await connection.run_sync(invoke)
+    if connectable is None or isinstance(connectable, Connection | Engine):
+        return await asyncio.to_thread(invoke, connectable)
+    raise TypeError(
+        f"expected {ACCEPTED_CONNECTABLES} or None,"
+        f" got {type(connectable).__name__}: {connectable!r}"
+    )
+
+
+async def upgrade(
+    connectable: Connectable | None,
+    config: Config,
+    revision: str = "head",
+    **kwargs: Any,
+) -> None:
+    """``alembic upgrade`` on *connectable*; keyword arguments go to ``command.upgrade``."""
+    await run_command(command.upgrade, connectable, config, revision, **kwargs)
+
+
+async def downgrade(
+    connectable: Connectable | None, config: Config, revision: str, **kwargs: Any
+) -> None:
+    """``alembic downgrade`` on *connectable*."""
+    await run_command(command.downgrade, connectable, config, revision, **kwargs)
+
+
+async def stamp(
+    connectable: Connectable | None,
+    config: Config,
+    revision: str | list[str] = "head",
+    **kwargs: Any,
+) -> None:
+    """``alembic stamp`` on *connectable*."""
+    await run_command(command.stamp, connectable, config, revision, **kwargs)
+
+
+def current_heads(config: Config) -> tuple[str, ...]:
+    """The database's current heads, read through env.py (so its options apply)."""
+    script = ScriptDirectory.from_config(config)
+    heads: list[str] = []
+
+    def read(rev: Any, context: MigrationContext) -> list[Any]:
+        heads.extend(context.get_current_heads())
+        return []
+
+    with EnvironmentContext(config, script, fn=read, dont_mutate=True):
+        script.run_env()
+    return tuple(heads)
+
+
+async def current(connectable: Connectable | None, config: Config) -> tuple[str, ...]:
+    """The database's current heads (empty at base), without printing anything."""
+    return await run_command(current_heads, connectable, config)

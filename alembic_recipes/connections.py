@@ -1,0 +1,188 @@
+"""Give env.py a synchronous ``Connection``, whatever the caller has.
+
+Alembic runs migrations on a synchronous :class:`~sqlalchemy.engine.Connection`.
+This module gets one from a URL (sync or async dialect), an ``Engine``, an
+``AsyncEngine`` or an ``AsyncConnection``, from plain sync code, from a
+running event loop (FastAPI lifespan, pytest-asyncio) or from inside
+``AsyncConnection.run_sync()``, and always finishes before returning: no
+``asyncio.run() cannot be called from a running event loop``, no
+un-awaited coroutine, no ``create_task`` that returns before migrating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeAlias, TypeVar
+
+from alembic.config import Config
+from alembic.util import CommandError
+from sqlalchemy import engine_from_config, event, pool
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_engine_from_config
+from sqlalchemy.util.concurrency import in_greenlet
+
+__all__ = [
+    "ACCEPTED_CONNECTABLES",
+    "Connectable",
+    "connect_and_run",
+    "engine_from_options",
+    "is_async_url",
+    "run_coroutine",
+    "run_with_connection",
+    "transactional_sqlite",
+]
+
+T = TypeVar("T")
+Connectable: TypeAlias = Connection | Engine | AsyncConnection | AsyncEngine
+ACCEPTED_CONNECTABLES = (
+    "a sqlalchemy Connection, Engine, AsyncConnection or AsyncEngine"
+)
+
+
+def is_async_url(url: str | URL) -> bool:
+    """True when the URL's dialect is an asyncio one (asyncpg, aiosqlite, ...)."""
+    return bool(make_url(url).get_dialect().is_async)
+
+
+def engine_from_options(
+    options: Mapping[str, str], *, prefix: str = "sqlalchemy.", where: str = "[alembic]"
+) -> Engine | AsyncEngine:
+    """A ``NullPool`` engine from ini-style options; async when the URL's dialect is."""
+    url = options.get(f"{prefix}url", "").strip()
+    if not url:
+        raise CommandError(f"no {prefix}url configured in {where}")
+    factory = async_engine_from_config if is_async_url(url) else engine_from_config
+    engine = factory(dict(options), prefix=prefix, poolclass=pool.NullPool)
+    if engine.dialect.name == "sqlite":
+        transactional_sqlite(engine)
+    return engine
+
+
+def transactional_sqlite(engine: Engine | AsyncEngine) -> None:
+    """Make SQLite DDL transactional: the driver emits no BEGIN of its own, we do.
+
+    pysqlite (and aiosqlite on top of it) only opens transactions before DML,
+    so DDL autocommits and a failed run is half-applied.  This is
+    SQLAlchemy's documented recipe: driver autocommit, ``BEGIN`` on begin.
+    """
+    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _driver_autocommit(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(sync_engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+def run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from synchronous code, event loop or not.
+
+    Without a running loop this is ``asyncio.run``.  When the calling thread
+    already runs a loop (a synchronous ``command.upgrade()`` inside an async
+    application), the coroutine runs on a fresh loop in a worker thread and
+    this call blocks until it is done, so migrations are applied on return.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with ThreadPoolExecutor(1, thread_name_prefix="alembic-recipes") as executor:
+        return executor.submit(lambda: asyncio.run(make())).result()
+
+
+def _loop_bound_error(connectable: AsyncConnection | AsyncEngine) -> CommandError:
+    kind = type(connectable).__name__
+    return CommandError(
+        f"got an {kind} from the running event loop, which a synchronous Alembic "
+        "command cannot await from inside that loop; use "
+        f"`await alembic_recipes.upgrade({kind.lower()}, config)` (or another "
+        "awaitable command), or call the command through "
+        "`await connection.run_sync(...)`"
+    )
+
+
+async def _on_async_engine(engine: AsyncEngine, fn: Callable[[Connection], T]) -> T:
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(fn)
+    finally:
+        # Pooled connections belong to the loop that is about to end.
+        await engine.dispose()
+
+
+def run_with_connection(
+    connectable: object, fn: Callable[[Connection], T], *, owned: bool = False
+) -> T:
+    """Call ``fn`` with a synchronous ``Connection`` drawn from *connectable*.
+
+    A ``Connection`` is used as is (a transaction the caller opened stays the
+    caller's to commit or roll back).  An ``Engine`` or ``AsyncEngine`` lends
+    one connection for the call.  An ``AsyncConnection`` or caller-owned
+    ``AsyncEngine`` is awaited on the caller's loop when called through
+    ``run_sync()``, or on a private loop when no loop runs.  *owned* marks an
+    engine made from the ini, which may also run on a worker thread's loop.
+    """
+    if isinstance(connectable, Connection):
+        return fn(connectable)
+    if isinstance(connectable, Engine):
+        with connectable.connect() as connection:
+            return fn(connection)
+    if isinstance(connectable, AsyncConnection):
+        if in_greenlet():
+            return fn(connectable.sync_connection)  # type: ignore[arg-type]
+        _require_no_running_loop(connectable)
+        return asyncio.run(connectable.run_sync(fn))
+    if isinstance(connectable, AsyncEngine):
+        if in_greenlet():
+            with connectable.sync_engine.connect() as connection:
+                return fn(connection)
+        if not owned:
+            _require_no_running_loop(connectable)
+        return run_coroutine(lambda: _on_async_engine(connectable, fn))
+    raise TypeError(
+        f"expected {ACCEPTED_CONNECTABLES}, got {type(connectable).__name__}:"
+        f" {connectable!r}"
+    )
+
+
+def _require_no_running_loop(connectable: AsyncConnection | AsyncEngine) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise _loop_bound_error(connectable)
+
+
+def connect_and_run(
+    config: Config,
+    fn: Callable[[Connection], T],
+    *,
+    section: str | None = None,
+    attribute: str = "connection",
+) -> T:
+    """What a generated env.py's ``run_migrations_online()`` calls.
+
+    Uses ``config.attributes[attribute]`` when a programmatic caller shared a
+    connection or engine, otherwise a new engine from ``sqlalchemy.*`` options
+    of the ini *section* (default: the main section), sync or async by URL.
+    """
+    shared = config.attributes.get(attribute)
+    if shared is not None:
+        if not isinstance(shared, Connection | Engine | AsyncConnection | AsyncEngine):
+            raise TypeError(
+                f"config.attributes[{attribute!r}] must be {ACCEPTED_CONNECTABLES},"
+                f" got {type(shared).__name__}: {shared!r}"
+            )
+        return run_with_connection(shared, fn)
+    name = section or config.config_ini_section
+    engine = engine_from_options(config.get_section(name, {}), where=f"[{name}]")
+    if isinstance(engine, AsyncEngine):
+        return run_with_connection(engine, fn, owned=True)
+    try:
+        return run_with_connection(engine, fn)
+    finally:
+        engine.dispose()

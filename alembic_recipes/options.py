@@ -1,0 +1,79 @@
+"""Read options the Alembic way: ``-x key=value``, then ``config.attributes``, then the ini.
+
+``-x`` wins because it is the most specific thing a user typed; programmatic
+callers (for whom ``-x`` is empty) use ``config.attributes``; the
+``[alembic]`` section of the ini holds the project default.
+"""
+
+from __future__ import annotations
+
+from alembic.config import Config
+from alembic.util import CommandError
+
+__all__ = [
+    "BOOLEAN_WORDS",
+    "get_bool_option",
+    "get_option",
+    "parse_bool",
+    "x_arguments",
+]
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+BOOLEAN_WORDS = "/".join(_TRUE[:3] + _FALSE[:3] + ("1", "0"))
+"""The accepted spellings of a boolean option, as shown in error messages."""
+
+
+def parse_bool(value: str | bool, *, source: str) -> bool:
+    """Parse ``value`` as a boolean; *source* names where it came from in errors."""
+    if isinstance(value, bool):
+        return value
+    word = value.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise CommandError(
+        f"invalid value {value!r} for {source}: expected one of {BOOLEAN_WORDS}"
+        " (case-insensitive)"
+    )
+
+
+def x_arguments(config: Config) -> dict[str, str]:
+    """``-x`` arguments as a dict (``-x flag`` alone maps to ``""``), as Alembic parses them."""
+    raw = getattr(config.cmd_opts, "x", None) or []
+    return {key: value for key, _, value in (arg.partition("=") for arg in raw)}
+
+
+def get_option(
+    config: Config, key: str, *, ini_key: str | None = None
+) -> tuple[str | bool | None, str]:
+    """Return ``(value, source)`` for an option, or ``(None, "")`` when unset.
+
+    Looks at ``-x key=...``, then ``config.attributes[key]``, then the
+    ``[alembic]`` ini option *ini_key* (default: *key*).
+    """
+    x_args = x_arguments(config)
+    if key in x_args:
+        return x_args[key], f"-x {key}"
+    if key in config.attributes:
+        value = config.attributes[key]
+        if not isinstance(value, (str, bool)):
+            raise CommandError(
+                f"invalid value {value!r} for config.attributes[{key!r}]:"
+                " expected a bool or a string"
+            )
+        return value, f"config.attributes[{key!r}]"
+    ini_key = ini_key or key
+    ini_value = config.get_main_option(ini_key)
+    if ini_value is not None and ini_value.strip():
+        return ini_value, f"ini option {ini_key}"
+    return None, ""
+
+
+def get_bool_option(
+    config: Config, key: str, *, ini_key: str | None = None, default: bool = False
+) -> bool:
+    """A boolean option read with :func:`get_option`; bad values raise ``CommandError``."""
+    value, source = get_option(config, key, ini_key=ini_key)
+    return default if value is None else parse_bool(value, source=source)

@@ -1,0 +1,39 @@
+"""Where our templates live, and whether the ``alembic`` command can see them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import alembic
+
+__all__ = ["TEMPLATES", "alembic_template_dir", "template_path"]
+
+TEMPLATES = ("async-shared", "data-flag")
+"""Template names shipped by this package (``templates/<name>/`` in the source)."""
+
+_SOURCE_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+def alembic_template_dir() -> Path:
+    """The directory ``alembic init -t NAME`` and ``alembic list_templates`` read."""
+    return Path(alembic.__file__).resolve().parent / "templates"
+
+
+def template_path(name: str) -> Path:
+    """Absolute path of template *name*: installed beside Alembic's, else the source tree."""
+    if name not in TEMPLATES:
+        raise LookupError(
+            f"unknown template {name!r}: expected one of {', '.join(TEMPLATES)}"
+        )
+    for base in (alembic_template_dir(), _SOURCE_DIR):
+        candidate = base / name
+        if (candidate / "README").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"template {name!r} is not installed: reinstall alembic-recipes from a wheel"
+    )
+
+
+def visible_to_alembic(name: str) -> bool:
+    """True when plain ``alembic init -t NAME`` finds template *name*."""
+    return (alembic_template_dir() / name / "README").is_file()

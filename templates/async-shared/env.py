@@ -1,0 +1,81 @@
+"""Alembic environment for async and sync engines, CLI or in-process (async-shared).
+
+From the command line, sqlalchemy.url picks the driver: async URLs
+(sqlite+aiosqlite://, postgresql+asyncpg://) run on an event loop, sync URLs
+directly.  From application code, share your engine or connection:
+
+    await alembic_recipes.upgrade(async_engine, config)   # async apps
+    config.attributes["connection"] = connection           # Connection, Engine,
+    command.upgrade(config, "head")                        # AsyncEngine, AsyncConnection
+
+A synchronous command.upgrade() also works inside a running event loop.
+"""
+
+from alembic import context
+from sqlalchemy.engine import Connection
+
+from alembic_recipes import configure_logging, connect_and_run
+
+# this is the Alembic Config object, which provides
+# access to the values within the .ini file in use.
+config = context.config
+
+# Interpret the config file for Python logging (loggers that already exist
+# stay enabled; config.attributes["configure_logger"] = False skips it).
+configure_logging(config)
+
+# add your model's MetaData object here
+# for 'autogenerate' support
+# from myapp import mymodel
+# target_metadata = mymodel.Base.metadata
+target_metadata = None
+
+# other values from the config, defined by the needs of env.py,
+# can be acquired:
+# my_important_option = config.get_main_option("my_important_option")
+# ... etc.
+
+
+def run_migrations_offline() -> None:
+    """Run migrations in 'offline' mode: write SQL, connect to nothing.
+
+    Async URLs work too: only the dialect is used.
+    """
+    context.configure(
+        url=config.get_main_option("sqlalchemy.url"),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+    )
+
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def do_run_migrations(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        # one transaction for the whole run (SQLite included); a transaction
+        # the caller opened on a shared connection stays the caller's
+        transactional_ddl=True,
+    )
+
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    """Run migrations in 'online' mode.
+
+    Uses config.attributes["connection"] when a caller shares one (Connection,
+    Engine, AsyncEngine or AsyncConnection), else sqlalchemy.url, sync or async.
+    Never commits on its own inside a transaction the caller began.
+    """
+    connect_and_run(config, do_run_migrations)
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,63 @@
+# A multi-purpose Alembic configuration: schema and data migrations (data-flag).
+
+[alembic]
+# path to migration scripts
+script_location = ${script_location}
+
+# sys.path entry so env.py can import your application's models
+prepend_sys_path = .
+path_separator = os
+
+# Database URL, sync or async: sqlite:///, sqlite+aiosqlite:///,
+# postgresql+psycopg://, postgresql+asyncpg://, mysql+pymysql://, ...
+sqlalchemy.url = sqlite:///%(here)s/app.db
+
+# Run the data part of each revision (data_upgrades/data_downgrades)?
+# -x data=true|false overrides this; code sets config.attributes["data"].
+# Accepted: true/false, yes/no, on/off, 1/0.
+data_migrations = false
+
+# Table recording which revisions' data parts have run.
+# data_version_table = alembic_data_version
+
+[post_write_hooks]
+# New revision files are formatted with `ruff format` when ruff is installed.
+hooks = format
+format.type = alembic_recipes_ruff
+
+# Logging configuration, applied by env.py from the command line; in-process
+# callers keep their loggers (config.attributes["configure_logger"] = False
+# skips it).
+[loggers]
+keys = root,sqlalchemy,alembic
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = WARNING
+handlers = console
+qualname =
+
+[logger_sqlalchemy]
+level = WARNING
+handlers =
+qualname = sqlalchemy.engine
+
+[logger_alembic]
+level = INFO
+handlers =
+qualname = alembic
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(levelname)-5.5s [%(name)s] %(message)s
+datefmt = %H:%M:%S

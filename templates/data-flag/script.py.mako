@@ -1,0 +1,62 @@
+<%!
+    import alembic_recipes.formatting  # registers the post-write hook in alembic.ini
+%>\
+<%
+    body = (upgrades or "") + (downgrades or "")
+%>\
+"""${message}
+
+Revision ID: ${up_revision}
+Revises: ${down_revision | comma,n}
+Create Date: ${create_date}
+
+"""
+
+from collections.abc import Sequence
+
+% if "sa." in body:
+import sqlalchemy as sa
+% endif
+% if "op." in body:
+from alembic import op
+% endif
+from alembic_recipes import run_data_downgrade, run_data_upgrade
+${imports if imports else ""}
+# revision identifiers, used by Alembic.
+revision: str = ${repr(up_revision)}
+down_revision: str | Sequence[str] | None = ${repr(down_revision)}
+branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
+depends_on: str | Sequence[str] | None = ${repr(depends_on)}
+
+
+def upgrade() -> None:
+    """Schema part, then the data part when data migrations are on."""
+    schema_upgrades()
+    run_data_upgrade(revision, data_upgrades)
+
+
+def downgrade() -> None:
+    """Data part (only if it ran), then the schema part."""
+    run_data_downgrade(revision, data_downgrades)
+    schema_downgrades()
+
+
+def schema_upgrades() -> None:
+    """Schema changes; autogenerate writes here."""
+    ${upgrades if upgrades else "pass"}
+
+
+def schema_downgrades() -> None:
+    """Undo schema_upgrades()."""
+    ${downgrades if downgrades else "pass"}
+
+
+def data_upgrades() -> None:
+    """Data changes (backfills, seed rows); run with -x data=true.
+
+    Use op.execute() or op.get_bind() (from alembic import op).
+    """
+
+
+def data_downgrades() -> None:
+    """Undo data_upgrades(); runs only if data_upgrades() ran."""

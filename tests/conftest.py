@@ -1,0 +1,239 @@
+"""Shared fixtures: real database servers and temp projects driven through the ``alembic`` CLI.
+
+* ``pg_url`` / ``mysql_url``: a throwaway database on the PostgreSQL / MariaDB
+  server at ``ALEMBIC_RECIPES_PG_URL`` / ``ALEMBIC_RECIPES_MYSQL_URL``, dropped
+  afterwards.  An unreachable server skips the test, except under ``CI=true``
+  where it fails: CI must never silently skip a server.
+* ``project``: ``make(template, url=...)`` runs ``alembic init -t template`` in
+  a temp dir and returns a :class:`Project` that runs the real ``alembic``
+  console script and edits revisions the way a user would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+
+PG_URL = os.environ.get(
+    "ALEMBIC_RECIPES_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+MYSQL_URL = os.environ.get("ALEMBIC_RECIPES_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+BIN = Path(sys.executable).parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _unreachable(server: str, url: URL, exc: Exception) -> None:
+    reason = (
+        f"{server} at {url.render_as_string(hide_password=True)} is unreachable: "
+        f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+    )
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: server tests must run, not skip)")
+    pytest.skip(reason)
+
+
+@dataclass
+class ServerDB:
+    """A throwaway database on a real server, reachable through several drivers."""
+
+    url: URL  # without driver: postgresql://... or mysql://...
+
+    def driver_url(self, driver: str) -> str:
+        backend = self.url.get_backend_name()
+        return self.url.set(drivername=f"{backend}+{driver}").render_as_string(
+            hide_password=False
+        )
+
+    def engine(self) -> sa.Engine:
+        driver = "psycopg" if self.url.get_backend_name() == "postgresql" else "pymysql"
+        return sa.create_engine(self.driver_url(driver), poolclass=sa.pool.NullPool)
+
+
+def _throwaway(base: str, driver: str, server: str) -> Iterator[ServerDB]:
+    url = make_url(base)
+    admin = sa.create_engine(
+        url.set(drivername=f"{url.get_backend_name()}+{driver}"),
+        isolation_level="AUTOCOMMIT",
+        poolclass=sa.pool.NullPool,
+    )
+    name = f"ar_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    except sa.exc.OperationalError as exc:
+        _unreachable(server, url, exc)
+    try:
+        yield ServerDB(url.set(database=name))
+    finally:
+        force = " WITH (FORCE)" if url.get_backend_name() == "postgresql" else ""
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}{force}")
+        admin.dispose()
+
+
+@pytest.fixture
+def pg() -> Iterator[ServerDB]:
+    """A throwaway PostgreSQL database."""
+    yield from _throwaway(PG_URL, "psycopg", "PostgreSQL")
+
+
+@pytest.fixture
+def mysql() -> Iterator[ServerDB]:
+    """A throwaway MariaDB/MySQL database."""
+    yield from _throwaway(MYSQL_URL, "pymysql", "MariaDB")
+
+
+@dataclass
+class Result:
+    """What one ``alembic`` invocation did."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+class Project:
+    """A temp project made by ``alembic init -t TEMPLATE migrations``."""
+
+    def __init__(self, root: Path, template: str) -> None:
+        self.root = root
+        self.template = template
+        self.ini = root / "alembic.ini"
+        self.versions = root / "migrations" / "versions"
+        self.env_py = root / "migrations" / "env.py"
+        self.prepared: Any = None
+
+    def alembic(self, *args: str, ok: bool | None = True) -> Result:
+        """Run the real ``alembic`` console script in the project directory.
+
+        ``ok=True`` asserts exit 0, ``ok=False`` asserts a failure, ``None``
+        asserts nothing.
+        """
+        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        done = subprocess.run(
+            [str(BIN / "alembic"), *args],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        result = Result(done.returncode, done.stdout, done.stderr)
+        if ok is True:
+            assert result.code == 0, f"alembic {' '.join(args)} failed:\n{result.output}"
+        elif ok is False:
+            assert result.code != 0, f"alembic {' '.join(args)} succeeded:\n{result.output}"
+        return result
+
+    def set_option(self, key: str, value: str, section: str = "alembic") -> None:
+        """Set ``key = value`` in an ini section, editing the text like a user."""
+        text = self.ini.read_text()
+        pattern = re.compile(rf"^#? ?{re.escape(key)} = .*$", re.M)
+        start = text.index(f"[{section}]")
+        end = text.find("\n[", start + 1)
+        end = len(text) if end == -1 else end
+        body = text[start:end]
+        if pattern.search(body):
+            body = pattern.sub(lambda _: f"{key} = {value}", body, count=1)
+        else:
+            body = body.rstrip("\n") + f"\n{key} = {value}\n\n"
+        self.ini.write_text(text[:start] + body + text[end:])
+
+    def revision(self, message: str, **bodies: str) -> str:
+        """``alembic revision -m message``, then fill function bodies.
+
+        Keyword arguments name functions of the generated file
+        (``upgrade``, ``schema_upgrades``, ``data_upgrades`` ...); their code
+        replaces the ``pass``.  Returns the revision id.
+        """
+        extra = bodies.pop("args", "")
+        result = self.alembic("revision", "-m", message, *extra.split())
+        path = Path(re.findall(r"Generating (\S+\.py)", result.output)[0])
+        text = path.read_text()
+        for name, code in bodies.items():
+            text = set_body(text, name, code)
+        if bodies and not re.search(r"^from alembic import op$", text, re.M):
+            text = text.replace(
+                "from collections.abc import Sequence\n",
+                "from collections.abc import Sequence\n\n"
+                "import sqlalchemy as sa\nfrom alembic import op\n",
+            )
+        path.write_text(text)
+        return re.findall(r'^revision: str = "(\w+)"', text, re.M)[0]
+
+    def revision_file(self, revision: str) -> Path:
+        return next(self.versions.glob(f"{revision}_*.py"))
+
+
+def set_body(text: str, function: str, code: str) -> str:
+    """Replace the body (after its docstring) of ``def function()`` in *text*."""
+    pattern = re.compile(
+        rf'(^def {function}\(\) -> None:\n    """.*?"""\n)(    pass\n)?', re.M | re.S
+    )
+    body = "".join(f"    {line}\n" for line in code.strip("\n").splitlines())
+    new, count = pattern.subn(lambda m: m.group(1) + body, text, count=1)
+    assert count == 1, f"no function {function} in revision"
+    return new
+
+
+@pytest.fixture(scope="session")
+def _project_cache(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Any]]:
+    return {}
+
+
+@pytest.fixture
+def project(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, _project_cache: dict[str, tuple[Path, Any]]
+) -> Callable[..., Project]:
+    """Factory: ``project("data-flag", url=...)`` -> an initialised :class:`Project`.
+
+    ``alembic init -t TEMPLATE`` (plus an optional *prepare* step writing
+    revisions, cached under *key*) runs once per test session; each test gets
+    its own copy, so tests stay independent without paying for the CLI
+    start-up again.  The copy's ``prepared`` attribute holds what *prepare*
+    returned.
+    """
+
+    def make(
+        template: str,
+        url: str | None = None,
+        name: str = "app",
+        prepare: Callable[[Project], Any] | None = None,
+        key: str | None = None,
+    ) -> Project:
+        cache_key = f"{template}:{key or (prepare.__name__ if prepare else '')}"
+        if cache_key not in _project_cache:
+            seed = tmp_path_factory.mktemp("seed") / name
+            seed.mkdir()
+            proj = Project(seed, template)
+            proj.alembic("init", "-t", template, "migrations")
+            extra = prepare(proj) if prepare else None
+            _project_cache[cache_key] = (seed, extra)
+        seed, extra = _project_cache[cache_key]
+        root = tmp_path / name
+        shutil.copytree(seed, root, ignore=shutil.ignore_patterns("__pycache__", "*.db"))
+        text = (root / "alembic.ini").read_text().replace(str(seed), str(root))
+        (root / "alembic.ini").write_text(text)
+        proj = Project(root, template)
+        proj.prepared = extra
+        if url is not None:
+            proj.set_option("sqlalchemy.url", url)
+        return proj
+
+    return make
