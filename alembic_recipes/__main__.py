@@ -1,4 +1,4 @@
-"""``python -m alembic_recipes``: list or use our templates when ``alembic`` cannot see them.
+"""``python -m alembic_recipes``: our templates where ``alembic`` cannot see them.
 
 Wheels install the templates beside Alembic's own, so ``alembic list_templates``
 and ``alembic init -t NAME`` work.  Editable installs, or an ``alembic`` living
@@ -16,7 +16,12 @@ from collections.abc import Sequence
 
 from alembic.config import main as alembic_main
 
-from .templates import TEMPLATES, alembic_template_dir, template_path, visible_to_alembic
+from .templates import (
+    TEMPLATES,
+    alembic_template_dir,
+    template_path,
+    visible_to_alembic,
+)
 
 USAGE = (
     "usage: python -m alembic_recipes list\n"

@@ -80,7 +80,7 @@ async def upgrade(
     revision: str = "head",
     **kwargs: Any,
 ) -> None:
-    """``alembic upgrade`` on *connectable*; keyword arguments go to ``command.upgrade``."""
+    """``alembic upgrade`` on *connectable*; keywords go to ``command.upgrade``."""
     await run_command(command.upgrade, connectable, config, revision, **kwargs)
 
 

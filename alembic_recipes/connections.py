@@ -20,7 +20,11 @@ from alembic.config import Config
 from alembic.util import CommandError
 from sqlalchemy import engine_from_config, event, pool
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_engine_from_config
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_engine_from_config,
+)
 from sqlalchemy.util.concurrency import in_greenlet
 
 __all__ = [

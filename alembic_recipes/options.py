@@ -1,4 +1,4 @@
-"""Read options the Alembic way: ``-x key=value``, then ``config.attributes``, then the ini.
+"""Options the Alembic way: ``-x key=value``, ``config.attributes``, then the ini.
 
 ``-x`` wins because it is the most specific thing a user typed; programmatic
 callers (for whom ``-x`` is empty) use ``config.attributes``; the
@@ -40,7 +40,7 @@ def parse_bool(value: str | bool, *, source: str) -> bool:
 
 
 def x_arguments(config: Config) -> dict[str, str]:
-    """``-x`` arguments as a dict (``-x flag`` alone maps to ``""``), as Alembic parses them."""
+    """``-x`` arguments as a dict, as Alembic parses them (``-x flag`` gives ``""``)."""
     raw = getattr(config.cmd_opts, "x", None) or []
     return {key: value for key, _, value in (arg.partition("=") for arg in raw)}
 
@@ -74,6 +74,6 @@ def get_option(
 def get_bool_option(
     config: Config, key: str, *, ini_key: str | None = None, default: bool = False
 ) -> bool:
-    """A boolean option read with :func:`get_option`; bad values raise ``CommandError``."""
+    """A boolean :func:`get_option`; bad values raise ``CommandError``."""
     value, source = get_option(config, key, ini_key=ini_key)
     return default if value is None else parse_bool(value, source=source)

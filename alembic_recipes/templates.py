@@ -6,12 +6,21 @@ from pathlib import Path
 
 import alembic
 
-__all__ = ["TEMPLATES", "alembic_template_dir", "template_path"]
+__all__ = [
+    "TEMPLATES",
+    "alembic_template_dir",
+    "template_path",
+    "visible_to_alembic",
+]
 
 TEMPLATES = ("async-shared", "data-flag")
 """Template names shipped by this package (``templates/<name>/`` in the source)."""
 
-_SOURCE_DIR = Path(__file__).resolve().parent.parent / "templates"
+_HERE = Path(__file__).resolve().parent.parent
+# Where else a template can be: the wheel's alembic/templates beside this package
+# (when Alembic itself is installed in another site directory), and the source
+# tree's templates/ (editable installs).
+_FALLBACK_DIRS = (_HERE / "alembic" / "templates", _HERE / "templates")
 
 
 def alembic_template_dir() -> Path:
@@ -20,17 +29,17 @@ def alembic_template_dir() -> Path:
 
 
 def template_path(name: str) -> Path:
-    """Absolute path of template *name*: installed beside Alembic's, else the source tree."""
+    """Absolute path of template *name*: beside Alembic's, else the source tree."""
     if name not in TEMPLATES:
         raise LookupError(
             f"unknown template {name!r}: expected one of {', '.join(TEMPLATES)}"
         )
-    for base in (alembic_template_dir(), _SOURCE_DIR):
+    for base in (alembic_template_dir(), *_FALLBACK_DIRS):
         candidate = base / name
         if (candidate / "README").is_file():
             return candidate
     raise FileNotFoundError(
-        f"template {name!r} is not installed: reinstall alembic-recipes from a wheel"
+        f"template {name!r} is not installed: reinstall alembic-recipes"
     )
 
 

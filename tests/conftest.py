@@ -1,4 +1,4 @@
-"""Shared fixtures: real database servers and temp projects driven through the ``alembic`` CLI.
+"""Fixtures: real database servers, temp projects driven through the ``alembic`` CLI.
 
 * ``pg_url`` / ``mysql_url``: a throwaway database on the PostgreSQL / MariaDB
   server at ``ALEMBIC_RECIPES_PG_URL`` / ``ALEMBIC_RECIPES_MYSQL_URL``, dropped
@@ -29,7 +29,9 @@ from sqlalchemy.engine import URL, make_url
 PG_URL = os.environ.get(
     "ALEMBIC_RECIPES_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-MYSQL_URL = os.environ.get("ALEMBIC_RECIPES_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+MYSQL_URL = os.environ.get(
+    "ALEMBIC_RECIPES_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"
+)
 BIN = Path(sys.executable).parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -136,9 +138,13 @@ class Project:
         )
         result = Result(done.returncode, done.stdout, done.stderr)
         if ok is True:
-            assert result.code == 0, f"alembic {' '.join(args)} failed:\n{result.output}"
+            assert result.code == 0, (
+                f"alembic {' '.join(args)} failed:\n{result.output}"
+            )
         elif ok is False:
-            assert result.code != 0, f"alembic {' '.join(args)} succeeded:\n{result.output}"
+            assert result.code != 0, (
+                f"alembic {' '.join(args)} succeeded:\n{result.output}"
+            )
         return result
 
     def set_option(self, key: str, value: str, section: str = "alembic") -> None:
@@ -193,13 +199,17 @@ def set_body(text: str, function: str, code: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def _project_cache(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Any]]:
+def _project_cache(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, tuple[Path, Any]]:
     return {}
 
 
 @pytest.fixture
 def project(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, _project_cache: dict[str, tuple[Path, Any]]
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    _project_cache: dict[str, tuple[Path, Any]],
 ) -> Callable[..., Project]:
     """Factory: ``project("data-flag", url=...)`` -> an initialised :class:`Project`.
 
@@ -227,7 +237,9 @@ def project(
             _project_cache[cache_key] = (seed, extra)
         seed, extra = _project_cache[cache_key]
         root = tmp_path / name
-        shutil.copytree(seed, root, ignore=shutil.ignore_patterns("__pycache__", "*.db"))
+        shutil.copytree(
+            seed, root, ignore=shutil.ignore_patterns("__pycache__", "*.db")
+        )
         text = (root / "alembic.ini").read_text().replace(str(seed), str(root))
         (root / "alembic.ini").write_text(text)
         proj = Project(root, template)

@@ -13,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-
 from conftest import BIN, Project, ServerDB
 
 SCHEMA1 = """\
@@ -44,7 +43,9 @@ class Env:
         with self.engine.connect() as conn:
             if not sa.inspect(conn).has_table("alembic_data_version"):
                 return set()
-            return set(conn.scalars(sa.text("SELECT revision FROM alembic_data_version")))
+            return set(
+                conn.scalars(sa.text("SELECT revision FROM alembic_data_version"))
+            )
 
     def version(self) -> set[str]:
         with self.engine.connect() as conn:
@@ -57,9 +58,13 @@ class Env:
             return set(sa.inspect(conn).get_table_names())
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str | None, sa.Engine]:
-    """(URL to put in alembic.ini or None for the embedded default, engine to inspect)."""
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+)
+def backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> tuple[str | None, sa.Engine]:
+    """(URL for alembic.ini, None for the embedded default; engine to inspect)."""
     if request.param == "sqlite":
         return None, sa.create_engine(f"sqlite:///{tmp_path / 'app' / 'app.db'}")
     db: ServerDB = request.getfixturevalue("pg")
@@ -78,7 +83,9 @@ def _two_revisions(proj: Project) -> tuple[str, str]:
     )
     rev2 = proj.revision(
         "two",
-        schema_upgrades='op.create_table("t2", sa.Column("id", sa.Integer, primary_key=True))',
+        schema_upgrades=(
+            'op.create_table("t2", sa.Column("id", sa.Integer, primary_key=True))'
+        ),
         schema_downgrades='op.drop_table("t2")',
         data_upgrades=(
             "op.execute(\"INSERT INTO log (entry) VALUES ('data2')\")\n"
@@ -204,7 +211,9 @@ def test_offline_sql_includes_data_only_when_on(env: Env) -> None:
     on = env.proj.alembic("-x", "data=true", "upgrade", "head", "--sql").stdout
     assert "CREATE TABLE log" in off and "CREATE TABLE log" in on
     assert "data1" not in off and "alembic_data_version" not in off
-    assert on.index("CREATE TABLE log") < on.index("'data1'") < on.index("CREATE TABLE t2")
+    assert (
+        on.index("CREATE TABLE log") < on.index("'data1'") < on.index("CREATE TABLE t2")
+    )
     assert on.index("CREATE TABLE t2") < on.index("'data2'")
     assert f"INSERT INTO alembic_data_version (revision) VALUES ('{env.rev2}')" in on
     down_on = env.proj.alembic(
@@ -232,7 +241,7 @@ def test_programmatic_flag_via_attributes(env: Env) -> None:
     command.upgrade(cfg, "head")
     assert env.log() == ["data1", "data2"]
     cfg.attributes["data"] = "maybe"
-    with pytest.raises(Exception, match="'maybe' for config.attributes"):
+    with pytest.raises(Exception, match=r"'maybe' for config\.attributes"):
         command.upgrade(cfg, "head")
 
 
@@ -275,9 +284,15 @@ def test_autogenerate_goes_to_schema_functions_and_is_ruff_clean(env: Env) -> No
     assert "op.create_table" not in data and "op.drop_table" not in data
     assert "alembic_data_version" not in text
     ruff = [sys.executable, "-m", "ruff"]
-    check = subprocess.run([*ruff, "check", "--isolated", str(path)], capture_output=True, text=True)
+    check = subprocess.run(
+        [*ruff, "check", "--isolated", str(path)], capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout
-    fmt = subprocess.run([*ruff, "format", "--isolated", "--check", str(path)], capture_output=True, text=True)
+    fmt = subprocess.run(
+        [*ruff, "format", "--isolated", "--check", str(path)],
+        capture_output=True,
+        text=True,
+    )
     assert fmt.returncode == 0, fmt.stdout
     env.proj.alembic("upgrade", "head")
     assert "customer" in env.tables()

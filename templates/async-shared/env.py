@@ -4,9 +4,11 @@ From the command line, sqlalchemy.url picks the driver: async URLs
 (sqlite+aiosqlite://, postgresql+asyncpg://) run on an event loop, sync URLs
 directly.  From application code, share your engine or connection:
 
-    await alembic_recipes.upgrade(async_engine, config)   # async apps
-    config.attributes["connection"] = connection           # Connection, Engine,
-    command.upgrade(config, "head")                        # AsyncEngine, AsyncConnection
+    await alembic_recipes.upgrade(async_engine, config)  # in async apps
+
+    # or: a Connection, Engine, AsyncEngine or AsyncConnection
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
 
 A synchronous command.upgrade() also works inside a running event loop.
 """

@@ -1,0 +1,68 @@
+"""Test sessions.  Plain ``nox`` runs them all (the README's test command).
+
+* ``lint``: ruff check + ruff format --check (package, tests, templates' Python).
+* ``typecheck``: mypy --strict on ``alembic_recipes``.
+* ``tests``: the suite against the newest Alembic/SQLAlchemy/drivers.
+* ``tests_oldest``: the same suite with every dependency at the floor that
+  pyproject.toml declares (``>=X`` installed as ``==X``).
+"""
+
+from __future__ import annotations
+
+import nox
+from packaging.requirements import Requirement
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["lint", "typecheck", "tests", "tests_oldest"]
+nox.options.error_on_missing_interpreters = True
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+TEST_DEPS = nox.project.dependency_groups(PYPROJECT, "test")
+PYTEST = ("pytest", "-n", "2", "-p", "no:cacheprovider", "-ra")
+
+
+def _floors() -> list[str]:
+    """Runtime and ``postgresql`` requirements pinned at their declared floors."""
+    project = PYPROJECT["project"]
+    pins = []
+    for spec in [
+        *project["dependencies"],
+        *project["optional-dependencies"]["postgresql"],
+    ]:
+        req = Requirement(spec)
+        floor = next(s.version for s in req.specifier if s.operator == ">=")
+        extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        pins.append(f"{req.name}{extras}=={floor}")
+    return pins
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install("mypy", ".")
+    session.run("mypy")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    # a real (non-editable) install: the wheel puts our templates into alembic/templates
+    session.install(".[postgresql]", *TEST_DEPS)
+    session.run(*PYTEST, *session.posargs)
+
+
+@nox.session
+def tests_oldest(session: nox.Session) -> None:
+    session.install(".[postgresql]", *TEST_DEPS, *_floors())
+    session.run(
+        "python",
+        "-c",
+        "import alembic, sqlalchemy; "
+        "print('alembic', alembic.__version__, 'sqlalchemy', sqlalchemy.__version__)",
+    )
+    session.run(*PYTEST, "-m", "not wheel", *session.posargs)

@@ -1,0 +1,168 @@
+"""The wheel registers our templates with the stock ``alembic`` CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import tomllib
+from conftest import IN_CI
+
+from alembic_recipes.templates import TEMPLATES
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_DIRS = sorted(p.name for p in (ROOT / "templates").iterdir() if p.is_dir())
+
+
+def synopsis(name: str) -> str:
+    return (ROOT / "templates" / name / "README").read_text().splitlines()[0]
+
+
+def test_every_template_is_shipped_and_has_a_synopsis() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    mapping = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    assert mapping == {
+        f"templates/{n}": f"alembic/templates/{n}" for n in TEMPLATE_DIRS
+    }
+    assert sorted(TEMPLATES) == TEMPLATE_DIRS
+    for name in TEMPLATE_DIRS:
+        files = {p.name for p in (ROOT / "templates" / name).iterdir()}
+        assert {"README", "alembic.ini.mako", "env.py", "script.py.mako"} <= files
+        assert synopsis(name).strip(), f"{name}/README needs a synopsis first line"
+
+
+def _uv() -> str:
+    uv = shutil.which("uv")
+    if uv is None:
+        message = "uv is needed to build and install the wheel"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return uv
+
+
+def run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
+    assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    run(_uv(), "build", "--wheel", "--out-dir", out, ROOT, cwd=ROOT)
+    (built,) = out.glob("alembic_recipes-*.whl")
+    return built
+
+
+@pytest.mark.wheel
+def test_wheel_layout(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    for name in TEMPLATE_DIRS:
+        assert f"alembic/templates/{name}/README" in names
+        assert f"alembic/templates/{name}/env.py" in names
+    # nothing that would shadow Alembic or break `alembic list_templates`
+    assert "alembic/__init__.py" not in names
+    assert all(n.count("/") == 3 for n in names if n.startswith("alembic/"))
+    assert not [n for n in names if n.endswith(".pyc") or "__pycache__" in n]
+    assert "alembic_recipes/py.typed" in names
+
+
+def _venv(tmp: Path, name: str) -> Path:
+    venv = tmp / name
+    run(_uv(), "venv", "--quiet", "--python", sys.executable, venv, cwd=tmp)
+    return venv / "bin"
+
+
+def _sqlite_versions(path: Path) -> list[str]:
+    with sqlite3.connect(path) as db:
+        return [row[0] for row in db.execute("SELECT version_num FROM alembic_version")]
+
+
+@pytest.mark.wheel
+def test_fresh_venv_list_init_upgrade_uninstall(wheel: Path, tmp_path: Path) -> None:
+    bin_ = _venv(tmp_path, "venv")
+    run(
+        _uv(),
+        "pip",
+        "install",
+        "--quiet",
+        "--python",
+        bin_ / "python",
+        wheel,
+        cwd=tmp_path,
+    )
+    alembic = bin_ / "alembic"
+
+    listing = run(alembic, "list_templates", cwd=tmp_path)
+    assert "generic - " in listing
+    for name in TEMPLATE_DIRS:
+        assert f"{name} - {synopsis(name)}" in listing
+
+    for name in TEMPLATE_DIRS:
+        proj = tmp_path / name
+        proj.mkdir()
+        run(alembic, "init", "-t", name, "./migrations", cwd=proj)
+        run(alembic, "revision", "-m", "first", cwd=proj)
+        out = run(alembic, "upgrade", "head", cwd=proj)
+        assert "Running upgrade" in out
+        assert len(_sqlite_versions(proj / "app.db")) == 1
+
+    fallback = run(bin_ / "python", "-m", "alembic_recipes", "list", cwd=tmp_path)
+    assert "not visible" not in fallback
+
+    site = Path(
+        run(
+            bin_ / "python",
+            "-c",
+            "import alembic; print(alembic.__file__)",
+            cwd=tmp_path,
+        ).strip()
+    ).parent
+    run(_uv(), "pip", "uninstall", "--quiet", "--python", bin_ / "python",
+        "alembic-recipes", cwd=tmp_path)  # fmt: skip
+    assert sorted(p.name for p in (site / "templates").iterdir()) == sorted(
+        p.name for p in (site / "templates").iterdir() if p.name not in TEMPLATE_DIRS
+    )
+    assert not any((site / "templates" / n).exists() for n in TEMPLATE_DIRS)
+    after = run(alembic, "list_templates", cwd=tmp_path)
+    assert "generic - " in after and "data-flag" not in after
+
+
+@pytest.mark.wheel
+def test_fallback_when_alembic_lives_elsewhere(wheel: Path, tmp_path: Path) -> None:
+    """Alembic in one site directory, alembic-recipes in another (PYTHONPATH)."""
+    bin_ = _venv(tmp_path, "venv")
+    deps = ["alembic", "sqlalchemy[asyncio]", "mako", "aiosqlite"]
+    run(_uv(), "pip", "install", "--quiet", "--python", bin_ / "python", *deps,
+        cwd=tmp_path)  # fmt: skip
+    other = tmp_path / "other"
+    run(_uv(), "pip", "install", "--quiet", "--no-deps", "--target", other, wheel,
+        cwd=tmp_path)  # fmt: skip
+    env = {"PYTHONPATH": str(other)}
+    listing = run(
+        bin_ / "python", "-m", "alembic_recipes", "list", cwd=tmp_path, env=env
+    )
+    assert "not visible to `alembic list_templates`" in listing
+    for name in TEMPLATE_DIRS:
+        assert f"{name} - {synopsis(name)}" in listing
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    run(bin_ / "python", "-m", "alembic_recipes", "init", "data-flag", "migrations",
+        cwd=proj, env=env)  # fmt: skip
+    run(bin_ / "alembic", "revision", "-m", "first", cwd=proj, env=env)
+    run(bin_ / "alembic", "upgrade", "head", cwd=proj, env=env)
+    assert len(_sqlite_versions(proj / "app.db")) == 1
