@@ -5,6 +5,7 @@ Public API:
 * :func:`configure_logging` -- the ini's logging without disabling app loggers.
 * :func:`connect_and_run` / :func:`run_with_connection` -- a sync ``Connection``
   from a URL, ``Engine``, ``AsyncEngine`` or ``AsyncConnection``, event loop or not.
+* :func:`transactional_sqlite` -- real transactions (DDL included) on SQLite.
 * :func:`upgrade`, :func:`downgrade`, :func:`stamp`, :func:`current`,
   :func:`run_command` -- awaitable Alembic commands sharing the caller's engine.
 * :func:`data_enabled`, :func:`run_data_upgrade`, :func:`run_data_downgrade`,
@@ -21,6 +22,7 @@ from .connections import (
     is_async_url,
     run_coroutine,
     run_with_connection,
+    transactional_sqlite,
 )
 from .data import (
     data_enabled,
@@ -54,6 +56,7 @@ __all__ = [
     "run_with_connection",
     "skip_data_table",
     "stamp",
+    "transactional_sqlite",
     "upgrade",
 ]
 __version__ = "0.1.0"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from logging.config import fileConfig
 
 from alembic.config import Config
@@ -10,14 +11,19 @@ __all__ = ["configure_logging"]
 
 
 def configure_logging(config: Config) -> None:
-    """Apply the ini file's ``[loggers]`` setup, unless the caller opted out.
+    """Apply the ini file's logging sections when nobody configured logging yet.
 
-    Unlike the stock ``fileConfig(config.config_file_name)``, loggers that
-    already exist (uvicorn's, your application's) stay enabled.  In-process
-    callers that manage logging themselves set
-    ``config.attributes["configure_logger"] = False`` to skip the ini entirely.
+    From the ``alembic`` CLI the ini's logging applies.  In-process, when the
+    application already set up logging (the root logger has handlers), the
+    ini is left alone so the app's handlers and loggers stay as they are.
+    ``config.attributes["configure_logger"]`` forces it: ``True`` applies the
+    ini anyway (existing loggers still stay enabled, unlike the stock
+    ``fileConfig(...)``), ``False`` never applies it.
     """
-    if not config.attributes.get("configure_logger", True):
+    setting = config.attributes.get("configure_logger")
+    if setting is False:
+        return
+    if setting is None and logging.getLogger().handlers:
         return
     if config.config_file_name is None:
         return

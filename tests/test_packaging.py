@@ -7,11 +7,11 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
-import tomllib
 from conftest import IN_CI
 
 from alembic_recipes.templates import TEMPLATES
