@@ -187,6 +187,19 @@ class Project:
         return next(self.versions.glob(f"{revision}_*.py"))
 
 
+def assert_ruff_clean(path: Path) -> None:
+    """``ruff check`` and ``ruff format --check`` pass on a generated file, run
+    from the user's project directory with ruff's default settings."""
+    for args in (["check"], ["format", "--check"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "ruff", *args, "--isolated", path.name],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, f"ruff {args[0]}:\n{done.stdout}{done.stderr}"
+
+
 def set_body(text: str, function: str, code: str) -> str:
     """Replace the body (after its docstring) of ``def function()`` in *text*."""
     pattern = re.compile(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,7 +16,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
-from conftest import Project, ServerDB
+from conftest import Project, ServerDB, assert_ruff_clean
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import alembic_recipes
@@ -80,10 +78,15 @@ class Async:
     params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
 )
 def a(
-    request: pytest.FixtureRequest, project: Callable[..., Project], tmp_path: Path
+    request: pytest.FixtureRequest,
+    project: Callable[..., Project],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Async:
+    # in-process runs start in the project directory, as applications do
     if request.param == "sqlite":
         proj = project("async-shared", prepare=_account_revision)
+        monkeypatch.chdir(proj.root)
         db = tmp_path / "app" / "app.db"
         return Async(
             proj, f"sqlite+aiosqlite:///{db}", f"sqlite:///{db}", proj.prepared
@@ -91,6 +94,7 @@ def a(
     server: ServerDB = request.getfixturevalue("pg")
     url = server.driver_url("asyncpg")
     proj = project("async-shared", url=url, prepare=_account_revision)
+    monkeypatch.chdir(proj.root)
     return Async(proj, url, server.driver_url("psycopg"), proj.prepared)
 
 
@@ -138,13 +142,7 @@ def test_autogenerate_with_async_url(a: Async) -> None:
     generated = path.read_text()
     assert 'op.create_table(\n        "invoice"' in generated
     assert '"account"' not in generated
-    for args in (["check"], ["format", "--check"]):
-        done = subprocess.run(
-            [sys.executable, "-m", "ruff", *args, "--isolated", str(path)],
-            capture_output=True,
-            text=True,
-        )
-        assert done.returncode == 0, done.stdout
+    assert_ruff_clean(path)
     a.proj.alembic("upgrade", "head")
     assert "invoice" in a.tables()
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from conftest import BIN, Project, ServerDB
+from conftest import BIN, Project, ServerDB, assert_ruff_clean
 
 SCHEMA1 = """\
 op.create_table(
@@ -100,10 +98,19 @@ def _two_revisions(proj: Project) -> tuple[str, str]:
 
 
 @pytest.fixture
-def env(project: Callable[..., Project], backend: tuple[str | None, sa.Engine]) -> Env:
-    """A data-flag project with :func:`_two_revisions` on the backend under test."""
+def env(
+    project: Callable[..., Project],
+    backend: tuple[str | None, sa.Engine],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Env:
+    """A data-flag project with :func:`_two_revisions` on the backend under test.
+
+    The working directory is the project's, as for an application (Alembic
+    before 1.16 writes a cwd-relative ``script_location``).
+    """
     url, engine = backend
     proj = project("data-flag", url=url, prepare=_two_revisions)
+    monkeypatch.chdir(proj.root)
     return Env(proj, engine, *proj.prepared)
 
 
@@ -283,17 +290,7 @@ def test_autogenerate_goes_to_schema_functions_and_is_ruff_clean(env: Env) -> No
     assert 'op.drop_table("customer")' in schema_down
     assert "op.create_table" not in data and "op.drop_table" not in data
     assert "alembic_data_version" not in text
-    ruff = [sys.executable, "-m", "ruff"]
-    check = subprocess.run(
-        [*ruff, "check", "--isolated", str(path)], capture_output=True, text=True
-    )
-    assert check.returncode == 0, check.stdout
-    fmt = subprocess.run(
-        [*ruff, "format", "--isolated", "--check", str(path)],
-        capture_output=True,
-        text=True,
-    )
-    assert fmt.returncode == 0, fmt.stdout
+    assert_ruff_clean(path)
     env.proj.alembic("upgrade", "head")
     assert "customer" in env.tables()
     assert BIN

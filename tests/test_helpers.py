@@ -1,0 +1,150 @@
+"""Unit tests of the helper functions (on top of the CLI tests, not instead)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.config import Config
+from alembic.util import CommandError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from alembic_recipes import connect_and_run, is_async_url, parse_bool, run_coroutine
+from alembic_recipes.__main__ import _split_options, main
+from alembic_recipes.data import has_body
+from alembic_recipes.options import get_bool_option, x_arguments
+from alembic_recipes.templates import TEMPLATES, template_path
+
+
+def _config(x: list[str] | None = None, **main_options: str) -> Config:
+    cfg = Config(cmd_opts=argparse.Namespace(x=x) if x is not None else None)
+    for key, value in main_options.items():
+        cfg.set_main_option(key, value)
+    return cfg
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        *[("true", True), ("YES", True), (" on ", True), ("1", True), (True, True)],
+        *[
+            ("false", False),
+            ("No", False),
+            ("OFF", False),
+            ("0", False),
+            (False, False),
+        ],
+    ],
+)
+def test_parse_bool(word: str | bool, expected: bool) -> None:
+    assert parse_bool(word, source="-x data") is expected
+
+
+@pytest.mark.parametrize("word", ["", "maybe", "2", "truee", "y"])
+def test_parse_bool_rejects(word: str) -> None:
+    with pytest.raises(CommandError, match=f"invalid value {word!r} for -x data"):
+        parse_bool(word, source="-x data")
+
+
+def test_option_precedence_x_then_attributes_then_ini() -> None:
+    cfg = _config(["data=false", "other=1", "flag"], data_migrations="true")
+    cfg.attributes["data"] = True
+    assert x_arguments(cfg) == {"data": "false", "other": "1", "flag": ""}
+    assert get_bool_option(cfg, "data", ini_key="data_migrations") is False
+    cfg = _config([], data_migrations="false")
+    cfg.attributes["data"] = True
+    assert get_bool_option(cfg, "data", ini_key="data_migrations") is True
+    assert get_bool_option(_config(None, data_migrations="on"), "data",
+                           ini_key="data_migrations") is True  # fmt: skip
+    assert get_bool_option(_config(None), "data", ini_key="data_migrations") is False
+
+
+def test_attribute_of_wrong_type() -> None:
+    cfg = _config(None)
+    cfg.attributes["data"] = 3
+    with pytest.raises(CommandError, match=r"config\.attributes\['data'\]"):
+        get_bool_option(cfg, "data")
+
+
+def test_has_body() -> None:
+    def doc_only() -> None:
+        """Nothing."""
+
+    def pass_only() -> None:
+        pass
+
+    def work() -> None:
+        print("x")
+
+    assert not has_body(None)
+    assert not has_body(doc_only)
+    assert not has_body(pass_only)
+    assert has_body(work)
+
+
+def test_is_async_url() -> None:
+    assert is_async_url("sqlite+aiosqlite:///x.db")
+    assert is_async_url("postgresql+asyncpg://u@h/db")
+    assert not is_async_url("sqlite:///x.db")
+    assert not is_async_url("postgresql+psycopg://u@h/db")
+
+
+def test_connect_and_run_needs_a_url() -> None:
+    with pytest.raises(CommandError, match=r"no sqlalchemy\.url configured"):
+        connect_and_run(_config(None), lambda conn: None)
+
+
+def test_sqlite_engine_from_ini_is_transactional(tmp_path: Path) -> None:
+    cfg = _config(None, **{"sqlalchemy.url": f"sqlite:///{tmp_path / 'x.db'}"})
+
+    def ddl_then_rollback(conn: sa.Connection) -> None:
+        with conn.begin() as tx:
+            conn.exec_driver_sql("CREATE TABLE t (id INTEGER)")
+            tx.rollback()
+
+    connect_and_run(cfg, ddl_then_rollback)
+    check = sa.create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with check.connect() as conn:
+        assert sa.inspect(conn).get_table_names() == []
+
+
+async def _answer() -> int:
+    return 42
+
+
+def test_run_coroutine_with_and_without_a_running_loop() -> None:
+    import asyncio
+
+    assert run_coroutine(_answer) == 42
+
+    async def inside() -> int:
+        return run_coroutine(_answer)
+
+    assert asyncio.run(inside()) == 42
+
+
+def test_run_with_async_engine_outside_a_loop(tmp_path: Path) -> None:
+    from alembic_recipes import run_with_connection
+
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'y.db'}")
+    assert run_with_connection(engine, lambda c: c.scalar(sa.text("SELECT 7"))) == 7
+
+
+def test_templates_resolve() -> None:
+    for name in TEMPLATES:
+        assert (template_path(name) / "env.py").is_file()
+    with pytest.raises(LookupError, match="unknown template 'nope': expected one of"):
+        template_path("nope")
+
+
+def test_main_usage_and_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "usage: python -m alembic_recipes list" in capsys.readouterr().err
+    assert main(["init", "nope", "dir"]) == 2
+    assert "unknown template 'nope'" in capsys.readouterr().err
+    assert _split_options(["-c", "x.ini", "--package", "--name=foo"]) == (
+        ["-c", "x.ini", "--name=foo"],
+        ["--package"],
+    )
