@@ -10,6 +10,9 @@ Public API:
   :func:`run_command` -- awaitable Alembic commands sharing the caller's engine.
 * :func:`data_enabled`, :func:`run_data_upgrade`, :func:`run_data_downgrade`,
   :func:`finish_data_migrations`, :func:`pending_data_revisions` -- data-flag.
+* :func:`run_tenants`, :func:`offline_tenants`, :class:`Tenant`,
+  :func:`upgrade_tenant`, :func:`upgrade_tenant_async`, :func:`validate_tenant`
+  -- multitenant.
 * :func:`get_bool_option` / :func:`parse_bool` -- ``-x``/attributes/ini options.
 """
 
@@ -34,9 +37,18 @@ from .data import (
 )
 from .logs import configure_logging
 from .options import get_bool_option, get_option, parse_bool
+from .tenants import (
+    Tenant,
+    offline_tenants,
+    run_tenants,
+    upgrade_tenant,
+    upgrade_tenant_async,
+    validate_tenant,
+)
 
 __all__ = [
     "Connectable",
+    "Tenant",
     "configure_logging",
     "connect_and_run",
     "current",
@@ -47,16 +59,21 @@ __all__ = [
     "get_bool_option",
     "get_option",
     "is_async_url",
+    "offline_tenants",
     "parse_bool",
     "pending_data_revisions",
     "run_command",
     "run_coroutine",
     "run_data_downgrade",
     "run_data_upgrade",
+    "run_tenants",
     "run_with_connection",
     "skip_data_table",
     "stamp",
     "transactional_sqlite",
     "upgrade",
+    "upgrade_tenant",
+    "upgrade_tenant_async",
+    "validate_tenant",
 ]
 __version__ = "0.1.0"

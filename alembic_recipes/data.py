@@ -33,7 +33,7 @@ from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Column, MetaData, String, Table, inspect, select
 from sqlalchemy.schema import CreateTable
 
-from .options import get_bool_option
+from .options import get_bool_option, running_command
 
 __all__ = [
     "DATA_TABLE",
@@ -241,8 +241,7 @@ def finish_data_migrations() -> None:
         return
     script = env.script
     if data_enabled(env.config):
-        command = getattr(ctx.opts.get("fn"), "__name__", "")
-        if command in ("upgrade", "downgrade"):
+        if running_command() in ("upgrade", "downgrade"):
             _run_pending(ctx, _applied_in_order(ctx, script), install_op=True)
         return
     pending = _pending(ctx, script)

@@ -15,6 +15,7 @@ __all__ = [
     "get_bool_option",
     "get_option",
     "parse_bool",
+    "running_command",
     "x_arguments",
 ]
 
@@ -77,3 +78,25 @@ def get_bool_option(
     """A boolean :func:`get_option`; bad values raise ``CommandError``."""
     value, source = get_option(config, key, ini_key=ini_key)
     return default if value is None else parse_bool(value, source=source)
+
+
+def running_command() -> str:
+    """Name of the Alembic command env.py runs under: ``"upgrade"``, ``"downgrade"``,
+    ``"current"``, ``"stamp"``, ``"revision"`` (autogenerate, check) or ``""``.
+
+    Alembic hands env.py no public way to tell, but every command passes its
+    step function as ``fn``; their names have been stable since Alembic 1.0.
+    """
+    from alembic import context
+
+    environment = getattr(context, "_proxy", None)
+    opts = getattr(environment, "context_opts", None) or {}
+    name = getattr(opts.get("fn"), "__name__", "")
+    return _COMMANDS.get(name, name)
+
+
+_COMMANDS = {
+    "display_version": "current",
+    "do_stamp": "stamp",
+    "retrieve_migrations": "revision",
+}

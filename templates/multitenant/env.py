@@ -1,0 +1,78 @@
+"""Alembic environment: one schema or one database per tenant (multitenant).
+
+Choose the tenants on the command line:
+
+    alembic -x tenant=acme upgrade head
+    alembic -x tenant=acme,globex upgrade head
+    alembic -x tenant=all upgrade head      # every known tenant, see alembic.ini
+    alembic -x tenant=all current           # fleet status
+
+From code, set config.attributes["tenant"] (a name, a list or "all"), or use
+alembic_recipes.upgrade_tenant() when a tenant signs up.  Every tenant runs in
+its own transaction; alembic.ini picks the strategy (schema or database).
+"""
+
+from alembic import context
+from sqlalchemy.engine import Connection
+
+from alembic_recipes import Tenant, configure_logging, offline_tenants, run_tenants
+
+# this is the Alembic Config object, which provides
+# access to the values within the .ini file in use.
+config = context.config
+
+# Interpret the config file for Python logging (loggers that already exist
+# stay enabled; config.attributes["configure_logger"] = False skips it).
+configure_logging(config)
+
+# add your model's MetaData object here
+# for 'autogenerate' support.  Keep it schema-less (no schema= on tables):
+# the tenant's schema is chosen at run time.
+# from myapp import mymodel
+# target_metadata = mymodel.Base.metadata
+target_metadata = None
+
+
+def run_migrations_offline() -> None:
+    """Write SQL for the tenants given with -x tenant=...; connect to nothing.
+
+    Each tenant's section starts by selecting its schema (or naming its database).
+    """
+    for tenant in offline_tenants(config):
+        context.configure(
+            url=tenant.url,
+            target_metadata=target_metadata,
+            literal_binds=True,
+            dialect_opts={"paramstyle": "named"},
+            version_table_schema=tenant.schema,
+        )
+
+        with context.begin_transaction():
+            tenant.select_offline()
+            context.run_migrations()
+
+
+def do_run_migrations(connection: Connection, tenant: Tenant) -> None:
+    """Migrate one tenant: its schema is selected and its transaction open."""
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        # each tenant keeps its own alembic_version (in its schema or database)
+        version_table_schema=tenant.schema,
+        # keeps the version table out of autogenerate; add your own rules here
+        include_name=tenant.include_name,
+    )
+
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    """Run migrations for every selected tenant, in this one process."""
+    run_tenants(config, do_run_migrations)
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()
