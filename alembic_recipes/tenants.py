@@ -183,7 +183,7 @@ def _requested(config: Config) -> tuple[str, ...] | None:
     else:
         raise CommandError(f"no tenant given: {HOW_TO_CHOOSE}")
     if isinstance(raw, str):
-        names: list[object] = [part.strip() for part in raw.split(",")]
+        names: list[object] = [part.strip(" ") for part in raw.split(",")]
     elif isinstance(raw, Sequence):
         names = list(raw)
     else:
@@ -490,14 +490,14 @@ def _existing_databases(template: str) -> list[str]:
     database = url.database or ""
     before, _, after = database.partition("TENANTPLACEHOLDER")
     if url.get_backend_name() == "sqlite":
-        folder = Path(before).parent
-        prefix, suffix = Path(before).name, after
-        found = (
-            [p.name for p in folder.glob(f"{prefix}*{suffix}")]
-            if folder.is_dir()
-            else []
-        )
-        names = [f[len(prefix) : len(f) - len(suffix)] for f in found]
+        path = Path(database)
+        if "TENANTPLACEHOLDER" not in path.name:
+            raise CommandError(
+                "tenants_pattern needs {tenant} in the file name of sqlalchemy.url"
+            )
+        before, _, after = path.name.partition("TENANTPLACEHOLDER")
+        found = path.parent.glob(f"{before}*{after}") if path.parent.is_dir() else []
+        names = [p.name[len(before) : len(p.name) - len(after)] for p in found]
     else:
         names = [
             db[len(before) : len(db) - len(after)]

@@ -1,0 +1,427 @@
+"""multitenant template through the CLI: schema strategy on PostgreSQL (psycopg and
+asyncpg), database strategy on SQLite (and on PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.config import Config
+from conftest import Project, ServerDB, assert_ruff_clean
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import alembic_recipes
+
+ITEM_UP = """\
+op.create_table("item", sa.Column("id", sa.Integer, primary_key=True))
+op.create_index("ix_item_id", "item", ["id"])
+"""
+NOTE_UP = """\
+op.add_column("item", sa.Column("note", sa.String(50)))
+op.create_table("blocker", sa.Column("id", sa.Integer, primary_key=True))
+op.execute("INSERT INTO item (id, note) VALUES (1, 'seed')")
+"""
+NOTE_DOWN = """\
+op.drop_table("blocker")
+op.drop_column("item", "note")
+"""
+
+
+def _revisions(proj: Project) -> tuple[str, str]:
+    """1: table ``item`` + index; 2: a column, a table ``blocker`` (pre-create
+    it in a tenant to make revision 2 fail there) and a data row."""
+    rev1 = proj.revision("item", upgrade=ITEM_UP, downgrade='op.drop_table("item")')
+    rev2 = proj.revision("note", upgrade=NOTE_UP, downgrade=NOTE_DOWN)
+    return rev1, rev2
+
+
+HOSTILE = [
+    "acme; drop schema public cascade",
+    '"acme"',
+    "a b",
+    "a" * 64,
+    "",
+    "public",
+    "pg_catalog",
+    "../x",
+    "information_schema",
+    "all,acme",
+    "acme\n",
+]
+
+
+# -- schema strategy (PostgreSQL) ----------------------------------------------
+@dataclass
+class Schemas:
+    proj: Project
+    db: ServerDB
+    rev1: str
+    rev2: str
+
+    def sql(self, statement: str) -> None:
+        with self.db.engine().begin() as conn:
+            conn.exec_driver_sql(statement)
+
+    def schemas(self) -> set[str]:
+        with self.db.engine().connect() as conn:
+            rows = conn.scalars(
+                sa.text(
+                    "SELECT schema_name FROM information_schema.schemata WHERE"
+                    " schema_name NOT LIKE 'pg_%'"
+                    " AND schema_name <> 'information_schema'"
+                )
+            )
+            return set(rows)
+
+    def tables(self, schema: str) -> set[str]:
+        with self.db.engine().connect() as conn:
+            return set(sa.inspect(conn).get_table_names(schema=schema))
+
+    def version(self, schema: str) -> list[str]:
+        if "alembic_version" not in self.tables(schema):
+            return []
+        with self.db.engine().connect() as conn:
+            q = f'SELECT version_num FROM "{schema}".alembic_version'
+            return list(conn.scalars(sa.text(q)))
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("psycopg", marks=pytest.mark.postgresql),
+        pytest.param("asyncpg", marks=pytest.mark.postgresql),
+    ]
+)
+def s(
+    request: pytest.FixtureRequest,
+    project: Callable[..., Project],
+    pg: ServerDB,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Schemas:
+    proj = project("multitenant", url=pg.driver_url(request.param), prepare=_revisions)
+    proj.set_option("tenant_strategy", "schema")
+    proj.set_option("tenants", "")
+    monkeypatch.chdir(proj.root)
+    env = Schemas(proj, pg, *proj.prepared)
+    env.sql("CREATE SCHEMA acme; CREATE SCHEMA globex; CREATE SCHEMA initech")
+    return env
+
+
+def test_schema_one_tenant(s: Schemas) -> None:
+    out = s.proj.alembic("-x", "tenant=acme", "upgrade", "head").stderr
+    assert s.version("acme") == [s.rev2]
+    assert {"item", "blocker", "alembic_version"} <= s.tables("acme")
+    assert s.tables("globex") == set() and s.tables("public") == set()
+    assert "[1/1] acme: upgraded base -> " in out and "(2 revisions)" in out
+
+
+def test_schema_list_then_status_then_noop(s: Schemas) -> None:
+    s.proj.alembic("-x", "tenant=acme,globex", "upgrade", "head")
+    assert s.version("acme") == s.version("globex") == [s.rev2]
+    assert s.tables("initech") == set()
+    status = s.proj.alembic("-x", "tenant=acme,globex,initech", "current").stderr
+    assert f"[1/3] acme: {s.rev2} (at head)" in status
+    assert "[3/3] initech: base (behind head)" in status
+    again = s.proj.alembic("-x", "tenant=acme,globex", "upgrade", "head").stderr
+    assert "[2/2] globex: already at head" in again
+    assert "Running upgrade" not in again
+
+
+def test_schema_all_from_query(s: Schemas) -> None:
+    """tenants_query reads the shared table first: its autobegun transaction
+    must not swallow the migrations (the silent-rollback trap)."""
+    s.sql(
+        "CREATE TABLE public.tenants (slug text, active bool);"
+        "INSERT INTO public.tenants VALUES ('globex', true), ('acme', true),"
+        " ('initech', false)"
+    )
+    s.proj.set_option(
+        "tenants_query", "SELECT slug FROM public.tenants WHERE active ORDER BY slug"
+    )
+    out = s.proj.alembic("-x", "tenant=all", "upgrade", "head").stderr
+    assert "[1/2] acme" in out and "[2/2] globex" in out
+    assert s.version("acme") == s.version("globex") == [s.rev2]
+    assert s.version("initech") == []
+    with s.db.engine().connect() as conn:
+        seed = conn.scalar(sa.text("SELECT note FROM globex.item"))
+    assert seed == "seed"  # committed, not rolled back behind an exit 0
+    assert s.tables("public") == {"tenants"}
+
+
+def test_schema_all_from_pattern_and_list(s: Schemas) -> None:
+    s.sql("CREATE SCHEMA t_one; CREATE SCHEMA t_two")
+    s.proj.set_option("tenants_pattern", "t_*")
+    s.proj.set_option("tenants", "acme")
+    out = s.proj.alembic("-x", "tenant=all", "upgrade", "head").stderr
+    assert "[1/3] acme" in out and "[3/3] t_two" in out
+    assert s.version("t_one") == s.version("t_two") == s.version("acme") == [s.rev2]
+    assert s.version("globex") == []
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_schema_hostile_names_rejected_before_any_sql(s: Schemas, name: str) -> None:
+    before = s.schemas()
+    result = s.proj.alembic("-x", f"tenant={name}", "upgrade", "head", ok=False)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "invalid tenant name" in lines[0] and "1 to 63 ASCII letters" in lines[0]
+    assert s.schemas() == before
+    assert all(s.tables(schema) == set() for schema in before)
+
+
+def test_hostile_name_fails_without_connecting(s: Schemas) -> None:
+    s.proj.set_option("sqlalchemy.url", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    result = s.proj.alembic("-x", "tenant=acme;drop", "upgrade", "head", ok=False)
+    assert "invalid tenant name 'acme;drop'" in result.stderr
+    assert "connection" not in result.stderr.lower()
+
+
+def test_schema_no_tenant_is_an_error(s: Schemas) -> None:
+    result = s.proj.alembic("upgrade", "head", ok=False)
+    assert "no tenant given: pass -x tenant=NAME" in result.stderr
+    assert s.tables("public") == set()
+
+
+def test_schema_failure_isolation_and_convergence(s: Schemas) -> None:
+    s.sql("CREATE TABLE globex.blocker (id int)")  # revision 2 fails in globex
+    result = s.proj.alembic(
+        "-x", "tenant=acme,globex,initech", "upgrade", "head", ok=False
+    )
+    assert "[2/3] globex: FAILED" in result.stderr
+    assert "1 not attempted" in result.stderr
+    assert "1 tenant(s) failed: globex:" in result.stderr
+    assert s.version("acme") == [s.rev2]
+    assert s.tables("globex") == {"blocker"}  # untouched: its transaction rolled back
+    assert s.tables("initech") == set()  # stopped at the first failure
+    # go on past failures
+    result = s.proj.alembic(
+        "-x", "tenant=acme,globex,initech", "-x", "continue=true", "upgrade", "head",
+        ok=False,
+    )  # fmt: skip
+    assert s.version("initech") == [s.rev2]
+    assert s.tables("globex") == {"blocker"}
+    # fix the cause, rerun: converges
+    s.sql("DROP TABLE globex.blocker")
+    out = s.proj.alembic("-x", "tenant=acme,globex,initech", "upgrade", "head").stderr
+    assert "[1/3] acme: already at head" in out
+    assert s.version("globex") == [s.rev2]
+
+
+def test_schema_missing_tenant_created_only_when_asked(s: Schemas) -> None:
+    result = s.proj.alembic("-x", "tenant=newco", "upgrade", "head", ok=False)
+    assert "tenant 'newco': schema does not exist" in result.stderr
+    assert "newco" not in s.schemas()
+    s.proj.alembic("-x", "tenant=newco", "-x", "create=true", "upgrade", "head")
+    assert s.version("newco") == [s.rev2]
+    s.proj.set_option("create_tenants", "true")
+    s.proj.alembic("-x", "tenant=other-co", "upgrade", "head")
+    assert s.version("other-co") == [s.rev2]
+
+
+def test_schema_downgrade_one_tenant(s: Schemas) -> None:
+    s.proj.alembic("-x", "tenant=acme,globex", "upgrade", "head")
+    s.proj.alembic("-x", "tenant=acme", "downgrade", s.rev1)
+    assert s.version("acme") == [s.rev1] and "blocker" not in s.tables("acme")
+    assert s.version("globex") == [s.rev2]
+
+
+def test_schema_autogenerate_is_schema_less_and_tenant_only(s: Schemas) -> None:
+    s.proj.alembic("-x", "tenant=acme,globex", "upgrade", "head")
+    s.sql("CREATE TABLE globex.only_in_globex (id int)")
+    (s.proj.root / "models.py").write_text(
+        "import sqlalchemy as sa\n\nmetadata = sa.MetaData()\n"
+        'sa.Table("item", metadata, sa.Column("id", sa.Integer, primary_key=True),'
+        ' sa.Column("note", sa.String(50)), sa.Index("ix_item_id", "id"))\n'
+        'sa.Table("blocker", metadata, sa.Column("id", sa.Integer, primary_key=True))\n'
+        'sa.Table("invoice", metadata, sa.Column("id", sa.Integer, primary_key=True))\n'
+    )
+    s.proj.env_py.write_text(
+        s.proj.env_py.read_text().replace(
+            "target_metadata = None", "from models import metadata as target_metadata"
+        )
+    )
+    out = s.proj.alembic("-x", "tenant=acme", "revision", "--autogenerate", "-m", "inv")
+    path = Path(re.findall(r"Generating (\S+\.py)", out.output)[0])
+    text = path.read_text()
+    assert 'op.create_table(\n        "invoice"' in text
+    for noise in ("alembic_version", "acme", "globex", "only_in_globex", "schema="):
+        assert noise not in text, noise
+    assert_ruff_clean(path)
+    several = s.proj.alembic(
+        "-x", "tenant=acme,globex", "revision", "--autogenerate", "-m", "x", ok=False
+    )
+    assert "autogenerate compares against one tenant" in several.stderr
+
+
+def test_schema_offline_sections(s: Schemas) -> None:
+    out = s.proj.alembic("-x", "tenant=acme,globex", "upgrade", "head", "--sql").stdout
+    acme, globex = out.index("-- Tenant acme"), out.index("-- Tenant globex")
+    assert acme < out.index('SET search_path TO "acme"') < globex
+    assert out.index('SET search_path TO "globex"') > globex
+    assert "CREATE TABLE acme.alembic_version" in out
+    assert "CREATE TABLE globex.alembic_version" in out
+    assert "CREATE TABLE item" in out[acme:globex]
+    assert s.tables("acme") == set()  # offline: nothing ran
+
+
+def test_upgrade_tenant_shares_callers_transaction(s: Schemas) -> None:
+    cfg = Config(str(s.proj.ini))
+    cfg.attributes["configure_logger"] = False
+    engine = s.db.engine()
+    with engine.connect() as conn:
+        conn.begin()
+        alembic_recipes.upgrade_tenant(cfg, "signup", connection=conn)
+        path = conn.scalar(sa.text("SHOW search_path"))
+        conn.rollback()
+    assert "signup" not in s.schemas()
+    assert "signup" not in str(path)  # the caller's search_path is restored
+    with engine.begin() as conn:
+        alembic_recipes.upgrade_tenant(cfg, "signup", connection=conn)
+    assert s.version("signup") == [s.rev2]
+    with pytest.raises(Exception, match="invalid tenant name"):
+        alembic_recipes.upgrade_tenant(cfg, "bad name")
+
+
+def test_upgrade_tenant_async(s: Schemas) -> None:
+    cfg = Config(str(s.proj.ini))
+    cfg.attributes["configure_logger"] = False
+    url = s.db.driver_url("asyncpg")
+
+    async def signup() -> None:
+        engine = create_async_engine(url, poolclass=sa.pool.NullPool)
+        await alembic_recipes.upgrade_tenant_async(engine, cfg, "async-co")
+        await engine.dispose()
+
+    asyncio.run(signup())
+    assert s.version("async-co") == [s.rev2]
+
+
+# -- database strategy ---------------------------------------------------------
+@dataclass
+class Databases:
+    proj: Project
+    rev1: str
+    rev2: str
+
+    def path(self, tenant: str) -> Path:
+        return self.proj.root / "tenants" / f"{tenant}.db"
+
+    def engine(self, tenant: str) -> sa.Engine:
+        return sa.create_engine(f"sqlite:///{self.path(tenant)}")
+
+    def tables(self, tenant: str) -> set[str]:
+        if not self.path(tenant).exists():
+            return set()
+        with self.engine(tenant).connect() as conn:
+            return set(sa.inspect(conn).get_table_names())
+
+    def version(self, tenant: str) -> list[str]:
+        if "alembic_version" not in self.tables(tenant):
+            return []
+        with self.engine(tenant).connect() as conn:
+            return list(
+                conn.scalars(sa.text("SELECT version_num FROM alembic_version"))
+            )
+
+
+@pytest.fixture(params=["sqlite", "sqlite+aiosqlite"])
+def d(
+    request: pytest.FixtureRequest,
+    project: Callable[..., Project],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Databases:
+    proj = project("multitenant", prepare=_revisions)
+    if request.param != "sqlite":
+        proj.set_option(
+            "sqlalchemy.url", f"{request.param}:///{proj.root}/tenants/{{tenant}}.db"
+        )
+    monkeypatch.chdir(proj.root)
+    return Databases(proj, *proj.prepared)
+
+
+def test_database_default_needs_create_then_all(d: Databases) -> None:
+    result = d.proj.alembic("-x", "tenant=acme", "upgrade", "head", ok=False)
+    assert "tenant 'acme': database does not exist" in result.stderr
+    assert not d.path("acme").exists()
+    d.proj.alembic("-x", "tenant=all", "-x", "create=yes", "upgrade", "head")
+    assert d.version("acme") == d.version("globex") == [d.rev2]
+    status = d.proj.alembic("-x", "tenant=all", "current").stderr
+    assert "[2/2] globex: " in status and "(at head)" in status
+
+
+def test_database_pattern_discovers_files(d: Databases) -> None:
+    d.proj.set_option("tenants", "")
+    d.proj.set_option("tenants_pattern", "*")
+    d.path("zeta").parent.mkdir(parents=True)
+    for name in ("zeta", "alpha"):
+        d.engine(name).connect().close()  # an (empty) database file
+    out = d.proj.alembic("-x", "tenant=all", "upgrade", "head").stderr
+    assert "[1/2] alpha" in out and "[2/2] zeta" in out
+    assert d.version("alpha") == d.version("zeta") == [d.rev2]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_database_hostile_names(d: Databases, name: str) -> None:
+    result = d.proj.alembic("-x", f"tenant={name}", "-x", "create=true", "upgrade",
+                            "head", ok=False)  # fmt: skip
+    assert "invalid tenant name" in result.stderr
+    assert not (d.proj.root / "tenants").exists()
+    assert not (d.proj.root / "x.db").exists()
+
+
+def test_database_failure_isolation(d: Databases) -> None:
+    d.path("globex").parent.mkdir(parents=True)
+    with d.engine("globex").begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE blocker (id int)")
+    d.proj.alembic("-x", "tenant=acme,globex,initech", "-x", "create=true",
+                   "upgrade", "head", ok=False)  # fmt: skip
+    assert d.version("acme") == [d.rev2]
+    assert d.tables("globex") == {"blocker"}  # SQLite DDL rolled back too
+    assert not d.path("initech").exists()
+    with d.engine("globex").begin() as conn:
+        conn.exec_driver_sql("DROP TABLE blocker")
+    d.proj.alembic("-x", "tenant=acme,globex,initech", "-x", "create=true",
+                   "upgrade", "head")  # fmt: skip
+    assert d.version("globex") == d.version("initech") == [d.rev2]
+
+
+def test_database_offline(d: Databases) -> None:
+    out = d.proj.alembic("-x", "tenant=all", "upgrade", "head", "--sql").stdout
+    assert out.index("-- Tenant acme: database") < out.index("-- Tenant globex")
+    assert "search_path" not in out
+    assert not (d.proj.root / "tenants").exists()
+
+
+@pytest.mark.postgresql
+def test_database_strategy_on_postgresql(
+    project: Callable[..., Project], pg: ServerDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One PostgreSQL database per tenant, created on demand, then dropped."""
+    base = pg.url.database
+    proj = project("multitenant", prepare=_revisions)
+    template = pg.url.set(
+        drivername="postgresql+asyncpg", database=f"{base}_{{tenant}}"
+    )
+    url = template.render_as_string(hide_password=False).replace("%7B", "{")
+    proj.set_option("sqlalchemy.url", url.replace("%7D", "}"))
+    monkeypatch.chdir(proj.root)
+    admin = sa.create_engine(
+        pg.url.set(drivername="postgresql+psycopg", database="postgres"),
+        isolation_level="AUTOCOMMIT",
+    )
+    try:
+        proj.alembic("-x", "tenant=acme", "-x", "create=true", "upgrade", "head")
+        tenant_db = pg.url.set(drivername="postgresql+psycopg", database=f"{base}_acme")
+        with sa.create_engine(tenant_db, poolclass=sa.pool.NullPool).connect() as conn:
+            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
+            assert "item" in sa.inspect(conn).get_table_names()
+        out = proj.alembic("-x", "tenant=acme", "upgrade", "head").stderr
+        assert "already at head" in out
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {base}_acme WITH (FORCE)")
+        admin.dispose()
