@@ -389,24 +389,16 @@ def _schema_state(
     """Existing schemas among *names* and their versions: two queries in all."""
     if not names:
         return set(), {}
-    existing = set(
-        conn.scalars(
-            text(
-                "SELECT schema_name FROM information_schema.schemata"
-                " WHERE schema_name IN :names"
-            ).bindparams(bindparam("names", expanding=True)),
-            {"names": list(names)},
-        )
-    )
-    with_table = list(
-        conn.scalars(
-            text(
-                "SELECT table_schema FROM information_schema.tables"
-                " WHERE table_name = :table AND table_schema IN :names"
-            ).bindparams(bindparam("names", expanding=True)),
-            {"table": VERSION_TABLE, "names": list(names)},
-        )
-    )
+    rows = conn.execute(
+        text(
+            "SELECT n.nspname, c.relname IS NOT NULL FROM pg_namespace n"
+            " LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = :table"
+            " AND c.relkind IN ('r', 'p') WHERE n.nspname IN :names"
+        ).bindparams(bindparam("names", expanding=True)),
+        {"table": VERSION_TABLE, "names": list(names)},
+    ).all()
+    existing = {str(schema) for schema, _ in rows}
+    with_table = [str(schema) for schema, has_table in rows if has_table]
     versions: dict[str, list[str]] = {}
     if with_table:
         query = union_all(
@@ -423,6 +415,11 @@ def _schema_state(
         for tenant, version in conn.execute(query):
             versions.setdefault(tenant, []).append(version)
     return existing, versions
+
+
+def _heads_after(conn: Connection) -> list[str]:
+    """The tenant's versions once env.py ran, read by its migration context."""
+    return list(context.get_context().get_current_heads())
 
 
 @contextmanager
@@ -473,11 +470,11 @@ def _run_schemas(
                 _search_path(conn, quote(tenant.name))
                 with _default_schema(conn, tenant.name):
                     migrate(conn, tenant)
-                _, after = _schema_state(conn, [tenant.name])
+                after = _heads_after(conn)
             if caller_txn:
                 _search_path(conn, str(previous_path))
             existing.add(tenant.name)
-            return before, after.get(tenant.name, [])
+            return before, after
 
         if not fleet.run_one(index, name, work):
             break
@@ -584,7 +581,7 @@ def _run_databases(
             conn.rollback()
         with conn.begin_nested() if caller_txn else conn.begin():
             migrate(conn, tenant)
-            after = _database_versions(conn)
+            after = _heads_after(conn)
         return before, after
 
     for index, name in enumerate(names, 1):

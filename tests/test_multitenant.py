@@ -425,3 +425,19 @@ def test_database_strategy_on_postgresql(
         with admin.connect() as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {base}_acme WITH (FORCE)")
         admin.dispose()
+
+
+@pytest.mark.postgresql
+def test_benchmark_script_runs(pg: ServerDB) -> None:
+    """bench/multitenant.py keeps working (tiny size; no timing is asserted)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(root / "bench" / "multitenant.py"), "--tenants", "3",
+         "--sample", "1", "--pg-url", pg.url.render_as_string(hide_password=False)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "process-per-tenant / fleet" in done.stdout
