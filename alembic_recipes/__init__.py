@@ -13,11 +13,18 @@ Public API:
 * :func:`run_tenants`, :func:`offline_tenants`, :class:`Tenant`,
   :func:`upgrade_tenant`, :func:`upgrade_tenant_async`, :func:`validate_tenant`
   -- multitenant.
+* :func:`autogenerate_hooks`, :func:`all_of`, :func:`chain` -- cookbook
+  autogenerate recipes, composed with your own hooks.
+* :func:`check_at_head`, :func:`check_at_head_async` -- is the database at head?
+* :func:`create_all_and_stamp`, :func:`create_all_and_stamp_async` -- a fresh
+  database or tenant schema from the metadata, stamped at head.
 * :func:`get_bool_option` / :func:`parse_bool` -- ``-x``/attributes/ini options.
 """
 
 from __future__ import annotations
 
+from .autogen import all_of, autogenerate_hooks, chain
+from .bootstrap import create_all_and_stamp, create_all_and_stamp_async
 from .commands import current, current_heads, downgrade, run_command, stamp, upgrade
 from .connections import (
     Connectable,
@@ -35,6 +42,7 @@ from .data import (
     run_data_upgrade,
     skip_data_table,
 )
+from .heads import check_at_head, check_at_head_async
 from .logs import configure_logging
 from .options import get_bool_option, get_option, parse_bool
 from .tenants import (
@@ -49,8 +57,15 @@ from .tenants import (
 __all__ = [
     "Connectable",
     "Tenant",
+    "all_of",
+    "autogenerate_hooks",
+    "chain",
+    "check_at_head",
+    "check_at_head_async",
     "configure_logging",
     "connect_and_run",
+    "create_all_and_stamp",
+    "create_all_and_stamp_async",
     "current",
     "current_heads",
     "data_enabled",

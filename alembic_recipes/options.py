@@ -81,22 +81,17 @@ def get_bool_option(
 
 
 def running_command() -> str:
-    """Name of the Alembic command env.py runs under: ``"upgrade"``, ``"downgrade"``,
-    ``"current"``, ``"stamp"``, ``"revision"`` (autogenerate, check) or ``""``.
+    """Name of the Alembic command env.py runs under: ``"upgrade"``,
+    ``"downgrade"``, ``"current"``, ``"stamp"``, ``"revision"``, ``"check"`` ...,
+    or ``""`` outside a command.
 
-    Alembic hands env.py no public way to tell, but every command passes its
-    step function as ``fn``; their names have been stable since Alembic 1.0.
+    Alembic hands env.py no public way to tell, but every command passes a
+    step function (``fn``) defined inside it, e.g. ``upgrade.<locals>.upgrade``
+    or ``check.<locals>.retrieve_migrations``: stable since Alembic 1.0.
     """
     from alembic import context
 
     environment = getattr(context, "_proxy", None)
     opts = getattr(environment, "context_opts", None) or {}
-    name = getattr(opts.get("fn"), "__name__", "")
-    return _COMMANDS.get(name, name)
-
-
-_COMMANDS = {
-    "display_version": "current",
-    "do_stamp": "stamp",
-    "retrieve_migrations": "revision",
-}
+    qualname = getattr(opts.get("fn"), "__qualname__", "")
+    return qualname.split(".<locals>.")[0] if ".<locals>." in qualname else ""

@@ -59,6 +59,7 @@ __all__ = [
     "Tenant",
     "offline_tenants",
     "run_tenants",
+    "schema_scope",
     "upgrade_tenant",
     "upgrade_tenant_async",
     "validate_tenant",
@@ -242,7 +243,7 @@ class _Fleet:
                     "-x tenant=all found no tenants: list them in tenants, or set"
                     " tenants_query or tenants_pattern in [alembic]"
                 )
-        if self.command == "revision" and len(names) != 1:
+        if self.command in ("revision", "check") and len(names) != 1:
             raise CommandError(
                 "autogenerate compares against one tenant: pass -x tenant=NAME"
                 f" (got {len(names)} tenants)"
@@ -438,18 +439,40 @@ def _search_path(conn: Connection, value: str) -> None:
     conn.execute(select(func.set_config("search_path", value, True)))
 
 
+@contextmanager
+def schema_scope(
+    conn: Connection, schema: str, *, create: bool = False
+) -> Iterator[None]:
+    """A transaction in which *schema* is the only schema on the search_path.
+
+    Its own transaction, or a SAVEPOINT when the caller's transaction is open
+    (the caller's search_path is restored afterwards).  *create* creates the
+    schema first.  Reflection defaults to the schema meanwhile.
+    """
+    caller_txn = conn.in_transaction()
+    previous = (
+        conn.scalar(select(func.current_setting("search_path"))) if caller_txn else ""
+    )
+    with conn.begin_nested() if caller_txn else conn.begin():
+        if create:
+            conn.execute(CreateSchema(schema, if_not_exists=True))
+        _search_path(conn, conn.dialect.identifier_preparer.quote_identifier(schema))
+        with _default_schema(conn, schema):
+            yield
+    if caller_txn:
+        _search_path(conn, str(previous))
+
+
 def _run_schemas(
     fleet: _Fleet, migrate: Callable[[Connection, Tenant], None], conn: Connection
 ) -> None:
     caller_txn = conn.in_transaction()  # before we touch it: whose transaction?
     names = fleet.select(conn)
     existing, versions = _schema_state(conn, names)
-    previous_path = conn.scalar(select(func.current_setting("search_path")))
     if not caller_txn:
         # end the transaction our reads began: Alembic would take an open
         # transaction for the caller's and never commit it (silent rollback)
         conn.rollback()
-    quote = conn.dialect.identifier_preparer.quote_identifier
 
     for index, name in enumerate(names, 1):
         tenant = fleet.settings.tenant(name)
@@ -460,19 +483,14 @@ def _run_schemas(
         ) -> tuple[list[str], list[str]] | None:
             if fleet.at_head(before):
                 return None
-            if tenant.name not in existing and not fleet.settings.create:
+            missing = tenant.name not in existing
+            if missing and not fleet.settings.create:
                 if fleet.command == "current":
                     return before, before
                 raise fleet.missing(tenant.name)
-            with conn.begin_nested() if caller_txn else conn.begin():
-                if tenant.name not in existing:
-                    conn.execute(CreateSchema(tenant.name))
-                _search_path(conn, quote(tenant.name))
-                with _default_schema(conn, tenant.name):
-                    migrate(conn, tenant)
+            with schema_scope(conn, tenant.name, create=missing):
+                migrate(conn, tenant)
                 after = _heads_after(conn)
-            if caller_txn:
-                _search_path(conn, str(previous_path))
             existing.add(tenant.name)
             return before, after
 

@@ -16,7 +16,7 @@ A synchronous command.upgrade() also works inside a running event loop.
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from alembic_recipes import configure_logging, connect_and_run
+from alembic_recipes import autogenerate_hooks, configure_logging, connect_and_run
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -61,6 +61,10 @@ def do_run_migrations(connection: Connection) -> None:
         # one transaction for the whole run (SQLite included); a transaction
         # the caller opened on a shared connection stays the caller's
         transactional_ddl=True,
+        # cookbook autogenerate recipes, switched in alembic.ini; add your own
+        # with autogenerate_hooks(config, include_object=...,
+        # process_revision_directives=...)
+        **autogenerate_hooks(config),
     )
 
     with context.begin_transaction():

@@ -15,6 +15,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from alembic_recipes import (
+    autogenerate_hooks,
     configure_logging,
     connect_and_run,
     data_enabled,
@@ -68,9 +69,12 @@ def do_run_migrations(connection: Connection) -> None:
         # one transaction for the whole run (SQLite included): a failure
         # leaves nothing half-applied where the database's DDL is transactional
         transactional_ddl=True,
-        # keep the data-record table out of autogenerate; add your own
-        # include_name / include_object rules here
+        # keep the data-record table out of autogenerate
         include_name=skip_data_table,
+        # cookbook autogenerate recipes, switched in alembic.ini; add your own
+        # with autogenerate_hooks(config, include_object=...,
+        # process_revision_directives=...)
+        **autogenerate_hooks(config),
     )
 
     with context.begin_transaction():

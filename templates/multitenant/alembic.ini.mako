@@ -36,6 +36,18 @@ create_tenants = false
 # (-x continue=true).  Either way each tenant has its own transaction.
 continue_on_error = false
 
+# Autogenerate recipes (alembic-recipes); env.py combines them with yours.
+# Write no revision file when nothing changed.
+skip_empty_revisions = true
+# No DROP INDEX for a table the same migration drops (MySQL/MariaDB refuse it).
+skip_index_drops_of_dropped_tables = true
+# Tables with info={"is_view": True} are views: never created or dropped.
+exclude_views = true
+# Never DROP TABLE what the database has but the metadata does not know.
+keep_unknown_tables = false
+# Column order in generated CREATE TABLE; * stands for the other columns.
+# column_order = id, *, created_at, updated_at
+
 [post_write_hooks]
 # New revision files are formatted with `ruff format` when ruff is installed.
 hooks = format

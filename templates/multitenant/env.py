@@ -15,7 +15,13 @@ its own transaction; alembic.ini picks the strategy (schema or database).
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from alembic_recipes import Tenant, configure_logging, offline_tenants, run_tenants
+from alembic_recipes import (
+    Tenant,
+    autogenerate_hooks,
+    configure_logging,
+    offline_tenants,
+    run_tenants,
+)
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -59,8 +65,12 @@ def do_run_migrations(connection: Connection, tenant: Tenant) -> None:
         target_metadata=target_metadata,
         # each tenant keeps its own alembic_version (in its schema or database)
         version_table_schema=tenant.schema,
-        # keeps the version table out of autogenerate; add your own rules here
+        # keeps the tenant's version table out of autogenerate
         include_name=tenant.include_name,
+        # cookbook autogenerate recipes, switched in alembic.ini; add your own
+        # with autogenerate_hooks(config, include_object=...,
+        # process_revision_directives=...)
+        **autogenerate_hooks(config),
     )
 
     with context.begin_transaction():

@@ -1,0 +1,261 @@
+"""Autogenerate recipes from the Alembic cookbook: tested, composable, ini-switchable.
+
+:func:`autogenerate_hooks` reads the ``[alembic]`` options below and returns
+the ``include_object`` / ``process_revision_directives`` keywords for
+``context.configure()``, combined with the caller's own hooks so that none
+silently replaces another:
+
+=========================================  =======  ==============================
+ini option                                 default  effect
+=========================================  =======  ==============================
+``skip_empty_revisions``                   true     no file when nothing changed
+``skip_index_drops_of_dropped_tables``     true     no DROP INDEX for dropped tables
+``exclude_views``                          true     ``info={"is_view": True}`` tables
+                                                    are left alone
+``keep_unknown_tables``                    false    never DROP TABLE for tables the
+                                                    metadata does not know
+``column_order``                           (empty)  e.g. ``id, *, created_at,
+                                                    updated_at`` orders CREATE TABLE
+=========================================  =======  ==============================
+
+The building blocks (:func:`all_of`, :func:`chain`, :func:`skip_empty_revisions`
+...) are public for envs that wire hooks by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from alembic.autogenerate.rewriter import Rewriter
+from alembic.config import Config
+from alembic.operations import ops
+from alembic.runtime.migration import MigrationContext
+from alembic.util import CommandError
+from sqlalchemy import Column
+
+from .options import get_bool_option, running_command
+
+__all__ = [
+    "IncludeObject",
+    "RevisionDirectives",
+    "all_of",
+    "autogenerate_hooks",
+    "chain",
+    "column_order",
+    "exclude_views",
+    "keep_unknown_tables",
+    "skip_empty_revisions",
+    "skip_index_drops_of_dropped_tables",
+]
+
+log = logging.getLogger("alembic.recipes.autogenerate")
+
+IncludeObject = Callable[[Any, str | None, str, bool, Any], bool]
+"""``include_object(object, name, type_, reflected, compare_to) -> bool``."""
+RevisionDirectives = Callable[[MigrationContext, Any, list[ops.MigrationScript]], None]
+"""``process_revision_directives(context, revision, directives)``."""
+
+
+def all_of(*filters: IncludeObject | None) -> IncludeObject:
+    """One ``include_object`` that includes an object only if every filter does."""
+    active = [f for f in filters if f is not None]
+
+    def include_object(
+        obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+    ) -> bool:
+        return all(f(obj, name, type_, reflected, compare_to) for f in active)
+
+    return include_object
+
+
+def chain(*hooks: RevisionDirectives | None) -> RevisionDirectives:
+    """One ``process_revision_directives`` calling each hook in turn.
+
+    Stops early once a hook removed every directive (nothing left to process).
+    """
+    active = [h for h in hooks if h is not None]
+
+    def process_revision_directives(
+        context: MigrationContext, revision: Any, directives: list[ops.MigrationScript]
+    ) -> None:
+        for hook in active:
+            if not directives:
+                return
+            hook(context, revision, directives)
+
+    return process_revision_directives
+
+
+def _autogenerating(context: MigrationContext) -> bool:
+    """True under ``alembic revision --autogenerate`` (not ``check``, not plain
+    ``revision``, whose directives must always be written)."""
+    revision_context = context.opts.get("revision_context")
+    command_args = getattr(revision_context, "command_args", {}) or {}
+    return bool(command_args.get("autogenerate")) and running_command() != "check"
+
+
+def skip_empty_revisions(runs: int = 1) -> RevisionDirectives:
+    """Write no revision file when autogenerate found nothing to change.
+
+    Environments that call ``run_migrations()`` several times (one per
+    database) get this hook called once per call, with the revision's
+    ``upgrade_ops_list`` growing each time: the decision waits for the
+    *runs*-th call, and skips only when every database's ops are empty.
+    """
+
+    def hook(
+        context: MigrationContext, revision: Any, directives: list[ops.MigrationScript]
+    ) -> None:
+        if not _autogenerating(context):
+            return
+        script = directives[0]
+        if len(script.upgrade_ops_list) < runs:
+            return  # more databases to compare: the structure is not complete
+        if all(upgrade_ops.is_empty() for upgrade_ops in script.upgrade_ops_list):
+            directives[:] = []
+            log.info("No changes in schema detected; no revision file written.")
+
+    return hook
+
+
+def skip_index_drops_of_dropped_tables(
+    context: MigrationContext, revision: Any, directives: list[ops.MigrationScript]
+) -> None:
+    """Remove DROP INDEX for tables the same migration drops (upgrade and downgrade).
+
+    MySQL/MariaDB refuse to drop an index that backs a foreign key, and the
+    DROP TABLE removes the index anyway.
+    """
+    for script in directives:
+        containers: list[ops.OpContainer] = [
+            *script.upgrade_ops_list,
+            *script.downgrade_ops_list,
+        ]
+        for container in containers:
+            dropped = {
+                (op.table_name, op.schema)
+                for op in container.ops
+                if isinstance(op, ops.DropTableOp)
+            }
+            if dropped:
+                container.ops = list(_without_index_drops(container.ops, dropped))
+
+
+def _without_index_drops(
+    directives: Iterable[ops.MigrateOperation], dropped: set[tuple[str, str | None]]
+) -> Iterator[ops.MigrateOperation]:
+    for directive in directives:
+        if isinstance(directive, ops.ModifyTableOps):
+            if (directive.table_name, directive.schema) in dropped:
+                directive.ops = list(_without_index_drops(directive.ops, dropped))
+                if not directive.ops:
+                    continue
+        elif isinstance(directive, ops.DropIndexOp):
+            if (directive.table_name, directive.schema) in dropped:
+                continue
+        yield directive
+
+
+def exclude_views(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Leave out tables flagged ``info={"is_view": True}`` (views: no CREATE TABLE)."""
+    for item in (obj, compare_to):
+        info = getattr(item, "info", None)
+        if type_ == "table" and info and info.get("is_view"):
+            return False
+    return True
+
+
+def keep_unknown_tables(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Never drop a table that exists in the database but not in the metadata."""
+    return not (type_ == "table" and reflected and compare_to is None)
+
+
+def column_order(spec: Sequence[str]) -> Rewriter:
+    """A Rewriter ordering CREATE TABLE columns by *spec*.
+
+    *spec* lists column names; ``*`` stands for every other column, in model
+    order: ``["id", "*", "created_at", "updated_at"]``.  Constraints follow the
+    columns, unchanged.
+    """
+    names = [name.strip() for name in spec if name.strip()]
+    if names.count("*") != 1:
+        raise CommandError(
+            f"invalid column_order {', '.join(names)!r}: list column names with"
+            " exactly one '*' standing for the other columns, e.g."
+            " 'id, *, created_at, updated_at'"
+        )
+    star = names.index("*")
+    first, last = names[:star], names[star + 1 :]
+    writer = Rewriter()
+
+    @writer.rewrites(ops.CreateTableOp)
+    def order_columns(
+        context: MigrationContext, revision: Any, op: ops.CreateTableOp
+    ) -> ops.CreateTableOp:
+        def rank(position: int, item: Any) -> tuple[int, int]:
+            if not isinstance(item, Column):
+                return (3, position)
+            if item.key in first:
+                return (0, first.index(item.key))
+            if item.key in last:
+                return (2, last.index(item.key))
+            return (1, position)
+
+        ordered = sorted(enumerate(op.columns), key=lambda pair: rank(*pair))
+        items: list[Any] = [item._copy() for _, item in ordered]  # type: ignore[attr-defined]
+        return ops.CreateTableOp(
+            op.table_name,
+            items,
+            schema=op.schema,
+            comment=op.comment,
+            info=op.info,
+            prefixes=op.prefixes,
+            **op.kw,
+        )
+
+    return writer
+
+
+def autogenerate_hooks(
+    config: Config,
+    *,
+    include_object: IncludeObject | None = None,
+    process_revision_directives: RevisionDirectives | None = None,
+    runs: int = 1,
+) -> dict[str, Any]:
+    """``include_object`` and ``process_revision_directives`` for ``configure()``.
+
+    Ours (switched by the ini options in this module's docstring) are combined
+    with yours: your ``include_object`` must agree too, and your
+    ``process_revision_directives`` runs after our rewrites and before the
+    empty-revision check.  *runs*: how many times env.py calls
+    ``run_migrations()`` per command (one per database).
+    """
+
+    def on(key: str, default: bool) -> bool:
+        return get_bool_option(config, key, default=default)
+
+    filters: list[IncludeObject | None] = [
+        exclude_views if on("exclude_views", True) else None,
+        keep_unknown_tables if on("keep_unknown_tables", False) else None,
+        include_object,
+    ]
+    order = config.get_main_option("column_order") or ""
+    hooks: list[RevisionDirectives | None] = [
+        column_order(order.split(",")) if order.strip() else None,
+        skip_index_drops_of_dropped_tables
+        if on("skip_index_drops_of_dropped_tables", True)
+        else None,
+        process_revision_directives,
+        skip_empty_revisions(runs) if on("skip_empty_revisions", True) else None,
+    ]
+    return {
+        "include_object": all_of(*filters),
+        "process_revision_directives": chain(*hooks),
+    }

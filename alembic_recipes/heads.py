@@ -1,0 +1,74 @@
+"""Is the database at head?  For application start-up and test suites."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .connections import Connectable, run_with_connection
+
+__all__ = ["check_at_head", "check_at_head_async"]
+
+
+def _reader(
+    config: Config, version_table: str, version_table_schema: str | None
+) -> Callable[[Connection], bool]:
+    heads = set(ScriptDirectory.from_config(config).get_heads())
+
+    def at_head(conn: Connection) -> bool:
+        was_in_transaction = conn.in_transaction()
+        context = MigrationContext.configure(
+            conn,
+            opts={
+                "version_table": version_table,
+                "version_table_schema": version_table_schema,
+            },
+        )
+        current = set(context.get_current_heads())
+        if not was_in_transaction and conn.in_transaction():
+            conn.rollback()  # leave a shared connection as we found it
+        return current == heads
+
+    return at_head
+
+
+def check_at_head(
+    config: Config,
+    connectable: Connectable,
+    *,
+    version_table: str = "alembic_version",
+    version_table_schema: str | None = None,
+) -> bool:
+    """True when the database's heads are exactly the scripts' heads.
+
+    Compares sets, so branches count: a database on one of two heads is not
+    at head.  *connectable*: a Connection, Engine, AsyncEngine or
+    AsyncConnection (from async code, use :func:`check_at_head_async`).
+    *version_table_schema*: e.g. a tenant's schema.
+    """
+    return run_with_connection(
+        connectable, _reader(config, version_table, version_table_schema)
+    )
+
+
+async def check_at_head_async(
+    config: Config,
+    connectable: Connectable,
+    *,
+    version_table: str = "alembic_version",
+    version_table_schema: str | None = None,
+) -> bool:
+    """:func:`check_at_head` for async code, on the caller's event loop."""
+    at_head = _reader(config, version_table, version_table_schema)
+    if isinstance(connectable, AsyncConnection):
+        return await connectable.run_sync(at_head)
+    if isinstance(connectable, AsyncEngine):
+        async with connectable.connect() as conn:
+            return await conn.run_sync(at_head)
+    return await asyncio.to_thread(run_with_connection, connectable, at_head)
