@@ -123,10 +123,14 @@ def skip_empty_revisions(runs: int = 1) -> RevisionDirectives:
 def skip_index_drops_of_dropped_tables(
     context: MigrationContext, revision: Any, directives: list[ops.MigrationScript]
 ) -> None:
-    """Remove DROP INDEX for tables the same migration drops (upgrade and downgrade).
+    """Drop tables safely: no DROP INDEX for tables the same migration drops, and
+    tables dropped dependents first / re-created referenced first (upgrade and
+    downgrade).
 
     MySQL/MariaDB refuse to drop an index that backs a foreign key, and the
-    DROP TABLE removes the index anyway.
+    DROP TABLE removes the index anyway.  Alembic lists removed tables in no
+    particular order (it varies from one run to the next), so a referenced
+    table could be dropped before, or re-created after, the table referencing it.
     """
     for script in directives:
         containers: list[ops.OpContainer] = [
@@ -139,8 +143,80 @@ def skip_index_drops_of_dropped_tables(
                 for op in container.ops
                 if isinstance(op, ops.DropTableOp)
             }
-            if dropped:
-                container.ops = list(_without_index_drops(container.ops, dropped))
+            kept = list(_without_index_drops(container.ops, dropped))
+            container.ops = _dependents_first(kept)
+
+
+_Key = tuple[str, str | None]
+
+
+def _table_key(directive: ops.MigrateOperation) -> _Key | None:
+    name = getattr(directive, "table_name", None)
+    return (name, getattr(directive, "schema", None)) if name else None
+
+
+def _dependents_first(
+    directives: list[ops.MigrateOperation],
+) -> list[ops.MigrateOperation]:
+    """A stable topological order of *directives* in which a table is created
+    before the tables referencing it and before any other op on it, and
+    dropped after the tables referencing it and after any other op on it.
+    Directives with no such constraint keep Alembic's order."""
+    keys = [_table_key(d) for d in directives]
+    creates: dict[_Key, int] = {}
+    drops: dict[_Key, int] = {}
+    for i, (directive, key) in enumerate(zip(directives, keys, strict=True)):
+        if key is not None and isinstance(directive, ops.CreateTableOp):
+            creates[key] = i
+        elif key is not None and isinstance(directive, ops.DropTableOp):
+            drops[key] = i
+    must_follow: list[set[int]] = [set() for _ in directives]
+    for i, (directive, key) in enumerate(zip(directives, keys, strict=True)):
+        if key is None:
+            continue
+        targets = _referenced_tables(directive) - {key}
+        if i in creates.values():  # after the tables it references
+            must_follow[i] |= {creates[t] for t in targets if t in creates}
+        elif i in drops.values():  # after every other op on it...
+            same_table = {j for j, k in enumerate(keys) if k == key and j != i}
+            must_follow[i] |= same_table - set(creates.values())
+            for target in targets:  # ...and before the tables it references
+                if target in drops:
+                    must_follow[drops[target]].add(i)
+        elif key in creates:  # ops on a new table come after its creation
+            must_follow[i].add(creates[key])
+    order: list[int] = []
+    while len(order) < len(directives):
+        ready = [
+            i
+            for i in range(len(directives))
+            if i not in order and must_follow[i] <= set(order)
+        ]
+        if not ready:  # a cycle: keep the rest as Alembic listed them
+            order += [i for i in range(len(directives)) if i not in order]
+            break
+        order.append(ready[0])
+    return [directives[i] for i in order]
+
+
+def _referenced_tables(table_op: Any) -> set[_Key]:
+    """(name, schema) of the tables a CreateTableOp/DropTableOp references."""
+    if isinstance(table_op, ops.DropTableOp):
+        reverse = table_op._reverse  # the reflected table, as autogenerate saw it
+        items = reverse.columns if reverse is not None else []
+    elif isinstance(table_op, ops.CreateTableOp):
+        items = table_op.columns
+    else:
+        return set()
+    targets = []
+    for item in items:
+        targets += [e.target_fullname for e in getattr(item, "elements", ())]
+        targets += [fk.target_fullname for fk in getattr(item, "foreign_keys", ())]
+    found: set[_Key] = set()
+    for target in targets:
+        parts = target.split(".")
+        found.add((parts[-2], parts[-3] if len(parts) >= 3 else table_op.schema))
+    return found
 
 
 def _without_index_drops(

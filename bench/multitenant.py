@@ -105,7 +105,7 @@ def make_project(root: Path, url: str) -> None:
         )
         indented = "\n".join(f"    {line}" for line in body.splitlines())
         source = source.replace(
-            '"""Upgrade schema."""\n    pass', f'"""Up."""\n{indented}'
+            '"""Upgrade schema."""\n', f'"""Upgrade schema."""\n{indented}\n'
         )
         path.write_text(source)
         time.sleep(0.01)  # distinct mtimes: revisions chain in order

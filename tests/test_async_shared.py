@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import alembic_recipes
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -18,8 +19,6 @@ from alembic.config import Config
 from alembic.util import CommandError
 from conftest import Project, ServerDB, assert_ruff_clean
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
-import alembic_recipes
 
 
 def _account_revision(proj: Project) -> str:

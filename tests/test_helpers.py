@@ -9,13 +9,12 @@ import pytest
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.util import CommandError
-from sqlalchemy.ext.asyncio import create_async_engine
-
 from alembic_recipes import connect_and_run, is_async_url, parse_bool, run_coroutine
 from alembic_recipes.__main__ import _split_options, main
 from alembic_recipes.data import has_body
 from alembic_recipes.options import get_bool_option, x_arguments
 from alembic_recipes.templates import TEMPLATES, template_path
+from sqlalchemy.ext.asyncio import create_async_engine
 
 
 def _config(x: list[str] | None = None, **main_options: str) -> Config:
@@ -148,3 +147,50 @@ def test_main_usage_and_options(capsys: pytest.CaptureFixture[str]) -> None:
         ["-c", "x.ini", "--name=foo"],
         ["--package"],
     )
+
+
+def test_table_ops_ordered_for_every_input_order() -> None:
+    """Alembic lists added/removed tables in hash order; every permutation must
+    come out executable: no DROP INDEX of a dropped table, dependents dropped
+    first, referenced tables created first, indexes after their table."""
+    import itertools
+
+    from alembic.operations import ops
+    from alembic_recipes.autogen import skip_index_drops_of_dropped_tables
+
+    metadata = sa.MetaData()
+    a = sa.Table("a", metadata, sa.Column("id", sa.Integer, primary_key=True))
+    b = sa.Table(
+        "b",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("a_id", sa.Integer, sa.ForeignKey("a.id")),
+    )
+    index = sa.Index("ix_b_a_id", b.c.a_id)
+    drops = [
+        ops.ModifyTableOps("b", [ops.DropIndexOp.from_index(index)]),
+        ops.DropTableOp.from_table(b),
+        ops.DropTableOp.from_table(a),
+    ]
+    creates = [
+        ops.CreateTableOp.from_table(a),
+        ops.CreateTableOp.from_table(b),
+        ops.ModifyTableOps("b", [ops.CreateIndexOp.from_index(index)]),
+    ]
+    for drop_order, create_order in zip(
+        itertools.permutations(drops), itertools.permutations(creates), strict=True
+    ):
+        script = ops.MigrationScript(
+            "rev",
+            ops.UpgradeOps(list(drop_order)),
+            ops.DowngradeOps(list(create_order)),
+        )
+        skip_index_drops_of_dropped_tables(None, None, [script])  # type: ignore[arg-type]
+        up = [(type(o).__name__, o.table_name) for o in script.upgrade_ops.ops]
+        assert up == [("DropTableOp", "b"), ("DropTableOp", "a")]
+        down = [(type(o).__name__, o.table_name) for o in script.downgrade_ops.ops]
+        assert down == [
+            ("CreateTableOp", "a"),
+            ("CreateTableOp", "b"),
+            ("ModifyTableOps", "b"),
+        ]

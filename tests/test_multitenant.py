@@ -9,13 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import alembic_recipes
 import pytest
 import sqlalchemy as sa
 from alembic.config import Config
 from conftest import Project, ServerDB, assert_ruff_clean
 from sqlalchemy.ext.asyncio import create_async_engine
-
-import alembic_recipes
 
 ITEM_UP = """\
 op.create_table("item", sa.Column("id", sa.Integer, primary_key=True))

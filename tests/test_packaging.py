@@ -9,12 +9,12 @@ import subprocess
 import sys
 import tomllib
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI
-
 from alembic_recipes.templates import TEMPLATES
+from conftest import IN_CI, Project, assert_ruff_clean
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_DIRS = sorted(p.name for p in (ROOT / "templates").iterdir() if p.is_dir())
@@ -117,9 +117,20 @@ def test_fresh_venv_list_init_upgrade_uninstall(wheel: Path, tmp_path: Path) -> 
         proj.mkdir()
         run(alembic, "init", "-t", name, "./migrations", cwd=proj)
         run(alembic, "revision", "-m", "first", cwd=proj)
-        out = run(alembic, "upgrade", "head", cwd=proj)
+        if name == "multitenant":  # embedded default: a SQLite file per tenant
+            args, databases = (
+                ["-x", "tenant=all", "-x", "create=true"],
+                [
+                    proj / "tenants" / "acme.db",
+                    proj / "tenants" / "globex.db",
+                ],
+            )
+        else:
+            args, databases = [], [proj / "app.db"]
+        out = run(alembic, *args, "upgrade", "head", cwd=proj)
         assert "Running upgrade" in out
-        assert len(_sqlite_versions(proj / "app.db")) == 1
+        for database in databases:
+            assert len(_sqlite_versions(database)) == 1
 
     fallback = run(bin_ / "python", "-m", "alembic_recipes", "list", cwd=tmp_path)
     assert "not visible" not in fallback
@@ -166,3 +177,15 @@ def test_fallback_when_alembic_lives_elsewhere(wheel: Path, tmp_path: Path) -> N
     run(bin_ / "alembic", "revision", "-m", "first", cwd=proj, env=env)
     run(bin_ / "alembic", "upgrade", "head", cwd=proj, env=env)
     assert len(_sqlite_versions(proj / "app.db")) == 1
+
+
+@pytest.mark.parametrize("template", TEMPLATE_DIRS)
+def test_plain_revision_is_ruff_clean(
+    template: str, project: Callable[..., Project]
+) -> None:
+    proj = project(template)
+    out = proj.alembic("revision", "-m", "plain").output
+    (path,) = proj.versions.glob("*.py")
+    assert str(path) in out
+    assert_ruff_clean(path)
+    assert_ruff_clean(proj.env_py)

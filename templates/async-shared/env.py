@@ -14,9 +14,8 @@ A synchronous command.upgrade() also works inside a running event loop.
 """
 
 from alembic import context
-from sqlalchemy.engine import Connection
-
 from alembic_recipes import autogenerate_hooks, configure_logging, connect_and_run
+from sqlalchemy.engine import Connection
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.

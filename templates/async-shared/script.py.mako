@@ -3,6 +3,14 @@
 %>\
 <%
     body = (upgrades or "") + (downgrades or "")
+    needed = [line for test, line in (
+        ("sa." in body, "import sqlalchemy as sa"),
+        ("op." in body, "from alembic import op"),
+    ) if test]
+
+    def code(ops):
+        # a docstring is body enough: no `pass` (ruff PIE790)
+        return (ops or "").replace("\n    pass\n", "\n")
 %>\
 """${message}
 
@@ -13,14 +21,14 @@ Create Date: ${create_date}
 """
 
 from collections.abc import Sequence
+% if needed:
 
-% if "sa." in body:
-import sqlalchemy as sa
+${"\n".join(needed)}
 % endif
-% if "op." in body:
-from alembic import op
+% if imports:
+${imports}
 % endif
-${imports if imports else ""}
+
 # revision identifiers, used by Alembic.
 revision: str = ${repr(up_revision)}
 down_revision: str | Sequence[str] | None = ${repr(down_revision)}
@@ -30,9 +38,13 @@ depends_on: str | Sequence[str] | None = ${repr(depends_on)}
 
 def upgrade() -> None:
     """Upgrade schema."""
-    ${upgrades if upgrades else "pass"}
+% if upgrades:
+    ${code(upgrades)}
+% endif
 
 
 def downgrade() -> None:
     """Downgrade schema."""
-    ${downgrades if downgrades else "pass"}
+% if downgrades:
+    ${code(downgrades)}
+% endif

@@ -12,8 +12,6 @@ lists the pending ones (``alembic current`` shows them).
 """
 
 from alembic import context
-from sqlalchemy.engine import Connection
-
 from alembic_recipes import (
     autogenerate_hooks,
     configure_logging,
@@ -22,6 +20,7 @@ from alembic_recipes import (
     finish_data_migrations,
     skip_data_table,
 )
+from sqlalchemy.engine import Connection
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.

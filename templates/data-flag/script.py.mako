@@ -3,6 +3,14 @@
 %>\
 <%
     body = (upgrades or "") + (downgrades or "")
+    needed = [line for test, line in (
+        ("sa." in body, "import sqlalchemy as sa"),
+        ("op." in body, "from alembic import op"),
+    ) if test]
+
+    def code(ops):
+        # a docstring is body enough: no `pass` (ruff PIE790)
+        return (ops or "").replace("\n    pass\n", "\n")
 %>\
 """${message}
 
@@ -14,14 +22,14 @@ Create Date: ${create_date}
 
 from collections.abc import Sequence
 
-% if "sa." in body:
-import sqlalchemy as sa
-% endif
-% if "op." in body:
-from alembic import op
-% endif
+% for line in needed:
+${line}
+% endfor
 from alembic_recipes import run_data_downgrade, run_data_upgrade
-${imports if imports else ""}
+% if imports:
+${imports}
+% endif
+
 # revision identifiers, used by Alembic.
 revision: str = ${repr(up_revision)}
 down_revision: str | Sequence[str] | None = ${repr(down_revision)}
@@ -43,12 +51,16 @@ def downgrade() -> None:
 
 def schema_upgrades() -> None:
     """Schema changes; autogenerate writes here."""
-    ${upgrades if upgrades else "pass"}
+% if upgrades:
+    ${code(upgrades)}
+% endif
 
 
 def schema_downgrades() -> None:
     """Undo schema_upgrades()."""
-    ${downgrades if downgrades else "pass"}
+% if downgrades:
+    ${code(downgrades)}
+% endif
 
 
 def data_upgrades() -> None:

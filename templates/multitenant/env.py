@@ -13,8 +13,6 @@ its own transaction; alembic.ini picks the strategy (schema or database).
 """
 
 from alembic import context
-from sqlalchemy.engine import Connection
-
 from alembic_recipes import (
     Tenant,
     autogenerate_hooks,
@@ -22,6 +20,7 @@ from alembic_recipes import (
     offline_tenants,
     run_tenants,
 )
+from sqlalchemy.engine import Connection
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
