@@ -13,6 +13,8 @@ Public API:
 * :func:`run_tenants`, :func:`offline_tenants`, :class:`Tenant`,
   :func:`upgrade_tenant`, :func:`upgrade_tenant_async`, :func:`validate_tenant`
   -- multitenant.
+* :func:`run_databases`, :func:`offline_databases`, :class:`Database`,
+  :func:`database_names` -- multidb-mixed.
 * :func:`autogenerate_hooks`, :func:`all_of`, :func:`chain` -- cookbook
   autogenerate recipes, composed with your own hooks.
 * :func:`check_at_head`, :func:`check_at_head_async` -- is the database at head?
@@ -44,6 +46,7 @@ from .data import (
 )
 from .heads import check_at_head, check_at_head_async
 from .logs import configure_logging
+from .multidb import Database, database_names, offline_databases, run_databases
 from .options import get_bool_option, get_option, parse_bool
 from .tenants import (
     Tenant,
@@ -56,6 +59,7 @@ from .tenants import (
 
 __all__ = [
     "Connectable",
+    "Database",
     "Tenant",
     "all_of",
     "autogenerate_hooks",
@@ -69,11 +73,13 @@ __all__ = [
     "current",
     "current_heads",
     "data_enabled",
+    "database_names",
     "downgrade",
     "finish_data_migrations",
     "get_bool_option",
     "get_option",
     "is_async_url",
+    "offline_databases",
     "offline_tenants",
     "parse_bool",
     "pending_data_revisions",
@@ -81,6 +87,7 @@ __all__ = [
     "run_coroutine",
     "run_data_downgrade",
     "run_data_upgrade",
+    "run_databases",
     "run_tenants",
     "run_with_connection",
     "skip_data_table",

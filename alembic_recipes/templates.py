@@ -13,7 +13,7 @@ __all__ = [
     "visible_to_alembic",
 ]
 
-TEMPLATES = ("async-shared", "data-flag", "multitenant")
+TEMPLATES = ("async-shared", "data-flag", "multidb-mixed", "multitenant")
 """Template names shipped by this package (``templates/<name>/`` in the source)."""
 
 _HERE = Path(__file__).resolve().parent.parent

@@ -1,0 +1,81 @@
+# Alembic configuration: several databases, sync and async mixed (multidb-mixed).
+
+[alembic]
+# path to migration scripts
+script_location = ${script_location}
+
+# sys.path entry so env.py can import your application's models
+prepend_sys_path = .
+path_separator = os
+
+# The databases of this environment.  Each name gets a [name] section below
+# with its sqlalchemy.url, and upgrade_<name>()/downgrade_<name>() functions in
+# every revision, so names must be Python identifiers.
+databases = main, analytics
+
+# Commit with two-phase commit: every database prepares its transaction before
+# any commits (PostgreSQL with max_prepared_transactions > 0, MySQL/MariaDB XA).
+two_phase = false
+
+# Autogenerate recipes (alembic-recipes); env.py combines them with yours.
+# Write no revision file when nothing changed.
+skip_empty_revisions = true
+# No DROP INDEX for a table the same migration drops (MySQL/MariaDB refuse it).
+skip_index_drops_of_dropped_tables = true
+# Tables with info={"is_view": True} are views: never created or dropped.
+exclude_views = true
+# Never DROP TABLE what the database has but the metadata does not know.
+keep_unknown_tables = false
+# Column order in generated CREATE TABLE; * stands for the other columns.
+# column_order = id, *, created_at, updated_at
+
+# One section per database: sync or async URLs, in any mix (sqlite:///,
+# sqlite+aiosqlite:///, postgresql+psycopg://, postgresql+asyncpg://,
+# mysql+pymysql://, ...).
+[main]
+sqlalchemy.url = sqlite:///%(here)s/main.db
+
+[analytics]
+sqlalchemy.url = sqlite+aiosqlite:///%(here)s/analytics.db
+
+[post_write_hooks]
+# New revision files are formatted with `ruff format` when ruff is installed.
+hooks = format
+format.type = alembic_recipes_ruff
+
+# Logging configuration, applied by env.py from the command line; in-process
+# callers keep their loggers (config.attributes["configure_logger"] = False
+# skips it).
+[loggers]
+keys = root,sqlalchemy,alembic
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = WARNING
+handlers = console
+qualname =
+
+[logger_sqlalchemy]
+level = WARNING
+handlers =
+qualname = sqlalchemy.engine
+
+[logger_alembic]
+level = INFO
+handlers =
+qualname = alembic
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(levelname)-5.5s [%(name)s] %(message)s
+datefmt = %H:%M:%S
