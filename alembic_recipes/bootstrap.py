@@ -7,7 +7,6 @@ tables without a version nor a version without tables.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
@@ -16,9 +15,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .connections import Connectable, run_with_connection
+from .connections import Connectable, run_with_connection, run_with_connection_async
 from .tenants import schema_scope, validate_tenant
 
 __all__ = ["create_all_and_stamp", "create_all_and_stamp_async"]
@@ -76,11 +74,6 @@ async def create_all_and_stamp_async(
     revision: str = "heads",
 ) -> None:
     """:func:`create_all_and_stamp` for async code, on the caller's event loop."""
-    build = _builder(config, metadata, schema, revision)
-    if isinstance(connectable, AsyncConnection):
-        await connectable.run_sync(build)
-    elif isinstance(connectable, AsyncEngine):
-        async with connectable.connect() as conn:
-            await conn.run_sync(build)
-    else:
-        await asyncio.to_thread(run_with_connection, connectable, build)
+    await run_with_connection_async(
+        connectable, _builder(config, metadata, schema, revision)
+    )

@@ -35,6 +35,7 @@ __all__ = [
     "is_async_url",
     "run_coroutine",
     "run_with_connection",
+    "run_with_connection_async",
     "transactional_sqlite",
 ]
 
@@ -151,6 +152,22 @@ def run_with_connection(
         f"expected {ACCEPTED_CONNECTABLES}, got {type(connectable).__name__}:"
         f" {connectable!r}"
     )
+
+
+async def run_with_connection_async(
+    connectable: object, fn: Callable[[Connection], T]
+) -> T:
+    """:func:`run_with_connection` for async code, on the caller's event loop.
+
+    ``AsyncConnection``/``AsyncEngine`` run *fn* through ``run_sync()``; sync
+    connectables on a worker thread.
+    """
+    if isinstance(connectable, AsyncConnection):
+        return await connectable.run_sync(fn)
+    if isinstance(connectable, AsyncEngine):
+        async with connectable.connect() as conn:
+            return await conn.run_sync(fn)
+    return await asyncio.to_thread(run_with_connection, connectable, fn)
 
 
 def _require_no_running_loop(connectable: AsyncConnection | AsyncEngine) -> None:

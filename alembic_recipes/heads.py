@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .connections import Connectable, run_with_connection
+from .connections import Connectable, run_with_connection, run_with_connection_async
 
 __all__ = ["check_at_head", "check_at_head_async"]
 
@@ -65,10 +63,6 @@ async def check_at_head_async(
     version_table_schema: str | None = None,
 ) -> bool:
     """:func:`check_at_head` for async code, on the caller's event loop."""
-    at_head = _reader(config, version_table, version_table_schema)
-    if isinstance(connectable, AsyncConnection):
-        return await connectable.run_sync(at_head)
-    if isinstance(connectable, AsyncEngine):
-        async with connectable.connect() as conn:
-            return await conn.run_sync(at_head)
-    return await asyncio.to_thread(run_with_connection, connectable, at_head)
+    return await run_with_connection_async(
+        connectable, _reader(config, version_table, version_table_schema)
+    )
