@@ -294,3 +294,20 @@ def test_autogenerate_goes_to_schema_functions_and_is_ruff_clean(env: Env) -> No
     env.proj.alembic("upgrade", "head")
     assert "customer" in env.tables()
     assert BIN
+
+
+def test_async_url_with_data_and_catch_up(
+    project: Callable[..., Project], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any URL works: sqlite+aiosqlite here, through the same code path as asyncpg."""
+    proj = project("data-flag", prepare=_two_revisions)
+    db = proj.root / "app.db"
+    proj.set_option("sqlalchemy.url", f"sqlite+aiosqlite:///{db}")
+    monkeypatch.chdir(proj.root)
+    env = Env(proj, sa.create_engine(f"sqlite:///{db}"), *proj.prepared)
+    env.proj.alembic("upgrade", env.rev1)
+    env.proj.alembic("-x", "data=true", "upgrade", "head")
+    assert env.log() == ["data1", "data2"]
+    assert env.recorded() == {env.rev1, env.rev2}
+    env.proj.alembic("downgrade", "base")
+    assert env.version() == set() and env.recorded() == set()
