@@ -17,9 +17,13 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .connections import ACCEPTED_CONNECTABLES, Connectable
+from .connections import (
+    ACCEPTED_CONNECTABLES,
+    Connectable,
+    is_async_connection,
+    is_async_engine,
+)
 
 __all__ = [
     "current",
@@ -61,9 +65,9 @@ async def run_command(
             else:
                 config.attributes["connection"] = previous
 
-    if isinstance(connectable, AsyncConnection):
+    if is_async_connection(connectable):
         return await connectable.run_sync(invoke)
-    if isinstance(connectable, AsyncEngine):
+    if is_async_engine(connectable):
         async with connectable.connect() as connection:
             return await connection.run_sync(invoke)
     if connectable is None or isinstance(connectable, Connection | Engine):

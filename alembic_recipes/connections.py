@@ -12,27 +12,29 @@ un-awaited coroutine, no ``create_task`` that returns before migrating.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard, TypeVar
 
 from alembic.config import Config
 from alembic.util import CommandError
 from sqlalchemy import engine_from_config, event, pool
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
-    AsyncEngine,
-    async_engine_from_config,
-)
 from sqlalchemy.util.concurrency import in_greenlet
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 __all__ = [
     "ACCEPTED_CONNECTABLES",
     "Connectable",
     "connect_and_run",
     "engine_from_options",
+    "is_async_connection",
+    "is_async_engine",
     "is_async_url",
+    "is_connectable",
     "run_coroutine",
     "run_with_connection",
     "run_with_connection_async",
@@ -40,7 +42,34 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-Connectable: TypeAlias = Connection | Engine | AsyncConnection | AsyncEngine
+Connectable: TypeAlias = "Connection | Engine | AsyncConnection | AsyncEngine"
+
+# sqlalchemy.ext.asyncio costs ~0.3 s to import: a third of what this package
+# adds to every `alembic` run.  It is imported only for async URLs; an
+# AsyncEngine or AsyncConnection handed in by a caller means it is loaded.
+
+
+def is_async_connection(obj: object) -> TypeGuard[AsyncConnection]:
+    """True for a ``sqlalchemy.ext.asyncio.AsyncConnection``."""
+    module = sys.modules.get("sqlalchemy.ext.asyncio")
+    return module is not None and isinstance(obj, module.AsyncConnection)
+
+
+def is_async_engine(obj: object) -> TypeGuard[AsyncEngine]:
+    """True for a ``sqlalchemy.ext.asyncio.AsyncEngine``."""
+    module = sys.modules.get("sqlalchemy.ext.asyncio")
+    return module is not None and isinstance(obj, module.AsyncEngine)
+
+
+def is_connectable(obj: object) -> bool:
+    """True for a Connection, Engine, AsyncConnection or AsyncEngine."""
+    return (
+        isinstance(obj, Connection | Engine)
+        or is_async_connection(obj)
+        or is_async_engine(obj)
+    )
+
+
 ACCEPTED_CONNECTABLES = (
     "a sqlalchemy Connection, Engine, AsyncConnection or AsyncEngine"
 )
@@ -58,8 +87,17 @@ def engine_from_options(
     url = options.get(f"{prefix}url", "").strip()
     if not url:
         raise CommandError(f"no {prefix}url configured in {where}")
-    factory = async_engine_from_config if is_async_url(url) else engine_from_config
-    engine = factory(dict(options), prefix=prefix, poolclass=pool.NullPool)
+    engine: Engine | AsyncEngine
+    if is_async_url(url):
+        from sqlalchemy.ext.asyncio import async_engine_from_config
+
+        engine = async_engine_from_config(
+            dict(options), prefix=prefix, poolclass=pool.NullPool
+        )
+    else:
+        engine = engine_from_config(
+            dict(options), prefix=prefix, poolclass=pool.NullPool
+        )
     if engine.dialect.name == "sqlite":
         transactional_sqlite(engine)
     return engine
@@ -72,7 +110,7 @@ def transactional_sqlite(engine: Engine | AsyncEngine) -> None:
     so DDL autocommits and a failed run is half-applied.  This is
     SQLAlchemy's documented recipe: driver autocommit, ``BEGIN`` on begin.
     """
-    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+    sync_engine = engine.sync_engine if is_async_engine(engine) else engine
 
     @event.listens_for(sync_engine, "connect")
     def _driver_autocommit(dbapi_connection: Any, record: Any) -> None:
@@ -136,12 +174,12 @@ def run_with_connection(
     if isinstance(connectable, Engine):
         with connectable.connect() as connection:
             return fn(connection)
-    if isinstance(connectable, AsyncConnection):
+    if is_async_connection(connectable):
         if in_greenlet():
             return fn(connectable.sync_connection)  # type: ignore[arg-type]
         _require_no_running_loop(connectable)
         return asyncio.run(connectable.run_sync(fn))
-    if isinstance(connectable, AsyncEngine):
+    if is_async_engine(connectable):
         if in_greenlet():
             with connectable.sync_engine.connect() as connection:
                 return fn(connection)
@@ -162,9 +200,9 @@ async def run_with_connection_async(
     ``AsyncConnection``/``AsyncEngine`` run *fn* through ``run_sync()``; sync
     connectables on a worker thread.
     """
-    if isinstance(connectable, AsyncConnection):
+    if is_async_connection(connectable):
         return await connectable.run_sync(fn)
-    if isinstance(connectable, AsyncEngine):
+    if is_async_engine(connectable):
         async with connectable.connect() as conn:
             return await conn.run_sync(fn)
     return await asyncio.to_thread(run_with_connection, connectable, fn)
@@ -193,7 +231,7 @@ def connect_and_run(
     """
     shared = config.attributes.get(attribute)
     if shared is not None:
-        if not isinstance(shared, Connection | Engine | AsyncConnection | AsyncEngine):
+        if not is_connectable(shared):
             raise TypeError(
                 f"config.attributes[{attribute!r}] must be {ACCEPTED_CONNECTABLES},"
                 f" got {type(shared).__name__}: {shared!r}"
@@ -201,7 +239,7 @@ def connect_and_run(
         return run_with_connection(shared, fn)
     name = section or config.config_ini_section
     engine = engine_from_options(config.get_section(name, {}), where=f"[{name}]")
-    if isinstance(engine, AsyncEngine):
+    if is_async_engine(engine):
         return run_with_connection(engine, fn, owned=True)
     try:
         return run_with_connection(engine, fn)

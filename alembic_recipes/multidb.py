@@ -26,10 +26,16 @@ from alembic.config import Config
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.base import Transaction, TwoPhaseTransaction
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
 
-from .connections import ACCEPTED_CONNECTABLES, engine_from_options, run_coroutine
+from .connections import (
+    ACCEPTED_CONNECTABLES,
+    engine_from_options,
+    is_async_connection,
+    is_async_engine,
+    is_connectable,
+    run_coroutine,
+)
 from .options import get_bool_option, get_option
 
 __all__ = [
@@ -152,9 +158,7 @@ def _shared(config: Config, databases: list[Database]) -> dict[str, Any]:
                 f"unknown database {name!r} in config.attributes['connections']:"
                 f" configured databases are {', '.join(names)}"
             )
-        if not isinstance(
-            connectable, Connection | Engine | AsyncConnection | AsyncEngine
-        ):
+        if not is_connectable(connectable):
             raise TypeError(
                 f"config.attributes['connections'][{name!r}] must be"
                 f" {ACCEPTED_CONNECTABLES}, got {type(connectable).__name__}:"
@@ -252,7 +256,7 @@ def run_databases(
     databases = selected_databases(config)
     shared = _shared(config, databases)
     two_phase = get_bool_option(config, "two_phase")
-    owned: dict[str, Engine | AsyncEngine] = {
+    owned: dict[str, Any] = {
         db.name: engine_from_options(db.options, where=f"[{db.name}]")
         for db in databases
         if db.name not in shared
@@ -264,7 +268,7 @@ def run_databases(
 
     try:
         if in_greenlet() or not any(
-            isinstance(c, AsyncConnection | AsyncEngine) for c in connectables.values()
+            is_async_connection(c) or is_async_engine(c) for c in connectables.values()
         ):
             with ExitStack() as stack:
                 views = {
@@ -274,7 +278,7 @@ def run_databases(
                 run_sync_views(views)
             return
         for name, connectable in shared.items():
-            if isinstance(connectable, AsyncConnection | AsyncEngine):
+            if is_async_connection(connectable) or is_async_engine(connectable):
                 _require_no_running_loop(name, connectable)
         run_coroutine(lambda: _run_async(connectables, owned, run_sync_views))
     finally:
@@ -287,9 +291,9 @@ def _sync_view(connectable: Any, stack: ExitStack) -> Connection:
     """A sync Connection for *connectable* (async ones only inside a greenlet)."""
     if isinstance(connectable, Connection):
         return connectable
-    if isinstance(connectable, AsyncConnection):
+    if is_async_connection(connectable):
         return connectable.sync_connection  # type: ignore[return-value]
-    if isinstance(connectable, AsyncEngine):
+    if is_async_engine(connectable):
         return stack.enter_context(connectable.sync_engine.connect())
     connection: Connection = stack.enter_context(connectable.connect())
     return connection
@@ -297,15 +301,15 @@ def _sync_view(connectable: Any, stack: ExitStack) -> Connection:
 
 async def _run_async(
     connectables: dict[str, Any],
-    owned: dict[str, Engine | AsyncEngine],
+    owned: dict[str, Any],
     body: Callable[[dict[str, Connection]], None],
 ) -> None:
-    opened: list[AsyncConnection] = []
+    opened: list[Any] = []
     with ExitStack() as stack:
         try:
             views: dict[str, Connection] = {}
             for name, connectable in connectables.items():
-                if isinstance(connectable, AsyncEngine):
+                if is_async_engine(connectable):
                     conn = await connectable.connect()
                     opened.append(conn)
                     views[name] = conn.sync_connection  # type: ignore[assignment]
@@ -316,13 +320,11 @@ async def _run_async(
             for conn in opened:
                 await conn.close()
             for engine in owned.values():
-                if isinstance(engine, AsyncEngine):
+                if is_async_engine(engine):
                     await engine.dispose()
 
 
-def _require_no_running_loop(
-    name: str, connectable: AsyncConnection | AsyncEngine
-) -> None:
+def _require_no_running_loop(name: str, connectable: Any) -> None:
     import asyncio
 
     try:

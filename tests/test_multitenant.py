@@ -161,6 +161,9 @@ def test_schema_all_from_pattern_and_list(s: Schemas) -> None:
     assert s.version("globex") == []
 
 
+@pytest.mark.parametrize(
+    "s", [pytest.param("psycopg", marks=pytest.mark.postgresql)], indirect=True
+)  # validation happens before any driver is involved
 @pytest.mark.parametrize("name", HOSTILE)
 def test_schema_hostile_names_rejected_before_any_sql(s: Schemas, name: str) -> None:
     before = s.schemas()
@@ -363,6 +366,7 @@ def test_database_pattern_discovers_files(d: Databases) -> None:
     assert d.version("alpha") == d.version("zeta") == [d.rev2]
 
 
+@pytest.mark.parametrize("d", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("name", HOSTILE)
 def test_database_hostile_names(d: Databases, name: str) -> None:
     result = d.proj.alembic("-x", f"tenant={name}", "-x", "create=true", "upgrade",

@@ -81,6 +81,16 @@ def test_wheel_layout(wheel: Path) -> None:
     assert "alembic_recipes/py.typed" in names
 
 
+# template -> (alembic options, SQLite files of its embedded default)
+EMBEDDED_DEFAULTS = {
+    "multitenant": (
+        ["-x", "tenant=all", "-x", "create=true"],
+        ["tenants/acme.db", "tenants/globex.db"],
+    ),
+    "multidb-mixed": ([], ["main.db", "analytics.db"]),
+}
+
+
 def _venv(tmp: Path, name: str) -> Path:
     venv = tmp / name
     run(_uv(), "venv", "--quiet", "--python", sys.executable, venv, cwd=tmp)
@@ -117,20 +127,11 @@ def test_fresh_venv_list_init_upgrade_uninstall(wheel: Path, tmp_path: Path) -> 
         proj.mkdir()
         run(alembic, "init", "-t", name, "./migrations", cwd=proj)
         run(alembic, "revision", "-m", "first", cwd=proj)
-        if name == "multitenant":  # embedded default: a SQLite file per tenant
-            args, databases = (
-                ["-x", "tenant=all", "-x", "create=true"],
-                [
-                    proj / "tenants" / "acme.db",
-                    proj / "tenants" / "globex.db",
-                ],
-            )
-        else:
-            args, databases = [], [proj / "app.db"]
+        args, databases = EMBEDDED_DEFAULTS.get(name, ([], ["app.db"]))
         out = run(alembic, *args, "upgrade", "head", cwd=proj)
         assert "Running upgrade" in out
         for database in databases:
-            assert len(_sqlite_versions(database)) == 1
+            assert len(_sqlite_versions(proj / database)) == 1
 
     fallback = run(bin_ / "python", "-m", "alembic_recipes", "list", cwd=tmp_path)
     assert "not visible" not in fallback
