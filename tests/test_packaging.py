@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sqlite3
@@ -37,14 +38,17 @@ def test_every_template_is_shipped_and_has_a_synopsis() -> None:
         assert synopsis(name).strip(), f"{name}/README needs a synopsis first line"
 
 
-def _uv() -> str:
-    uv = shutil.which("uv")
-    if uv is None:
+def _uv() -> list[str]:
+    """The uv command: the test environment's own (a test dependency), else PATH's."""
+    if importlib.util.find_spec("uv") is not None:
+        return [sys.executable, "-m", "uv"]
+    found = shutil.which("uv")
+    if found is None:
         message = "uv is needed to build and install the wheel"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    return uv
+    return [found]
 
 
 def run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -63,7 +67,7 @@ def run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    run(_uv(), "build", "--wheel", "--out-dir", out, ROOT, cwd=ROOT)
+    run(*_uv(), "build", "--wheel", "--out-dir", out, ROOT, cwd=ROOT)
     (built,) = out.glob("alembic_recipes-*.whl")
     return built
 
@@ -93,7 +97,7 @@ EMBEDDED_DEFAULTS = {
 
 def _venv(tmp: Path, name: str) -> Path:
     venv = tmp / name
-    run(_uv(), "venv", "--quiet", "--python", sys.executable, venv, cwd=tmp)
+    run(*_uv(), "venv", "--quiet", "--python", sys.executable, venv, cwd=tmp)
     return venv / "bin"
 
 
@@ -105,16 +109,8 @@ def _sqlite_versions(path: Path) -> list[str]:
 @pytest.mark.wheel
 def test_fresh_venv_list_init_upgrade_uninstall(wheel: Path, tmp_path: Path) -> None:
     bin_ = _venv(tmp_path, "venv")
-    run(
-        _uv(),
-        "pip",
-        "install",
-        "--quiet",
-        "--python",
-        bin_ / "python",
-        wheel,
-        cwd=tmp_path,
-    )
+    run(*_uv(), "pip", "install", "--quiet", "--python", bin_ / "python", wheel,
+        cwd=tmp_path)  # fmt: skip
     alembic = bin_ / "alembic"
 
     listing = run(alembic, "list_templates", cwd=tmp_path)
@@ -144,7 +140,7 @@ def test_fresh_venv_list_init_upgrade_uninstall(wheel: Path, tmp_path: Path) -> 
             cwd=tmp_path,
         ).strip()
     ).parent
-    run(_uv(), "pip", "uninstall", "--quiet", "--python", bin_ / "python",
+    run(*_uv(), "pip", "uninstall", "--quiet", "--python", bin_ / "python",
         "alembic-recipes", cwd=tmp_path)  # fmt: skip
     assert sorted(p.name for p in (site / "templates").iterdir()) == sorted(
         p.name for p in (site / "templates").iterdir() if p.name not in TEMPLATE_DIRS
@@ -159,10 +155,10 @@ def test_fallback_when_alembic_lives_elsewhere(wheel: Path, tmp_path: Path) -> N
     """Alembic in one site directory, alembic-recipes in another (PYTHONPATH)."""
     bin_ = _venv(tmp_path, "venv")
     deps = ["alembic", "sqlalchemy[asyncio]", "mako", "aiosqlite"]
-    run(_uv(), "pip", "install", "--quiet", "--python", bin_ / "python", *deps,
+    run(*_uv(), "pip", "install", "--quiet", "--python", bin_ / "python", *deps,
         cwd=tmp_path)  # fmt: skip
     other = tmp_path / "other"
-    run(_uv(), "pip", "install", "--quiet", "--no-deps", "--target", other, wheel,
+    run(*_uv(), "pip", "install", "--quiet", "--no-deps", "--target", other, wheel,
         cwd=tmp_path)  # fmt: skip
     env = {"PYTHONPATH": str(other)}
     listing = run(
