@@ -9,10 +9,16 @@
 
 from __future__ import annotations
 
+import os
+
 import nox
 from packaging.requirements import Requirement
 
 nox.options.default_venv_backend = "uv|virtualenv"
+# Tests start hundreds of `alembic` processes: compile the installed packages
+# once, so they start fast even where PYTHONDONTWRITEBYTECODE is set (measured
+# here: the suite ran 2.4x slower without it).
+os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
 nox.options.sessions = ["lint", "typecheck", "tests", "tests_oldest"]
 nox.options.error_on_missing_interpreters = True
 

@@ -46,6 +46,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.schema import CreateSchema
 
 from .commands import run_command
+from .compiled import CompiledPaths, execute_script
 from .connections import (
     Connectable,
     connect_and_run,
@@ -135,6 +136,7 @@ class _Settings:
     requested: tuple[str, ...] | None  # None: every known tenant
     create: bool
     keep_going: bool
+    compiled: bool
 
     @classmethod
     def from_config(cls, config: Config) -> _Settings:
@@ -163,6 +165,7 @@ class _Settings:
             requested=_requested(config),
             create=get_bool_option(config, "create", ini_key="create_tenants"),
             keep_going=get_bool_option(config, "continue", ini_key="continue_on_error"),
+            compiled=get_bool_option(config, "compiled", ini_key="compiled_upgrades"),
         )
 
     def tenant(self, name: str) -> Tenant:
@@ -224,6 +227,15 @@ class _Fleet:
         targets = (destination,) if isinstance(destination, str) else destination
         self.skip_at_head = self.command in ("upgrade", "stamp") and (
             frozenset(targets or ()) == self.heads
+        )
+        self.compiled = (
+            CompiledPaths(self.script, targets[0])
+            if settings.compiled
+            and settings.strategy == "schema"
+            and self.command == "upgrade"
+            and targets
+            and len(targets) == 1
+            else None
         )
         self.outcomes: dict[str, list[str]] = {}
         self.failures: list[tuple[str, str]] = []
@@ -488,9 +500,15 @@ def _run_schemas(
                 if fleet.command == "current":
                     return before, before
                 raise fleet.missing(tenant.name)
+            compiled = fleet.compiled
+            sql = compiled.sql_for(conn, before, tenant.name) if compiled else None
             with schema_scope(conn, tenant.name, create=missing):
-                migrate(conn, tenant)
-                after = _heads_after(conn)
+                if sql is not None:
+                    execute_script(conn, sql)
+                    after = [compiled.destination] if compiled else []
+                else:
+                    migrate(conn, tenant)
+                    after = _heads_after(conn)
             existing.add(tenant.name)
             return before, after
 

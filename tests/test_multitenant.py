@@ -444,3 +444,50 @@ def test_benchmark_script_runs(pg: ServerDB) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "process-per-tenant / fleet" in done.stdout
+
+
+def test_compiled_upgrades_replay_per_tenant(s: Schemas) -> None:
+    """-x compiled=true: one rendered script per starting revision, replayed in
+    each tenant's transaction; same end state as the normal run."""
+    s.proj.alembic("-x", "tenant=globex", "upgrade", s.rev1)
+    out = s.proj.alembic(
+        "-x", "tenant=acme,globex,initech", "-x", "compiled=true", "upgrade", "head"
+    ).stderr
+    assert out.count("compiled upgrades: rendered base -> ") == 1  # acme, initech
+    assert f"compiled upgrades: rendered {s.rev1} -> " in out  # globex
+    assert "[3/3] initech: upgraded base -> " in out
+    for tenant in ("acme", "globex", "initech"):
+        assert s.version(tenant) == [s.rev2]
+        assert {"item", "blocker", "alembic_version"} <= s.tables(tenant)
+    with s.db.engine().connect() as conn:
+        assert conn.scalar(sa.text("SELECT note FROM initech.item")) == "seed"
+        indexes = sa.inspect(conn).get_indexes("item", schema="acme")
+    assert [ix["name"] for ix in indexes] == ["ix_item_id"]
+    assert s.tables("public") == set()
+
+
+def test_compiled_upgrades_isolate_failures_and_fall_back(s: Schemas) -> None:
+    s.sql("CREATE TABLE globex.blocker (id int)")
+    result = s.proj.alembic(
+        "-x", "tenant=acme,globex,initech", "-x", "compiled=true",
+        "-x", "continue=true", "upgrade", "head", ok=False,
+    )  # fmt: skip
+    assert "[2/3] globex: FAILED" in result.stderr
+    assert s.version("acme") == s.version("initech") == [s.rev2]
+    assert s.tables("globex") == {"blocker"}
+    # a revision that reads data cannot be rendered offline: normal run instead
+    rev3 = s.proj.revision(
+        "reads data",
+        upgrade=(
+            'count = op.get_bind().execute(sa.text("SELECT count(*) FROM item"))'
+            ".scalar()\n"
+            "op.execute(f\"INSERT INTO item (id, note) VALUES (2, '{count}')\")"
+        ),
+    )
+    out = s.proj.alembic(
+        "-x", "tenant=acme,initech", "-x", "compiled=true", "upgrade", "head"
+    ).stderr
+    assert "cannot be rendered offline" in out and "migrating those tenants" in out
+    with s.db.engine().connect() as conn:
+        assert conn.scalar(sa.text("SELECT note FROM acme.item WHERE id = 2")) == "1"
+    assert s.version("acme") == [rev3]

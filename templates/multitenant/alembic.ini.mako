@@ -36,6 +36,12 @@ create_tenants = false
 # (-x continue=true).  Either way each tenant has its own transaction.
 continue_on_error = false
 
+# Fast fleet upgrades (schema strategy): render each revision path once with
+# Alembic's offline mode and replay the SQL per tenant (-x compiled=true).
+# Only for migrations whose SQL does not depend on the tenant's data; a path
+# that reads data cannot be rendered offline and runs the normal way.
+compiled_upgrades = false
+
 # Autogenerate recipes (alembic-recipes); env.py combines them with yours.
 # Write no revision file when nothing changed.
 skip_empty_revisions = true
