@@ -22,7 +22,7 @@ import dis
 import logging
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from alembic import context as env
 from alembic.config import Config
@@ -76,7 +76,6 @@ class _RunState:
     table: Table
     recorded: set[str] | None = None
     table_ready: bool = False
-    done: list[str] = field(default_factory=list)
 
 
 _states: weakref.WeakKeyDictionary[MigrationContext, _RunState] = (
