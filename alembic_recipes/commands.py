@@ -8,7 +8,8 @@ the caller's event loop and without ``asyncio.run()``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from alembic import command
@@ -26,9 +27,11 @@ from .connections import (
 )
 
 __all__ = [
+    "config_attributes",
     "current",
     "current_heads",
     "downgrade",
+    "read_through_env",
     "run_command",
     "stamp",
     "upgrade",
@@ -36,6 +39,21 @@ __all__ = [
 
 T = TypeVar("T")
 _MISSING = object()
+
+
+@contextmanager
+def config_attributes(config: Config, **values: object) -> Iterator[None]:
+    """Set ``config.attributes`` entries for a block, then restore what was there."""
+    saved = {key: config.attributes.get(key, _MISSING) for key in values}
+    config.attributes.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is _MISSING:
+                config.attributes.pop(key, None)
+            else:
+                config.attributes[key] = value
 
 
 async def run_command(
@@ -54,16 +72,9 @@ async def run_command(
     """
 
     def invoke(connection: Connection | Engine | None) -> T:
-        previous = config.attributes.get("connection", _MISSING)
-        if connection is not None:
-            config.attributes["connection"] = connection
-        try:
+        shared = {} if connection is None else {"connection": connection}
+        with config_attributes(config, **shared):
             return cmd(config, *args, **kwargs)
-        finally:
-            if previous is _MISSING:
-                config.attributes.pop("connection", None)
-            else:
-                config.attributes["connection"] = previous
 
     if is_async_connection(connectable):
         return await connectable.run_sync(invoke)
@@ -105,18 +116,28 @@ async def stamp(
     await run_command(command.stamp, connectable, config, revision, **kwargs)
 
 
-def current_heads(config: Config) -> tuple[str, ...]:
-    """The database's current heads, read through env.py (so its options apply)."""
+def read_through_env(
+    config: Config, read: Callable[[MigrationContext, ScriptDirectory], Iterable[T]]
+) -> list[T]:
+    """Run env.py without migrating and collect ``read(context, script)`` from
+    every migration context it configures (so env.py's options apply)."""
     script = ScriptDirectory.from_config(config)
-    heads: list[str] = []
+    collected: list[T] = []
 
-    def read(rev: Any, context: MigrationContext) -> list[Any]:
-        heads.extend(context.get_current_heads())
+    def step(rev: Any, context: MigrationContext) -> list[Any]:
+        collected.extend(read(context, script))
         return []
 
-    with EnvironmentContext(config, script, fn=read, dont_mutate=True):
+    with EnvironmentContext(config, script, fn=step, dont_mutate=True):
         script.run_env()
-    return tuple(heads)
+    return collected
+
+
+def current_heads(config: Config) -> tuple[str, ...]:
+    """The database's current heads, read through env.py (so its options apply)."""
+    return tuple(
+        read_through_env(config, lambda context, _: context.get_current_heads())
+    )
 
 
 async def current(connectable: Connectable | None, config: Config) -> tuple[str, ...]:

@@ -35,6 +35,7 @@ __all__ = [
     "is_async_engine",
     "is_async_url",
     "is_connectable",
+    "require_no_running_loop",
     "run_coroutine",
     "run_with_connection",
     "run_with_connection_async",
@@ -137,17 +138,6 @@ def run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return executor.submit(lambda: asyncio.run(make())).result()
 
 
-def _loop_bound_error(connectable: AsyncConnection | AsyncEngine) -> CommandError:
-    kind = type(connectable).__name__
-    return CommandError(
-        f"got an {kind} from the running event loop, which a synchronous Alembic "
-        "command cannot await from inside that loop; use "
-        f"`await alembic_recipes.upgrade({kind.lower()}, config)` (or another "
-        "awaitable command), or call the command through "
-        "`await connection.run_sync(...)`"
-    )
-
-
 async def _on_async_engine(engine: AsyncEngine, fn: Callable[[Connection], T]) -> T:
     try:
         async with engine.connect() as connection:
@@ -158,7 +148,11 @@ async def _on_async_engine(engine: AsyncEngine, fn: Callable[[Connection], T]) -
 
 
 def run_with_connection(
-    connectable: object, fn: Callable[[Connection], T], *, owned: bool = False
+    connectable: object,
+    fn: Callable[[Connection], T],
+    *,
+    owned: bool = False,
+    where: str = "the connectable",
 ) -> T:
     """Call ``fn`` with a synchronous ``Connection`` drawn from *connectable*.
 
@@ -168,6 +162,7 @@ def run_with_connection(
     ``AsyncEngine`` is awaited on the caller's loop when called through
     ``run_sync()``, or on a private loop when no loop runs.  *owned* marks an
     engine made from the ini, which may also run on a worker thread's loop.
+    *where* names the connectable in errors.
     """
     if isinstance(connectable, Connection):
         return fn(connectable)
@@ -177,14 +172,14 @@ def run_with_connection(
     if is_async_connection(connectable):
         if in_greenlet():
             return fn(connectable.sync_connection)  # type: ignore[arg-type]
-        _require_no_running_loop(connectable)
+        require_no_running_loop(connectable, where)
         return asyncio.run(connectable.run_sync(fn))
     if is_async_engine(connectable):
         if in_greenlet():
             with connectable.sync_engine.connect() as connection:
                 return fn(connection)
         if not owned:
-            _require_no_running_loop(connectable)
+            require_no_running_loop(connectable, where)
         return run_coroutine(lambda: _on_async_engine(connectable, fn))
     raise TypeError(
         f"expected {ACCEPTED_CONNECTABLES}, got {type(connectable).__name__}:"
@@ -208,12 +203,20 @@ async def run_with_connection_async(
     return await asyncio.to_thread(run_with_connection, connectable, fn)
 
 
-def _require_no_running_loop(connectable: AsyncConnection | AsyncEngine) -> None:
+def require_no_running_loop(connectable: object, where: str) -> None:
+    """Fail clearly when a sync command would have to await *connectable* (an
+    AsyncConnection/AsyncEngine, named by *where*) from the loop that owns it."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return
-    raise _loop_bound_error(connectable)
+    raise CommandError(
+        f"{where} is an {type(connectable).__name__} of the running event loop,"
+        " which a synchronous Alembic command cannot await from inside that loop;"
+        " run the command on the loop instead: `await"
+        " alembic_recipes.upgrade(async_connection, config)` (or another awaitable"
+        " command; it runs inside the connection's run_sync())"
+    )
 
 
 def connect_and_run(
@@ -236,7 +239,9 @@ def connect_and_run(
                 f"config.attributes[{attribute!r}] must be {ACCEPTED_CONNECTABLES},"
                 f" got {type(shared).__name__}: {shared!r}"
             )
-        return run_with_connection(shared, fn)
+        return run_with_connection(
+            shared, fn, where=f"config.attributes[{attribute!r}]"
+        )
     name = section or config.config_ini_section
     engine = engine_from_options(config.get_section(name, {}), where=f"[{name}]")
     if is_async_engine(engine):

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from alembic import context as env
 from alembic.config import Config
 from alembic.operations import Operations
-from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Column, MetaData, String, Table, inspect, select
 from sqlalchemy.schema import CreateTable
 
+from .commands import read_through_env
 from .options import get_bool_option, running_command
 
 __all__ = [
@@ -259,13 +259,7 @@ def pending_data_revisions(config: Config) -> list[str]:
     Connects the way env.py does (``config.attributes["connection"]`` or the
     ini URL); changes nothing.
     """
-    script = ScriptDirectory.from_config(config)
-    result: list[str] = []
-
-    def read(rev: object, context: MigrationContext) -> list[object]:
-        result.extend(revision.revision for revision in _pending(context, script))
-        return []
-
-    with EnvironmentContext(config, script, fn=read, dont_mutate=True):
-        script.run_env()
-    return result
+    return read_through_env(
+        config,
+        lambda context, script: [r.revision for r in _pending(context, script)],
+    )

@@ -34,6 +34,7 @@ from .connections import (
     is_async_connection,
     is_async_engine,
     is_connectable,
+    require_no_running_loop,
     run_coroutine,
 )
 from .options import get_bool_option, get_option
@@ -279,7 +280,9 @@ def run_databases(
             return
         for name, connectable in shared.items():
             if is_async_connection(connectable) or is_async_engine(connectable):
-                _require_no_running_loop(name, connectable)
+                require_no_running_loop(
+                    connectable, f"config.attributes['connections'][{name!r}]"
+                )
         run_coroutine(lambda: _run_async(connectables, owned, run_sync_views))
     finally:
         for engine in owned.values():
@@ -322,20 +325,3 @@ async def _run_async(
             for engine in owned.values():
                 if is_async_engine(engine):
                     await engine.dispose()
-
-
-def _require_no_running_loop(name: str, connectable: Any) -> None:
-    import asyncio
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    raise CommandError(
-        f"config.attributes['connections'][{name!r}] is an"
-        f" {type(connectable).__name__} of the running event loop, which a"
-        " synchronous Alembic command cannot await from inside that loop; run it"
-        " on the loop with `await alembic_recipes.upgrade(async_connection,"
-        " config)` (any AsyncConnection: the whole command then runs inside its"
-        " run_sync(), where every shared connection can be used)"
-    )

@@ -45,7 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.schema import CreateSchema
 
-from .commands import run_command
+from .commands import config_attributes, run_command
 from .compiled import CompiledPaths, execute_script
 from .connections import (
     Connectable,
@@ -679,20 +679,6 @@ def offline_tenants(config: Config) -> Iterator[Tenant]:
         yield settings.tenant(name)
 
 
-@contextmanager
-def _tenant_attributes(config: Config, **values: object) -> Iterator[None]:
-    saved = {key: config.attributes.get(key) for key in values}
-    config.attributes.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                config.attributes.pop(key, None)
-            else:
-                config.attributes[key] = value
-
-
 def upgrade_tenant(
     config: Config,
     tenant: str,
@@ -710,7 +696,7 @@ def upgrade_tenant(
     extra: dict[str, object] = {"tenant": tenant, "create": create}
     if connection is not None:
         extra["connection"] = connection
-    with _tenant_attributes(config, **extra):
+    with config_attributes(config, **extra):
         command.upgrade(config, revision)
 
 
@@ -724,5 +710,5 @@ async def upgrade_tenant_async(
 ) -> None:
     """Migrate one tenant from async code, sharing *connectable* when given."""
     validate_tenant(tenant, source="upgrade_tenant_async()")
-    with _tenant_attributes(config, tenant=tenant, create=create):
+    with config_attributes(config, tenant=tenant, create=create):
         await run_command(command.upgrade, connectable, config, revision)
