@@ -232,24 +232,24 @@ VIEW = ITEM + (
 )
 
 
-@pytest.mark.parametrize(
-    "backend", ["sqlite", pytest.param("pg", marks=pytest.mark.postgresql)]
-)
+@pytest.fixture(params=["sqlite", pytest.param("pg", marks=pytest.mark.postgresql)])
+def urls(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """(async URL for alembic.ini, sync URL to inspect) of the backend under test."""
+    if request.param == "pg":
+        db: ServerDB = request.getfixturevalue("pg")
+        return db.driver_url("asyncpg"), db.driver_url("psycopg")
+    path = tmp_path / "app" / "app.db"
+    return f"sqlite+aiosqlite:///{path}", f"sqlite:///{path}"
+
+
 def test_views_are_left_alone(
-    backend: str,
+    urls: tuple[str, str],
     project: Callable[..., Project],
-    request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    if backend == "pg":
-        db: ServerDB = request.getfixturevalue("pg")
-        proj, engine = (
-            project("async-shared", url=db.driver_url("asyncpg")),
-            db.engine(),
-        )
-    else:
-        proj = project("async-shared")
-        engine = sa.create_engine(f"sqlite:///{proj.root / 'app.db'}")
+    async_url, sync_url = urls
+    proj = project("async-shared", url=async_url)
+    engine = sa.create_engine(sync_url, poolclass=sa.pool.NullPool)
     monkeypatch.chdir(proj.root)
     use_models(proj, VIEW)
     text = autogenerate(proj, "item")
@@ -335,21 +335,12 @@ def _branches(proj: Project) -> tuple[str, str]:
     return a, b
 
 
-@pytest.mark.parametrize(
-    "backend", ["sqlite", pytest.param("pg", marks=pytest.mark.postgresql)]
-)
 def test_check_at_head_with_branches(
-    backend: str,
+    urls: tuple[str, str],
     project: Callable[..., Project],
-    request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    if backend == "pg":
-        db: ServerDB = request.getfixturevalue("pg")
-        async_url, sync_url = db.driver_url("asyncpg"), db.driver_url("psycopg")
-    else:
-        path = request.getfixturevalue("tmp_path") / "app" / "app.db"
-        async_url, sync_url = f"sqlite+aiosqlite:///{path}", f"sqlite:///{path}"
+    async_url, sync_url = urls
     proj = project("async-shared", url=async_url, prepare=_branches)
     monkeypatch.chdir(proj.root)
     a, _ = proj.prepared
