@@ -2,10 +2,14 @@
 
 Public API:
 
+* :class:`Settings` (and per template :class:`DataSettings`,
+  :class:`TenantSettings`, :class:`DatabaseSettings`) -- every option read
+  and checked once, when env.py loads.
 * :func:`configure_logging` -- the ini's logging without disabling app loggers.
 * :func:`connect_and_run` / :func:`run_with_connection` -- a sync ``Connection``
   from a URL, ``Engine``, ``AsyncEngine`` or ``AsyncConnection``, event loop or not.
-* :func:`transactional_sqlite` -- real transactions (DDL included) on SQLite.
+* :func:`transactional_sqlite` -- real transactions (DDL included) on SQLite;
+  :func:`transactional_ddl` -- what to tell ``context.configure()`` about it.
 * :func:`upgrade`, :func:`downgrade`, :func:`stamp`, :func:`current`,
   :func:`run_command` -- awaitable Alembic commands sharing the caller's engine.
 * :func:`data_enabled`, :func:`run_data_upgrade`, :func:`run_data_downgrade`,
@@ -34,9 +38,11 @@ from .connections import (
     is_async_url,
     run_coroutine,
     run_with_connection,
+    transactional_ddl,
     transactional_sqlite,
 )
 from .data import (
+    DataSettings,
     data_enabled,
     finish_data_migrations,
     pending_data_revisions,
@@ -46,10 +52,18 @@ from .data import (
 )
 from .heads import check_at_head, check_at_head_async
 from .logs import configure_logging
-from .multidb import Database, database_names, offline_databases, run_databases
+from .multidb import (
+    Database,
+    DatabaseSettings,
+    database_names,
+    offline_databases,
+    run_databases,
+)
 from .options import get_bool_option, get_option, parse_bool
+from .settings import Settings
 from .tenants import (
     Tenant,
+    TenantSettings,
     offline_tenants,
     run_tenants,
     upgrade_tenant,
@@ -59,8 +73,12 @@ from .tenants import (
 
 __all__ = [
     "Connectable",
+    "DataSettings",
     "Database",
+    "DatabaseSettings",
+    "Settings",
     "Tenant",
+    "TenantSettings",
     "all_of",
     "autogenerate_hooks",
     "chain",
@@ -92,6 +110,7 @@ __all__ = [
     "run_with_connection",
     "skip_data_table",
     "stamp",
+    "transactional_ddl",
     "transactional_sqlite",
     "upgrade",
     "upgrade_tenant",

@@ -32,10 +32,10 @@ from alembic.autogenerate.rewriter import Rewriter
 from alembic.config import Config
 from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
-from alembic.util import CommandError
 from sqlalchemy import Column
 
-from .options import get_bool_option, running_command
+from .options import running_command
+from .settings import Settings, parse_column_order
 
 __all__ = [
     "IncludeObject",
@@ -259,13 +259,7 @@ def column_order(spec: Sequence[str]) -> Rewriter:
     order: ``["id", "*", "created_at", "updated_at"]``.  Constraints follow the
     columns, unchanged.
     """
-    names = [name.strip() for name in spec if name.strip()]
-    if names.count("*") != 1:
-        raise CommandError(
-            f"invalid column_order {', '.join(names)!r}: list column names with"
-            " exactly one '*' standing for the other columns, e.g."
-            " 'id, *, created_at, updated_at'"
-        )
+    names = parse_column_order(list(spec), source="column_order")
     star = names.index("*")
     first, last = names[:star], names[star + 1 :]
     writer = Rewriter()
@@ -299,7 +293,7 @@ def column_order(spec: Sequence[str]) -> Rewriter:
 
 
 def autogenerate_hooks(
-    config: Config,
+    settings: Settings | Config,
     *,
     include_object: IncludeObject | None = None,
     process_revision_directives: RevisionDirectives | None = None,
@@ -311,25 +305,23 @@ def autogenerate_hooks(
     with yours: your ``include_object`` must agree too, and your
     ``process_revision_directives`` runs after our rewrites and before the
     empty-revision check.  *runs*: how many times env.py calls
-    ``run_migrations()`` per command (one per database).
+    ``run_migrations()`` per command (one per database).  *settings*: what
+    env.py loaded (a ``Config`` is read into settings here).
     """
-
-    def on(key: str, default: bool) -> bool:
-        return get_bool_option(config, key, default=default)
-
+    options = Settings.of(settings)
     filters: list[IncludeObject | None] = [
-        exclude_views if on("exclude_views", True) else None,
-        keep_unknown_tables if on("keep_unknown_tables", False) else None,
+        exclude_views if options.exclude_views else None,
+        keep_unknown_tables if options.keep_unknown_tables else None,
         include_object,
     ]
-    order = config.get_main_option("column_order") or ""
+    order = options.column_order
     hooks: list[RevisionDirectives | None] = [
-        column_order(order.split(",")) if order.strip() else None,
+        column_order(order) if order else None,
         skip_index_drops_of_dropped_tables
-        if on("skip_index_drops_of_dropped_tables", True)
+        if options.skip_index_drops_of_dropped_tables
         else None,
         process_revision_directives,
-        skip_empty_revisions(runs) if on("skip_empty_revisions", True) else None,
+        skip_empty_revisions(runs) if options.skip_empty_revisions else None,
     ]
     return {
         "include_object": all_of(*filters),

@@ -40,23 +40,34 @@ class CompiledPaths:
     def __init__(self, script: ScriptDirectory, destination: str) -> None:
         self.script = script
         self.destination = destination
-        self._scripts: dict[tuple[str, ...], str | None] = {}
+        self._scripts: dict[tuple[tuple[str, ...], bool], str | None] = {}
 
     def sql_for(
-        self, conn: Connection, before: Sequence[str], schema: str
+        self,
+        conn: Connection,
+        before: Sequence[str],
+        schema: str,
+        has_version_table: bool = False,
     ) -> str | None:
         """The SQL taking *schema* from *before* to the destination, or None when
-        that path cannot be rendered offline (the caller migrates normally)."""
-        key = tuple(sorted(before))
+        that path cannot be rendered offline (the caller migrates normally).
+
+        *has_version_table*: the schema has its (empty) version table already,
+        e.g. after a downgrade to base, so the script must not create it.
+        """
+        revisions = tuple(sorted(before))
+        key = (revisions, has_version_table and not revisions)
         if key not in self._scripts:
-            self._scripts[key] = self._render(conn, key)
+            self._scripts[key] = self._render(conn, *key)
         sql = self._scripts[key]
         if sql is None:
             return None
         quote = conn.dialect.identifier_preparer.quote_identifier
         return sql.replace(quote(PLACEHOLDER), quote(schema))
 
-    def _render(self, conn: Connection, before: tuple[str, ...]) -> str | None:
+    def _render(
+        self, conn: Connection, before: tuple[str, ...], has_version_table: bool
+    ) -> str | None:
         if len(before) > 1:
             log.info("compiled upgrades: several heads %s, migrating normally", before)
             return None
@@ -80,6 +91,8 @@ class CompiledPaths:
                 "fn": steps,
             },
         )
+        if has_version_table:  # offline mode creates it when starting from base
+            context._version.create = _no_create  # type: ignore[method-assign]
         try:
             with Operations.context(context):
                 context.run_migrations()
@@ -100,6 +113,10 @@ class CompiledPaths:
             destination,
         )
         return buffer.getvalue()
+
+
+def _no_create(*args: object, **kwargs: object) -> None:
+    """Stands in for the version table's ``create()``: it exists already."""
 
 
 def execute_script(conn: Connection, sql: str) -> None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard, TypeVar
 
 from alembic.config import Config
@@ -23,6 +24,8 @@ from sqlalchemy import engine_from_config, event, pool
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.util.concurrency import in_greenlet
 
+from .settings import Settings
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -30,7 +33,9 @@ __all__ = [
     "ACCEPTED_CONNECTABLES",
     "Connectable",
     "connect_and_run",
+    "display_url",
     "engine_from_options",
+    "failing_as",
     "is_async_connection",
     "is_async_engine",
     "is_async_url",
@@ -39,6 +44,7 @@ __all__ = [
     "run_coroutine",
     "run_with_connection",
     "run_with_connection_async",
+    "transactional_ddl",
     "transactional_sqlite",
 ]
 
@@ -76,6 +82,29 @@ ACCEPTED_CONNECTABLES = (
 )
 
 
+def display_url(url: str | URL) -> str:
+    """*url* as it may be printed: the password masked (``***``)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: show none of it
+        return "<a value that is not a database URL>"
+
+
+@contextmanager
+def failing_as(what: str) -> Iterator[None]:
+    """Turn any error inside into one ``CommandError``: ``"<what>: <Type>:
+    <first line>"``, chained to the original (``__cause__``) for callers who
+    want the traceback.  For configuration and connection problems, which
+    the CLI should report as one ``FAILED:`` line; ``CommandError`` passes."""
+    try:
+        yield
+    except CommandError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise CommandError(f"{what}: {type(exc).__name__}: {first}") from exc
+
+
 def is_async_url(url: str | URL) -> bool:
     """True when the URL's dialect is an asyncio one (asyncpg, aiosqlite, ...)."""
     return bool(make_url(url).get_dialect().is_async)
@@ -89,16 +118,17 @@ def engine_from_options(
     if not url:
         raise CommandError(f"no {prefix}url configured in {where}")
     engine: Engine | AsyncEngine
-    if is_async_url(url):
-        from sqlalchemy.ext.asyncio import async_engine_from_config
+    with failing_as(f"invalid {prefix}url {display_url(url)} in {where}"):
+        if is_async_url(url):
+            from sqlalchemy.ext.asyncio import async_engine_from_config
 
-        engine = async_engine_from_config(
-            dict(options), prefix=prefix, poolclass=pool.NullPool
-        )
-    else:
-        engine = engine_from_config(
-            dict(options), prefix=prefix, poolclass=pool.NullPool
-        )
+            engine = async_engine_from_config(
+                dict(options), prefix=prefix, poolclass=pool.NullPool
+            )
+        else:
+            engine = engine_from_config(
+                dict(options), prefix=prefix, poolclass=pool.NullPool
+            )
     if engine.dialect.name == "sqlite":
         transactional_sqlite(engine)
     return engine
@@ -112,14 +142,25 @@ def transactional_sqlite(engine: Engine | AsyncEngine) -> None:
     SQLAlchemy's documented recipe: driver autocommit, ``BEGIN`` on begin.
     """
     sync_engine = engine.sync_engine if is_async_engine(engine) else engine
+    event.listen(sync_engine, "connect", _driver_autocommit)
+    event.listen(sync_engine, "begin", _begin)
 
-    @event.listens_for(sync_engine, "connect")
-    def _driver_autocommit(dbapi_connection: Any, record: Any) -> None:
-        dbapi_connection.isolation_level = None
 
-    @event.listens_for(sync_engine, "begin")
-    def _begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+def _driver_autocommit(dbapi_connection: Any, record: Any) -> None:
+    dbapi_connection.isolation_level = None
+
+
+def _begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
+def transactional_ddl(connection: Connection) -> bool | None:
+    """``context.configure(transactional_ddl=...)`` for *connection*: True on
+    SQLite made transactional by :func:`transactional_sqlite`, else None (the
+    dialect knows: PostgreSQL yes, MySQL/MariaDB no)."""
+    if connection.dialect.name == "sqlite":
+        return event.contains(connection.engine, "begin", _begin) or None
+    return None
 
 
 def run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -138,13 +179,24 @@ def run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return executor.submit(lambda: asyncio.run(make())).result()
 
 
-async def _on_async_engine(engine: AsyncEngine, fn: Callable[[Connection], T]) -> T:
+async def _on_async_engine(
+    engine: AsyncEngine, fn: Callable[[Connection], T], where: str
+) -> T:
     try:
-        async with engine.connect() as connection:
+        with failing_as(f"cannot connect to {where}"):
+            connection = await engine.connect().start()
+        try:
             return await connection.run_sync(fn)
+        finally:
+            await connection.close()
     finally:
         # Pooled connections belong to the loop that is about to end.
         await engine.dispose()
+
+
+def _connect(engine: Engine, where: str) -> Connection:
+    with failing_as(f"cannot connect to {where}"):
+        return engine.connect()
 
 
 def run_with_connection(
@@ -162,12 +214,13 @@ def run_with_connection(
     ``AsyncEngine`` is awaited on the caller's loop when called through
     ``run_sync()``, or on a private loop when no loop runs.  *owned* marks an
     engine made from the ini, which may also run on a worker thread's loop.
-    *where* names the connectable in errors.
+    *where* names the connectable in errors: a failure to connect is one
+    ``CommandError`` (``cannot connect to <where>: <cause>``), chained.
     """
     if isinstance(connectable, Connection):
         return fn(connectable)
     if isinstance(connectable, Engine):
-        with connectable.connect() as connection:
+        with _connect(connectable, where) as connection:
             return fn(connection)
     if is_async_connection(connectable):
         if in_greenlet():
@@ -176,11 +229,11 @@ def run_with_connection(
         return asyncio.run(connectable.run_sync(fn))
     if is_async_engine(connectable):
         if in_greenlet():
-            with connectable.sync_engine.connect() as connection:
+            with _connect(connectable.sync_engine, where) as connection:
                 return fn(connection)
         if not owned:
             require_no_running_loop(connectable, where)
-        return run_coroutine(lambda: _on_async_engine(connectable, fn))
+        return run_coroutine(lambda: _on_async_engine(connectable, fn, where))
     raise TypeError(
         f"expected {ACCEPTED_CONNECTABLES}, got {type(connectable).__name__}:"
         f" {connectable!r}"
@@ -220,7 +273,7 @@ def require_no_running_loop(connectable: object, where: str) -> None:
 
 
 def connect_and_run(
-    config: Config,
+    settings: Settings | Config,
     fn: Callable[[Connection], T],
     *,
     section: str | None = None,
@@ -231,7 +284,9 @@ def connect_and_run(
     Uses ``config.attributes[attribute]`` when a programmatic caller shared a
     connection or engine, otherwise a new engine from ``sqlalchemy.*`` options
     of the ini *section* (default: the main section), sync or async by URL.
+    *settings*: what env.py loaded (or the ``Config``).
     """
+    config = settings.config if isinstance(settings, Settings) else settings
     shared = config.attributes.get(attribute)
     if shared is not None:
         if not is_connectable(shared):
@@ -244,9 +299,10 @@ def connect_and_run(
         )
     name = section or config.config_ini_section
     engine = engine_from_options(config.get_section(name, {}), where=f"[{name}]")
+    where = f"the database {display_url(engine.url)}"
     if is_async_engine(engine):
-        return run_with_connection(engine, fn, owned=True)
+        return run_with_connection(engine, fn, owned=True, where=where)
     try:
-        return run_with_connection(engine, fn)
+        return run_with_connection(engine, fn, where=where)
     finally:
         engine.dispose()

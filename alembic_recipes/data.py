@@ -20,23 +20,28 @@ from __future__ import annotations
 
 import dis
 import logging
+import re
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from alembic import context as env
 from alembic.config import Config
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Column, MetaData, String, Table, inspect, select
 from sqlalchemy.schema import CreateTable
 
 from .commands import read_through_env
-from .options import get_bool_option, running_command
+from .options import running_command
+from .settings import OptionReader, Settings
 
 __all__ = [
     "DATA_TABLE",
+    "DataSettings",
     "data_enabled",
     "finish_data_migrations",
     "pending_data_revisions",
@@ -58,15 +63,45 @@ def skip_data_table(
     return name != _data_table_name(env.config)
 
 
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+# commands after which pending data parts are worth a line in the log
+_REPORTING_COMMANDS = ("upgrade", "downgrade", "current", "stamp")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataSettings(Settings):
+    """The data-flag template's options."""
+
+    data: bool = False
+    """Data parts run: ``-x data``, ``config.attributes["data"]``, then
+    ``data_migrations`` in the ini; off by default."""
+    data_version_table: str = DATA_TABLE
+
+    @classmethod
+    def read(cls, reader: OptionReader) -> dict[str, Any]:
+        table = reader.ini("data_version_table") or DATA_TABLE
+        if not _TABLE_NAME.fullmatch(table):
+            raise CommandError(
+                f"invalid data_version_table {table!r} ({len(table)} characters):"
+                " expected a table name of 1 to 63 ASCII letters, digits or '_',"
+                " not starting with a digit"
+            )
+        return {
+            **super().read(reader),
+            "data": reader.flag("data", ini_key="data_migrations", default=False),
+            "data_version_table": table,
+        }
+
+
 def _data_table_name(config: Config) -> str:
-    return config.get_main_option("data_version_table") or DATA_TABLE
+    return DataSettings.of(config).data_version_table
 
 
-def data_enabled(config: Config) -> bool:
+def data_enabled(config: Config | DataSettings) -> bool:
     """Whether data parts run: ``-x data``, then ``config.attributes["data"]``,
     then the ini's ``data_migrations``; off by default.  Bad values raise
     ``CommandError`` naming the value and the accepted spellings."""
-    return get_bool_option(config, "data", ini_key="data_migrations")
+    return DataSettings.of(config).data
 
 
 @dataclass
@@ -231,17 +266,21 @@ def _pending(ctx: MigrationContext, script: ScriptDirectory) -> list[Script]:
 def finish_data_migrations() -> None:
     """Call in env.py after ``context.run_migrations()``, inside the transaction.
 
-    With data on, after ``upgrade``/``downgrade``: runs every pending data part
-    of the applied revisions (catch-up).  With data off: logs which are pending.
-    Does nothing offline.
+    With data on, after an ``upgrade``: runs every pending data part of the
+    applied revisions (catch-up); downgrades never run data upgrades.  With
+    data off, after ``upgrade``/``downgrade``/``current``/``stamp``: logs
+    which are pending.  Does nothing offline.
     """
     ctx = env.get_context()
     if ctx.as_sql:
         return
     script = env.script
+    command = running_command()
     if data_enabled(env.config):
-        if running_command() in ("upgrade", "downgrade"):
+        if command == "upgrade":
             _run_pending(ctx, _applied_in_order(ctx, script), install_op=True)
+        return
+    if command not in _REPORTING_COMMANDS:
         return
     pending = _pending(ctx, script)
     if pending:

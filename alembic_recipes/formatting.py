@@ -7,24 +7,26 @@ The templates' ``alembic.ini`` enables it::
     format.type = alembic_recipes_ruff
 
 Unlike Alembic's ``exec``/``module`` hooks it does not fail ``alembic revision``
-where ruff is not installed: the file is kept as written and a line is logged.
+where ruff is not installed: the file is kept as written, silently (a DEBUG
+line on the ``alembic.recipes.formatting`` logger says so).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
 
-from alembic import util
 from alembic.script import write_hooks
 from alembic.util import CommandError
 
 __all__ = ["HOOK_NAME", "ruff_format"]
 
 HOOK_NAME = "alembic_recipes_ruff"
+log = logging.getLogger("alembic.recipes.formatting")
 
 
 def _ruff_command() -> list[str] | None:
@@ -39,7 +41,7 @@ def ruff_format(filename: str, options: Mapping[str, str]) -> None:
     """Run ``ruff format`` (with the project's ruff settings) on *filename*."""
     ruff = _ruff_command()
     if ruff is None:
-        util.msg(f"ruff is not installed: {filename} left as generated")
+        log.debug("ruff is not installed: %s left as generated", filename)
         return
     done = subprocess.run(
         [*ruff, "format", "--quiet", filename], capture_output=True, text=True

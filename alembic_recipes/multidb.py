@@ -7,8 +7,8 @@ database, begins a transaction on each, migrates them all, then commits all;
 any failure rolls back every one.  Sync and async connections run side by side
 inside one greenlet on one event loop.  Databases whose DDL is not
 transactional (MySQL, MariaDB) are migrated last, so a failure elsewhere never
-leaves them half-applied.  ``two_phase = true`` prepares every transaction
-before committing any (PostgreSQL prepared transactions, MySQL/MariaDB XA).
+leaves them half-applied.  ``two_phase = true`` prepares every PostgreSQL
+transaction before MySQL/MariaDB are migrated and before any commit.
 """
 
 from __future__ import annotations
@@ -30,17 +30,22 @@ from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
 
 from .connections import (
     ACCEPTED_CONNECTABLES,
+    display_url,
     engine_from_options,
+    failing_as,
     is_async_connection,
     is_async_engine,
     is_connectable,
     require_no_running_loop,
     run_coroutine,
 )
-from .options import get_bool_option, get_option
+from .options import running_command
+from .output import labelled_stdout
+from .settings import OptionReader, Settings
 
 __all__ = [
     "Database",
+    "DatabaseSettings",
     "database_names",
     "offline_databases",
     "run_databases",
@@ -50,6 +55,7 @@ __all__ = [
 log = logging.getLogger("alembic.recipes.multidb")
 
 _NON_TRANSACTIONAL_DDL = ("mysql", "mariadb")
+_WRITING_COMMANDS = ("upgrade", "downgrade", "stamp")
 
 
 @dataclass(frozen=True)
@@ -76,10 +82,16 @@ class Database:
     def backend(self) -> str:
         return make_url(self.url).get_backend_name() if self.url else ""
 
+    @property
+    def where(self) -> str:
+        """How errors name this database: ``database 'main' (<url, no password>)``."""
+        shown = f" ({display_url(self.url)})" if self.url else ""
+        return f"database {self.name!r}{shown}"
+
     def write_header(self) -> None:
         """Offline: open this database's section of the SQL script."""
-        url = make_url(self.url).render_as_string(hide_password=True)
-        context.get_context().impl.static_output(f"-- Database {self.name}: {url}\n")
+        shown = display_url(self.url)
+        context.get_context().impl.static_output(f"-- Database {self.name}: {shown}\n")
 
 
 def database_names(config: Config) -> list[str]:
@@ -104,8 +116,47 @@ def database_names(config: Config) -> list[str]:
     return names
 
 
-def _requested(config: Config, names: list[str]) -> list[str]:
-    value, source = get_option(config, "db")
+@dataclass(frozen=True, kw_only=True)
+class DatabaseSettings(Settings):
+    """The multidb-mixed template's options."""
+
+    databases: tuple[Database, ...] = ()
+    """The databases this command runs on (all, or ``-x db=a,b``);
+    transactional-DDL ones first, MySQL/MariaDB last."""
+    names: tuple[str, ...] = ()
+    """Every configured database name, in ini order."""
+    two_phase: bool = False
+
+    @classmethod
+    def read(cls, reader: OptionReader) -> dict[str, Any]:
+        reader.ini("databases")
+        names = database_names(reader.config)
+        wanted = _requested(reader, names)
+        shared = reader.config.attributes.get("connections") or {}
+        databases = []
+        for name in wanted:
+            options = dict(reader.config.get_section(name, {}))
+            url = options.get("sqlalchemy.url", "").strip()
+            if not url and name not in shared:
+                raise CommandError(
+                    f"database {name!r} has no sqlalchemy.url: add a [{name}]"
+                    " section with sqlalchemy.url = ... to the ini file"
+                )
+            if url:
+                with failing_as(f"invalid sqlalchemy.url in [{name}]"):
+                    make_url(url).get_dialect()  # an unknown dialect fails now
+            databases.append(Database(name, url, options, runs=len(wanted)))
+        databases.sort(key=lambda db: db.backend in _NON_TRANSACTIONAL_DDL)
+        return {
+            **super().read(reader),
+            "databases": tuple(databases),
+            "names": tuple(names),
+            "two_phase": reader.flag("two_phase", default=False),
+        }
+
+
+def _requested(reader: OptionReader, names: list[str]) -> list[str]:
+    value, source = reader.value("db")
     if value is None:
         return names
     if isinstance(value, bool):
@@ -120,44 +171,31 @@ def _requested(config: Config, names: list[str]) -> list[str]:
     return [name for name in names if name in wanted]
 
 
-def selected_databases(config: Config) -> list[Database]:
+def selected_databases(settings: DatabaseSettings | Config) -> list[Database]:
     """The databases this command runs on: all, or those of ``-x db=a,b``.
 
     Transactional-DDL databases come first, MySQL/MariaDB last.
     """
-    names = _requested(config, database_names(config))
-    shared = config.attributes.get("connections") or {}
-    databases = []
-    for name in names:
-        options = dict(config.get_section(name, {}))
-        url = options.get("sqlalchemy.url", "").strip()
-        if not url and name not in shared:
-            raise CommandError(
-                f"database {name!r} has no sqlalchemy.url: add a [{name}] section"
-                " with sqlalchemy.url = ... to the ini file"
-            )
-        databases.append(Database(name, url, options, runs=len(names)))
-    return sorted(databases, key=lambda db: db.backend in _NON_TRANSACTIONAL_DDL)
+    return list(DatabaseSettings.of(settings).databases)
 
 
-def offline_databases(config: Config) -> Iterator[Database]:
+def offline_databases(settings: DatabaseSettings | Config) -> Iterator[Database]:
     """The databases of an offline (``--sql``) run, one script section each."""
-    yield from selected_databases(config)
+    yield from selected_databases(settings)
 
 
-def _shared(config: Config, databases: list[Database]) -> dict[str, Any]:
-    shared = config.attributes.get("connections") or {}
+def _shared(settings: DatabaseSettings) -> dict[str, Any]:
+    shared = settings.config.attributes.get("connections") or {}
     if not isinstance(shared, dict):
         raise TypeError(
             "config.attributes['connections'] must be a dict of database name to"
             f" {ACCEPTED_CONNECTABLES}, got {type(shared).__name__}"
         )
-    names = database_names(config)
     for name, connectable in shared.items():
-        if name not in names:
+        if name not in settings.names:
             raise CommandError(
                 f"unknown database {name!r} in config.attributes['connections']:"
-                f" configured databases are {', '.join(names)}"
+                f" configured databases are {', '.join(settings.names)}"
             )
         if not is_connectable(connectable):
             raise TypeError(
@@ -165,26 +203,26 @@ def _shared(config: Config, databases: list[Database]) -> dict[str, Any]:
                 f" {ACCEPTED_CONNECTABLES}, got {type(connectable).__name__}:"
                 f" {connectable!r}"
             )
-    selected = {db.name for db in databases}
+    selected = {db.name for db in settings.databases}
     return {name: c for name, c in shared.items() if name in selected}
 
 
 def _check_two_phase(
     connections: dict[str, Connection], databases: list[Database]
 ) -> None:
-    """Fail before any change when a database cannot prepare transactions."""
+    """Fail before any change when a transactional database cannot prepare."""
     for database in databases:
         backend = connections[database.name].dialect.name
         if backend != "postgresql" and backend not in _NON_TRANSACTIONAL_DDL:
             raise CommandError(
                 f"two_phase = true: database {database.name!r} ({backend}) does not"
                 " support two-phase commit; PostgreSQL (max_prepared_transactions > 0)"
-                " and MySQL/MariaDB (XA) do, or set two_phase = false"
+                " does, or set two_phase = false"
             )
     for database in databases:
         conn = connections[database.name]
         if conn.dialect.name != "postgresql":
-            continue
+            continue  # MySQL/MariaDB: migrated after the others are prepared
         was_in_transaction = conn.in_transaction()
         setting = conn.exec_driver_sql("SHOW max_prepared_transactions").scalar()
         if not was_in_transaction:
@@ -199,53 +237,79 @@ def _check_two_phase(
 
 def _all_or_nothing(
     connections: dict[str, Connection],
-    databases: list[Database],
+    settings: DatabaseSettings,
     migrate: Callable[[Connection, Database], None],
-    two_phase: bool,
 ) -> None:
-    """Begin on every database, migrate each, then commit all or roll back all."""
+    """Begin on every database, migrate each, then commit all or roll back all.
+
+    With *two_phase*, the transactional databases are migrated and PREPAREd
+    first; MySQL/MariaDB (whose DDL commits implicitly, and which refuse DDL
+    inside an XA transaction) are migrated after that, in plain transactions,
+    and the prepared ones are committed only once they succeeded.
+    """
+    databases, two_phase = list(settings.databases), settings.two_phase
     if two_phase:
         _check_two_phase(connections, databases)
+    late = [
+        db for db in databases if two_phase and db.backend in _NON_TRANSACTIONAL_DDL
+    ]
+    early = [db for db in databases if db not in late]
     transactions: list[Transaction] = []
-    try:
-        for database in databases:
+
+    def begin(group: list[Database]) -> None:
+        for database in group:
             conn = connections[database.name]
             if conn.in_transaction():  # the caller's: a savepoint inside it
                 transactions.append(conn.begin_nested())
-            elif two_phase:
+            elif two_phase and database not in late:
                 transactions.append(conn.begin_twophase())
             else:
                 transactions.append(conn.begin())
-        for database in databases:
+
+    def run(group: list[Database]) -> None:
+        for database in group:
             log.info(
                 "Database %s (%s)",
                 database.name,
                 connections[database.name].dialect.name,
             )
-            migrate(connections[database.name], database)
+            label = f"{database.name}: " if len(databases) > 1 else None
+            with labelled_stdout(settings.config, label):
+                migrate(connections[database.name], database)
+
+    try:
+        begin(early)
+        run(early)
         for transaction in transactions:
             if isinstance(transaction, TwoPhaseTransaction):
                 transaction.prepare()
-        for transaction in transactions:
+        begin(late)
+        run(late)
+        for transaction in reversed(transactions):  # the late ones first
             transaction.commit()
-    except BaseException as exc:
+    except BaseException:
         for transaction in reversed(transactions):
+            if not transaction.is_active:
+                continue
             try:  # a prepared two-phase transaction is rolled back too
                 transaction.rollback()
             except Exception as rollback_error:  # keep rolling back the others
                 log.error("rollback failed: %s", rollback_error)
         names = ", ".join(db.name for db in databases)
-        log.error("Rolled back every database (%s): %s", names, exc)
+        log.error("Rolled back every database (%s)", names)
         raise
-    log.info(
-        "Committed %d database(s): %s",
-        len(databases),
-        ", ".join(d.name for d in databases),
-    )
+    if running_command() in _WRITING_COMMANDS:
+        log.info(
+            "Committed %d database%s: %s",
+            len(databases),
+            "" if len(databases) == 1 else "s",
+            ", ".join(d.name for d in databases),
+        )
 
 
 def run_databases(
-    config: Config, migrate: Callable[[Connection, Database], None]
+    settings: DatabaseSettings | Config,
+    migrate: Callable[[Connection, Database], None],
 ) -> None:
     """What a multidb-mixed env.py's ``run_migrations_online()`` calls.
 
@@ -254,18 +318,19 @@ def run_databases(
     ``config.attributes["connections"]`` may share a Connection, Engine,
     AsyncEngine or AsyncConnection per database name.
     """
-    databases = selected_databases(config)
-    shared = _shared(config, databases)
-    two_phase = get_bool_option(config, "two_phase")
+    options = DatabaseSettings.of(settings)
+    databases = list(options.databases)
+    shared = _shared(options)
     owned: dict[str, Any] = {
         db.name: engine_from_options(db.options, where=f"[{db.name}]")
         for db in databases
         if db.name not in shared
     }
     connectables: dict[str, Any] = {**owned, **shared}
+    wheres = {db.name: db.where for db in databases}
 
     def run_sync_views(views: dict[str, Connection]) -> None:
-        _all_or_nothing(views, databases, migrate, two_phase)
+        _all_or_nothing(views, options, migrate)
 
     try:
         if in_greenlet() or not any(
@@ -273,7 +338,7 @@ def run_databases(
         ):
             with ExitStack() as stack:
                 views = {
-                    name: _sync_view(connectable, stack)
+                    name: _sync_view(connectable, stack, wheres[name])
                     for name, connectable in connectables.items()
                 }
                 run_sync_views(views)
@@ -283,28 +348,29 @@ def run_databases(
                 require_no_running_loop(
                     connectable, f"config.attributes['connections'][{name!r}]"
                 )
-        run_coroutine(lambda: _run_async(connectables, owned, run_sync_views))
+        run_coroutine(lambda: _run_async(connectables, owned, wheres, run_sync_views))
     finally:
         for engine in owned.values():
             if isinstance(engine, Engine):
                 engine.dispose()
 
 
-def _sync_view(connectable: Any, stack: ExitStack) -> Connection:
+def _sync_view(connectable: Any, stack: ExitStack, where: str) -> Connection:
     """A sync Connection for *connectable* (async ones only inside a greenlet)."""
     if isinstance(connectable, Connection):
         return connectable
     if is_async_connection(connectable):
         return connectable.sync_connection  # type: ignore[return-value]
-    if is_async_engine(connectable):
-        return stack.enter_context(connectable.sync_engine.connect())
-    connection: Connection = stack.enter_context(connectable.connect())
+    engine = connectable.sync_engine if is_async_engine(connectable) else connectable
+    with failing_as(f"cannot connect to {where}"):
+        connection: Connection = stack.enter_context(engine.connect())
     return connection
 
 
 async def _run_async(
     connectables: dict[str, Any],
     owned: dict[str, Any],
+    wheres: dict[str, str],
     body: Callable[[dict[str, Connection]], None],
 ) -> None:
     opened: list[Any] = []
@@ -313,11 +379,12 @@ async def _run_async(
             views: dict[str, Connection] = {}
             for name, connectable in connectables.items():
                 if is_async_engine(connectable):
-                    conn = await connectable.connect()
+                    with failing_as(f"cannot connect to {wheres[name]}"):
+                        conn = await connectable.connect()
                     opened.append(conn)
                     views[name] = conn.sync_connection  # type: ignore[assignment]
                 else:
-                    views[name] = _sync_view(connectable, stack)
+                    views[name] = _sync_view(connectable, stack, wheres[name])
             await greenlet_spawn(body, views)
         finally:
             for conn in opened:

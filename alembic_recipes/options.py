@@ -47,14 +47,19 @@ def x_arguments(config: Config) -> dict[str, str]:
 
 
 def get_option(
-    config: Config, key: str, *, ini_key: str | None = None
+    config: Config,
+    key: str,
+    *,
+    ini_key: str | None = None,
+    x_args: dict[str, str] | None = None,
 ) -> tuple[str | bool | None, str]:
     """Return ``(value, source)`` for an option, or ``(None, "")`` when unset.
 
     Looks at ``-x key=...``, then ``config.attributes[key]``, then the
-    ``[alembic]`` ini option *ini_key* (default: *key*).
+    ``[alembic]`` ini option *ini_key* (default: *key*).  *x_args*: the
+    already parsed ``-x`` arguments.
     """
-    x_args = x_arguments(config)
+    x_args = x_arguments(config) if x_args is None else x_args
     if key in x_args:
         return x_args[key], f"-x {key}"
     if key in config.attributes:

@@ -4,6 +4,10 @@
   server at ``ALEMBIC_RECIPES_PG_URL`` / ``ALEMBIC_RECIPES_MYSQL_URL``, dropped
   afterwards.  An unreachable server skips the test, except under ``CI=true``
   where it fails: CI must never silently skip a server.
+* ``pg_cluster``: a PostgreSQL cluster of the test session's own (initdb +
+  pg_ctl as the ``postgres`` OS user, on a free port, with
+  ``max_prepared_transactions = 10``) where the shared server's settings get in
+  the way; stopped and removed afterwards.
 * ``project``: ``make(template, url=...)`` runs ``alembic init -t template`` in
   a temp dir and returns a :class:`Project` that runs the real ``alembic``
   console script and edits revisions the way a user would.
@@ -14,8 +18,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -97,6 +103,60 @@ def mysql() -> Iterator[ServerDB]:
     yield from _throwaway(MYSQL_URL, "pymysql", "MariaDB")
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[URL]:
+    """A throwaway PostgreSQL cluster with prepared transactions enabled."""
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    url = make_url("postgresql://postgres@127.0.0.1/postgres")
+    if not initdb or not pg_ctl:
+        _unreachable(
+            "a PostgreSQL cluster of our own", url, FileNotFoundError("initdb")
+        )
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    root = Path(tempfile.mkdtemp(prefix="ar-pg-"))
+    root.chmod(0o755)
+    if as_postgres:
+        shutil.chown(root, "postgres", "postgres")
+    port = _free_port()
+    options = (
+        f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root}"
+        " -c max_prepared_transactions=10 -c fsync=off"
+    )
+    try:
+        for cmd in (
+            [initdb, "-D", f"{root}/data", "-A", "trust", "-U", "postgres", "-N"],
+            [pg_ctl, "-D", f"{root}/data", "-o", options, "-w", "-l", f"{root}/log",
+             "start"],
+        ):  # fmt: skip
+            done = subprocess.run(
+                [*as_postgres, *cmd], capture_output=True, text=True, timeout=60
+            )
+            if done.returncode:
+                _unreachable(
+                    "a PostgreSQL cluster of our own", url, RuntimeError(done.stderr)
+                )
+        yield url.set(port=port)
+    finally:
+        subprocess.run(
+            [*as_postgres, str(pg_ctl), "-D", f"{root}/data", "-m", "immediate",
+             "stop"], capture_output=True, timeout=60,
+        )  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def throwaway_on(server: URL) -> Iterator[ServerDB]:
+    """A throwaway database on *server* (e.g. the ``pg_cluster``)."""
+    yield from _throwaway(
+        server.render_as_string(hide_password=False), "psycopg", "PostgreSQL"
+    )
+
+
 @dataclass
 class Result:
     """What one ``alembic`` invocation did."""
@@ -173,13 +233,7 @@ class Project:
         path = Path(re.findall(r"Generating (\S+\.py)", result.output)[0])
         text = path.read_text()
         for name, code in bodies.items():
-            text = set_body(text, name, code)
-        if bodies and not re.search(r"^from alembic import op$", text, re.M):
-            text = text.replace(
-                "from collections.abc import Sequence\n",
-                "from collections.abc import Sequence\n\n"
-                "import sqlalchemy as sa\nfrom alembic import op\n",
-            )
+            text = set_body(text, name, code)  # op and sa: imported by the template
         path.write_text(text)
         return re.findall(r'^revision: str = "(\w+)"', text, re.M)[0]
 

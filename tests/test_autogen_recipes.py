@@ -311,8 +311,8 @@ def test_user_hooks_compose_with_ours(sqlite_proj: Project) -> None:
     )
     sqlite_proj.env_py.write_text(
         sqlite_proj.env_py.read_text().replace(
-            "**autogenerate_hooks(config),",
-            "**autogenerate_hooks(config, include_object=lambda o, n, t, r, c:"
+            "**autogenerate_hooks(settings),",
+            "**autogenerate_hooks(settings, include_object=lambda o, n, t, r, c:"
             ' n != "secret", process_revision_directives=lambda c, r, d:'
             ' setattr(d[0], "message", "renamed by user hook")),',
         )

@@ -99,7 +99,7 @@ def test_upgrade_downgrade_every_database(
     proj, main, analytics = request.getfixturevalue(pair)
     rev1, rev2 = proj.prepared
     out = proj.alembic("upgrade", "head").stderr
-    assert "Committed 2 database(s): main, analytics" in out
+    assert "Committed 2 databases: main, analytics" in out
     assert {"users", "flag"} <= tables(main) and "events" not in tables(main)
     assert "events" in tables(analytics) and "users" not in tables(analytics)
     assert versions(main) == versions(analytics) == [rev2]

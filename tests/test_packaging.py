@@ -87,10 +87,7 @@ def test_wheel_layout(wheel: Path) -> None:
 
 # template -> (alembic options, SQLite files of its embedded default)
 EMBEDDED_DEFAULTS = {
-    "multitenant": (
-        ["-x", "tenant=all", "-x", "create=true"],
-        ["tenants/acme.db", "tenants/globex.db"],
-    ),
+    "multitenant": (["-x", "tenant=all"], ["tenants/acme.db", "tenants/globex.db"]),
     "multidb-mixed": ([], ["main.db", "analytics.db"]),
 }
 
@@ -148,6 +145,21 @@ def test_fresh_venv_list_init_upgrade_uninstall(wheel: Path, tmp_path: Path) -> 
     assert not any((site / "templates" / n).exists() for n in TEMPLATE_DIRS)
     after = run(alembic, "list_templates", cwd=tmp_path)
     assert "generic - " in after and "data-flag" not in after
+
+
+@pytest.mark.wheel
+def test_editable_install_lists_templates(tmp_path: Path) -> None:
+    """An editable install puts copies of the templates beside Alembic's too
+    (hatchling's editable wheel keeps force-include): visible, but refreshed
+    only by reinstalling."""
+    bin_ = _venv(tmp_path, "venv")
+    run(*_uv(), "pip", "install", "--quiet", "--python", bin_ / "python",
+        "--editable", ROOT, cwd=tmp_path)  # fmt: skip
+    listing = run(bin_ / "alembic", "list_templates", cwd=tmp_path)
+    for name in TEMPLATE_DIRS:
+        assert f"{name} - {synopsis(name)}" in listing
+    fallback = run(bin_ / "python", "-m", "alembic_recipes", "list", cwd=tmp_path)
+    assert "not visible" not in fallback
 
 
 @pytest.mark.wheel

@@ -8,6 +8,26 @@ script_location = ${script_location}
 prepend_sys_path = .
 path_separator = os
 
+# -- Alembic's own options (as in Alembic's generic template) -----------------
+# revision file names; the default is %%(rev)s_%%(slug)s.  Date-prefixed:
+# file_template = %%(year)d_%%(month).2d_%%(day).2d_%%(hour).2d%%(minute).2d-%%(rev)s_%%(slug)s
+# timezone for the date in revision files and names (ZoneInfo name; needs
+# tzdata, alembic[tz]); blank for local time
+# timezone =
+# max length of the "slug" part of file names
+# truncate_slug_length = 40
+# run env.py during 'alembic revision' even without --autogenerate
+# revision_environment = false
+# detect .pyc revision files without a .py source
+# sourceless = false
+# where revision files live (default <script_location>/versions), separated
+# by path_separator
+# version_locations = %(here)s/bar:%(here)s/bat:%(here)s/migrations/versions
+# search version_locations recursively
+# recursive_version_locations = false
+# encoding of revision files written from script.py.mako
+# output_encoding = utf-8
+
 # Database URL, sync or async: sqlite:///, sqlite+aiosqlite:///,
 # postgresql+psycopg://, postgresql+asyncpg://, mysql+pymysql://, ...
 sqlalchemy.url = sqlite+aiosqlite:///%(here)s/app.db
@@ -25,9 +45,21 @@ keep_unknown_tables = false
 # column_order = id, *, created_at, updated_at
 
 [post_write_hooks]
-# New revision files are formatted with `ruff format` when ruff is installed.
+# New revision files are formatted with `ruff format` when ruff is installed
+# (silently left as written when it is not).
 hooks = format
 format.type = alembic_recipes_ruff
+
+# Alembic's own hook runners work too, e.g. black or `ruff check --fix`:
+# hooks = black
+# black.type = console_scripts
+# black.entrypoint = black
+# black.options = -l 79 REVISION_SCRIPT_FILENAME
+#
+# hooks = ruff
+# ruff.type = module
+# ruff.module = ruff
+# ruff.options = check --fix REVISION_SCRIPT_FILENAME
 
 # Logging configuration, applied by env.py from the command line; in-process
 # callers keep their loggers (config.attributes["configure_logger"] = False

@@ -14,7 +14,13 @@ A synchronous command.upgrade() also works inside a running event loop.
 """
 
 from alembic import context
-from alembic_recipes import autogenerate_hooks, configure_logging, connect_and_run
+from alembic_recipes import (
+    Settings,
+    autogenerate_hooks,
+    configure_logging,
+    connect_and_run,
+    transactional_ddl,
+)
 from sqlalchemy.engine import Connection
 
 # this is the Alembic Config object, which provides
@@ -24,6 +30,11 @@ config = context.config
 # Interpret the config file for Python logging (loggers that already exist
 # stay enabled; config.attributes["configure_logger"] = False skips it).
 configure_logging(config)
+
+# Every option of this environment (alembic.ini's [alembic] section, -x
+# key=value, config.attributes), read and checked once, now: a bad value fails
+# before any connection is opened.
+settings = Settings.load(config)
 
 # add your model's MetaData object here
 # for 'autogenerate' support
@@ -57,13 +68,14 @@ def do_run_migrations(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
-        # one transaction for the whole run (SQLite included); a transaction
-        # the caller opened on a shared connection stays the caller's
-        transactional_ddl=True,
+        # one transaction for the whole run where DDL is transactional
+        # (SQLite included); a transaction the caller opened on a shared
+        # connection stays the caller's
+        transactional_ddl=transactional_ddl(connection),
         # cookbook autogenerate recipes, switched in alembic.ini; add your own
         # with autogenerate_hooks(config, include_object=...,
         # process_revision_directives=...)
-        **autogenerate_hooks(config),
+        **autogenerate_hooks(settings),
     )
 
     with context.begin_transaction():
@@ -77,7 +89,7 @@ def run_migrations_online() -> None:
     Engine, AsyncEngine or AsyncConnection), else sqlalchemy.url, sync or async.
     Never commits on its own inside a transaction the caller began.
     """
-    connect_and_run(config, do_run_migrations)
+    connect_and_run(settings, do_run_migrations)
 
 
 if context.is_offline_mode():

@@ -13,12 +13,13 @@ lists the pending ones (``alembic current`` shows them).
 
 from alembic import context
 from alembic_recipes import (
+    DataSettings,
     autogenerate_hooks,
     configure_logging,
     connect_and_run,
-    data_enabled,
     finish_data_migrations,
     skip_data_table,
+    transactional_ddl,
 )
 from sqlalchemy.engine import Connection
 
@@ -30,8 +31,10 @@ config = context.config
 # stay enabled; config.attributes["configure_logger"] = False skips it).
 configure_logging(config)
 
-# Check -x data=... (and the ini's data_migrations) before any SQL is sent.
-data_enabled(config)
+# Every option of this environment (alembic.ini's [alembic] section, -x
+# key=value, config.attributes; -x data=true too), read and checked once, now:
+# a bad value fails before any connection is opened.
+settings = DataSettings.load(config)
 
 # add your model's MetaData object here
 # for 'autogenerate' support
@@ -67,13 +70,13 @@ def do_run_migrations(connection: Connection) -> None:
         target_metadata=target_metadata,
         # one transaction for the whole run (SQLite included): a failure
         # leaves nothing half-applied where the database's DDL is transactional
-        transactional_ddl=True,
+        transactional_ddl=transactional_ddl(connection),
         # keep the data-record table out of autogenerate
         include_name=skip_data_table,
         # cookbook autogenerate recipes, switched in alembic.ini; add your own
         # with autogenerate_hooks(config, include_object=...,
         # process_revision_directives=...)
-        **autogenerate_hooks(config),
+        **autogenerate_hooks(settings),
     )
 
     with context.begin_transaction():
@@ -87,7 +90,7 @@ def run_migrations_online() -> None:
     Uses config.attributes["connection"] when a caller shares one (Connection,
     Engine, AsyncEngine or AsyncConnection), else sqlalchemy.url, sync or async.
     """
-    connect_and_run(config, do_run_migrations)
+    connect_and_run(settings, do_run_migrations)
 
 
 if context.is_offline_mode():

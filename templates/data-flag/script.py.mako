@@ -3,10 +3,12 @@
 %>\
 <%
     body = (upgrades or "") + (downgrades or "")
-    needed = [line for test, line in (
+    # as in stock Alembic: op and sa are there for the code you write; ruff
+    # is told they are meant to be there until that code uses them
+    op_sa_imports = [line + ("" if used else "  # noqa: F401") for used, line in (
         ("sa." in body, "import sqlalchemy as sa"),
         ("op." in body, "from alembic import op"),
-    ) if test]
+    )]
 
     def code(ops):
         # a docstring is body enough: no `pass` (ruff PIE790)
@@ -22,7 +24,7 @@ Create Date: ${create_date}
 
 from collections.abc import Sequence
 
-% for line in needed:
+% for line in op_sa_imports:
 ${line}
 % endfor
 from alembic_recipes import run_data_downgrade, run_data_upgrade
@@ -66,7 +68,7 @@ def schema_downgrades() -> None:
 def data_upgrades() -> None:
     """Data changes (backfills, seed rows); run with -x data=true.
 
-    Use op.execute() or op.get_bind() (from alembic import op).
+    Use op.execute(...) or op.get_bind(); they run in the same transaction.
     """
 
 

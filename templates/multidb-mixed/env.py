@@ -15,10 +15,12 @@ Engine, AsyncEngine or AsyncConnection}.
 from alembic import context
 from alembic_recipes import (
     Database,
+    DatabaseSettings,
     autogenerate_hooks,
     configure_logging,
     offline_databases,
     run_databases,
+    transactional_ddl,
 )
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
@@ -30,6 +32,11 @@ config = context.config
 # Interpret the config file for Python logging (loggers that already exist
 # stay enabled; config.attributes["configure_logger"] = False skips it).
 configure_logging(config)
+
+# Every option of this environment (alembic.ini's [alembic] section, -x
+# key=value, config.attributes), read and checked once, now: a bad value fails
+# before any connection is opened.
+settings = DatabaseSettings.load(config)
 
 # add your models' MetaData objects here, one per database name of
 # alembic.ini, for 'autogenerate' support:
@@ -46,7 +53,7 @@ def run_migrations_offline() -> None:
 
     Each section starts with a "-- Database <name>: <url>" line.
     """
-    for database in offline_databases(config):
+    for database in offline_databases(settings):
         context.configure(
             url=database.url,
             target_metadata=target_metadata.get(database.name),
@@ -68,10 +75,12 @@ def do_run_migrations(connection: Connection, database: Database) -> None:
         target_metadata=target_metadata.get(database.name),
         upgrade_token=database.upgrade_token,
         downgrade_token=database.downgrade_token,
+        # the runner opened this database's transaction (SQLite DDL included)
+        transactional_ddl=transactional_ddl(connection),
         # cookbook autogenerate recipes, switched in alembic.ini; add your own
         # with autogenerate_hooks(config, include_object=...,
         # process_revision_directives=...)
-        **autogenerate_hooks(config, runs=database.runs),
+        **autogenerate_hooks(settings, runs=database.runs),
     )
 
     with context.begin_transaction():
@@ -80,7 +89,7 @@ def do_run_migrations(connection: Connection, database: Database) -> None:
 
 def run_migrations_online() -> None:
     """Open every database, migrate each, then commit all or roll back all."""
-    run_databases(config, do_run_migrations)
+    run_databases(settings, do_run_migrations)
 
 
 if context.is_offline_mode():

@@ -6,10 +6,12 @@
     names = database_names(config)
     ops_of = {name: (context.get(f"{name}_upgrades"), context.get(f"{name}_downgrades")) for name in names}
     body = "".join((up or "") + (down or "") for up, down in ops_of.values())
-    needed = [line for test, line in (
+    # as in stock Alembic: op and sa are there for the code you write; ruff
+    # is told they are meant to be there until that code uses them
+    op_sa_imports = [line + ("" if used else "  # noqa: F401") for used, line in (
         ("sa." in body, "import sqlalchemy as sa"),
         ("op." in body, "from alembic import op"),
-    ) if test]
+    )]
 
     def code(ops):
         # a docstring is body enough: no `pass` (ruff PIE790)
@@ -24,10 +26,10 @@ Create Date: ${create_date}
 """
 
 from collections.abc import Sequence
-% if needed:
 
-${"\n".join(needed)}
-% endif
+% for line in op_sa_imports:
+${line}
+% endfor
 % if imports:
 ${imports}
 % endif

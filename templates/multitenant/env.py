@@ -15,10 +15,12 @@ its own transaction; alembic.ini picks the strategy (schema or database).
 from alembic import context
 from alembic_recipes import (
     Tenant,
+    TenantSettings,
     autogenerate_hooks,
     configure_logging,
     offline_tenants,
     run_tenants,
+    transactional_ddl,
 )
 from sqlalchemy.engine import Connection
 
@@ -29,6 +31,11 @@ config = context.config
 # Interpret the config file for Python logging (loggers that already exist
 # stay enabled; config.attributes["configure_logger"] = False skips it).
 configure_logging(config)
+
+# Every option of this environment (alembic.ini's [alembic] section, -x
+# key=value, config.attributes), read and checked once, now: a bad value fails
+# before any connection is opened.
+settings = TenantSettings.load(config)
 
 # add your model's MetaData object here
 # for 'autogenerate' support.  Keep it schema-less (no schema= on tables):
@@ -43,7 +50,7 @@ def run_migrations_offline() -> None:
 
     Each tenant's section starts by selecting its schema (or naming its database).
     """
-    for tenant in offline_tenants(config):
+    for tenant in offline_tenants(settings):
         context.configure(
             url=tenant.url,
             target_metadata=target_metadata,
@@ -64,12 +71,14 @@ def do_run_migrations(connection: Connection, tenant: Tenant) -> None:
         target_metadata=target_metadata,
         # each tenant keeps its own alembic_version (in its schema or database)
         version_table_schema=tenant.schema,
+        # the runner opened the tenant's transaction (SQLite DDL included)
+        transactional_ddl=transactional_ddl(connection),
         # keeps the tenant's version table out of autogenerate
         include_name=tenant.include_name,
         # cookbook autogenerate recipes, switched in alembic.ini; add your own
         # with autogenerate_hooks(config, include_object=...,
         # process_revision_directives=...)
-        **autogenerate_hooks(config),
+        **autogenerate_hooks(settings),
     )
 
     with context.begin_transaction():
@@ -78,7 +87,7 @@ def do_run_migrations(connection: Connection, tenant: Tenant) -> None:
 
 def run_migrations_online() -> None:
     """Run migrations for every selected tenant, in this one process."""
-    run_tenants(config, do_run_migrations)
+    run_tenants(settings, do_run_migrations)
 
 
 if context.is_offline_mode():

@@ -3,10 +3,12 @@
 %>\
 <%
     body = (upgrades or "") + (downgrades or "")
-    needed = [line for test, line in (
+    # as in stock Alembic: op and sa are there for the code you write; ruff
+    # is told they are meant to be there until that code uses them
+    op_sa_imports = [line + ("" if used else "  # noqa: F401") for used, line in (
         ("sa." in body, "import sqlalchemy as sa"),
         ("op." in body, "from alembic import op"),
-    ) if test]
+    )]
 
     def code(ops):
         # a docstring is body enough: no `pass` (ruff PIE790)
@@ -21,10 +23,10 @@ Create Date: ${create_date}
 """
 
 from collections.abc import Sequence
-% if needed:
 
-${"\n".join(needed)}
-% endif
+% for line in op_sa_imports:
+${line}
+% endfor
 % if imports:
 ${imports}
 % endif

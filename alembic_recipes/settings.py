@@ -1,0 +1,197 @@
+"""Every option of an environment, read and checked once, when env.py loads.
+
+Where a value comes from, most specific first: ``-x key=value`` on the
+command line, ``config.attributes[key]`` (programmatic callers), then the
+``[alembic]`` section of the ini file.  ``Settings.load(config)`` at the top
+of env.py reads them all: a bad value is one ``CommandError`` naming the
+value, where it came from and what is accepted -- before any connection is
+opened, whatever the command, also when nothing would be migrated.  An
+unknown ``[alembic]`` option or ``-x`` key that is close to one of ours gets a
+warning (``did you mean continue_on_error?``).
+
+Each template has its subclass (:class:`~alembic_recipes.data.DataSettings`,
+:class:`~alembic_recipes.tenants.TenantSettings`,
+:class:`~alembic_recipes.multidb.DatabaseSettings`); the runners receive the
+settings object instead of re-reading ``config``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+from alembic import context
+from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
+from alembic.util import CommandError
+
+from .options import get_option, parse_bool, x_arguments
+
+__all__ = ["OptionReader", "Settings", "parse_column_order"]
+
+log = logging.getLogger("alembic.recipes.settings")
+
+# [alembic] options of Alembic itself (any version we support), so that they
+# are never reported as unknown.
+ALEMBIC_OPTIONS = frozenset(
+    {
+        "script_location",
+        "prepend_sys_path",
+        "path_separator",
+        "version_path_separator",
+        "version_locations",
+        "recursive_version_locations",
+        "file_template",
+        "timezone",
+        "truncate_slug_length",
+        "revision_environment",
+        "sourceless",
+        "output_encoding",
+        "sqlalchemy.url",
+    }
+)
+
+
+class OptionReader:
+    """Reads options for one :meth:`Settings.load`, remembering every key it
+    was asked for, so that unknown keys close to ours can be reported."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.x_args = x_arguments(config)
+        self.x_keys: set[str] = set()
+        self.ini_keys: set[str] = set()
+
+    def value(
+        self, key: str, *, ini_key: str | None = None
+    ) -> tuple[str | bool | None, str]:
+        """``(value, source)`` from ``-x``, ``config.attributes``, then the ini."""
+        self.x_keys.add(key)
+        self.ini_keys.add(ini_key or key)
+        return get_option(self.config, key, ini_key=ini_key, x_args=self.x_args)
+
+    def flag(self, key: str, *, ini_key: str | None = None, default: bool) -> bool:
+        """A boolean option; bad values raise ``CommandError``."""
+        value, source = self.value(key, ini_key=ini_key)
+        return default if value is None else parse_bool(value, source=source)
+
+    def text(self, key: str, *, ini_key: str | None = None) -> str | None:
+        """A string option (``None`` when unset); a bool is refused."""
+        value, source = self.value(key, ini_key=ini_key)
+        if isinstance(value, bool):
+            raise CommandError(f"invalid value {value!r} for {source}: expected text")
+        return value.strip() if value is not None else None
+
+    def ini(self, key: str) -> str | None:
+        """An option of the ini only (``None`` when unset or blank)."""
+        self.ini_keys.add(key)
+        value = self.config.get_main_option(key)
+        return value.strip() if value and value.strip() else None
+
+    def x_only(self, key: str) -> str | None:
+        """A ``-x`` argument that has no ini form (``None`` when not given)."""
+        self.x_keys.add(key)
+        return self.x_args.get(key)
+
+    def warn_unknown(self) -> None:
+        """Warn about ``[alembic]`` options and ``-x`` keys close to ours."""
+        for key in sorted(set(self.x_args) - self.x_keys):
+            _warn_if_close(key, f"-x {key}", self.x_keys)
+        for key in sorted(set(_ini_keys(self.config)) - self.ini_keys):
+            if key not in ALEMBIC_OPTIONS and not key.startswith("sqlalchemy."):
+                section = self.config.config_ini_section
+                _warn_if_close(key, f"option {key} in [{section}]", self.ini_keys)
+
+
+def _ini_keys(config: Config) -> list[str]:
+    parser = config.file_config
+    section = config.config_ini_section
+    if not parser.has_section(section):
+        return []
+    defaults = set(parser.defaults())
+    return [key for key in parser.options(section) if key not in defaults]
+
+
+def _warn_if_close(key: str, where: str, known: set[str]) -> None:
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.8)
+    if close:
+        log.warning("unknown %s is ignored: did you mean %s?", where, close[0])
+
+
+_COLUMN = re.compile(r"[^\s,*]+")
+
+
+def parse_column_order(spec: str | list[str], *, source: str) -> tuple[str, ...]:
+    """``"id, *, created_at"`` -> ``("id", "*", "created_at")``; exactly one ``*``."""
+    items = spec.split(",") if isinstance(spec, str) else spec
+    names = tuple(name.strip() for name in items if name.strip())
+    if names.count("*") != 1 or not all(
+        n == "*" or _COLUMN.fullmatch(n) for n in names
+    ):
+        raise CommandError(
+            f"invalid {source} {', '.join(names)!r}: list column names with"
+            " exactly one '*' standing for the other columns, e.g."
+            " 'id, *, created_at, updated_at'"
+        )
+    return names
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """The options every template has (the cookbook autogenerate recipes)."""
+
+    config: Config = field(repr=False, compare=False)
+    skip_empty_revisions: bool = True
+    skip_index_drops_of_dropped_tables: bool = True
+    exclude_views: bool = True
+    keep_unknown_tables: bool = False
+    column_order: tuple[str, ...] = ()
+    """Empty: Alembic's order."""
+
+    _by_environment: ClassVar[weakref.WeakKeyDictionary[EnvironmentContext, Any]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    @classmethod
+    def load(cls, config: Config) -> Self:
+        """Read and check every option now; warn about near-miss unknown keys."""
+        reader = OptionReader(config)
+        settings = cls(config=config, **cls.read(reader))
+        reader.warn_unknown()
+        environment = getattr(context, "_proxy", None)
+        if environment is not None and environment.config is config:
+            Settings._by_environment[environment] = settings
+        return settings
+
+    @classmethod
+    def read(cls, reader: OptionReader) -> dict[str, Any]:
+        """The field values of this class, read through *reader*."""
+        order = reader.text("column_order")
+        return {
+            "skip_empty_revisions": reader.flag("skip_empty_revisions", default=True),
+            "skip_index_drops_of_dropped_tables": reader.flag(
+                "skip_index_drops_of_dropped_tables", default=True
+            ),
+            "exclude_views": reader.flag("exclude_views", default=True),
+            "keep_unknown_tables": reader.flag("keep_unknown_tables", default=False),
+            "column_order": (
+                parse_column_order(order, source="column_order") if order else ()
+            ),
+        }
+
+    @classmethod
+    def of(cls, source: Config | Settings) -> Self:
+        """*source* itself when it is settings of this kind; else those env.py
+        loaded for the running command; else freshly loaded from the config."""
+        if isinstance(source, cls):
+            return source
+        config = source.config if isinstance(source, Settings) else source
+        environment = getattr(context, "_proxy", None)
+        loaded = Settings._by_environment.get(environment) if environment else None
+        if isinstance(loaded, cls) and loaded.config is config:
+            return loaded
+        return cls.load(config)

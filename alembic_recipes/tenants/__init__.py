@@ -1,0 +1,30 @@
+"""Run Alembic for many tenants in one process: a schema or a database per tenant.
+
+* :mod:`.names` -- the tenant name rule, checked before any SQL is sent;
+* :mod:`.config` -- the template's options (:class:`TenantSettings`) and
+  :class:`Tenant`;
+* :mod:`.discovery` -- the known tenants (``tenants``, ``tenants_query``,
+  ``tenants_pattern``);
+* :mod:`.fleet` -- one run: skips, progress lines, failures, the summary;
+* :mod:`.schemas` / :mod:`.databases` -- the two strategies;
+* :mod:`.runner` -- env.py's entry points and the application helpers.
+"""
+
+from __future__ import annotations
+
+from .config import Tenant, TenantSettings
+from .names import NAME_RULE, validate_tenant
+from .runner import offline_tenants, run_tenants, upgrade_tenant, upgrade_tenant_async
+from .schemas import schema_scope
+
+__all__ = [
+    "NAME_RULE",
+    "Tenant",
+    "TenantSettings",
+    "offline_tenants",
+    "run_tenants",
+    "schema_scope",
+    "upgrade_tenant",
+    "upgrade_tenant_async",
+    "validate_tenant",
+]

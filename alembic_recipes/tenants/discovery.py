@@ -1,0 +1,123 @@
+"""Which tenants exist or are known: the ``tenants`` list, ``tenants_query``
+and ``tenants_pattern`` of ``[alembic]``."""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+from alembic.util import CommandError
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, make_url
+
+from ..connections import (
+    display_url,
+    engine_from_options,
+    failing_as,
+    run_with_connection,
+)
+from .config import TenantSettings
+from .names import is_reserved, validate_all
+
+__all__ = ["existing_databases", "known_tenants", "listed_tenants", "server_databases"]
+
+
+def listed_tenants(settings: TenantSettings, conn: Connection | None) -> list[str]:
+    """The ``tenants`` list, then the rows of ``tenants_query``: the tenants
+    that are meant to exist (created when missing, unless ``create = never``)."""
+    names = list(settings.tenants)
+    if settings.tenants_query:
+        names += validate_all(_tenants_query(settings, conn), "tenants_query")
+    return list(dict.fromkeys(names))
+
+
+def known_tenants(settings: TenantSettings, conn: Connection | None) -> list[str]:
+    """``-x tenant=all``: :func:`listed_tenants`, then the existing schemas or
+    databases matching ``tenants_pattern``; duplicates merged, order kept."""
+    names = listed_tenants(settings, conn)
+    pattern = settings.tenants_pattern
+    if pattern:
+        found = (
+            _schemas(conn)
+            if settings.strategy == "schema"
+            else existing_databases(settings)
+        )
+        matched = sorted(
+            n for n in found if fnmatch.fnmatchcase(n, pattern) and not is_reserved(n)
+        )
+        names += validate_all(matched, "tenants_pattern")
+    return list(dict.fromkeys(names))
+
+
+def _tenants_query(settings: TenantSettings, conn: Connection | None) -> list[object]:
+    query = text(settings.tenants_query or "")
+    if settings.tenants_url is None:
+        assert conn is not None  # schema strategy: the shared database
+        where = f"sqlalchemy.url ({display_url(conn.engine.url)})"
+        with failing_as(f"tenants_query failed on {where}"):
+            return list(conn.scalars(query))
+    where = f"tenants_url ({display_url(settings.tenants_url)})"
+    engine = engine_from_options({"sqlalchemy.url": settings.tenants_url})
+    with failing_as(f"tenants_query failed on {where}"):
+        return run_with_connection(
+            engine, lambda c: list(c.scalars(query)), owned=True, where=where
+        )
+
+
+def _schemas(conn: Connection | None) -> list[str]:
+    assert conn is not None
+    sql = text("SELECT schema_name FROM information_schema.schemata")
+    return [str(n) for n in conn.scalars(sql)]
+
+
+def existing_databases(settings: TenantSettings) -> list[str]:
+    """Tenant names whose database (or SQLite file) exists."""
+    url = settings.tenant("PLACEHOLDER").url
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite":
+        path = Path(database)
+        if "PLACEHOLDER" not in path.name:
+            raise CommandError(
+                "tenants_pattern needs {tenant} in the file name of sqlalchemy.url"
+            )
+        before, _, after = path.name.partition("PLACEHOLDER")
+        found = path.parent.glob(f"{before}*{after}") if path.parent.is_dir() else []
+        names = [p.name[len(before) : len(p.name) - len(after)] for p in found]
+    else:
+        before, _, after = database.partition("PLACEHOLDER")
+        names = [
+            db[len(before) : len(db) - len(after)]
+            for db in server_databases(url)
+            if db.startswith(before) and db.endswith(after)
+        ]
+    return sorted(n for n in names if n)
+
+
+def admin_engine(url: str) -> object:
+    """An engine on the server's maintenance database (PostgreSQL: postgres)."""
+    parsed = make_url(url)
+    admin = parsed.set(
+        database="postgres" if parsed.get_backend_name() == "postgresql" else None
+    )
+    return engine_from_options(
+        {"sqlalchemy.url": admin.render_as_string(hide_password=False)}
+    )
+
+
+def server_databases(url: str) -> list[str]:
+    """The databases on the server of *url*."""
+    backend = make_url(url).get_backend_name()
+    sql = (
+        "SELECT datname FROM pg_database"
+        if backend == "postgresql"
+        else "SELECT schema_name FROM information_schema.schemata"
+    )
+    server = f"the server {display_url(make_url(url).set(database=None))}"
+    with failing_as(f"cannot list the databases on {server}"):
+        return run_with_connection(
+            admin_engine(url),
+            lambda conn: [str(n) for n in conn.scalars(text(sql))],
+            owned=True,
+            where=server,
+        )

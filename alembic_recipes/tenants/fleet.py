@@ -1,0 +1,219 @@
+"""One run over several tenants: what to skip, progress lines, the summary.
+
+Every tenant logs one line through Alembic's logging (``[3/200] acme:
+upgraded base -> 3f2a9c (5 revisions) in 35 ms``), the run ends with one
+summary line, and fails when a tenant failed.  A run over exactly one tenant
+lets that tenant's exception through unchanged, as stock Alembic would; a
+fleet logs each failure once, in full (traceback and SQL), and its final
+error is chained to the first failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+
+from alembic import context
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy.engine import Connection
+
+from ..options import running_command
+from ..output import labelled_stdout
+from .config import TenantSettings
+from .discovery import known_tenants, listed_tenants
+
+__all__ = ["Fleet", "Work"]
+
+log = logging.getLogger("alembic.recipes.tenants")
+
+Work = Callable[[], "tuple[Sequence[str], Sequence[str]] | None"]
+"""One tenant's work: ``(versions before, versions after)``, or None when the
+tenant was skipped because it is already at head."""
+
+_VERBS = {"upgrade": "upgraded", "downgrade": "downgraded", "stamp": "stamped"}
+_QUIET = ("revision", "check")  # autogenerate: the revision file is the output
+
+
+class Fleet:
+    """The state of one multitenant command over its tenants."""
+
+    def __init__(self, settings: TenantSettings) -> None:
+        self.settings = settings
+        self.config = settings.config
+        self.script = ScriptDirectory.from_config(self.config)
+        self.heads = frozenset(self.script.get_heads())
+        self.command = running_command()
+        try:  # resolved: "head" comes back as the head revision's id
+            destination = context.get_revision_argument()
+        except KeyError:  # commands without a destination (current, revision)
+            destination = None
+        self.targets: tuple[str, ...] = (
+            (destination,) if isinstance(destination, str) else tuple(destination or ())
+        )
+        self.skip_at_head = self.command in ("upgrade", "stamp") and (
+            frozenset(self.targets) == self.heads
+        )
+        self.outcomes: dict[str, list[str]] = {}
+        self.failures: list[tuple[str, Exception]] = []
+        self.total = 0
+        self._listed: frozenset[str] | None = None
+        self._ancestors: dict[tuple[str, ...], frozenset[str]] = {}
+
+    @property
+    def writes(self) -> bool:
+        """True for commands that change the database (may create tenants)."""
+        return self.command not in ("current", *_QUIET)
+
+    # -- which tenants ---------------------------------------------------------
+    def select(self, conn: Connection | None) -> list[str]:
+        """The tenants of this run, in order; validated, no SQL sent for them yet."""
+        settings = self.settings
+        if settings.every:
+            names = known_tenants(settings, conn)
+            if not names:
+                raise CommandError(
+                    "-x tenant=all found no tenants: list them in tenants, or set"
+                    " tenants_query or tenants_pattern in [alembic]"
+                )
+        else:
+            names = settings.named()
+        if self.command in _QUIET and len(names) != 1:
+            raise CommandError(
+                "autogenerate compares against one tenant: pass -x tenant=NAME"
+                f" (got {len(names)} tenants)"
+            )
+        self.total = len(names)
+        return names
+
+    def load_listed(self, conn: Connection | None, missing: Sequence[str]) -> None:
+        """Read which tenants are listed, when *missing* ones may need it (create
+        = known).  Call before the tenants' transactions begin."""
+        if missing and self.settings.create == "known" and self._listed is None:
+            self._listed = frozenset(listed_tenants(self.settings, conn))
+
+    def may_create(self, name: str) -> bool:
+        """Whether tenant *name*'s missing schema/database is created now."""
+        create = self.settings.create
+        if not self.writes or create == "never":
+            return False
+        return create == "always" or name in (self._listed or ())
+
+    def missing(self, name: str) -> Exception:
+        what = "schema" if self.settings.strategy == "schema" else "database"
+        return CommandError(
+            f"tenant {name!r}: {what} does not exist and {name!r} is not listed in"
+            " tenants / tenants_query (create it with -x create=true or"
+            " create_tenants = true)"
+        )
+
+    # -- one tenant --------------------------------------------------------------
+    def at_head(self, versions: Sequence[str]) -> bool:
+        return self.skip_at_head and frozenset(versions) == self.heads
+
+    def run_one(self, index: int, name: str, work: Work) -> bool:
+        """Run *work* for tenant *name*; log one line; False to stop the fleet."""
+        prefix = f"[{index}/{self.total}] {name}:"
+        started = time.perf_counter()
+        try:
+            with self._labelled_stdout(name):
+                result = work()
+        except Exception as exc:
+            if self.total == 1:
+                raise  # one tenant: its error, unchanged, as stock Alembic
+            self._failed(prefix, name, exc, time.perf_counter() - started)
+            return self.settings.keep_going
+        if self.command not in _QUIET:
+            self._report(prefix, name, result, time.perf_counter() - started)
+        return True
+
+    def _failed(self, prefix: str, name: str, exc: Exception, seconds: float) -> None:
+        detail = None if isinstance(exc, CommandError) else exc  # traceback + SQL
+        log.error(
+            "%s FAILED after %.0f ms: %s",
+            prefix,
+            seconds * 1000,
+            exc if detail is None else type(exc).__name__,
+            exc_info=detail,
+        )
+        self.outcomes.setdefault("failed", []).append(name)
+        self.failures.append((name, exc))
+
+    def _report(
+        self,
+        prefix: str,
+        name: str,
+        result: tuple[Sequence[str], Sequence[str]] | None,
+        seconds: float,
+    ) -> None:
+        if result is None:
+            log.info("%s already at head (%s)", prefix, _revs(self.heads))
+            self.outcomes.setdefault("already at head", []).append(name)
+            return
+        before, after = result
+        if self.command == "current":
+            state = "at head" if frozenset(after) == self.heads else "behind head"
+            log.info("%s %s (%s)", prefix, _revs(after), state)
+            self.outcomes.setdefault(state, []).append(name)
+        elif tuple(before) == tuple(after):
+            ms = seconds * 1000
+            log.info("%s %s, nothing to do (%.0f ms)", prefix, _revs(after), ms)
+            self.outcomes.setdefault("unchanged", []).append(name)
+        else:
+            verb = _VERBS.get(self.command, self.command or "ran")
+            steps = self.steps(before, after)
+            log.info(
+                "%s %s %s -> %s (%d revision%s) in %.0f ms",
+                prefix,
+                verb,
+                _revs(before),
+                _revs(after),
+                steps,
+                "" if steps == 1 else "s",
+                seconds * 1000,
+            )
+            self.outcomes.setdefault(verb, []).append(name)
+
+    def steps(self, before: Sequence[str], after: Sequence[str]) -> int:
+        return len(self._ancestors_of(before) ^ self._ancestors_of(after))
+
+    def _ancestors_of(self, heads: Sequence[str]) -> frozenset[str]:
+        key = tuple(sorted(heads))
+        if key not in self._ancestors:
+            revisions = self.script.iterate_revisions(key, "base") if key else []
+            self._ancestors[key] = frozenset(r.revision for r in revisions)
+        return self._ancestors[key]
+
+    def _labelled_stdout(self, name: str) -> AbstractContextManager[None]:
+        """``current`` over several tenants: prefix each printed line with the
+        tenant's name (``acme: 3f2a9c (head)``)."""
+        several = self.total > 1 or self.settings.every
+        return labelled_stdout(self.config, f"{name}: " if several else None)
+
+    # -- the end -----------------------------------------------------------------
+    def finish(self) -> None:
+        """Log the summary; raise (non-zero exit) if any tenant failed."""
+        if self.command in _QUIET:
+            return
+        done = sum(len(v) for v in self.outcomes.values())
+        parts = [f"{len(v)} {k}" for k, v in self.outcomes.items()]
+        if done < self.total:
+            parts.append(f"{self.total - done} not attempted")
+        log.info("Tenants: %d total: %s", self.total, ", ".join(parts) or "none")
+        if self.failures:
+            names = ", ".join(name for name, _ in self.failures)
+            hint = (
+                ""
+                if self.settings.keep_going or done == self.total
+                else " (stopped at the first failure; -x continue=true goes on)"
+            )
+            raise CommandError(
+                f"{len(self.failures)} of {self.total} tenants failed: {names}"
+                f"{hint}; each failure is logged above"
+            ) from self.failures[0][1]
+
+
+def _revs(versions: Sequence[str] | frozenset[str]) -> str:
+    return ",".join(sorted(versions)) or "base"

@@ -1,0 +1,56 @@
+"""Tenant names: one rule, checked before any SQL is sent.
+
+Names become schema names, database names and file names, so the rule keeps
+to what is safe in all three, in one case only: ``ACME`` and ``acme`` would be
+two schemas on PostgreSQL and one file on a case-insensitive file system.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from alembic.util import CommandError
+
+__all__ = ["ALL", "NAME_RULE", "is_reserved", "split_list", "validate_tenant"]
+
+ALL = "all"
+"""``-x tenant=all``: every known tenant."""
+
+_NAME = re.compile(r"[a-z_][a-z0-9_-]*")
+_RESERVED = ("public", "information_schema", ALL)
+NAME_RULE = (
+    "1 to 63 lower-case ASCII letters, digits, '_' or '-', starting with a letter"
+    " or '_'; 'public', 'information_schema', 'pg_*' and 'all' are reserved"
+)
+
+
+def is_reserved(name: str) -> bool:
+    """True for names no tenant may have (``public``, ``pg_*`` ...)."""
+    return name.lower() in _RESERVED or name.lower().startswith("pg_")
+
+
+def validate_tenant(name: object, *, source: str = "tenant") -> str:
+    """Return *name* if it is a safe tenant name, else raise ``CommandError``.
+
+    *source* says where the name came from (``-x tenant``, ``tenants_query``).
+    """
+    ok = (
+        isinstance(name, str)
+        and _NAME.fullmatch(name) is not None
+        and len(name.encode()) <= 63
+        and not is_reserved(name)
+    )
+    if not ok:
+        raise CommandError(f"invalid tenant name {name!r} from {source}: {NAME_RULE}")
+    return str(name)
+
+
+def validate_all(names: Iterable[object], source: str) -> list[str]:
+    """Every name of *names* validated, duplicates merged, order kept."""
+    return list(dict.fromkeys(validate_tenant(n, source=source) for n in names))
+
+
+def split_list(value: str | None) -> list[str]:
+    """``"a, b c"`` -> ``["a", "b", "c"]``."""
+    return [part for part in re.split(r"[\s,]+", value or "") if part]

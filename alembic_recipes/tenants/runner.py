@@ -1,0 +1,93 @@
+"""Entry points: what a multitenant env.py calls, and the application helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from alembic import command
+from alembic.config import Config
+from alembic.util import CommandError
+from sqlalchemy.engine import Connection
+
+from ..commands import config_attributes, run_command
+from ..connections import Connectable, connect_and_run
+from .config import Tenant, TenantSettings
+from .databases import run_databases
+from .fleet import Fleet
+from .names import validate_tenant
+from .schemas import run_schemas
+
+__all__ = ["offline_tenants", "run_tenants", "upgrade_tenant", "upgrade_tenant_async"]
+
+
+def run_tenants(
+    settings: TenantSettings | Config, migrate: Callable[[Connection, Tenant], None]
+) -> None:
+    """What a multitenant env.py's ``run_migrations_online()`` calls.
+
+    Calls ``migrate(connection, tenant)`` once per selected tenant inside that
+    tenant's transaction (a SAVEPOINT when the caller shared a connection with
+    a transaction open), with the tenant's schema selected.  *settings*: what
+    env.py loaded with ``TenantSettings.load(config)``.
+    """
+    options = TenantSettings.of(settings)
+    fleet = Fleet(options)
+    if options.strategy == "schema":
+        connect_and_run(options, lambda conn: run_schemas(fleet, migrate, conn))
+    else:
+        run_databases(fleet, migrate, options.config)
+    fleet.finish()
+
+
+def offline_tenants(settings: TenantSettings | Config) -> Iterator[Tenant]:
+    """The tenants of an offline (``--sql``) run: those given, or the ini list.
+
+    Connects to nothing, so ``-x tenant=all`` uses only the ``tenants`` list.
+    """
+    options = TenantSettings.of(settings)
+    if options.every:
+        names = list(options.tenants)
+        if not names:
+            raise CommandError(
+                "offline (--sql) runs connect to nothing: pass -x tenant=NAME[,NAME...]"
+                " or list the tenants in tenants = ... in [alembic]"
+            )
+    else:
+        names = options.named()
+    for name in names:
+        yield options.tenant(name)
+
+
+def upgrade_tenant(
+    config: Config,
+    tenant: str,
+    revision: str = "head",
+    *,
+    connection: Connectable | None = None,
+    create: bool = True,
+) -> None:
+    """Migrate one tenant from application code (e.g. at sign-up); sync.
+
+    Creates its schema/database when missing unless ``create=False``; shares
+    *connection* when given (joining its open transaction, if any).
+    """
+    validate_tenant(tenant, source="upgrade_tenant()")
+    extra: dict[str, object] = {"tenant": tenant, "create": create}
+    if connection is not None:
+        extra["connection"] = connection
+    with config_attributes(config, **extra):
+        command.upgrade(config, revision)
+
+
+async def upgrade_tenant_async(
+    connectable: Connectable | None,
+    config: Config,
+    tenant: str,
+    revision: str = "head",
+    *,
+    create: bool = True,
+) -> None:
+    """Migrate one tenant from async code, sharing *connectable* when given."""
+    validate_tenant(tenant, source="upgrade_tenant_async()")
+    with config_attributes(config, tenant=tenant, create=create):
+        await run_command(command.upgrade, connectable, config, revision)
