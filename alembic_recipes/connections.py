@@ -24,6 +24,7 @@ from sqlalchemy import engine_from_config, event, pool
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.util.concurrency import in_greenlet
 
+from .locks import migration_lock
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -278,15 +279,19 @@ def connect_and_run(
     *,
     section: str | None = None,
     attribute: str = "connection",
+    lock: bool = True,
 ) -> T:
     """What a generated env.py's ``run_migrations_online()`` calls.
 
     Uses ``config.attributes[attribute]`` when a programmatic caller shared a
     connection or engine, otherwise a new engine from ``sqlalchemy.*`` options
     of the ini *section* (default: the main section), sync or async by URL.
-    *settings*: what env.py loaded (or the ``Config``).
+    *settings*: what env.py loaded (or the ``Config``).  Writing commands hold
+    the database's migration lock meanwhile (see :mod:`.locks`) unless *lock*
+    is false or ``migration_lock = false``.
     """
-    config = settings.config if isinstance(settings, Settings) else settings
+    options = Settings.of(settings)
+    config = options.config
     shared = config.attributes.get(attribute)
     if shared is not None:
         if not is_connectable(shared):
@@ -294,15 +299,33 @@ def connect_and_run(
                 f"config.attributes[{attribute!r}] must be {ACCEPTED_CONNECTABLES},"
                 f" got {type(shared).__name__}: {shared!r}"
             )
+        locked = _locked(fn, options, dedicated=False) if lock else fn
         return run_with_connection(
-            shared, fn, where=f"config.attributes[{attribute!r}]"
+            shared, locked, where=f"config.attributes[{attribute!r}]"
         )
     name = section or config.config_ini_section
     engine = engine_from_options(config.get_section(name, {}), where=f"[{name}]")
     where = f"the database {display_url(engine.url)}"
+    locked = _locked(fn, options, dedicated=True) if lock else fn
     if is_async_engine(engine):
-        return run_with_connection(engine, fn, owned=True, where=where)
+        return run_with_connection(engine, locked, owned=True, where=where)
     try:
-        return run_with_connection(engine, fn, where=where)
+        return run_with_connection(engine, locked, where=where)
     finally:
         engine.dispose()
+
+
+def _locked(
+    fn: Callable[[Connection], T], settings: Settings, *, dedicated: bool
+) -> Callable[[Connection], T]:
+    """*fn*, holding the database's migration lock when the command writes."""
+    if not settings.locks():
+        return fn
+
+    def locked(connection: Connection) -> T:
+        with migration_lock(
+            connection, timeout=settings.lock_timeout, dedicated=dedicated
+        ):
+            return fn(connection)
+
+    return locked

@@ -39,9 +39,10 @@ from .connections import (
     require_no_running_loop,
     run_coroutine,
 )
+from .locks import migration_lock
 from .options import running_command
 from .output import labelled_stdout
-from .settings import OptionReader, Settings
+from .settings import WRITING_COMMANDS, OptionReader, Settings
 
 __all__ = [
     "Database",
@@ -55,7 +56,6 @@ __all__ = [
 log = logging.getLogger("alembic.recipes.multidb")
 
 _NON_TRANSACTIONAL_DDL = ("mysql", "mariadb")
-_WRITING_COMMANDS = ("upgrade", "downgrade", "stamp")
 
 
 @dataclass(frozen=True)
@@ -298,7 +298,7 @@ def _all_or_nothing(
         names = ", ".join(db.name for db in databases)
         log.error("Rolled back every database (%s)", names)
         raise
-    if running_command() in _WRITING_COMMANDS:
+    if running_command() in WRITING_COMMANDS:
         log.info(
             "Committed %d database%s: %s",
             len(databases),
@@ -330,7 +330,17 @@ def run_databases(
     wheres = {db.name: db.where for db in databases}
 
     def run_sync_views(views: dict[str, Connection]) -> None:
-        _all_or_nothing(views, options, migrate)
+        with ExitStack() as held:
+            if options.locks():  # every database, in the same order everywhere
+                for db in databases:
+                    held.enter_context(
+                        migration_lock(
+                            views[db.name],
+                            timeout=options.lock_timeout,
+                            dedicated=db.name not in shared,
+                        )
+                    )
+            _all_or_nothing(views, options, migrate)
 
     try:
         if in_greenlet() or not any(

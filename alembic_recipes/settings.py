@@ -29,7 +29,7 @@ from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.util import CommandError
 
-from .options import get_option, parse_bool, x_arguments
+from .options import get_option, parse_bool, running_command, x_arguments
 
 __all__ = ["OptionReader", "Settings", "parse_column_order"]
 
@@ -122,6 +122,25 @@ def _warn_if_close(key: str, where: str, known: set[str]) -> None:
         log.warning("unknown %s is ignored: did you mean %s?", where, close[0])
 
 
+WRITING_COMMANDS = ("upgrade", "downgrade", "stamp")
+
+
+def _seconds(reader: OptionReader, key: str, ini_key: str) -> float:
+    value = reader.text(key, ini_key=ini_key)
+    if value is None:
+        return 300.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise CommandError(
+            f"invalid value {value!r} for {key} / {ini_key}: expected a number of"
+            " seconds greater than 0"
+        )
+    return seconds
+
+
 _COLUMN = re.compile(r"[^\s,*]+")
 
 
@@ -151,6 +170,10 @@ class Settings:
     keep_unknown_tables: bool = False
     column_order: tuple[str, ...] = ()
     """Empty: Alembic's order."""
+    migration_lock: bool = True
+    """Writing commands hold the database's migration lock (``migration_lock``)."""
+    lock_timeout: float = 300.0
+    """Seconds to wait for it (``migration_lock_timeout``, ``-x lock_timeout``)."""
 
     _by_environment: ClassVar[weakref.WeakKeyDictionary[EnvironmentContext, Any]] = (
         weakref.WeakKeyDictionary()
@@ -181,7 +204,14 @@ class Settings:
             "column_order": (
                 parse_column_order(order, source="column_order") if order else ()
             ),
+            "migration_lock": reader.flag("migration_lock", default=True),
+            "lock_timeout": _seconds(reader, "lock_timeout", "migration_lock_timeout"),
         }
+
+    def locks(self) -> bool:
+        """True when this command takes the migration lock: a writing command
+        (upgrade, downgrade, stamp) with ``migration_lock`` on."""
+        return self.migration_lock and running_command() in WRITING_COMMANDS
 
     @classmethod
     def of(cls, source: Config | Settings) -> Self:

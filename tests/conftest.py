@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shutil
@@ -103,6 +104,12 @@ def mysql() -> Iterator[ServerDB]:
     yield from _throwaway(MYSQL_URL, "pymysql", "MariaDB")
 
 
+def _tool(name: str) -> str | None:
+    """*name* on PATH, else where Debian puts it (sbin, PostgreSQL's bin)."""
+    extra = ["/usr/sbin", "/sbin", *sorted(glob.glob("/usr/lib/postgresql/*/bin"))]
+    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(extra))
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -112,13 +119,12 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[URL]:
     """A throwaway PostgreSQL cluster with prepared transactions enabled."""
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    initdb, pg_ctl, runuser = _tool("initdb"), _tool("pg_ctl"), _tool("runuser")
     url = make_url("postgresql://postgres@127.0.0.1/postgres")
-    if not initdb or not pg_ctl:
-        _unreachable(
-            "a PostgreSQL cluster of our own", url, FileNotFoundError("initdb")
-        )
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if not initdb or not pg_ctl or (os.geteuid() == 0 and not runuser):
+        missing = FileNotFoundError("initdb, pg_ctl or runuser not found")
+        _unreachable("a PostgreSQL cluster of our own", url, missing)
+    as_postgres = [str(runuser), "-u", "postgres", "--"] if os.geteuid() == 0 else []
     root = Path(tempfile.mkdtemp(prefix="ar-pg-"))
     root.chmod(0o755)
     if as_postgres:

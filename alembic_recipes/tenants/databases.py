@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from alembic import context
-from alembic.config import Config
 from alembic.util import CommandError
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, make_url
@@ -24,11 +24,12 @@ from ..connections import (
     failing_as,
     run_with_connection,
 )
+from ..locks import LOCK_FILE_SUFFIX
 from .config import VERSION_TABLE, Tenant
 from .discovery import admin_engine, server_databases
-from .fleet import Fleet
+from .fleet import Fleet, Outcome
 
-__all__ = ["run_databases"]
+__all__ = ["DatabaseTenants", "run_databases"]
 
 
 def _database_exists(url: str) -> bool:
@@ -78,7 +79,8 @@ class _Created:
             with contextlib.suppress(CommandError):  # keep the migration's error
                 _on_server(self.url, drop)
             return
-        self.path.unlink(missing_ok=True)
+        for suffix in ("", "-journal", "-wal", "-shm", LOCK_FILE_SUFFIX):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
         for directory in reversed(self.made_dirs):  # innermost first
             with contextlib.suppress(OSError):  # not empty: someone else's
                 directory.rmdir()
@@ -92,62 +94,81 @@ def _versions(conn: Connection) -> list[str]:
     ]
 
 
-def run_databases(
-    fleet: Fleet, migrate: Callable[[Connection, Tenant], None], config: Config
-) -> None:
-    """Migrate every selected tenant's database, one transaction each."""
-    names = fleet.select(None)
-    shared = config.attributes.get("connection")
-    if shared is not None and len(names) != 1:
-        raise CommandError(
-            "config.attributes['connection'] is one database: with"
-            f" tenant_strategy = database give one tenant (got {len(names)})"
-        )
-    options = dict(config.get_section(config.config_ini_section, {}))
-    settings = fleet.settings
+class DatabaseTenants:
+    """The database strategy's tenants: each on a connection of its own."""
 
-    def migrate_on(
-        conn: Connection, tenant: Tenant
-    ) -> tuple[list[str], list[str]] | None:
+    def __init__(
+        self, fleet: Fleet, migrate: Callable[[Connection, Tenant], None]
+    ) -> None:
+        self.fleet = fleet
+        self.migrate = migrate
+        config = fleet.config
+        self.shared = config.attributes.get("connection")
+        self.options = dict(config.get_section(config.config_ini_section, {}))
+        self._listed_loaded = False
+
+    def select(self) -> list[str]:
+        """The tenants of this run."""
+        names = self.fleet.select(None)
+        if self.shared is not None and len(names) != 1:
+            raise CommandError(
+                "config.attributes['connection'] is one database: with"
+                f" tenant_strategy = database give one tenant (got {len(names)})"
+            )
+        return names
+
+    def at_head(self, name: str) -> bool:
+        """Nothing is known before the tenant's own connection reads it."""
+        return False
+
+    def _migrate_on(self, conn: Connection, tenant: Tenant) -> Outcome:
+        fleet = self.fleet
         caller_txn = conn.in_transaction()
-        before = _versions(conn)
-        if fleet.at_head(before):
-            return None
-        if not caller_txn and conn.in_transaction():
-            conn.rollback()
-        with conn.begin_nested() if caller_txn else conn.begin():
-            migrate(conn, tenant)
-            after = list(context.get_context().get_current_heads())
+        with fleet.lock(conn):  # then read: the versions are this run's to trust
+            before = _versions(conn)
+            if fleet.at_head(before):
+                return None
+            if not caller_txn and conn.in_transaction():
+                conn.rollback()
+            with conn.begin_nested() if caller_txn else conn.begin():
+                self.migrate(conn, tenant)
+                after = list(context.get_context().get_current_heads())
         return before, after
 
-    missing_checked = False
-    for index, name in enumerate(names, 1):
-        tenant = settings.tenant(name)
+    def one(self, name: str) -> Outcome:
+        """Migrate tenant *name* (creating its database when it may be)."""
+        fleet = self.fleet
+        tenant = fleet.settings.tenant(name)
+        if self.shared is not None:
+            return run_with_connection(
+                self.shared, lambda c: self._migrate_on(c, tenant)
+            )
+        created = None
+        if not _database_exists(tenant.url):
+            if not self._listed_loaded:
+                fleet.load_listed(None, [name])
+                self._listed_loaded = True
+            if not fleet.may_create(name):
+                if fleet.command == "current":
+                    return [], []
+                raise fleet.missing(name)
+            created = _Created(tenant.url)
+            created.create()
+        try:
+            engine = engine_from_options({**self.options, "sqlalchemy.url": tenant.url})
+            where = f"tenant {name!r}'s database ({tenant.display_url})"
+            return run_with_connection(
+                engine, lambda c: self._migrate_on(c, tenant), owned=True, where=where
+            )
+        except BaseException:
+            if created is not None:
+                created.remove()
+            raise
 
-        def work(tenant: Tenant = tenant) -> tuple[list[str], list[str]] | None:
-            nonlocal missing_checked
-            if shared is not None:
-                return run_with_connection(shared, lambda c: migrate_on(c, tenant))
-            created = None
-            if not _database_exists(tenant.url):
-                if not missing_checked:
-                    fleet.load_listed(None, [tenant.name])
-                    missing_checked = True
-                if not fleet.may_create(tenant.name):
-                    if fleet.command == "current":
-                        return [], []
-                    raise fleet.missing(tenant.name)
-                created = _Created(tenant.url)
-                created.create()
-            try:
-                engine = engine_from_options({**options, "sqlalchemy.url": tenant.url})
-                return run_with_connection(
-                    engine, lambda c: migrate_on(c, tenant), owned=True
-                )
-            except BaseException:
-                if created is not None:
-                    created.remove()
-                raise
 
-        if not fleet.run_one(index, name, work):
+def run_databases(fleet: Fleet, migrate: Callable[[Connection, Tenant], None]) -> None:
+    """Migrate every selected tenant's database, one after the other."""
+    tenants = DatabaseTenants(fleet, migrate)
+    for index, name in enumerate(tenants.select(), 1):
+        if not fleet.run_one(index, name, partial(tenants.one, name)):
             break

@@ -13,25 +13,29 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 
 from alembic import context
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
+from ..locks import migration_lock
 from ..options import running_command
 from ..output import labelled_stdout
 from .config import TenantSettings
 from .discovery import known_tenants, listed_tenants
 
-__all__ = ["Fleet", "Work"]
+__all__ = ["MIGRATED_ELSEWHERE", "Fleet", "Outcome", "Work"]
 
 log = logging.getLogger("alembic.recipes.tenants")
 
-Work = Callable[[], "tuple[Sequence[str], Sequence[str]] | None"]
-"""One tenant's work: ``(versions before, versions after)``, or None when the
-tenant was skipped because it is already at head."""
+MIGRATED_ELSEWHERE = "migrated by another run meanwhile"
+Outcome = tuple[Sequence[str], Sequence[str]] | str | None
+"""One tenant's result: ``(versions before, versions after)``; None when the
+batched read found it at head; :data:`MIGRATED_ELSEWHERE` when it was found at
+head once locked."""
+Work = Callable[[], Outcome]
 
 _VERBS = {"upgrade": "upgraded", "downgrade": "downgraded", "stamp": "stamped"}
 _QUIET = ("revision", "check")  # autogenerate: the revision file is the output
@@ -110,6 +114,16 @@ class Fleet:
         )
 
     # -- one tenant --------------------------------------------------------------
+    def lock(
+        self, conn: Connection, *, schema: str | None = None
+    ) -> AbstractContextManager[None]:
+        """The tenant's migration lock (on *conn*), when this command takes it."""
+        if not self.settings.locks():
+            return nullcontext()
+        return migration_lock(
+            conn, schema=schema, timeout=self.settings.lock_timeout, dedicated=False
+        )
+
     def at_head(self, versions: Sequence[str]) -> bool:
         return self.skip_at_head and frozenset(versions) == self.heads
 
@@ -141,15 +155,10 @@ class Fleet:
         self.outcomes.setdefault("failed", []).append(name)
         self.failures.append((name, exc))
 
-    def _report(
-        self,
-        prefix: str,
-        name: str,
-        result: tuple[Sequence[str], Sequence[str]] | None,
-        seconds: float,
-    ) -> None:
-        if result is None:
-            log.info("%s already at head (%s)", prefix, _revs(self.heads))
+    def _report(self, prefix: str, name: str, result: Outcome, seconds: float) -> None:
+        if result is None or isinstance(result, str):
+            extra = f"; {result}" if result else ""
+            log.info("%s already at head (%s%s)", prefix, _revs(self.heads), extra)
             self.outcomes.setdefault("already at head", []).append(name)
             return
         before, after = result

@@ -33,9 +33,12 @@ def run_tenants(
     options = TenantSettings.of(settings)
     fleet = Fleet(options)
     if options.strategy == "schema":
-        connect_and_run(options, lambda conn: run_schemas(fleet, migrate, conn))
+        # each tenant takes its own migration lock: none for the whole database
+        connect_and_run(
+            options, lambda conn: run_schemas(fleet, migrate, conn), lock=False
+        )
     else:
-        run_databases(fleet, migrate, options.config)
+        run_databases(fleet, migrate)
     fleet.finish()
 
 

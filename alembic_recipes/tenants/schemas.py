@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 
 from alembic import context
 from sqlalchemy import (
@@ -28,9 +29,9 @@ from sqlalchemy.schema import CreateSchema
 
 from ..compiled import CompiledPaths, execute_script
 from .config import VERSION_TABLE, Tenant
-from .fleet import Fleet
+from .fleet import MIGRATED_ELSEWHERE, Fleet, Outcome
 
-__all__ = ["run_schemas", "schema_scope"]
+__all__ = ["SchemaTenants", "run_schemas", "schema_scope"]
 
 
 def _schema_state(
@@ -108,47 +109,98 @@ def schema_scope(
         _search_path(conn, str(previous))
 
 
-def run_schemas(
-    fleet: Fleet, migrate: Callable[[Connection, Tenant], None], conn: Connection
+def _refresh(
+    name: str,
+    state: tuple[set[str], set[str], dict[str, list[str]]],
+    existing: set[str],
+    with_table: set[str],
+    versions: dict[str, list[str]],
 ) -> None:
-    """Migrate every selected tenant's schema on *conn*, one transaction each."""
-    settings = fleet.settings
-    caller_txn = conn.in_transaction()  # before we touch it: whose transaction?
-    names = fleet.select(conn)
-    existing, with_table, versions = _schema_state(conn, names)
-    fleet.load_listed(conn, [n for n in names if n not in existing])
-    if not caller_txn:
-        # end the transaction our reads began: Alembic would take an open
-        # transaction for the caller's and never commit it (silent rollback)
-        conn.rollback()
-    compiled = (
-        CompiledPaths(fleet.script, fleet.targets[0])
-        if settings.compiled and fleet.command == "upgrade" and len(fleet.targets) == 1
-        else None
-    )
+    """Replace what the batched read knew of tenant *name* by a fresh read."""
+    fresh_existing, fresh_with_table, fresh_versions = state
+    for known, fresh in ((existing, fresh_existing), (with_table, fresh_with_table)):
+        known.discard(name)
+        known.update(fresh)
+    versions[name] = fresh_versions.get(name, [])
 
-    for index, name in enumerate(names, 1):
 
-        def work(name: str = name) -> tuple[list[str], list[str]] | None:
-            before = versions.get(name, [])
-            missing = name not in existing
+class SchemaTenants:
+    """The schema strategy's tenants: one batched read, then one tenant at a
+    time, each in its own transaction under its own lock."""
+
+    def __init__(
+        self, fleet: Fleet, migrate: Callable[[Connection, Tenant], None]
+    ) -> None:
+        self.fleet = fleet
+        self.migrate = migrate
+        self.caller_txn = False
+        self.existing: set[str] = set()
+        self.with_table: set[str] = set()
+        self.versions: dict[str, list[str]] = {}
+        settings = fleet.settings
+        self.compiled = (
+            CompiledPaths(fleet.script, fleet.targets[0])
+            if settings.compiled
+            and fleet.command == "upgrade"
+            and len(fleet.targets) == 1
+            else None
+        )
+
+    def select(self, conn: Connection) -> list[str]:
+        """The tenants of this run, and what one batched read knows of them."""
+        self.caller_txn = conn.in_transaction()  # before we touch it: whose?
+        names = self.fleet.select(conn)
+        self.existing, self.with_table, self.versions = _schema_state(conn, names)
+        self.fleet.load_listed(conn, [n for n in names if n not in self.existing])
+        if not self.caller_txn:
+            # end the transaction our reads began: Alembic would take an open
+            # transaction for the caller's and never commit it (silent rollback)
+            conn.rollback()
+        return names
+
+    def at_head(self, name: str) -> bool:
+        """At head according to the batched read (nothing to lock for)."""
+        return name in self.existing and self.fleet.at_head(self.versions.get(name, []))
+
+    def one(self, conn: Connection, name: str) -> Outcome:
+        """Migrate tenant *name* on *conn*; what it did."""
+        if self.at_head(name):
+            return None
+        fleet, settings = self.fleet, self.fleet.settings
+        with fleet.lock(conn, schema=name):
+            if settings.locks():  # trust only what we read under the lock
+                state = _schema_state(conn, [name])
+                if not self.caller_txn:
+                    conn.rollback()
+                _refresh(name, state, self.existing, self.with_table, self.versions)
+            before = self.versions.get(name, [])
+            missing = name not in self.existing
             if not missing and fleet.at_head(before):
-                return None
+                return MIGRATED_ELSEWHERE
             if missing and not fleet.may_create(name):
                 if fleet.command == "current":
                     return before, before
                 raise fleet.missing(name)
-            has_table = name in with_table
-            sql = compiled.sql_for(conn, before, name, has_table) if compiled else None
+            sql = None
+            if self.compiled is not None:
+                has_table = name in self.with_table
+                sql = self.compiled.sql_for(conn, before, name, has_table)
             with schema_scope(conn, name, create=missing):
                 if sql is not None:
                     execute_script(conn, sql)
                     after = [fleet.targets[0]]
                 else:
-                    migrate(conn, settings.tenant(name))
+                    self.migrate(conn, settings.tenant(name))
                     after = list(context.get_context().get_current_heads())
-            existing.add(name)
-            return before, after
+        self.existing.add(name)
+        return before, after
 
-        if not fleet.run_one(index, name, work):
+
+def run_schemas(
+    fleet: Fleet, migrate: Callable[[Connection, Tenant], None], conn: Connection
+) -> None:
+    """Migrate every selected tenant's schema on *conn*, one after the other."""
+    tenants = SchemaTenants(fleet, migrate)
+    for index, name in enumerate(tenants.select(conn), 1):
+        if not fleet.run_one(index, name, partial(tenants.one, conn, name)):
             break

@@ -1,0 +1,255 @@
+"""The migration lock: one writer per database (and version table) at a time.
+
+Every replica of a service runs ``alembic upgrade head`` at start-up; without a
+lock they race (duplicate keys on ``alembic_version``, half of another run's
+DDL on MySQL).  The commands that write (``upgrade``, ``downgrade``,
+``stamp``) take the lock before Alembic reads the database's version, so a
+replica that waited finds the database at head and does nothing.
+
+* PostgreSQL: a session-level advisory lock -- it survives
+  ``autocommit_block()``, which ends transactions -- polled with
+  ``pg_try_advisory_lock``; it dies with the session.
+* MySQL/MariaDB: ``GET_LOCK`` (session-level; released when the session ends).
+* SQLite files (pysqlite, aiosqlite): an OS file lock beside the database
+  (``<file>.alembic-lock``), released when the process ends.
+* other dialects: no lock, said once in the log.
+
+The key is derived from the database and its version table (per tenant
+schema for multitenant), so unrelated projects on one server never block each
+other.  Waiting is bounded (``migration_lock_timeout``, ``-x lock_timeout``);
+while waiting, one log line names the holder where the database can tell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic.util import CommandError
+from filelock import FileLock, Timeout
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+__all__ = ["LOCK_FILE_SUFFIX", "VERSION_TABLE", "lock_key", "migration_lock"]
+
+log = logging.getLogger("alembic.recipes.lock")
+
+VERSION_TABLE = "alembic_version"
+LOCK_FILE_SUFFIX = ".alembic-lock"
+"""A SQLite database's lock file is the database file's path plus this."""
+_POLL_FIRST, _POLL_MAX = 0.02, 0.5
+_unsupported_said: set[str] = set()
+
+
+def lock_key(database: str, schema: str | None, table: str = VERSION_TABLE) -> int:
+    """The signed 64-bit advisory-lock key of one database's version table."""
+    digest = hashlib.blake2b(
+        f"alembic-recipes\0{database}\0{schema or ''}\0{table}".encode(), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _wait(
+    try_lock: Callable[[], bool],
+    holder: Callable[[], str],
+    what: str,
+    timeout: float,
+) -> None:
+    """Poll *try_lock* until it succeeds or *timeout* seconds have passed."""
+    if try_lock():
+        return
+    started = time.monotonic()
+    log.info("Waiting for the migration lock of %s, held by %s", what, holder())
+    delay = _POLL_FIRST
+    while time.monotonic() - started < timeout:
+        time.sleep(min(delay, max(0.0, timeout - (time.monotonic() - started))))
+        if try_lock():
+            log.info(
+                "Got the migration lock of %s after %.1f s",
+                what,
+                time.monotonic() - started,
+            )
+            return
+        delay = min(delay * 2, _POLL_MAX)
+    raise CommandError(
+        f"timed out after {timeout:g} s waiting for the migration lock of {what},"
+        f" held by {holder()}; nothing was changed (migration_lock_timeout /"
+        " -x lock_timeout=SECONDS waits longer)"
+    )
+
+
+def _end_autobegun(conn: Connection, was_in_transaction: bool) -> None:
+    """End a transaction our own lock statements began (never the caller's)."""
+    if not was_in_transaction and conn.in_transaction():
+        conn.rollback()
+
+
+# -- PostgreSQL ------------------------------------------------------------------
+def _pg_holder(conn: Connection, key: int) -> str:
+    row = conn.execute(
+        text(
+            "SELECT a.pid, a.application_name FROM pg_locks l"
+            " JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+            " AND l.classid::bigint = (CAST(:key AS bigint) >> 32) & 4294967295"
+            " AND l.objid::bigint = CAST(:key AS bigint) & 4294967295 LIMIT 1"
+        ),
+        {"key": key},
+    ).first()
+    if row is None:
+        return "another session (gone by now)"
+    return f"PostgreSQL pid {row[0]} (application_name {row[1]!r})"
+
+
+@contextmanager
+def _pg_lock(conn: Connection, key: int, what: str, timeout: float) -> Iterator[None]:
+    if conn.in_transaction():
+        # a caller's open transaction: a transaction-level lock inside it,
+        # released when the caller commits or rolls back; nothing is ended here
+        def try_xact() -> bool:
+            sql = text("SELECT pg_try_advisory_xact_lock(CAST(:key AS bigint))")
+            return bool(conn.scalar(sql, {"key": key}))
+
+        _wait(try_xact, lambda: _pg_holder(conn, key), what, timeout)
+        yield
+        return
+
+    def try_session() -> bool:
+        sql = text("SELECT pg_try_advisory_lock(CAST(:key AS bigint))")
+        got = bool(conn.scalar(sql, {"key": key}))
+        _end_autobegun(conn, False)
+        return got
+
+    def holder() -> str:
+        try:
+            return _pg_holder(conn, key)
+        finally:
+            _end_autobegun(conn, False)
+
+    _wait(try_session, holder, what, timeout)
+    try:
+        yield
+    finally:
+        was = conn.in_transaction()
+        if not conn.invalidated and not conn.closed:
+            sql = text("SELECT pg_advisory_unlock(CAST(:key AS bigint))")
+            conn.execute(sql, {"key": key})
+            _end_autobegun(conn, was)
+
+
+# -- MySQL / MariaDB -------------------------------------------------------------
+def _mysql_name(key: int) -> str:
+    return f"alembic-recipes.{key & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+@contextmanager
+def _mysql_lock(
+    conn: Connection, key: int, what: str, timeout: float
+) -> Iterator[None]:
+    name = _mysql_name(key)
+    was = conn.in_transaction()
+
+    def try_lock() -> bool:
+        got = bool(conn.scalar(text("SELECT GET_LOCK(:name, 0)"), {"name": name}) == 1)
+        _end_autobegun(conn, was)
+        return got
+
+    def holder() -> str:
+        row = conn.execute(
+            text(
+                "SELECT p.ID, p.USER, p.HOST FROM information_schema.PROCESSLIST p"
+                " WHERE p.ID = IS_USED_LOCK(:name)"
+            ),
+            {"name": name},
+        ).first()
+        _end_autobegun(conn, was)
+        return (
+            "another session"
+            if row is None
+            else f"connection {row[0]} ({row[1]}@{row[2]})"
+        )
+
+    _wait(try_lock, holder, what, timeout)
+    try:
+        yield
+    finally:
+        if not conn.invalidated and not conn.closed:
+            before = conn.in_transaction()
+            conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+            _end_autobegun(conn, before)
+
+
+# -- SQLite ----------------------------------------------------------------------
+@contextmanager
+def _file_lock(path: Path, what: str, timeout: float) -> Iterator[None]:
+    lock = FileLock(f"{path}{LOCK_FILE_SUFFIX}")
+
+    def try_lock() -> bool:
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return False
+        return True
+
+    _wait(
+        try_lock, lambda: f"another process (lock file {lock.lock_file})", what, timeout
+    )
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+# -- entry point -----------------------------------------------------------------
+@contextmanager
+def migration_lock(
+    conn: Connection,
+    *,
+    schema: str | None = None,
+    timeout: float,
+    dedicated: bool = False,
+) -> Iterator[None]:
+    """Hold the migration lock of *conn*'s database (version table in *schema*).
+
+    *dedicated*: take a session lock on a connection of its own from *conn*'s
+    engine (kept for the whole block), so nothing happens on *conn* itself.
+    Otherwise the lock is taken on *conn*: inside its open transaction when
+    there is one (a caller's: released at its commit/rollback), else as a
+    session lock, ending only the transaction its own statements began.
+    """
+    dialect = conn.dialect.name
+    url = conn.engine.url
+    what = url.render_as_string(hide_password=True)
+    what += f" (schema {schema})" if schema else ""
+    if dialect == "sqlite":
+        database = url.database or ""
+        if database in ("", ":memory:") or database.startswith("file::memory:"):
+            yield  # private to this connection: nothing to serialise
+            return
+        with _file_lock(Path(database).resolve(), what, timeout):
+            yield
+        return
+    if dialect not in ("postgresql", "mysql", "mariadb"):
+        if dialect not in _unsupported_said:
+            _unsupported_said.add(dialect)
+            log.info(
+                "No migration lock for %s databases: runs are not serialised", dialect
+            )
+        yield
+        return
+    key = lock_key(url.database or "", schema)
+    take = _pg_lock if dialect == "postgresql" else _mysql_lock
+    if not dedicated:
+        with take(conn, key, what, timeout):
+            yield
+        return
+    lock_conn = conn.engine.connect()
+    try:
+        with take(lock_conn, key, what, timeout):
+            yield
+    finally:
+        lock_conn.close()
