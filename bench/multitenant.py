@@ -98,11 +98,7 @@ def make_project(root: Path, url: str) -> None:
         path = max(
             (root / "migrations" / "versions").glob("*.py"), key=os.path.getmtime
         )
-        source = path.read_text().replace(
-            "from collections.abc import Sequence\n",
-            "from collections.abc import Sequence\n\nimport sqlalchemy as sa\n"
-            "from alembic import op\n",
-        )
+        source = path.read_text()  # imports op and sa, as stock Alembic's do
         indented = "\n".join(f"    {line}" for line in body.splitlines())
         source = source.replace(
             '"""Upgrade schema."""\n', f'"""Upgrade schema."""\n{indented}\n'

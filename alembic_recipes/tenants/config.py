@@ -93,6 +93,8 @@ class TenantSettings(Settings):
     ``tenants`` or returned by ``tenants_query``), or ``never``."""
     keep_going: bool = False
     compiled: bool = False
+    workers: int = 1
+    """Worker processes of a fleet run (``-x workers``, ``fleet_workers``)."""
     tenants: tuple[str, ...] = ()
     tenants_query: str | None = None
     tenants_url: str | None = None
@@ -120,6 +122,7 @@ class TenantSettings(Settings):
             "compiled": reader.flag(
                 "compiled", ini_key="compiled_upgrades", default=False
             ),
+            "workers": _workers(reader),
             "tenants": tuple(
                 validate_all(split_list(reader.ini("tenants")), "tenants")
             ),
@@ -168,6 +171,18 @@ def _requested(reader: OptionReader) -> tuple[bool, tuple[str, ...]]:
     if names == [ALL]:
         return True, ()
     return False, tuple(validate_all(names, source))
+
+
+def _workers(reader: OptionReader) -> int:
+    value = reader.text("workers", ini_key="fleet_workers")
+    if value is None:
+        return 1
+    if not value.isdigit() or not 1 <= int(value) <= 256:
+        raise CommandError(
+            f"invalid value {value!r} for workers / fleet_workers: expected a whole"
+            " number of worker processes from 1 to 256"
+        )
+    return int(value)
 
 
 def _create(reader: OptionReader) -> Create:

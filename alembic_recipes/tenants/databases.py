@@ -69,9 +69,11 @@ class _Created:
             _on_server(self.url, "CREATE DATABASE {name}")
             return
         for parent in reversed(self.path.parents):  # outermost first
-            if not parent.exists():
+            try:
                 parent.mkdir()
-                self.made_dirs.append(parent)
+            except FileExistsError:  # there already, or made by another run
+                continue
+            self.made_dirs.append(parent)
 
     def remove(self) -> None:
         if not self.sqlite:

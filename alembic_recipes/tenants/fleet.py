@@ -62,6 +62,10 @@ class Fleet:
         )
         self.outcomes: dict[str, list[str]] = {}
         self.failures: list[tuple[str, Exception]] = []
+        self.interrupted: list[str] = []
+        """Tenants a worker was on when interrupted (rolled back)."""
+        self.was_interrupted = False
+        self.worker_errors: list[Exception] = []
         self.total = 0
         self._listed: frozenset[str] | None = None
         self._ancestors: dict[tuple[str, ...], frozenset[str]] = {}
@@ -129,7 +133,6 @@ class Fleet:
 
     def run_one(self, index: int, name: str, work: Work) -> bool:
         """Run *work* for tenant *name*; log one line; False to stop the fleet."""
-        prefix = f"[{index}/{self.total}] {name}:"
         started = time.perf_counter()
         try:
             with self._labelled_stdout(name):
@@ -137,21 +140,38 @@ class Fleet:
         except Exception as exc:
             if self.total == 1:
                 raise  # one tenant: its error, unchanged, as stock Alembic
-            self._failed(prefix, name, exc, time.perf_counter() - started)
+            self.record_failure(index, name, exc, time.perf_counter() - started)
             return self.settings.keep_going
-        if self.command not in _QUIET:
-            self._report(prefix, name, result, time.perf_counter() - started)
+        self.record(index, name, result, time.perf_counter() - started)
         return True
 
-    def _failed(self, prefix: str, name: str, exc: Exception, seconds: float) -> None:
-        detail = None if isinstance(exc, CommandError) else exc  # traceback + SQL
-        log.error(
-            "%s FAILED after %.0f ms: %s",
-            prefix,
-            seconds * 1000,
-            exc if detail is None else type(exc).__name__,
-            exc_info=detail,
-        )
+    def record(self, index: int, name: str, result: Outcome, seconds: float) -> None:
+        """Log tenant *name*'s line (the *index*-th done) and count its outcome."""
+        if self.command not in _QUIET:
+            self._report(f"[{index}/{self.total}] {name}:", name, result, seconds)
+
+    def record_failure(
+        self,
+        index: int,
+        name: str,
+        exc: Exception,
+        seconds: float,
+        *,
+        text: str | None = None,
+    ) -> None:
+        """Log tenant *name*'s failure once, in full: traceback and SQL (*text*
+        when it happened in a worker process); a CommandError as one line."""
+        prefix = f"[{index}/{self.total}] {name}:"
+        ms = seconds * 1000
+        if text is not None:
+            log.error("%s FAILED after %.0f ms: %s", prefix, ms, text)
+        elif isinstance(exc, CommandError):
+            log.error("%s FAILED after %.0f ms: %s", prefix, ms, exc)
+        else:
+            log.error(
+                "%s FAILED after %.0f ms: %s", prefix, ms, type(exc).__name__,
+                exc_info=exc,
+            )  # fmt: skip
         self.outcomes.setdefault("failed", []).append(name)
         self.failures.append((name, exc))
 
@@ -206,11 +226,23 @@ class Fleet:
         """Log the summary; raise (non-zero exit) if any tenant failed."""
         if self.command in _QUIET:
             return
+        if self.interrupted:
+            self.outcomes["interrupted (rolled back)"] = self.interrupted
         done = sum(len(v) for v in self.outcomes.values())
         parts = [f"{len(v)} {k}" for k, v in self.outcomes.items()]
         if done < self.total:
             parts.append(f"{self.total - done} not attempted")
         log.info("Tenants: %d total: %s", self.total, ", ".join(parts) or "none")
+        if self.was_interrupted:
+            raise CommandError(
+                f"interrupted: {self.total - done} of {self.total} tenants not"
+                " attempted; each tenant that ran was committed or rolled back whole"
+            )
+        if self.worker_errors:
+            raise CommandError(
+                "a worker process failed (logged above); "
+                f"{self.total - done} of {self.total} tenants not attempted"
+            ) from self.worker_errors[0]
         if self.failures:
             names = ", ".join(name for name, _ in self.failures)
             hint = (

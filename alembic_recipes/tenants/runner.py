@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 
 from alembic import command
@@ -15,7 +16,10 @@ from .config import Tenant, TenantSettings
 from .databases import run_databases
 from .fleet import Fleet
 from .names import validate_tenant
+from .parallel import can_fork, run_parallel
 from .schemas import run_schemas
+
+log = logging.getLogger("alembic.recipes.tenants")
 
 __all__ = ["offline_tenants", "run_tenants", "upgrade_tenant", "upgrade_tenant_async"]
 
@@ -32,6 +36,13 @@ def run_tenants(
     """
     options = TenantSettings.of(settings)
     fleet = Fleet(options)
+    if options.workers > 1 and fleet.writes:
+        why_not = can_fork(fleet)
+        if why_not is None:
+            run_parallel(fleet, migrate, options.workers)
+            fleet.finish()
+            return
+        log.info("workers=%d: running serially, %s", options.workers, why_not)
     if options.strategy == "schema":
         # each tenant takes its own migration lock: none for the whole database
         connect_and_run(
