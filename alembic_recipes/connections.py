@@ -299,14 +299,14 @@ def connect_and_run(
                 f"config.attributes[{attribute!r}] must be {ACCEPTED_CONNECTABLES},"
                 f" got {type(shared).__name__}: {shared!r}"
             )
-        locked = _locked(fn, options, dedicated=False) if lock else fn
+        locked = _locked(fn, options) if lock else fn
         return run_with_connection(
             shared, locked, where=f"config.attributes[{attribute!r}]"
         )
     name = section or config.config_ini_section
     engine = engine_from_options(config.get_section(name, {}), where=f"[{name}]")
     where = f"the database {display_url(engine.url)}"
-    locked = _locked(fn, options, dedicated=True) if lock else fn
+    locked = _locked(fn, options) if lock else fn
     if is_async_engine(engine):
         return run_with_connection(engine, locked, owned=True, where=where)
     try:
@@ -316,16 +316,14 @@ def connect_and_run(
 
 
 def _locked(
-    fn: Callable[[Connection], T], settings: Settings, *, dedicated: bool
+    fn: Callable[[Connection], T], settings: Settings
 ) -> Callable[[Connection], T]:
     """*fn*, holding the database's migration lock when the command writes."""
     if not settings.locks():
         return fn
 
     def locked(connection: Connection) -> T:
-        with migration_lock(
-            connection, timeout=settings.lock_timeout, dedicated=dedicated
-        ):
+        with migration_lock(connection, timeout=settings.lock_timeout):
             return fn(connection)
 
     return locked

@@ -207,19 +207,15 @@ def _file_lock(path: Path, what: str, timeout: float) -> Iterator[None]:
 # -- entry point -----------------------------------------------------------------
 @contextmanager
 def migration_lock(
-    conn: Connection,
-    *,
-    schema: str | None = None,
-    timeout: float,
-    dedicated: bool = False,
+    conn: Connection, *, schema: str | None = None, timeout: float
 ) -> Iterator[None]:
     """Hold the migration lock of *conn*'s database (version table in *schema*).
 
-    *dedicated*: take a session lock on a connection of its own from *conn*'s
-    engine (kept for the whole block), so nothing happens on *conn* itself.
-    Otherwise the lock is taken on *conn*: inside its open transaction when
-    there is one (a caller's: released at its commit/rollback), else as a
-    session lock, ending only the transaction its own statements began.
+    Taken on *conn* itself, before Alembic reads the version: inside its open
+    transaction when there is one (a caller's: a transaction-level lock,
+    released at the caller's commit or rollback), else as a session-level lock
+    -- which ``autocommit_block()`` does not release -- ending only the
+    transaction its own statements began.  No other connection is opened.
     """
     dialect = conn.dialect.name
     url = conn.engine.url
@@ -236,20 +232,10 @@ def migration_lock(
     if dialect not in ("postgresql", "mysql", "mariadb"):
         if dialect not in _unsupported_said:
             _unsupported_said.add(dialect)
-            log.info(
-                "No migration lock for %s databases: runs are not serialised", dialect
-            )
+            log.info("No migration lock for %s: runs are not serialised", dialect)
         yield
         return
     key = lock_key(url.database or "", schema)
     take = _pg_lock if dialect == "postgresql" else _mysql_lock
-    if not dedicated:
-        with take(conn, key, what, timeout):
-            yield
-        return
-    lock_conn = conn.engine.connect()
-    try:
-        with take(lock_conn, key, what, timeout):
-            yield
-    finally:
-        lock_conn.close()
+    with take(conn, key, what, timeout):
+        yield

@@ -337,7 +337,6 @@ def run_databases(
                         migration_lock(
                             views[db.name],
                             timeout=options.lock_timeout,
-                            dedicated=db.name not in shared,
                         )
                     )
             _all_or_nothing(views, options, migrate)

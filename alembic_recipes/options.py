@@ -92,11 +92,16 @@ def running_command() -> str:
 
     Alembic hands env.py no public way to tell, but every command passes a
     step function (``fn``) defined inside it, e.g. ``upgrade.<locals>.upgrade``
-    or ``check.<locals>.retrieve_migrations``: stable since Alembic 1.0.
+    or ``check.<locals>.retrieve_migrations``: stable since Alembic 1.0.  Test
+    tools that wrap them in methods (pytest-alembic's
+    ``CommandExecutor.upgrade.<locals>.upgrade``) are read the same way.
     """
     from alembic import context
 
     environment = getattr(context, "_proxy", None)
     opts = getattr(environment, "context_opts", None) or {}
     qualname = getattr(opts.get("fn"), "__qualname__", "")
-    return qualname.split(".<locals>.")[0] if ".<locals>." in qualname else ""
+    if ".<locals>." not in qualname:
+        return ""
+    # test tools wrap commands in methods: CommandExecutor.upgrade.<locals>...
+    return qualname.rsplit(".<locals>.", 1)[0].rsplit(".", 1)[-1]

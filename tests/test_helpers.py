@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from alembic_recipes.__main__ import _split_options, main
 from alembic_recipes.data import has_body
 from alembic_recipes.options import get_bool_option, x_arguments
 from alembic_recipes.templates import TEMPLATES, template_path
+from conftest import Project
 from sqlalchemy.ext.asyncio import create_async_engine
 
 
@@ -194,3 +196,26 @@ def test_table_ops_ordered_for_every_input_order() -> None:
             ("CreateTableOp", "b"),
             ("ModifyTableOps", "b"),
         ]
+
+
+def test_running_command_reads_steps_wrapped_by_test_tools(
+    project: Callable[..., Project],
+) -> None:
+    """pytest-alembic runs env.py with CommandExecutor.upgrade.<locals>.upgrade."""
+    from alembic.runtime.environment import EnvironmentContext
+    from alembic.script import ScriptDirectory
+    from alembic_recipes.options import running_command
+
+    class CommandExecutor:
+        def upgrade(self) -> Callable[..., list[object]]:
+            def upgrade(rev: object, context: object) -> list[object]:
+                return []
+
+            return upgrade
+
+    cfg = Config(str(project("async-shared").ini))
+    with EnvironmentContext(
+        cfg, ScriptDirectory.from_config(cfg), fn=CommandExecutor().upgrade()
+    ):
+        assert running_command() == "upgrade"
+    assert running_command() == ""

@@ -166,7 +166,8 @@ def test_editable_install_lists_templates(tmp_path: Path) -> None:
 def test_fallback_when_alembic_lives_elsewhere(wheel: Path, tmp_path: Path) -> None:
     """Alembic in one site directory, alembic-recipes in another (PYTHONPATH)."""
     bin_ = _venv(tmp_path, "venv")
-    deps = ["alembic", "sqlalchemy[asyncio]", "mako", "aiosqlite"]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    deps = pyproject["project"]["dependencies"]  # alembic and the others
     run(*_uv(), "pip", "install", "--quiet", "--python", bin_ / "python", *deps,
         cwd=tmp_path)  # fmt: skip
     other = tmp_path / "other"

@@ -124,9 +124,7 @@ class Fleet:
         """The tenant's migration lock (on *conn*), when this command takes it."""
         if not self.settings.locks():
             return nullcontext()
-        return migration_lock(
-            conn, schema=schema, timeout=self.settings.lock_timeout, dedicated=False
-        )
+        return migration_lock(conn, schema=schema, timeout=self.settings.lock_timeout)
 
     def at_head(self, versions: Sequence[str]) -> bool:
         return self.skip_at_head and frozenset(versions) == self.heads

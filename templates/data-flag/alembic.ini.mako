@@ -40,6 +40,14 @@ data_migrations = false
 # Table recording which revisions' data parts have run.
 # data_version_table = alembic_data_version
 
+# Writing commands (upgrade, downgrade, stamp) hold a migration lock on the
+# database, so replicas that all run `alembic upgrade head` at start-up take
+# turns: the others wait, then find the database at head.  PostgreSQL advisory
+# lock, MySQL/MariaDB GET_LOCK, a lock file beside a SQLite file.
+migration_lock = true
+# Seconds to wait for it before failing (-x lock_timeout=SECONDS).
+migration_lock_timeout = 300
+
 # Autogenerate recipes (alembic-recipes); env.py combines them with yours.
 # Write no revision file when nothing changed.
 skip_empty_revisions = true

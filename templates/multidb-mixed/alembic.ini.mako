@@ -37,6 +37,14 @@ databases = main, analytics
 # any commits (PostgreSQL with max_prepared_transactions > 0, MySQL/MariaDB XA).
 two_phase = false
 
+# Writing commands (upgrade, downgrade, stamp) hold a migration lock on every
+# database (always in the order listed above), so replicas that all run `alembic upgrade head` at start-up take
+# turns: the others wait, then find the database at head.  PostgreSQL advisory
+# lock, MySQL/MariaDB GET_LOCK, a lock file beside a SQLite file.
+migration_lock = true
+# Seconds to wait for it before failing (-x lock_timeout=SECONDS).
+migration_lock_timeout = 300
+
 # Autogenerate recipes (alembic-recipes); env.py combines them with yours.
 # Write no revision file when nothing changed.
 skip_empty_revisions = true

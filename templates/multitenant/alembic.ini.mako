@@ -65,6 +65,18 @@ continue_on_error = false
 # that reads data cannot be rendered offline and runs the normal way.
 compiled_upgrades = false
 
+# Writing commands (upgrade, downgrade, stamp) hold a migration lock per
+# tenant (its schema or database), so replicas that all run `alembic upgrade head` at start-up take
+# turns: the others wait, then find the database at head.  PostgreSQL advisory
+# lock, MySQL/MariaDB GET_LOCK, a lock file beside a SQLite file.
+migration_lock = true
+# Seconds to wait for it before failing (-x lock_timeout=SECONDS).
+migration_lock_timeout = 300
+
+# Worker processes of a fleet run (-x workers=N): tenants are taken from one
+# queue, each still in its own transaction under its own lock.
+fleet_workers = 1
+
 # Autogenerate recipes (alembic-recipes); env.py combines them with yours.
 # Write no revision file when nothing changed.
 skip_empty_revisions = true
