@@ -5,6 +5,8 @@
 * ``tests``: the suite against the newest Alembic/SQLAlchemy/drivers.
 * ``tests_oldest``: the same suite with every dependency at the floor that
   pyproject.toml declares (``>=X`` installed as ``==X``).
+* ``tests_pyproject_oldest``: the pyproject.toml flavours on the oldest Alembic
+  that reads ``[tool.alembic]`` (1.16.0).
 """
 
 from __future__ import annotations
@@ -19,11 +21,18 @@ nox.options.default_venv_backend = "uv|virtualenv"
 # once, so they start fast even where PYTHONDONTWRITEBYTECODE is set (measured
 # here: the suite ran 2.4x slower without it).
 os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
-nox.options.sessions = ["lint", "typecheck", "tests", "tests_oldest"]
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "tests",
+    "tests_oldest",
+    "tests_pyproject_oldest",
+]
 nox.options.error_on_missing_interpreters = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 TEST_DEPS = nox.project.dependency_groups(PYPROJECT, "test")
+PYPROJECT_ALEMBIC = "1.16.0"  # the first Alembic that reads [tool.alembic]
 PYTEST = ("pytest", "-n", "2", "-p", "no:cacheprovider", "-ra")
 
 
@@ -73,3 +82,9 @@ def tests_oldest(session: nox.Session) -> None:
     )
     # the concurrency trials exercise our code, not the floors' API: run once
     session.run(*PYTEST, "-m", "not wheel and not concurrency", *session.posargs)
+
+
+@nox.session
+def tests_pyproject_oldest(session: nox.Session) -> None:
+    session.install(".[postgresql]", *TEST_DEPS, f"alembic=={PYPROJECT_ALEMBIC}")
+    session.run(*PYTEST, "-m", "pyproject", *session.posargs)

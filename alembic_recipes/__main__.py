@@ -11,12 +11,18 @@ template's absolute path instead::
 
 from __future__ import annotations
 
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 from alembic.config import main as alembic_main
 
 from .templates import (
+    PYPROJECT,
+    SHARED_FILES,
     TEMPLATES,
     alembic_template_dir,
     template_path,
@@ -59,8 +65,27 @@ def init(name: str, directory: str, extra: Sequence[str]) -> int:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 2
     global_opts, init_opts = _split_options(extra)
-    alembic_main([*global_opts, "init", *init_opts, "--template", str(path), directory])
+    with _complete(name, path) as complete:
+        alembic_main(
+            [*global_opts, "init", *init_opts, "--template", str(complete), directory]
+        )
     return 0
+
+
+@contextmanager
+def _complete(name: str, path: Path) -> Iterator[Path]:
+    """*path*, or, for a source tree's ``-pyproject`` flavour (which holds only
+    its config files), a temporary copy completed with its base's files."""
+    if all((path / f).is_file() for f in SHARED_FILES):
+        yield path
+        return
+    base = template_path(name.removesuffix(PYPROJECT))
+    with tempfile.TemporaryDirectory() as tmp:
+        complete = Path(tmp) / name
+        shutil.copytree(path, complete)
+        for shared in SHARED_FILES:
+            shutil.copy(base / shared, complete / shared)
+        yield complete
 
 
 _GLOBAL_WITH_VALUE = ("-c", "--config", "-n", "--name", "--toml-file")

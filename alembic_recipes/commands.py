@@ -24,6 +24,7 @@ from .connections import (
     Connectable,
     is_async_connection,
     is_async_engine,
+    is_engine_like,
 )
 
 __all__ = [
@@ -71,7 +72,7 @@ async def run_command(
     transaction, if any, is joined: its commit or rollback decides.
     """
 
-    def invoke(connection: Connection | Engine | None) -> T:
+    def invoke(connection: object) -> T:
         shared = {} if connection is None else {"connection": connection}
         with config_attributes(config, **shared):
             return cmd(config, *args, **kwargs)
@@ -81,7 +82,8 @@ async def run_command(
     if is_async_engine(connectable):
         async with connectable.connect() as connection:
             return await connection.run_sync(invoke)
-    if connectable is None or isinstance(connectable, Connection | Engine):
+    sync = connectable is None or isinstance(connectable, Connection | Engine)
+    if sync or is_engine_like(connectable):  # (a test tool's engine-like wrapper)
         return await asyncio.to_thread(invoke, connectable)
     raise TypeError(
         f"expected {ACCEPTED_CONNECTABLES} or None,"

@@ -69,17 +69,27 @@ def is_async_engine(obj: object) -> TypeGuard[AsyncEngine]:
     return module is not None and isinstance(obj, module.AsyncEngine)
 
 
+def is_engine_like(obj: object) -> bool:
+    """True for an object that is no SQLAlchemy type but behaves like an
+    ``Engine``: its ``connect()`` is a context manager yielding a connection
+    (test tools wrap connections so: pytest-alembic's ``WrappingConnection``)."""
+    return not isinstance(obj, type) and callable(getattr(obj, "connect", None))
+
+
 def is_connectable(obj: object) -> bool:
-    """True for a Connection, Engine, AsyncConnection or AsyncEngine."""
+    """True for a Connection, Engine, AsyncConnection, AsyncEngine, or an
+    object that behaves like an Engine (:func:`is_engine_like`)."""
     return (
         isinstance(obj, Connection | Engine)
         or is_async_connection(obj)
         or is_async_engine(obj)
+        or is_engine_like(obj)
     )
 
 
 ACCEPTED_CONNECTABLES = (
-    "a sqlalchemy Connection, Engine, AsyncConnection or AsyncEngine"
+    "a sqlalchemy Connection, Engine, AsyncConnection or AsyncEngine, or an"
+    " object whose connect() yields one of those"
 )
 
 
@@ -235,6 +245,11 @@ def run_with_connection(
         if not owned:
             require_no_running_loop(connectable, where)
         return run_coroutine(lambda: _on_async_engine(connectable, fn, where))
+    if is_engine_like(connectable):
+        with failing_as(f"cannot connect to {where}"):
+            lent = connectable.connect()  # type: ignore[attr-defined]
+        with lent as connection:
+            return run_with_connection(connection, fn, owned=owned, where=where)
     raise TypeError(
         f"expected {ACCEPTED_CONNECTABLES}, got {type(connectable).__name__}:"
         f" {connectable!r}"

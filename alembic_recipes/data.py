@@ -263,19 +263,32 @@ def _pending(ctx: MigrationContext, script: ScriptDirectory) -> list[Script]:
     ]
 
 
+def _drop_record_table_at_base(ctx: MigrationContext) -> None:
+    if ctx.get_current_heads() or _recorded(ctx):
+        return
+    state = _state(ctx)
+    if state.table_ready:
+        assert ctx.connection is not None
+        state.table.drop(ctx.connection)
+        state.table_ready = False
+
+
 def finish_data_migrations() -> None:
     """Call in env.py after ``context.run_migrations()``, inside the transaction.
 
     With data on, after an ``upgrade``: runs every pending data part of the
     applied revisions (catch-up); downgrades never run data upgrades.  With
     data off, after ``upgrade``/``downgrade``/``current``/``stamp``: logs
-    which are pending.  Does nothing offline.
+    which are pending.  A downgrade that reaches base drops the (then empty)
+    record table: it leaves no trace.  Does nothing offline.
     """
     ctx = env.get_context()
     if ctx.as_sql:
         return
     script = env.script
     command = running_command()
+    if command == "downgrade":
+        _drop_record_table_at_base(ctx)
     if data_enabled(env.config):
         if command == "upgrade":
             _run_pending(ctx, _applied_in_order(ctx, script), install_op=True)

@@ -40,7 +40,7 @@ from .connections import (
     run_coroutine,
 )
 from .locks import migration_lock
-from .options import running_command
+from .options import main_option, running_command
 from .output import labelled_stdout
 from .settings import WRITING_COMMANDS, OptionReader, Settings
 
@@ -96,7 +96,8 @@ class Database:
 
 def database_names(config: Config) -> list[str]:
     """The ``databases`` of ``[alembic]``, validated: they become function names."""
-    raw = config.get_main_option("databases") or ""
+    value, _ = main_option(config, "databases")
+    raw = value if isinstance(value, str) else ""
     names = [name for name in re.split(r"[\s,]+", raw) if name]
     if not names:
         raise CommandError(
@@ -185,7 +186,20 @@ def offline_databases(settings: DatabaseSettings | Config) -> Iterator[Database]
 
 
 def _shared(settings: DatabaseSettings) -> dict[str, Any]:
-    shared = settings.config.attributes.get("connections") or {}
+    attributes = settings.config.attributes
+    one = attributes.get("connection")
+    if one is not None and not attributes.get("connections"):
+        # one connection (a test tool's): for the one database selected
+        if len(settings.databases) != 1:
+            names = ", ".join(db.name for db in settings.databases)
+            raise CommandError(
+                "config.attributes['connection'] is one database, but this command"
+                f" runs on {names}: select one with -x db=NAME (or"
+                " config.attributes['db']), or share config.attributes['connections']"
+                " = {name: connection}"
+            )
+        return {settings.databases[0].name: one}
+    shared = attributes.get("connections") or {}
     if not isinstance(shared, dict):
         raise TypeError(
             "config.attributes['connections'] must be a dict of database name to"

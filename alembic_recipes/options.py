@@ -14,6 +14,7 @@ __all__ = [
     "BOOLEAN_WORDS",
     "get_bool_option",
     "get_option",
+    "main_option",
     "parse_bool",
     "running_command",
     "x_arguments",
@@ -70,11 +71,44 @@ def get_option(
                 " expected a bool or a string"
             )
         return value, f"config.attributes[{key!r}]"
-    ini_key = ini_key or key
-    ini_value = config.get_main_option(ini_key)
-    if ini_value is not None and ini_value.strip():
-        return ini_value, f"ini option {ini_key}"
-    return None, ""
+    return main_option(config, ini_key or key)
+
+
+def main_option(config: Config, key: str) -> tuple[str | bool | None, str]:
+    """``(value, source)`` of option *key* of the ``[alembic]`` section of the
+    ini file, else of ``[tool.alembic]`` in pyproject.toml (Alembic >= 1.16,
+    through its own ``get_alembic_option``); ``(None, "")`` when unset or blank.
+
+    TOML values keep their type where we have one: booleans stay booleans,
+    numbers become text, lists are joined with ``", "``.
+    """
+    section = config.config_ini_section
+    if config.file_config.has_option(section, key) or not hasattr(
+        config, "get_alembic_option"
+    ):
+        value = config.get_main_option(key)
+        if value is None or not value.strip():
+            return None, ""
+        return value, f"ini option {key}"
+    source = f"[tool.alembic] {key} in pyproject.toml"
+    typed = config.toml_alembic_config.get(key)
+    # booleans and numbers as parsed (Alembic 1.16.0's get_alembic_option
+    # refuses them); text and lists through it, for %(here)s
+    found: object = typed
+    if not isinstance(typed, bool | int | float):
+        found = config.get_alembic_option(key)
+    if found is None or isinstance(found, bool):
+        return found, source
+    if isinstance(found, int | float):
+        return str(found), source
+    if isinstance(found, list) and all(isinstance(v, str | int) for v in found):
+        return ", ".join(str(v) for v in found), source
+    if isinstance(found, str):
+        return (found, source) if found.strip() else (None, "")
+    raise CommandError(
+        f"invalid value {found!r} for {source}: expected a string, a number, a"
+        " boolean or a list of strings"
+    )
 
 
 def get_bool_option(

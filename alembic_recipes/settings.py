@@ -29,7 +29,13 @@ from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.util import CommandError
 
-from .options import get_option, parse_bool, running_command, x_arguments
+from .options import (
+    get_option,
+    main_option,
+    parse_bool,
+    running_command,
+    x_arguments,
+)
 
 __all__ = ["OptionReader", "Settings", "parse_column_order"]
 
@@ -52,6 +58,7 @@ ALEMBIC_OPTIONS = frozenset(
         "sourceless",
         "output_encoding",
         "sqlalchemy.url",
+        "post_write_hooks",
     }
 )
 
@@ -87,10 +94,13 @@ class OptionReader:
         return value.strip() if value is not None else None
 
     def ini(self, key: str) -> str | None:
-        """An option of the ini only (``None`` when unset or blank)."""
+        """An option of the ini (or ``[tool.alembic]``) only; no ``-x`` form
+        (``None`` when unset or blank)."""
         self.ini_keys.add(key)
-        value = self.config.get_main_option(key)
-        return value.strip() if value and value.strip() else None
+        value, source = main_option(self.config, key)
+        if isinstance(value, bool):
+            raise CommandError(f"invalid value {value!r} for {source}: expected text")
+        return value.strip() if value else None
 
     def x_only(self, key: str) -> str | None:
         """A ``-x`` argument that has no ini form (``None`` when not given)."""
@@ -101,10 +111,14 @@ class OptionReader:
         """Warn about ``[alembic]`` options and ``-x`` keys close to ours."""
         for key in sorted(set(self.x_args) - self.x_keys):
             _warn_if_close(key, f"-x {key}", self.x_keys)
-        for key in sorted(set(_ini_keys(self.config)) - self.ini_keys):
-            if key not in ALEMBIC_OPTIONS and not key.startswith("sqlalchemy."):
-                section = self.config.config_ini_section
-                _warn_if_close(key, f"option {key} in [{section}]", self.ini_keys)
+        section = f"[{self.config.config_ini_section}]"
+        for where, keys in (
+            (section, _ini_keys(self.config)),
+            *_toml_keys(self.config),
+        ):
+            for key in sorted(set(keys) - self.ini_keys):
+                if key not in ALEMBIC_OPTIONS and not key.startswith("sqlalchemy."):
+                    _warn_if_close(key, f"option {key} in {where}", self.ini_keys)
 
 
 def _ini_keys(config: Config) -> list[str]:
@@ -114,6 +128,12 @@ def _ini_keys(config: Config) -> list[str]:
         return []
     defaults = set(parser.defaults())
     return [key for key in parser.options(section) if key not in defaults]
+
+
+def _toml_keys(config: Config) -> list[tuple[str, list[str]]]:
+    """``[tool.alembic]`` keys of pyproject.toml (Alembic >= 1.16), if any."""
+    toml = getattr(config, "toml_alembic_config", None)
+    return [("[tool.alembic]", list(toml))] if toml else []
 
 
 def _warn_if_close(key: str, where: str, known: set[str]) -> None:

@@ -7,14 +7,23 @@ from pathlib import Path
 import alembic
 
 __all__ = [
+    "SHARED_FILES",
     "TEMPLATES",
     "alembic_template_dir",
     "template_path",
     "visible_to_alembic",
 ]
 
-TEMPLATES = ("async-shared", "data-flag", "multidb-mixed", "multitenant")
-"""Template names shipped by this package (``templates/<name>/`` in the source)."""
+BASE_TEMPLATES = ("async-shared", "data-flag", "multidb-mixed", "multitenant")
+PYPROJECT = "-pyproject"
+TEMPLATES = tuple(
+    name for base in BASE_TEMPLATES for name in (base, f"{base}{PYPROJECT}")
+)
+"""Template names shipped by this package (``templates/<name>/`` in the source).
+A ``<name>-pyproject`` flavour keeps its options in pyproject.toml's
+``[tool.alembic]`` (Alembic >= 1.16) and shares ``<name>``'s env.py and
+script.py.mako (the wheel copies them in)."""
+SHARED_FILES = ("env.py", "script.py.mako")
 
 _HERE = Path(__file__).resolve().parent.parent
 # Where else a template can be: the wheel's alembic/templates beside this package

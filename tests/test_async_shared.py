@@ -271,7 +271,8 @@ def test_wrong_connection_type_is_a_clear_error(a: Async) -> None:
         command.upgrade(a.config(connection="sqlite:///x.db"), "head")
     assert str(info.value) == (
         "config.attributes['connection'] must be a sqlalchemy Connection, Engine, "
-        "AsyncConnection or AsyncEngine, got str: 'sqlite:///x.db'"
+        "AsyncConnection or AsyncEngine, or an object whose connect() yields one of"
+        " those, got str: 'sqlite:///x.db'"
     )
     assert a.versions() == []
 

@@ -28,13 +28,22 @@ def synopsis(name: str) -> str:
 def test_every_template_is_shipped_and_has_a_synopsis() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     mapping = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
-    assert mapping == {
-        f"templates/{n}": f"alembic/templates/{n}" for n in TEMPLATE_DIRS
-    }
+    expected = {f"templates/{n}": f"alembic/templates/{n}" for n in TEMPLATE_DIRS}
+    for name in TEMPLATE_DIRS:
+        if name.endswith("-pyproject"):  # env.py and script.py.mako of the base
+            base = name.removesuffix("-pyproject")
+            for shared in ("env.py", "script.py.mako"):
+                expected[f"templates/{base}/{shared}"] = (
+                    f"alembic/templates/{name}/{shared}"
+                )
+    assert mapping == expected
     assert sorted(TEMPLATES) == TEMPLATE_DIRS
     for name in TEMPLATE_DIRS:
         files = {p.name for p in (ROOT / "templates" / name).iterdir()}
-        assert {"README", "alembic.ini.mako", "env.py", "script.py.mako"} <= files
+        if name.endswith("-pyproject"):
+            assert {"README", "alembic.ini.mako", "pyproject.toml.mako"} == files
+        else:
+            assert {"README", "alembic.ini.mako", "env.py", "script.py.mako"} <= files
         assert synopsis(name).strip(), f"{name}/README needs a synopsis first line"
 
 

@@ -105,16 +105,20 @@ class Fleet:
     def may_create(self, name: str) -> bool:
         """Whether tenant *name*'s missing schema/database is created now."""
         create = self.settings.create
-        if not self.writes or create == "never":
-            return False
+        if self.command == "current" or create == "never":
+            return False  # status never creates anything
         return create == "always" or name in (self._listed or ())
 
     def missing(self, name: str) -> Exception:
         what = "schema" if self.settings.strategy == "schema" else "database"
+        why = (
+            f" and {name!r} is not listed in tenants / tenants_query"
+            if self.settings.create == "known"
+            else " and create_tenants = false"
+        )
         return CommandError(
-            f"tenant {name!r}: {what} does not exist and {name!r} is not listed in"
-            " tenants / tenants_query (create it with -x create=true or"
-            " create_tenants = true)"
+            f"tenant {name!r}: {what} does not exist{why} (create it with"
+            " -x create=true or create_tenants = true)"
         )
 
     # -- one tenant --------------------------------------------------------------

@@ -31,9 +31,9 @@ config = context.config
 # stay enabled; config.attributes["configure_logger"] = False skips it).
 configure_logging(config)
 
-# Every option of this environment (alembic.ini's [alembic] section, -x
-# key=value, config.attributes), read and checked once, now: a bad value fails
-# before any connection is opened.
+# Every option of this environment ([alembic] in alembic.ini, or [tool.alembic]
+# in pyproject.toml; -x key=value; config.attributes), read and checked once,
+# now: a bad value fails before any connection is opened.
 settings = Settings.load(config)
 
 # add your model's MetaData object here
@@ -72,7 +72,7 @@ def do_run_migrations(connection: Connection) -> None:
         # (SQLite included); a transaction the caller opened on a shared
         # connection stays the caller's
         transactional_ddl=transactional_ddl(connection),
-        # cookbook autogenerate recipes, switched in alembic.ini; add your own
+        # cookbook autogenerate recipes, switched in the config; add your own
         # with autogenerate_hooks(config, include_object=...,
         # process_revision_directives=...)
         **autogenerate_hooks(settings),

@@ -31,9 +31,9 @@ config = context.config
 # stay enabled; config.attributes["configure_logger"] = False skips it).
 configure_logging(config)
 
-# Every option of this environment (alembic.ini's [alembic] section, -x
-# key=value, config.attributes; -x data=true too), read and checked once, now:
-# a bad value fails before any connection is opened.
+# Every option of this environment ([alembic] in alembic.ini, or [tool.alembic]
+# in pyproject.toml; -x key=value such as -x data=true; config.attributes),
+# read and checked once, now: a bad value fails before any connection is opened.
 settings = DataSettings.load(config)
 
 # add your model's MetaData object here
@@ -73,7 +73,7 @@ def do_run_migrations(connection: Connection) -> None:
         transactional_ddl=transactional_ddl(connection),
         # keep the data-record table out of autogenerate
         include_name=skip_data_table,
-        # cookbook autogenerate recipes, switched in alembic.ini; add your own
+        # cookbook autogenerate recipes, switched in the config; add your own
         # with autogenerate_hooks(config, include_object=...,
         # process_revision_directives=...)
         **autogenerate_hooks(settings),

@@ -38,9 +38,10 @@ databases = main, analytics
 two_phase = false
 
 # Writing commands (upgrade, downgrade, stamp) hold a migration lock on every
-# database (always in the order listed above), so replicas that all run `alembic upgrade head` at start-up take
-# turns: the others wait, then find the database at head.  PostgreSQL advisory
-# lock, MySQL/MariaDB GET_LOCK, a lock file beside a SQLite file.
+# database (always in the order listed above), so replicas that all run `alembic
+# upgrade head` at start-up take turns: the others wait, then find the databases
+# at head.  PostgreSQL advisory lock, MySQL/MariaDB GET_LOCK, a lock file beside
+# a SQLite file.
 migration_lock = true
 # Seconds to wait for it before failing (-x lock_timeout=SECONDS).
 migration_lock_timeout = 300

@@ -33,9 +33,9 @@ config = context.config
 # stay enabled; config.attributes["configure_logger"] = False skips it).
 configure_logging(config)
 
-# Every option of this environment (alembic.ini's [alembic] section, -x
-# key=value, config.attributes), read and checked once, now: a bad value fails
-# before any connection is opened.
+# Every option of this environment ([alembic] in alembic.ini, or [tool.alembic]
+# in pyproject.toml; -x key=value; config.attributes), read and checked once,
+# now: a bad value fails before any connection is opened.
 settings = DatabaseSettings.load(config)
 
 # add your models' MetaData objects here, one per database name of
@@ -77,7 +77,7 @@ def do_run_migrations(connection: Connection, database: Database) -> None:
         downgrade_token=database.downgrade_token,
         # the runner opened this database's transaction (SQLite DDL included)
         transactional_ddl=transactional_ddl(connection),
-        # cookbook autogenerate recipes, switched in alembic.ini; add your own
+        # cookbook autogenerate recipes, switched in the config; add your own
         # with autogenerate_hooks(config, include_object=...,
         # process_revision_directives=...)
         **autogenerate_hooks(settings, runs=database.runs),

@@ -65,10 +65,11 @@ continue_on_error = false
 # that reads data cannot be rendered offline and runs the normal way.
 compiled_upgrades = false
 
-# Writing commands (upgrade, downgrade, stamp) hold a migration lock per
-# tenant (its schema or database), so replicas that all run `alembic upgrade head` at start-up take
-# turns: the others wait, then find the database at head.  PostgreSQL advisory
-# lock, MySQL/MariaDB GET_LOCK, a lock file beside a SQLite file.
+# Writing commands (upgrade, downgrade, stamp) hold a migration lock per tenant
+# (its schema or database), so replicas that all run `alembic upgrade head` at
+# start-up take turns: the others wait, then find the tenant at head.
+# PostgreSQL advisory lock, MySQL/MariaDB GET_LOCK, a lock file beside a SQLite
+# file.
 migration_lock = true
 # Seconds to wait for it before failing (-x lock_timeout=SECONDS).
 migration_lock_timeout = 300

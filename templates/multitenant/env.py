@@ -4,12 +4,12 @@ Choose the tenants on the command line:
 
     alembic -x tenant=acme upgrade head
     alembic -x tenant=acme,globex upgrade head
-    alembic -x tenant=all upgrade head      # every known tenant, see alembic.ini
+    alembic -x tenant=all upgrade head      # every known tenant (see the config)
     alembic -x tenant=all current           # fleet status
 
 From code, set config.attributes["tenant"] (a name, a list or "all"), or use
 alembic_recipes.upgrade_tenant() when a tenant signs up.  Every tenant runs in
-its own transaction; alembic.ini picks the strategy (schema or database).
+its own transaction; the config picks the strategy (schema or database).
 """
 
 from alembic import context
@@ -32,9 +32,9 @@ config = context.config
 # stay enabled; config.attributes["configure_logger"] = False skips it).
 configure_logging(config)
 
-# Every option of this environment (alembic.ini's [alembic] section, -x
-# key=value, config.attributes), read and checked once, now: a bad value fails
-# before any connection is opened.
+# Every option of this environment ([alembic] in alembic.ini, or [tool.alembic]
+# in pyproject.toml; -x key=value; config.attributes), read and checked once,
+# now: a bad value fails before any connection is opened.
 settings = TenantSettings.load(config)
 
 # add your model's MetaData object here
@@ -75,7 +75,7 @@ def do_run_migrations(connection: Connection, tenant: Tenant) -> None:
         transactional_ddl=transactional_ddl(connection),
         # keeps the tenant's version table out of autogenerate
         include_name=tenant.include_name,
-        # cookbook autogenerate recipes, switched in alembic.ini; add your own
+        # cookbook autogenerate recipes, switched in the config; add your own
         # with autogenerate_hooks(config, include_object=...,
         # process_revision_directives=...)
         **autogenerate_hooks(settings),
