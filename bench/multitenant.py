@@ -29,6 +29,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -107,6 +109,31 @@ def make_project(root: Path, url: str) -> None:
         time.sleep(0.01)  # distinct mtimes: revisions chain in order
 
 
+def add_pg_url(parser: argparse.ArgumentParser) -> None:
+    """``--pg-url``: the PostgreSQL server (default: the tests' server)."""
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get(
+            "ALEMBIC_RECIPES_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+    )
+
+
+@contextmanager
+def throwaway_database(server: sa.URL) -> Iterator[sa.URL]:
+    """A fresh database on *server* for one contender group, dropped afterwards."""
+    name = f"ar_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    try:
+        yield server.set(database=name)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
 def ms_per(seconds: float, count: int) -> float:
     return seconds * 1000 / count
 
@@ -115,21 +142,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tenants", type=int, default=200)
     parser.add_argument("--sample", type=int, default=20)
-    parser.add_argument(
-        "--pg-url",
-        default=os.environ.get(
-            "ALEMBIC_RECIPES_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
-        ),
-    )
+    add_pg_url(parser)
     args = parser.parse_args()
     n, sample = args.tenants, min(args.sample, args.tenants)
 
     server = sa.engine.make_url(args.pg_url).set(drivername="postgresql+psycopg")
-    name = f"ar_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    url = server.set(database=name)
+    with throwaway_database(server) as url:
+        run(url, n, sample)
+
+
+def run(url: sa.URL, n: int, sample: int) -> None:
+    """Every contender, side by side, on the database *url*."""
     engine = sa.create_engine(url)
     workdir = Path(tempfile.mkdtemp(prefix="ar-bench-"))
     try:
@@ -246,9 +269,6 @@ def main() -> None:
         print(f"  no-op fleet, in-process: {noop:.2f} ms/tenant (target <= 1 ms)")
     finally:
         engine.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

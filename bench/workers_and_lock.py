@@ -23,7 +23,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -31,7 +30,7 @@ from alembic import command
 from alembic.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from multitenant import BIN, alembic, make_project
+from multitenant import BIN, add_pg_url, alembic, make_project, throwaway_database
 
 WORKERS = (1, 2, 4)
 MODES = ("default", "compiled")
@@ -41,51 +40,52 @@ def fleet_runs(server: sa.URL, sizes: list[int]) -> dict[tuple[int, str, int], f
     """ms per tenant for each (tenants, mode, workers), on fresh schemas."""
     results: dict[tuple[int, str, int], float] = {}
     for n in sizes:
-        name = f"ar_bench_{uuid.uuid4().hex[:8]}"  # a fresh database per size
-        admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-        url = server.set(database=name)
-        engine = sa.create_engine(url)
-        workdir = Path(tempfile.mkdtemp(prefix="ar-bench-"))
-        try:
-            make_project(workdir, url.render_as_string(hide_password=False))
-            for mode in MODES:
-                for workers in WORKERS:
-                    prefix = f"{mode[0]}{workers}"
-                    names = [f"{prefix}_{i:05d}" for i in range(n)]
-                    with engine.begin() as conn:
-                        for schema in names:
-                            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-                    # -x tenant=... on the command line would be long: the ini
-                    # pattern selects this contender's schemas
-                    ini = workdir / "alembic.ini"
-                    text = ini.read_text()
-                    pattern = next(
-                        line for line in text.splitlines()
-                        if line.startswith("tenants_pattern = ")
-                    )  # fmt: skip
-                    ini.write_text(
-                        text.replace(pattern, f"tenants_pattern = {prefix}_*")
-                    )
-                    started = time.perf_counter()
-                    alembic(
-                        workdir, "-x", "tenant=all",
-                        "-x", f"compiled={'true' if mode == 'compiled' else 'false'}",
-                        "-x", f"workers={workers}", "upgrade", "head",
-                    )  # fmt: skip
-                    seconds = time.perf_counter() - started
-                    results[(n, mode, workers)] = seconds * 1000 / n
-                    print(f"  {n:>5} tenants  {mode:<8}  workers={workers}:"
-                          f" {results[(n, mode, workers)]:7.2f} ms/tenant",
-                          flush=True)  # fmt: skip
-        finally:
-            engine.dispose()
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            admin.dispose()
-            shutil.rmtree(workdir, ignore_errors=True)
+        with throwaway_database(server) as url:  # a fresh database per size
+            fleet_size(url, n, results)
     return results
+
+
+def fleet_size(url: sa.URL, n: int, results: dict[tuple[int, str, int], float]) -> None:
+    """Every mode and worker count for *n* tenants, on fresh schemas of *url*."""
+    engine = sa.create_engine(url)
+    workdir = Path(tempfile.mkdtemp(prefix="ar-bench-"))
+    try:
+        make_project(workdir, url.render_as_string(hide_password=False))
+        for mode in MODES:
+            for workers in WORKERS:
+                seconds = contender(engine, workdir, n, mode, workers)
+                results[(n, mode, workers)] = seconds * 1000 / n
+                print(f"  {n:>5} tenants  {mode:<8}  workers={workers}:"
+                      f" {results[(n, mode, workers)]:7.2f} ms/tenant",
+                      flush=True)  # fmt: skip
+    finally:
+        engine.dispose()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def contender(
+    engine: sa.Engine, workdir: Path, n: int, mode: str, workers: int
+) -> float:
+    """Seconds of one fleet upgrade of *n* new schemas (wall clock of the CLI)."""
+    prefix = f"{mode[0]}{workers}"
+    with engine.begin() as conn:
+        for i in range(n):
+            conn.exec_driver_sql(f"CREATE SCHEMA {prefix}_{i:05d}")
+    # -x tenant=... on the command line would be long: the ini's pattern
+    # selects this contender's schemas
+    ini = workdir / "alembic.ini"
+    text = ini.read_text()
+    pattern = next(
+        line for line in text.splitlines() if line.startswith("tenants_pattern = ")
+    )
+    ini.write_text(text.replace(pattern, f"tenants_pattern = {prefix}_*"))
+    started = time.perf_counter()
+    alembic(
+        workdir, "-x", "tenant=all",
+        "-x", f"compiled={'true' if mode == 'compiled' else 'false'}",
+        "-x", f"workers={workers}", "upgrade", "head",
+    )  # fmt: skip
+    return time.perf_counter() - started
 
 
 def lock_cost(url: str, repeat: int) -> tuple[float, float]:
@@ -119,12 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tenants", type=int, nargs="+", default=[200, 1000])
     parser.add_argument("--repeat", type=int, default=200)
-    parser.add_argument(
-        "--pg-url",
-        default=os.environ.get(
-            "ALEMBIC_RECIPES_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
-        ),
-    )
+    add_pg_url(parser)
     args = parser.parse_args()
     logging.getLogger("alembic").setLevel(logging.WARNING)
     server = sa.engine.make_url(args.pg_url).set(drivername="postgresql+psycopg")
@@ -132,27 +127,17 @@ def main() -> None:
     fleet = fleet_runs(server, args.tenants)
 
     print("\nThe migration lock, no-op `upgrade head`, in-process, medians:")
-    name = f"ar_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
     sqlite_dir = Path(tempfile.mkdtemp(prefix="ar-bench-sqlite-"))
-    lock_rows = []
-    try:
-        pg = server.set(database=name).render_as_string(hide_password=False)
+    with throwaway_database(server) as database:
+        pg = database.render_as_string(hide_password=False)
         for label, url in (
             ("PostgreSQL (psycopg)", pg),
             ("SQLite file", f"sqlite:///{sqlite_dir}/app.db"),
         ):
             on, off = lock_cost(url, args.repeat)
-            lock_rows.append((label, on, off))
             print(f"  {label:<22} lock on {on:6.2f} ms, off {off:6.2f} ms:"
                   f" +{on - off:5.2f} ms (target <= 5 ms)")  # fmt: skip
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
-        shutil.rmtree(sqlite_dir, ignore_errors=True)
+    shutil.rmtree(sqlite_dir, ignore_errors=True)
 
     print("\nTargets:")
     for n in args.tenants:

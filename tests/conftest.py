@@ -247,6 +247,24 @@ class Project:
         return next(self.versions.glob(f"{revision}_*.py"))
 
 
+def use_models(proj: Project) -> None:
+    """Point the project's env.py at ``models.metadata`` (a models.py the test
+    writes in the project directory): per database for multidb-mixed."""
+    text = proj.env_py.read_text()
+    if proj.template.startswith("multidb-mixed"):
+        new = text.replace(
+            "target_metadata: dict[str, MetaData] = {}",
+            "from models import metadata as md\n\n"
+            'target_metadata = {"main": md, "analytics": md}',
+        )
+    else:
+        new = text.replace(
+            "target_metadata = None", "from models import metadata as target_metadata"
+        )
+    assert new != text, "env.py has no target_metadata placeholder"
+    proj.env_py.write_text(new)
+
+
 def assert_ruff_clean(path: Path) -> None:
     """``ruff check`` and ``ruff format --check`` pass on a generated file, run
     from the user's project directory with ruff's default settings."""

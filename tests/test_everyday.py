@@ -22,6 +22,7 @@ from conftest import (
     assert_ruff_clean,
     set_body,
     throwaway_on,
+    use_models,
 )
 from test_multidb import add_database, tables, versions
 
@@ -48,19 +49,7 @@ sa.Table("account", metadata, sa.Column("id", sa.Integer, primary_key=True))
 def use_metadata(proj: Project) -> None:
     """env.py's target_metadata: a models.py MetaData (one table, account)."""
     (proj.root / "models.py").write_text(MODELS)
-    text = proj.env_py.read_text()
-    if proj.template == "multidb-mixed":
-        new = text.replace(
-            "target_metadata: dict[str, MetaData] = {}",
-            "from models import metadata as md\n\n"
-            'target_metadata = {"main": md, "analytics": md}',
-        )
-    else:
-        new = text.replace(
-            "target_metadata = None", "from models import metadata as target_metadata"
-        )
-    assert new != text
-    proj.env_py.write_text(new)
+    use_models(proj)
 
 
 def schema_project(

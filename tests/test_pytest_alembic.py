@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import BIN, Project, ServerDB
+from conftest import BIN, Project, ServerDB, use_models
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -55,22 +55,6 @@ def readme_fixtures(template: str) -> str:
     )
     assert block, f"no conftest for {template} in the README"
     return block.group(1)
-
-
-def use_models(proj: Project, *, multidb: bool = False) -> None:
-    text = proj.env_py.read_text()
-    if multidb:
-        new = text.replace(
-            "target_metadata: dict[str, MetaData] = {}",
-            "from models import metadata as md\n\n"
-            'target_metadata = {"main": md, "analytics": md}',
-        )
-    else:
-        new = text.replace(
-            "target_metadata = None", "from models import metadata as target_metadata"
-        )
-    assert new != text
-    proj.env_py.write_text(new)
 
 
 def autogenerate_two(proj: Project, *args: str) -> None:
@@ -210,7 +194,7 @@ def test_multidb_each_database(
 ) -> None:
     proj = project("multidb-mixed")
     monkeypatch.chdir(proj.root)
-    use_models(proj, multidb=True)
+    use_models(proj)
     autogenerate_two(proj)
     fresh(proj, "main.db", "analytics.db")
     for database in ("main", "analytics"):
