@@ -494,3 +494,19 @@ def test_compiled_upgrades_isolate_failures_and_fall_back(s: Schemas) -> None:
     with s.db.engine().connect() as conn:
         assert conn.scalar(sa.text("SELECT note FROM acme.item WHERE id = 2")) == "1"
     assert s.version("acme") == [rev3]
+
+
+def test_batched_version_read_in_chunks(
+    s: Schemas, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The batched read runs in statements of a bounded size (2 here)."""
+    from alembic import command
+    from alembic_recipes.tenants import schemas
+
+    monkeypatch.setattr(schemas, "_CHUNK", 2)
+    cfg = Config(str(s.proj.ini))
+    cfg.attributes.update(tenant=["acme", "globex", "initech"], configure_logger=False)
+    command.upgrade(cfg, "head")
+    with caplog.at_level("INFO", logger="alembic.recipes.tenants"):
+        command.upgrade(cfg, "head")
+    assert "Tenants: 3 total: 3 already at head" in caplog.text

@@ -34,6 +34,11 @@ from .fleet import MIGRATED_ELSEWHERE, Fleet, Outcome
 __all__ = ["SchemaTenants", "run_schemas", "schema_scope"]
 
 
+_CHUNK = 500
+"""Tenants per batched version read: the statement (and compiling it) stays
+the same size however large the fleet."""
+
+
 def _schema_state(
     conn: Connection, names: Sequence[str]
 ) -> tuple[set[str], set[str], dict[str, list[str]]]:
@@ -52,7 +57,8 @@ def _schema_state(
     existing = {str(schema) for schema, _ in rows}
     with_table = {str(schema) for schema, has_table in rows if has_table}
     versions: dict[str, list[str]] = {}
-    if with_table:
+    ordered = sorted(with_table)
+    for start in range(0, len(ordered), _CHUNK):  # statements of a bounded size
         query = union_all(
             *(
                 select(
@@ -61,7 +67,7 @@ def _schema_state(
                         VERSION_TABLE, column("version_num"), schema=schema
                     ).c.version_num,
                 )
-                for schema in sorted(with_table)
+                for schema in ordered[start : start + _CHUNK]
             )
         )
         for tenant, version in conn.execute(query):
