@@ -1,45 +1,76 @@
-"""Opt-in fast fleet upgrades: compile a revision path once, replay it per tenant.
+"""Fleet upgrades that render a revision path once and replay it per tenant.
 
-With ``compiled_upgrades = true`` (or ``-x compiled=true``), a schema-per-tenant
-``upgrade`` renders the SQL of each distinct path (tenants at revision X going
-to the destination) once, through Alembic's own offline (``--sql``) mode with a
-placeholder schema, then executes that script for every tenant on that path,
-in the tenant's own transaction.  Per tenant this costs about what running the
-``--sql`` output by hand costs, instead of Alembic's per-operation Python work.
+A schema-per-tenant ``upgrade`` to head renders the SQL of each distinct path
+(tenants at revision X going to the destination) once, through Alembic's own
+offline (``--sql``) mode with a placeholder schema, then executes that script
+for every tenant on the path, in the tenant's own transaction, followed by one
+version write -- instead of Alembic's per-operation Python work, its version
+table probes and one version write per revision, for every tenant.
 
-Only for migrations whose SQL does not depend on the tenant's data: a path
-whose revisions read from the database (``op.get_bind().execute(...)``
-results, an inspector) cannot be rendered offline and falls back, with a log
-line, to the normal per-tenant run.  Python-side values (``datetime.now()``,
-``uuid4()``) are computed once and shared by every tenant of the path.
+``compiled_upgrades`` (``-x compiled=``) chooses when:
+
+* ``auto`` (the default): only paths whose SQL is provably the same for every
+  tenant -- rendered twice, with two placeholder schemas, the scripts must be
+  identical (so no ``uuid4()`` or ``now()`` computed in Python), read nothing
+  from the database, and use no ``autocommit_block()``;
+* ``true``: every path that can be rendered offline; Python-side values
+  (``uuid4()``, ``datetime.now()``) are computed once and shared;
+* ``false``: never; Alembic runs every tenant.
+
+A path that cannot be replayed runs the normal way, with one log line saying
+why: a revision that reads the database (``op.get_bind().execute(...)``
+results, an inspector) keeps running against each tenant's own data.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Literal
 
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Connection
+from sqlalchemy import Table
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.schema import CreateTable
 from sqlalchemy.util.concurrency import await_only
 
-__all__ = ["CompiledPaths", "execute_script"]
+__all__ = ["Compile", "CompiledPaths", "execute_script"]
 
 log = logging.getLogger("alembic.recipes.tenants")
 
+Compile = Literal["auto", "always", "never"]
+
 PLACEHOLDER = "alembic-recipes-tenant"
 """Schema name compiled into the scripts; its '-' makes SQLAlchemy quote it."""
+_SECOND = "alembic-recipes-check"  # the second render's placeholder
+
+
+class _Statements:
+    """An output buffer keeping each statement Alembic writes, apart."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.items.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
 
 class CompiledPaths:
     """Upgrade scripts per starting revision, rendered on first use."""
 
-    def __init__(self, script: ScriptDirectory, destination: str) -> None:
+    def __init__(
+        self, script: ScriptDirectory, destination: str, mode: Compile = "auto"
+    ) -> None:
         self.script = script
         self.destination = destination
+        self.mode = mode
         self._scripts: dict[tuple[tuple[str, ...], bool], str | None] = {}
 
     def sql_for(
@@ -49,29 +80,65 @@ class CompiledPaths:
         schema: str,
         has_version_table: bool = False,
     ) -> str | None:
-        """The SQL taking *schema* from *before* to the destination, or None when
-        that path cannot be rendered offline (the caller migrates normally).
+        """The SQL taking *schema* from *before* to the destination, version
+        write included, or None when that path is not replayed (the caller
+        migrates normally).
 
-        *has_version_table*: the schema has its (empty) version table already,
-        e.g. after a downgrade to base, so the script must not create it.
+        *has_version_table*: the schema has its version table already (at base:
+        empty, e.g. after a downgrade), so the script must not create it.
         """
         revisions = tuple(sorted(before))
-        key = (revisions, has_version_table and not revisions)
+        key = (revisions, has_version_table or bool(revisions))
         if key not in self._scripts:
-            self._scripts[key] = self._render(conn, *key)
+            self._scripts[key] = self._compile(conn.dialect, *key)
         sql = self._scripts[key]
         if sql is None:
             return None
         quote = conn.dialect.identifier_preparer.quote_identifier
         return sql.replace(quote(PLACEHOLDER), quote(schema))
 
-    def _render(
-        self, conn: Connection, before: tuple[str, ...], has_version_table: bool
+    def _compile(
+        self, dialect: Dialect, before: tuple[str, ...], has_version_table: bool
     ) -> str | None:
+        start = before[0] if before else "base"
+        path = f"{start} -> {self.destination}"
         if len(before) > 1:
-            log.info("compiled upgrades: several heads %s, migrating normally", before)
-            return None
-        buffer = io.StringIO()
+            return self._normally(path, f"several heads {', '.join(before)}")
+        try:
+            first, version = self._render(dialect, before, PLACEHOLDER)
+            if self.mode == "auto":
+                second, _ = self._render(dialect, before, _SECOND)
+        except Exception as exc:  # e.g. a revision reading data through op.get_bind()
+            reason = f"cannot be rendered offline ({type(exc).__name__}: {exc})"
+            return self._normally(path, reason)
+        if any(s.strip().rstrip(";").upper() == "COMMIT" for s in first):
+            return self._normally(path, "a revision uses autocommit_block()")
+        if self.mode == "auto":
+            quote = dialect.identifier_preparer.quote_identifier
+            again = [s.replace(quote(_SECOND), quote(PLACEHOLDER)) for s in second]
+            if again != first:
+                reason = (
+                    "its SQL differs from one rendering to the next (a value"
+                    " computed in Python, such as uuid4() or now())"
+                )
+                return self._normally(path, reason)
+        body = [s for s in first if not _is_bookkeeping(s, version)]
+        writes = _version_writes(
+            dialect, version, before, self.destination, has_version_table
+        )
+        log.info("fleet upgrade: rendered %s once; replaying it per tenant", path)
+        return "".join([*body, *writes])
+
+    def _normally(self, path: str, reason: str) -> str | None:
+        """Log why *path* is not replayed; None (no script)."""
+        log.info("fleet upgrade: %s %s; migrating those tenants normally", path, reason)
+        return None
+
+    def _render(
+        self, dialect: Dialect, before: tuple[str, ...], schema: str
+    ) -> tuple[list[str], Table]:
+        """The statements of the path, one per item, for placeholder *schema*."""
+        buffer = _Statements()
         destination = self.destination
 
         def steps(heads: object, context: MigrationContext) -> object:
@@ -79,44 +146,67 @@ class CompiledPaths:
             return self.script._upgrade_revs(destination, heads)  # type: ignore[arg-type]
 
         context = MigrationContext.configure(
-            dialect=conn.dialect,
+            dialect=dialect,
             opts={
                 "as_sql": True,
                 "output_buffer": buffer,
                 "literal_binds": True,
-                "transactional_ddl": False,  # the tenant's transaction is ours
-                "version_table_schema": PLACEHOLDER,
+                # the tenant's transaction is ours: only autocommit_block()
+                # writes COMMIT (and BEGIN) into the script
+                "transactional_ddl": True,
+                "version_table_schema": schema,
                 "starting_rev": before[0] if before else None,
                 "destination_rev": destination,
                 "fn": steps,
             },
         )
-        if has_version_table:  # offline mode creates it when starting from base
-            context._version.create = _no_create  # type: ignore[method-assign]
-        try:
-            with Operations.context(context):
-                context.run_migrations()
-        except Exception as exc:  # e.g. a revision reading data through op.get_bind()
-            start = before[0] if before else "base"
-            log.info(
-                "compiled upgrades: %s -> %s cannot be rendered offline (%s: %s);"
-                " migrating those tenants normally",
-                start,
-                destination,
-                type(exc).__name__,
-                exc,
-            )
-            return None
-        log.info(
-            "compiled upgrades: rendered %s -> %s once; replaying it per tenant",
-            before[0] if before else "base",
-            destination,
+        with Operations.context(context), _quiet(logging.getLogger("alembic")):
+            context.run_migrations()
+        return buffer.items, context._version
+
+
+@contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """Rendering is no migration: keep Alembic's "Running upgrade" lines out."""
+    previous = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+def _is_bookkeeping(statement: str, version: Table) -> bool:
+    """Alembic's comments and its version-table statements (replaced by ours)."""
+    text = statement.lstrip()
+    return text.startswith("--") or _qualified(version) in text.split("(")[0]
+
+
+def _qualified(version: Table) -> str:
+    return f'"{version.schema}".{version.name}'
+
+
+def _version_writes(
+    dialect: Dialect,
+    version: Table,
+    before: tuple[str, ...],
+    destination: str,
+    has_table: bool,
+) -> list[str]:
+    """One version write (after creating the table, from base)."""
+
+    def render(clause: object) -> str:
+        compiled = clause.compile(  # type: ignore[attr-defined]
+            dialect=dialect, compile_kwargs={"literal_binds": True}
         )
-        return buffer.getvalue()
+        return f"{str(compiled).strip()};\n\n"
 
-
-def _no_create(*args: object, **kwargs: object) -> None:
-    """Stands in for the version table's ``create()``: it exists already."""
+    column = version.c.version_num
+    if before:
+        write = version.update().where(column == before[0])
+        return [render(write.values(version_num=destination))]
+    create = [] if has_table else [render(CreateTable(version))]
+    return [*create, render(version.insert().values(version_num=destination))]
 
 
 def execute_script(conn: Connection, sql: str) -> None:

@@ -1,21 +1,24 @@
 """Benchmark: migrating a fleet of PostgreSQL tenant schemas (multitenant template).
 
-Creates a throwaway database with N tenant schemas per contender and a project
-(``alembic init -t multitenant``) with a chain of 5 revisions (tables, indexes,
-column adds), then measures, in one run, side by side:
+A project (``alembic init -t multitenant``, schema strategy) with a chain of
+revisions (tables, indexes, column adds; 5 by default, and 50 for the
+revision-count comparison), and for each fleet size (default 100, 1,000 and
+5,000 tenant schemas) these contenders, each on a fresh database of its own so
+one contender's tables never slow the next:
 
-1. fleet upgrade in one process: ``alembic -x tenant=all upgrade head`` (wall
-   clock of the real CLI), and the same loop called in-process
-   (``command.upgrade``), which leaves out interpreter start-up;
-2. one ``alembic -x tenant=X upgrade head`` process per tenant (the cookbook's
-   way): a sample of ``--sample`` tenants is timed and extrapolated to N;
-3. the raw-SQL floor: the ``--sql`` output for one tenant, executed for every
-   schema on one connection, one transaction per tenant;
-4. the no-op fleet run (every tenant at head), CLI and in-process.
+* default: one ``alembic -x tenant=all upgrade head`` process (wall clock; its
+  peak RSS through ``wait4``), and the same command in-process;
+* compiled: ``-x compiled=true`` in-process;
+* floor: the ``--sql`` script of one tenant executed per schema on one
+  connection, one transaction each (what no tool can beat);
+* no-op: the default command again once every tenant is at head, in-process.
 
-Prints ms per tenant and the ratios.  Usage::
+Plus one ``alembic -x tenant=X upgrade head`` process per tenant (a sample,
+extrapolated), for the process-per-tenant ratio.  Prints ms per tenant, the
+ratios the targets name, and whether each is met.  Usage::
 
-    python bench/multitenant.py [--tenants 200] [--sample 20] [--pg-url URL]
+    python bench/multitenant.py [--tenants 100 1000 5000] [--sample 20]
+        [--many-revisions 50 --many-tenants 200] [--pg-url URL]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -74,6 +78,20 @@ REVISIONS = [
 ]
 
 
+def many_revisions(count: int) -> list[tuple[str, str]]:
+    """*count* revisions: the 5 above, then tables with an index each."""
+    extra = [
+        (
+            f"t{i}",
+            f'op.create_table("t{i}", sa.Column("id", sa.Integer, primary_key=True),'
+            f' sa.Column("v", sa.String(20)))\n'
+            f'op.create_index("ix_t{i}_v", "t{i}", ["v"])',
+        )
+        for i in range(count - len(REVISIONS))
+    ]
+    return [*REVISIONS, *extra][:count]
+
+
 def alembic(root: Path, *args: str) -> str:
     done = subprocess.run(
         [str(BIN / "alembic"), *args], cwd=root, capture_output=True, text=True
@@ -83,7 +101,9 @@ def alembic(root: Path, *args: str) -> str:
     return done.stdout
 
 
-def make_project(root: Path, url: str) -> None:
+def make_project(
+    root: Path, url: str, revisions: list[tuple[str, str]] = REVISIONS
+) -> None:
     alembic(root, "init", "-t", "multitenant", "migrations")
     ini = root / "alembic.ini"
     text = ini.read_text()
@@ -93,9 +113,9 @@ def make_project(root: Path, url: str) -> None:
         f"sqlalchemy.url = {url}",
     )
     # -x tenant=all selects the CLI contender's schemas
-    text = text.replace("tenants = acme, globex", "tenants_pattern = c_*")
+    text = text.replace("tenants = acme, globex", "tenants_pattern = t_*")
     ini.write_text(text)
-    for message, body in REVISIONS:
+    for message, body in revisions:
         alembic(root, "revision", "-m", message)
         path = max(
             (root / "migrations" / "versions").glob("*.py"), key=os.path.getmtime
@@ -138,138 +158,179 @@ def ms_per(seconds: float, count: int) -> float:
     return seconds * 1000 / count
 
 
+def set_url(root: Path, url: sa.URL) -> None:
+    ini = root / "alembic.ini"
+    text = ini.read_text()
+    old = next(
+        line for line in text.splitlines() if line.startswith("sqlalchemy.url = ")
+    )
+    rendered = url.render_as_string(hide_password=False)
+    ini.write_text(text.replace(old, f"sqlalchemy.url = {rendered}"))
+
+
+def create_schemas(url: sa.URL, names: list[str]) -> None:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        for name in names:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+    engine.dispose()
+
+
+def cli(root: Path, *args: str) -> tuple[float, int]:
+    """Seconds and peak RSS (KiB) of one ``alembic`` process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [str(BIN / "alembic"), *args], cwd=root,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if status:
+        raise SystemExit(f"alembic {' '.join(args)} failed: {process.stderr.read()}")
+    return seconds, usage.ru_maxrss
+
+
+def in_process(root: Path, names: list[str], **attributes: object) -> float:
+    cfg = Config(str(root / "alembic.ini"))
+    cfg.attributes.update(configure_logger=False, tenant=names, **attributes)
+    started = time.perf_counter()
+    command.upgrade(cfg, "head")
+    return time.perf_counter() - started
+
+
+def floor(root: Path, url: sa.URL, names: list[str]) -> float:
+    """The --sql script of one tenant, executed per schema: the floor."""
+    script = alembic(root, "-x", "tenant=floor_template", "upgrade", "head", "--sql")
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        started = time.perf_counter()
+        for name in names:
+            cursor.execute(script.replace("floor_template", name))
+            raw.commit()
+        return time.perf_counter() - started
+    finally:
+        raw.close()
+        engine.dispose()
+
+
+@dataclass
+class Size:
+    """The contenders' ms per tenant at one fleet size."""
+
+    tenants: int
+    ms: dict[str, float] = field(default_factory=dict)
+    rss_kib: int = 0
+
+
+def measure(server: sa.URL, root: Path, n: int) -> Size:
+    size = Size(n)
+    names = [f"t_{i:05d}" for i in range(n)]
+    contenders = ("default cli", "default", "compiled", "floor")
+    for contender in contenders:
+        with throwaway_database(server) as url:
+            set_url(root, url)
+            create_schemas(url, names)
+            if contender == "default cli":
+                seconds, size.rss_kib = cli(root, "-x", "tenant=all", "upgrade", "head")
+            elif contender == "default":
+                seconds = in_process(root, names)
+                size.ms["no-op"] = ms_per(in_process(root, names), n)
+            elif contender == "compiled":
+                seconds = in_process(root, names, compiled=True)
+            else:
+                seconds = floor(root, url, names)
+            size.ms[contender] = ms_per(seconds, n)
+        print(f"  {n:>5} tenants  {contender:<12} {size.ms[contender]:8.2f} ms/tenant",
+              flush=True)  # fmt: skip
+    print(f"  {n:>5} tenants  no-op        {size.ms['no-op']:8.2f} ms/tenant;"
+          f" CLI peak RSS {size.rss_kib / 1024:.0f} MiB", flush=True)  # fmt: skip
+    return size
+
+
+def per_process(server: sa.URL, root: Path, sample: int) -> float:
+    """ms per tenant of one ``alembic -x tenant=X upgrade head`` each."""
+    with throwaway_database(server) as url:
+        set_url(root, url)
+        names = [f"p_{i:04d}" for i in range(sample)]
+        create_schemas(url, names)
+        started = time.perf_counter()
+        for name in names:
+            alembic(root, "-x", f"tenant={name}", "upgrade", "head")
+        return ms_per(time.perf_counter() - started, sample)
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tenants", type=int, default=200)
+    parser.add_argument("--tenants", type=int, nargs="+", default=[100, 1000, 5000])
     parser.add_argument("--sample", type=int, default=20)
+    parser.add_argument("--many-revisions", type=int, default=50)
+    parser.add_argument("--many-tenants", type=int, default=200)
     add_pg_url(parser)
     args = parser.parse_args()
-    n, sample = args.tenants, min(args.sample, args.tenants)
-
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     server = sa.engine.make_url(args.pg_url).set(drivername="postgresql+psycopg")
-    with throwaway_database(server) as url:
-        run(url, n, sample)
-
-
-def run(url: sa.URL, n: int, sample: int) -> None:
-    """Every contender, side by side, on the database *url*."""
-    engine = sa.create_engine(url)
     workdir = Path(tempfile.mkdtemp(prefix="ar-bench-"))
     try:
-        groups = {
-            "cli": "c",
-            "inproc": "u",
-            "compiled cli": "k",
-            "compiled inproc": "v",
-            "floor": "r",
-            "process": "p",
-        }
-        with engine.begin() as conn:
-            for prefix in groups.values():
-                count = sample if prefix == "p" else n
-                for i in range(count):
-                    conn.exec_driver_sql(f"CREATE SCHEMA {prefix}_{i:04d}")
-            conn.exec_driver_sql("CREATE SCHEMA floor_template")
-        url_text = url.render_as_string(hide_password=False)
-        make_project(workdir, url_text)
-
-        # 1. fleet, CLI and in-process
-        ini = workdir / "alembic.ini"
-        t0 = time.perf_counter()
-        alembic(workdir, "-x", "tenant=all", "upgrade", "head")
-        fleet_cli = time.perf_counter() - t0
-
-        compiled_names = ",".join(f"k_{i:04d}" for i in range(n))
-        t0 = time.perf_counter()
-        alembic(workdir, "-x", f"tenant={compiled_names}", "-x", "compiled=true",
-                "upgrade", "head")  # fmt: skip
-        compiled_cli = time.perf_counter() - t0
-
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-        os.chdir(workdir)
-
-        def in_process(prefix: str, **attributes: object) -> float:
-            cfg = Config(str(ini))
-            cfg.attributes["configure_logger"] = False
-            cfg.attributes["tenant"] = [f"{prefix}_{i:04d}" for i in range(n)]
-            cfg.attributes.update(attributes)
-            t0 = time.perf_counter()
-            command.upgrade(cfg, "head")
-            return time.perf_counter() - t0
-
-        fleet_inproc = in_process("u")
-        compiled_inproc = in_process("v", compiled=True)
-
-        # 2. one process per tenant (sample, extrapolated)
-        t0 = time.perf_counter()
-        for i in range(sample):
-            alembic(workdir, "-x", f"tenant=p_{i:04d}", "upgrade", "head")
-        per_process = (time.perf_counter() - t0) / sample
-
-        # 3. raw SQL floor
-        script = alembic(
-            workdir, "-x", "tenant=floor_template", "upgrade", "head", "--sql"
+        five, many = workdir / "five", workdir / "many"
+        five.mkdir()
+        many.mkdir()
+        placeholder = server.set(database="placeholder")
+        make_project(five, placeholder.render_as_string(hide_password=False))
+        make_project(
+            many,
+            placeholder.render_as_string(hide_password=False),
+            many_revisions(args.many_revisions),
         )
-        raw = engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            t0 = time.perf_counter()
-            for i in range(n):
-                cursor.execute(script.replace("floor_template", f"r_{i:04d}"))
-                raw.commit()
-            floor = time.perf_counter() - t0
-        finally:
-            raw.close()
-
-        # 4. no-op fleet runs
-        t0 = time.perf_counter()
-        alembic(workdir, "-x", "tenant=all", "upgrade", "head")
-        noop_cli = time.perf_counter() - t0
-        noop_inproc = in_process("u")
-
-        with engine.connect() as conn:
-            done = conn.scalar(
-                sa.text(
-                    "SELECT count(*) FROM information_schema.tables"
-                    " WHERE table_name = 'line_item'"
-                )
-            )
-        expected = 5 * n + sample
-        assert done == expected, f"{done} tenants migrated, expected {expected}"
-
-        rows = [
-            ("fleet upgrade, one alembic process (CLI wall)", ms_per(fleet_cli, n)),
-            ("fleet upgrade, in-process loop", ms_per(fleet_inproc, n)),
-            (
-                "compiled fleet upgrade (-x compiled=true), CLI wall",
-                ms_per(compiled_cli, n),
-            ),
-            ("compiled fleet upgrade, in-process loop", ms_per(compiled_inproc, n)),
-            (
-                f"one alembic process per tenant (sample of {sample}, extrapolated)",
-                per_process * 1000,
-            ),
-            ("raw SQL floor (--sql output on one connection)", ms_per(floor, n)),
-            ("no-op fleet run, CLI wall", ms_per(noop_cli, n)),
-            ("no-op fleet run, in-process loop", ms_per(noop_inproc, n)),
-        ]
-        print(f"\n{n} tenant schemas x {len(REVISIONS)} revisions on PostgreSQL\n")
-        for label, value in rows:
-            print(f"  {label:<66} {value:8.2f} ms/tenant")
-        print()
-        for label, cli, inproc in (
-            ("default", fleet_cli, fleet_inproc),
-            ("compiled", compiled_cli, compiled_inproc),
-        ):
-            print(f"  {label}: process-per-tenant / fleet (CLI wall):"
-                  f" {per_process / (cli / n):6.1f}x  (target >= 30x)")  # fmt: skip
-            print(f"  {label}: fleet in-process / raw SQL floor:"
-                  f"      {inproc / floor:6.2f}x  (target <= 1.5x)")  # fmt: skip
-        noop = ms_per(noop_inproc, n)
-        print(f"  no-op fleet, in-process: {noop:.2f} ms/tenant (target <= 1 ms)")
+        os.chdir(five)
+        print(f"Fleet upgrades, {len(REVISIONS)} revisions:")
+        sizes = [measure(server, five, n) for n in args.tenants]
+        os.chdir(many)
+        print(f"\n{args.many_revisions} revisions:")
+        lots = measure(server, many, args.many_tenants)
+        os.chdir(five)
+        process_ms = per_process(server, five, args.sample)
+        print(
+            f"\n  one process per tenant (sample of {args.sample}): {process_ms:.1f} ms"
+        )
+        report(sizes, lots, process_ms, args.many_revisions)
     finally:
-        engine.dispose()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def report(sizes: list[Size], lots: Size, process_ms: float, revisions: int) -> None:
+    small, large = sizes[0], sizes[-1]
+    by_n = {s.tenants: s for s in sizes}
+    mid = by_n.get(1000, sizes[len(sizes) // 2])
+    print("\nTargets:")
+    ratio = mid.ms["default"] / mid.ms["floor"]
+    print(f"  default in-process / floor at {mid.tenants}: {ratio:.2f}x"
+          f" (<= 1.5x: {verdict(ratio <= 1.5)})")  # fmt: skip
+    speedup = process_ms / large.ms["default cli"]
+    print(f"  process per tenant / default CLI at {large.tenants}: {speedup:.1f}x"
+          f" (>= 30x: {verdict(speedup >= 30)})")  # fmt: skip
+    for contender in ("default cli", "default", "compiled", "floor", "no-op"):
+        growth = large.ms[contender] / small.ms[contender]
+        print(f"  linear, {contender}: {large.tenants} vs {small.tenants} tenants"
+              f" {growth:.2f}x (<= 1.2x: {verdict(growth <= 1.2)})")  # fmt: skip
+    noop = large.ms["no-op"]
+    print(f"  no-op at {large.tenants}: {noop:.2f} ms/tenant"
+          f" (<= 1 ms: {verdict(noop <= 1)})")  # fmt: skip
+    rss = large.rss_kib / small.rss_kib
+    print(f"  peak RSS {large.tenants} vs {small.tenants} tenants: {rss:.2f}x"
+          f" ({large.rss_kib / 1024:.0f} vs {small.rss_kib / 1024:.0f} MiB;"
+          f" <= 1.2x: {verdict(rss <= 1.2)})")  # fmt: skip
+    for contender in ("default", "compiled", "floor"):
+        per_rev_5 = mid.ms[contender] / len(REVISIONS)
+        per_rev_n = lots.ms[contender] / revisions
+        print(f"  {contender}: {per_rev_5:.2f} ms per tenant-revision with"
+              f" {len(REVISIONS)} revisions, {per_rev_n:.2f} with"
+              f" {revisions}")  # fmt: skip
 
 
 if __name__ == "__main__":

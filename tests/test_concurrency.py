@@ -349,7 +349,7 @@ def test_parallel_fleet_sigterm(
 ) -> None:
     proj = _fleet(project, pg, 30)
     monkeypatch.chdir(proj.root)
-    proj.revision("slow", upgrade=SLEEPY.format(seconds=0.3))
+    proj.revision("slow", upgrade='op.execute("SELECT pg_sleep(0.3)")')
     run = spawn(proj, "-x", "tenant=all", "-x", "workers=2", "upgrade", "head")
     time.sleep(4)  # some tenants done, most not
     run.send_signal(signal.SIGTERM)

@@ -442,11 +442,13 @@ def test_benchmark_script_runs(pg: ServerDB) -> None:
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run(
         [sys.executable, str(root / "bench" / "multitenant.py"), "--tenants", "3",
-         "--sample", "1", "--pg-url", pg.url.render_as_string(hide_password=False)],
+         "4", "--sample", "1", "--many-revisions", "6", "--many-tenants", "2",
+         "--pg-url", pg.url.render_as_string(hide_password=False)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "process-per-tenant / fleet" in done.stdout
+    assert "default in-process / floor at" in done.stdout
+    assert "peak RSS" in done.stdout
 
 
 def test_compiled_upgrades_replay_per_tenant(s: Schemas) -> None:
@@ -456,8 +458,8 @@ def test_compiled_upgrades_replay_per_tenant(s: Schemas) -> None:
     out = s.proj.alembic(
         "-x", "tenant=acme,globex,initech", "-x", "compiled=true", "upgrade", "head"
     ).stderr
-    assert out.count("compiled upgrades: rendered base -> ") == 1  # acme, initech
-    assert f"compiled upgrades: rendered {s.rev1} -> " in out  # globex
+    assert out.count("fleet upgrade: rendered base -> ") == 1  # acme, initech
+    assert f"fleet upgrade: rendered {s.rev1} -> " in out  # globex
     assert "[3/3] initech: upgraded base -> " in out
     for tenant in ("acme", "globex", "initech"):
         assert s.version(tenant) == [s.rev2]
@@ -510,3 +512,86 @@ def test_batched_version_read_in_chunks(
     with caplog.at_level("INFO", logger="alembic.recipes.tenants"):
         command.upgrade(cfg, "head")
     assert "Tenants: 3 total: 3 already at head" in caplog.text
+
+
+# -- fleet upgrades replay a once-rendered script where it is provably the same --
+def _tenant_state(s: Schemas, schema: str) -> tuple[object, ...]:
+    with s.db.engine().connect() as conn:
+        inspector = sa.inspect(conn)
+        tables = sorted(inspector.get_table_names(schema=schema))
+        columns = {
+            t: [c["name"] for c in inspector.get_columns(t, schema=schema)]
+            for t in tables
+        }
+        indexes = sorted(
+            ix["name"] for t in tables for ix in inspector.get_indexes(t, schema=schema)
+        )
+    return (
+        tuple(tables),
+        tuple(sorted(columns.items())),
+        tuple(indexes),
+        s.version(schema),
+    )
+
+
+def test_default_mode_replays_and_matches_alembic(s: Schemas) -> None:
+    out = s.proj.alembic("-x", "tenant=acme,globex", "upgrade", "head").stderr
+    assert out.count("fleet upgrade: rendered base -> ") == 1
+    assert "Running upgrade" not in out  # no per-operation work per tenant
+    s.proj.alembic("-x", "tenant=initech", "-x", "compiled=false", "upgrade", "head")
+    assert _tenant_state(s, "acme") == _tenant_state(s, "initech")
+    assert _tenant_state(s, "globex") == _tenant_state(s, "initech")
+
+
+def test_python_side_values_are_not_replayed_by_default(s: Schemas) -> None:
+    """uuid4() renders differently each time: auto runs Alembic per tenant (each
+    tenant its own value); compiled=true shares one value, as documented."""
+    s.proj.revision(
+        "uuids",
+        upgrade=(
+            "import uuid\n"
+            'op.add_column("item", sa.Column("token", sa.String(36)))\n'
+            "op.execute(f\"UPDATE item SET token = '{uuid.uuid4()}'\")"
+        ),
+    )
+    out = s.proj.alembic("-x", "tenant=acme,globex", "upgrade", "head").stderr
+    assert "its SQL differs from one rendering to the next" in out
+    s.proj.alembic("-x", "tenant=initech", "-x", "compiled=true", "upgrade", "head")
+    with s.db.engine().connect() as conn:
+        tokens = [
+            conn.scalar(sa.text(f"SELECT token FROM {t}.item"))
+            for t in ("acme", "globex")
+        ]
+    assert tokens[0] != tokens[1]
+
+
+def test_autocommit_block_is_not_replayed(s: Schemas) -> None:
+    s.proj.revision(
+        "concurrently",
+        upgrade=(
+            "with op.get_context().autocommit_block():\n"
+            '    op.create_index("ix_item_note", "item", ["note"],'
+            " postgresql_concurrently=True)"
+        ),
+    )
+    # (inside a tenant's transaction, which the runner owns, Alembic itself
+    # refuses autocommit_block(): that tenant fails either way)
+    out = s.proj.alembic("-x", "tenant=acme", "upgrade", "head", ok=False).stderr
+    assert "a revision uses autocommit_block(); migrating those tenants normally" in out
+    assert s.version("acme") == []
+
+
+def test_merge_of_two_branches_replays_to_one_version_row(s: Schemas) -> None:
+    s.proj.alembic("-x", "tenant=acme,globex", "upgrade", s.rev1)
+    side = s.proj.revision(
+        "side",
+        upgrade='op.create_table("side", sa.Column("id", sa.Integer))',
+        args=f"--head {s.rev1} --splice",
+    )
+    merge = s.proj.alembic("merge", "-m", "join", "heads").output
+    head = re.findall(r"Generating \S+/(\w+)_join\.py", merge)[0]
+    s.proj.alembic("-x", "tenant=acme", "upgrade", "head")
+    s.proj.alembic("-x", "tenant=globex", "-x", "compiled=false", "upgrade", "head")
+    assert s.version("acme") == s.version("globex") == [head]
+    assert _tenant_state(s, "acme") == _tenant_state(s, "globex")
+    assert side

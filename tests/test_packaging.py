@@ -129,7 +129,8 @@ def test_fresh_venv_list_init_upgrade_uninstall(wheel: Path, tmp_path: Path) -> 
         proj.mkdir()
         run(alembic, "init", "-t", name, "./migrations", cwd=proj)
         run(alembic, "revision", "-m", "first", cwd=proj)
-        args, databases = EMBEDDED_DEFAULTS.get(name, ([], ["app.db"]))
+        base = name.removesuffix("-pyproject")
+        args, databases = EMBEDDED_DEFAULTS.get(base, ([], ["app.db"]))
         out = run(alembic, *args, "upgrade", "head", cwd=proj)
         assert "Running upgrade" in out
         for database in databases:

@@ -21,6 +21,7 @@ from alembic.config import Config
 from alembic.util import CommandError
 from sqlalchemy.engine import URL, make_url
 
+from ..compiled import Compile
 from ..connections import display_url
 from ..options import parse_bool
 from ..settings import OptionReader, Settings
@@ -92,7 +93,9 @@ class TenantSettings(Settings):
     """Missing tenants: created ``always``, only ``known`` ones (listed in
     ``tenants`` or returned by ``tenants_query``), or ``never``."""
     keep_going: bool = False
-    compiled: bool = False
+    compiled: Compile = "auto"
+    """Replay a once-rendered script per tenant: ``auto`` where the SQL is
+    provably the same for every tenant, ``always``, or ``never``."""
     workers: int = 1
     """Worker processes of a fleet run (``-x workers``, ``fleet_workers``)."""
     tenants: tuple[str, ...] = ()
@@ -119,9 +122,7 @@ class TenantSettings(Settings):
             "keep_going": reader.flag(
                 "continue", ini_key="continue_on_error", default=False
             ),
-            "compiled": reader.flag(
-                "compiled", ini_key="compiled_upgrades", default=False
-            ),
+            "compiled": _compiled(reader),
             "workers": _workers(reader),
             "tenants": tuple(
                 validate_all(split_list(reader.ini("tenants")), "tenants")
@@ -171,6 +172,16 @@ def _requested(reader: OptionReader) -> tuple[bool, tuple[str, ...]]:
     if names == [ALL]:
         return True, ()
     return False, tuple(validate_all(names, source))
+
+
+def _compiled(reader: OptionReader) -> Compile:
+    value, source = reader.value("compiled", ini_key="compiled_upgrades")
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return "auto"
+    try:
+        return "always" if parse_bool(value, source=source) else "never"
+    except CommandError as exc:
+        raise CommandError(f"{exc} or 'auto'") from None
 
 
 def _workers(reader: OptionReader) -> int:

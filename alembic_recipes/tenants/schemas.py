@@ -8,6 +8,7 @@ the transaction ends, nothing formatted into SQL), and env.py migrates with
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -32,6 +33,8 @@ from .config import VERSION_TABLE, Tenant
 from .fleet import MIGRATED_ELSEWHERE, Fleet, Outcome
 
 __all__ = ["SchemaTenants", "run_schemas", "schema_scope"]
+
+log = logging.getLogger("alembic.recipes.tenants")
 
 
 _CHUNK = 500
@@ -144,10 +147,12 @@ class SchemaTenants:
         self.with_table: set[str] = set()
         self.versions: dict[str, list[str]] = {}
         settings = fleet.settings
+        # an upgrade to the one head: replay once-rendered scripts where allowed
         self.compiled = (
-            CompiledPaths(fleet.script, fleet.targets[0])
-            if settings.compiled
+            CompiledPaths(fleet.script, fleet.targets[0], settings.compiled)
+            if settings.compiled != "never"
             and fleet.command == "upgrade"
+            and fleet.skip_at_head
             and len(fleet.targets) == 1
             else None
         )
@@ -187,19 +192,34 @@ class SchemaTenants:
                 if fleet.command == "current":
                     return before, before
                 raise fleet.missing(name)
-            sql = None
             if self.compiled is not None:
                 has_table = name in self.with_table
                 sql = self.compiled.sql_for(conn, before, name, has_table)
+                if sql is not None and self._replay(conn, name, missing, sql):
+                    self.existing.add(name)
+                    return before, [fleet.targets[0]]
             with schema_scope(conn, name, create=missing):
-                if sql is not None:
-                    execute_script(conn, sql)
-                    after = [fleet.targets[0]]
-                else:
-                    self.migrate(conn, settings.tenant(name))
-                    after = list(context.get_context().get_current_heads())
+                self.migrate(conn, settings.tenant(name))
+                after = list(context.get_context().get_current_heads())
         self.existing.add(name)
         return before, after
+
+    def _replay(self, conn: Connection, name: str, missing: bool, sql: str) -> bool:
+        """Run the path's script for tenant *name*; False when it failed (rolled
+        back), so that Alembic runs the tenant and reports the failing
+        statement the usual way: the revision file, the line, the one SQL."""
+        try:
+            with schema_scope(conn, name, create=missing):
+                execute_script(conn, sql)
+        except Exception as exc:
+            log.info(
+                "%s: the replayed script failed (%s); running Alembic for this"
+                " tenant to report it",
+                name,
+                type(exc).__name__,
+            )
+            return False
+        return True
 
 
 def run_schemas(

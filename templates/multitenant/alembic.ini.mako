@@ -59,11 +59,15 @@ create_tenants = known
 # (-x continue=true).  Either way each tenant has its own transaction.
 continue_on_error = false
 
-# Fast fleet upgrades (schema strategy): render each revision path once with
-# Alembic's offline mode and replay the SQL per tenant (-x compiled=true).
-# Only for migrations whose SQL does not depend on the tenant's data; a path
-# that reads data cannot be rendered offline and runs the normal way.
-compiled_upgrades = false
+# Fleet upgrades to head (schema strategy) render each revision path once with
+# Alembic's offline mode and replay that SQL per tenant, with one version write
+# (-x compiled=...):
+#   auto  - only where the SQL is provably the same for every tenant: rendered
+#           twice identically (no uuid4()/now() computed in Python), reading no
+#           data, no autocommit_block(); other paths run Alembic per tenant
+#   true  - every path that renders offline; Python-side values are shared
+#   false - Alembic runs every tenant
+compiled_upgrades = auto
 
 # Writing commands (upgrade, downgrade, stamp) hold a migration lock per tenant
 # (its schema or database), so replicas that all run `alembic upgrade head` at
