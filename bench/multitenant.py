@@ -178,15 +178,17 @@ def create_schemas(url: sa.URL, names: list[str]) -> None:
 
 def cli(root: Path, *args: str) -> tuple[float, int]:
     """Seconds and peak RSS (KiB) of one ``alembic`` process."""
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [str(BIN / "alembic"), *args], cwd=root,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    if status:
-        raise SystemExit(f"alembic {' '.join(args)} failed: {process.stderr.read()}")
+    with tempfile.TemporaryFile("w+") as log:  # a pipe would fill up and block
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [str(BIN / "alembic"), *args], cwd=root,
+            stdout=subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        if status:
+            log.seek(0)
+            raise SystemExit(f"alembic {' '.join(args)} failed:\n{log.read()}")
     return seconds, usage.ru_maxrss
 
 
