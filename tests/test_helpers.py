@@ -199,7 +199,7 @@ def test_table_ops_ordered_for_every_input_order() -> None:
 
 
 def test_running_command_reads_steps_wrapped_by_test_tools(
-    project: Callable[..., Project],
+    project: Callable[..., Project], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """pytest-alembic runs env.py with CommandExecutor.upgrade.<locals>.upgrade."""
     from alembic.runtime.environment import EnvironmentContext
@@ -213,7 +213,9 @@ def test_running_command_reads_steps_wrapped_by_test_tools(
 
             return upgrade
 
-    cfg = Config(str(project("async-shared").ini))
+    proj = project("async-shared")
+    monkeypatch.chdir(proj.root)  # Alembic 1.13 writes a relative script_location
+    cfg = Config(str(proj.ini))
     with EnvironmentContext(
         cfg, ScriptDirectory.from_config(cfg), fn=CommandExecutor().upgrade()
     ):

@@ -199,7 +199,13 @@ def test_fallback_when_alembic_lives_elsewhere(wheel: Path, tmp_path: Path) -> N
     assert len(_sqlite_versions(proj / "app.db")) == 1
 
 
-@pytest.mark.parametrize("template", TEMPLATE_DIRS)
+@pytest.mark.parametrize(
+    "template",
+    [
+        pytest.param(n, marks=pytest.mark.pyproject) if n.endswith("-pyproject") else n
+        for n in TEMPLATE_DIRS
+    ],
+)
 def test_plain_revision_is_ruff_clean(
     template: str, project: Callable[..., Project]
 ) -> None:
