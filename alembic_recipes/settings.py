@@ -22,7 +22,7 @@ import logging
 import re
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from alembic import context
 from alembic.config import Config
@@ -40,6 +40,7 @@ from .options import (
 __all__ = ["OptionReader", "Settings", "parse_column_order"]
 
 log = logging.getLogger("alembic.recipes.settings")
+W = TypeVar("W", bound=str)
 
 # [alembic] options of Alembic itself (any version we support), so that they
 # are never reported as unknown.
@@ -85,6 +86,19 @@ class OptionReader:
         """A boolean option; bad values raise ``CommandError``."""
         value, source = self.value(key, ini_key=ini_key)
         return default if value is None else parse_bool(value, source=source)
+
+    def flag_or_word(
+        self, key: str, *, ini_key: str, word: W
+    ) -> W | Literal["always", "never"]:
+        """A boolean option with a third value, *word*, which is also the default:
+        ``"always"`` (true), ``"never"`` (false) or *word*."""
+        value, source = self.value(key, ini_key=ini_key)
+        if value is None or (isinstance(value, str) and value.strip().lower() == word):
+            return word
+        try:
+            return "always" if parse_bool(value, source=source) else "never"
+        except CommandError as exc:
+            raise CommandError(f"{exc} or {word!r}") from None
 
     def text(self, key: str, *, ini_key: str | None = None) -> str | None:
         """A string option (``None`` when unset); a bool is refused."""

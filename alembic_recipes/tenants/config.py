@@ -23,7 +23,6 @@ from sqlalchemy.engine import URL, make_url
 
 from ..compiled import Compile
 from ..connections import display_url
-from ..options import parse_bool
 from ..settings import OptionReader, Settings
 from .names import ALL, split_list, validate_all
 
@@ -118,11 +117,15 @@ class TenantSettings(Settings):
             "url": _url(reader.config, strategy),
             "every": every,
             "requested": requested,
-            "create": _create(reader),
+            "create": reader.flag_or_word(
+                "create", ini_key="create_tenants", word="known"
+            ),
             "keep_going": reader.flag(
                 "continue", ini_key="continue_on_error", default=False
             ),
-            "compiled": _compiled(reader),
+            "compiled": reader.flag_or_word(
+                "compiled", ini_key="compiled_upgrades", word="auto"
+            ),
             "workers": _workers(reader),
             "tenants": tuple(
                 validate_all(split_list(reader.ini("tenants")), "tenants")
@@ -174,16 +177,6 @@ def _requested(reader: OptionReader) -> tuple[bool, tuple[str, ...]]:
     return False, tuple(validate_all(names, source))
 
 
-def _compiled(reader: OptionReader) -> Compile:
-    value, source = reader.value("compiled", ini_key="compiled_upgrades")
-    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
-        return "auto"
-    try:
-        return "always" if parse_bool(value, source=source) else "never"
-    except CommandError as exc:
-        raise CommandError(f"{exc} or 'auto'") from None
-
-
 def _workers(reader: OptionReader) -> int:
     value = reader.text("workers", ini_key="fleet_workers")
     if value is None:
@@ -194,18 +187,6 @@ def _workers(reader: OptionReader) -> int:
             " number of worker processes from 1 to 256"
         )
     return int(value)
-
-
-def _create(reader: OptionReader) -> Create:
-    value, source = reader.value("create", ini_key="create_tenants")
-    if value is None:
-        return "known"
-    if isinstance(value, str) and value.strip().lower() == "known":
-        return "known"
-    try:
-        return "always" if parse_bool(value, source=source) else "never"
-    except CommandError as exc:
-        raise CommandError(f"{exc} or 'known'") from None
 
 
 def _raw_url(config: Config) -> str:
