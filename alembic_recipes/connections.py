@@ -34,6 +34,7 @@ __all__ = [
     "ACCEPTED_CONNECTABLES",
     "Connectable",
     "connect_and_run",
+    "connect_engine",
     "display_url",
     "engine_from_options",
     "failing_as",
@@ -205,7 +206,8 @@ async def _on_async_engine(
         await engine.dispose()
 
 
-def _connect(engine: Engine, where: str) -> Connection:
+def connect_engine(engine: Engine, where: str) -> Connection:
+    """``engine.connect()``; a failure is one ``CommandError`` naming *where*."""
     with failing_as(f"cannot connect to {where}"):
         return engine.connect()
 
@@ -231,7 +233,7 @@ def run_with_connection(
     if isinstance(connectable, Connection):
         return fn(connectable)
     if isinstance(connectable, Engine):
-        with _connect(connectable, where) as connection:
+        with connect_engine(connectable, where) as connection:
             return fn(connection)
     if is_async_connection(connectable):
         if in_greenlet():
@@ -240,7 +242,7 @@ def run_with_connection(
         return asyncio.run(connectable.run_sync(fn))
     if is_async_engine(connectable):
         if in_greenlet():
-            with _connect(connectable.sync_engine, where) as connection:
+            with connect_engine(connectable.sync_engine, where) as connection:
                 return fn(connection)
         if not owned:
             require_no_running_loop(connectable, where)

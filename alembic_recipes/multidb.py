@@ -30,6 +30,7 @@ from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
 
 from .connections import (
     ACCEPTED_CONNECTABLES,
+    connect_engine,
     display_url,
     engine_from_options,
     failing_as,
@@ -385,8 +386,7 @@ def _sync_view(connectable: Any, stack: ExitStack, where: str) -> Connection:
     if is_async_connection(connectable):
         return connectable.sync_connection  # type: ignore[return-value]
     engine = connectable.sync_engine if is_async_engine(connectable) else connectable
-    with failing_as(f"cannot connect to {where}"):
-        connection: Connection = stack.enter_context(engine.connect())
+    connection: Connection = stack.enter_context(connect_engine(engine, where))
     return connection
 
 

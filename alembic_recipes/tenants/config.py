@@ -144,11 +144,6 @@ class TenantSettings(Settings):
             url = url.set(database=(url.database or "").replace(_MARK, name))
         return Tenant(name, self.strategy, url.render_as_string(hide_password=False))
 
-    def tenant_url_template(self) -> str:
-        """The database strategy's URL with ``{tenant}`` marked (no password)."""
-        assert self.url is not None
-        return display_url(self.url).replace(_MARK, "{tenant}")
-
     def named(self) -> list[str]:
         """The tenants this command was given by name (not ``all``)."""
         if not self.every and not self.requested:
