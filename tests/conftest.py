@@ -163,6 +163,15 @@ def throwaway_on(server: URL) -> Iterator[ServerDB]:
     )
 
 
+def cli_environment() -> dict[str, str]:
+    """The environment of the ``alembic`` processes tests start: this venv's
+    scripts first, and no bytecode written for project files -- a test that
+    rewrites a revision file within the same second and at the same size would
+    otherwise run its stale ``.pyc`` (installed packages are precompiled)."""
+    path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, "PATH": path, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
 @dataclass
 class Result:
     """What one ``alembic`` invocation did."""
@@ -193,7 +202,7 @@ class Project:
         ``ok=True`` asserts exit 0, ``ok=False`` asserts a failure, ``None``
         asserts nothing.
         """
-        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        env = cli_environment()
         done = subprocess.run(
             [str(BIN / "alembic"), *args],
             cwd=self.root,

@@ -4,7 +4,6 @@ bounded in time."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 import sqlalchemy as sa
-from conftest import BIN, Project, ServerDB
+from conftest import BIN, Project, ServerDB, cli_environment
 from test_multidb import add_database
 
 pytestmark = pytest.mark.concurrency
@@ -32,7 +31,7 @@ class Run:
 
 
 def spawn(proj: Project, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = cli_environment()
     return subprocess.Popen(
         [str(BIN / "alembic"), *args],
         cwd=proj.root,
