@@ -25,10 +25,15 @@ Public API:
 * :func:`create_all_and_stamp`, :func:`create_all_and_stamp_async` -- a fresh
   database or tenant schema from the metadata, stamped at head.
 * :func:`get_bool_option` / :func:`parse_bool` -- ``-x``/attributes/ini options.
+* :func:`render_tables` -- existing tables as ``op.create_table()`` code
+  (``python -m alembic_recipes render-tables URL``).
+* :func:`apply_metadata` -- a test/dev database brought to a MetaData by
+  autogenerate's operations, run directly; drops only when asked.
 """
 
 from __future__ import annotations
 
+from .apply import apply_metadata
 from .autogen import all_of, autogenerate_hooks, chain
 from .bootstrap import create_all_and_stamp, create_all_and_stamp_async
 from .commands import current, current_heads, downgrade, run_command, stamp, upgrade
@@ -61,6 +66,7 @@ from .multidb import (
 )
 from .options import get_bool_option, get_option, parse_bool
 from .settings import Settings
+from .tables import render_tables
 from .tenants import (
     Tenant,
     TenantSettings,
@@ -80,6 +86,7 @@ __all__ = [
     "Tenant",
     "TenantSettings",
     "all_of",
+    "apply_metadata",
     "autogenerate_hooks",
     "chain",
     "check_at_head",
@@ -101,6 +108,7 @@ __all__ = [
     "offline_tenants",
     "parse_bool",
     "pending_data_revisions",
+    "render_tables",
     "run_command",
     "run_coroutine",
     "run_data_downgrade",

@@ -7,6 +7,11 @@ template's absolute path instead::
 
     python -m alembic_recipes list
     python -m alembic_recipes init data-flag ./migrations [alembic init options]
+
+It also prints the tables of an existing database as Alembic code, for the
+first revision of a project adopting that database::
+
+    python -m alembic_recipes render-tables URL [TABLE ...] [--schema NAME]
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from alembic.config import main as alembic_main
+from alembic.util import CommandError
 
 from .templates import (
     PYPROJECT,
@@ -31,7 +37,8 @@ from .templates import (
 
 USAGE = (
     "usage: python -m alembic_recipes list\n"
-    "       python -m alembic_recipes init NAME DIRECTORY [alembic init options]"
+    "       python -m alembic_recipes init NAME DIRECTORY [alembic init options]\n"
+    "       python -m alembic_recipes render-tables URL [TABLE ...] [--schema NAME]"
 )
 
 
@@ -106,6 +113,29 @@ def _split_options(extra: Sequence[str]) -> tuple[list[str], list[str]]:
     return global_opts, init_opts
 
 
+def render_tables(args: Sequence[str]) -> int:
+    """Print ``upgrade()`` / ``downgrade()`` creating the tables of URL."""
+    from .tables import render_tables_from_url
+
+    rest = list(args)
+    schema = None
+    for flag in ("--schema", "-s"):
+        if flag in rest:
+            at = rest.index(flag)
+            if at + 1 >= len(rest):
+                print(f"error: {flag} needs a schema name", file=sys.stderr)
+                return 2
+            schema = rest.pop(at + 1)
+            rest.pop(at)
+    url, *tables = rest
+    try:
+        print(render_tables_from_url(url, tables, schema=schema), end="")
+    except CommandError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 255
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m alembic_recipes``."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -113,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return list_templates()
     if args[:1] == ["init"] and len(args) >= 3:
         return init(args[1], args[2], args[3:])
+    if args[:1] == ["render-tables"] and len(args) >= 2:
+        return render_tables(args[1:])
     print(USAGE, file=sys.stderr)
     return 2
 

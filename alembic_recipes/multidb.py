@@ -67,6 +67,10 @@ class Database:
     url: str
     options: dict[str, str] = field(repr=False)
     runs: int = 1
+    section: str = ""
+    """The ini section holding its options: ``[<environment>.<name>]`` when the
+    ini has one (several environments in one ini, ``alembic -n``), else
+    ``[<name>]``."""
     """How many databases this command runs on (for autogenerate hooks)."""
 
     @property
@@ -93,6 +97,14 @@ class Database:
         """Offline: open this database's section of the SQL script."""
         shown = display_url(self.url)
         context.get_context().impl.static_output(f"-- Database {self.name}: {shown}\n")
+
+
+def database_section(config: Config, name: str) -> str:
+    """The ini section of database *name*: ``[<environment>.<name>]`` if the
+    ini has it -- so that two environments of one ini (``alembic -n``) can
+    both have a ``main`` -- else ``[<name>]``."""
+    scoped = f"{config.config_ini_section}.{name}"
+    return scoped if config.file_config.has_section(scoped) else name
 
 
 def database_names(config: Config) -> list[str]:
@@ -137,17 +149,20 @@ class DatabaseSettings(Settings):
         shared = reader.config.attributes.get("connections") or {}
         databases = []
         for name in wanted:
-            options = dict(reader.config.get_section(name, {}))
+            section = database_section(reader.config, name)
+            options = dict(reader.config.get_section(section, {}))
             url = options.get("sqlalchemy.url", "").strip()
             if not url and name not in shared:
                 raise CommandError(
-                    f"database {name!r} has no sqlalchemy.url: add a [{name}]"
+                    f"database {name!r} has no sqlalchemy.url: add a [{section}]"
                     " section with sqlalchemy.url = ... to the ini file"
                 )
             if url:
-                with failing_as(f"invalid sqlalchemy.url in [{name}]"):
+                with failing_as(f"invalid sqlalchemy.url in [{section}]"):
                     make_url(url).get_dialect()  # an unknown dialect fails now
-            databases.append(Database(name, url, options, runs=len(wanted)))
+            databases.append(
+                Database(name, url, options, runs=len(wanted), section=section)
+            )
         databases.sort(key=lambda db: db.backend in _NON_TRANSACTIONAL_DDL)
         return {
             **super().read(reader),
@@ -337,7 +352,7 @@ def run_databases(
     databases = list(options.databases)
     shared = _shared(options)
     owned: dict[str, Any] = {
-        db.name: engine_from_options(db.options, where=f"[{db.name}]")
+        db.name: engine_from_options(db.options, where=f"[{db.section}]")
         for db in databases
         if db.name not in shared
     }
