@@ -25,6 +25,7 @@ The building blocks (:func:`all_of`, :func:`chain`, :func:`skip_empty_revisions`
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -292,6 +293,15 @@ def column_order(spec: Sequence[str]) -> Rewriter:
     return writer
 
 
+def _order_replaceable_objects(
+    context: MigrationContext, revision: Any, directives: list[Any]
+) -> None:
+    """Replaceable objects after the tables they use (when any are in use)."""
+    module = sys.modules.get("alembic_recipes.replaceable.autogenerate")
+    if module is not None:
+        module.order_operations(context, revision, directives)
+
+
 def autogenerate_hooks(
     settings: Settings | Config,
     *,
@@ -316,6 +326,7 @@ def autogenerate_hooks(
     ]
     order = options.column_order
     hooks: list[RevisionDirectives | None] = [
+        _order_replaceable_objects,
         column_order(order) if order else None,
         skip_index_drops_of_dropped_tables
         if options.skip_index_drops_of_dropped_tables

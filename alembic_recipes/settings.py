@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import logging
 import re
+import sys
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Self, TypeVar
@@ -159,6 +160,16 @@ def _warn_if_close(key: str, where: str, known: set[str]) -> None:
 WRITING_COMMANDS = ("upgrade", "downgrade", "stamp")
 
 
+def _check_revisions(environment: EnvironmentContext) -> None:
+    """Load the revision files now (every command running env.py would) and,
+    when one declares replaceable objects, check its ``replaces=`` references:
+    a wrong one fails every command, before any connection."""
+    environment.script.revision_map.heads  # noqa: B018 - imports every revision
+    references = sys.modules.get("alembic_recipes.replaceable.references")
+    if references is not None:
+        references.check_references(environment.script)
+
+
 def _seconds(reader: OptionReader, key: str, ini_key: str) -> float:
     value = reader.text(key, ini_key=ini_key)
     if value is None:
@@ -222,6 +233,7 @@ class Settings:
         environment = getattr(context, "_proxy", None)
         if environment is not None and environment.config is config:
             Settings._by_environment[environment] = settings
+            _check_revisions(environment)
         return settings
 
     @classmethod

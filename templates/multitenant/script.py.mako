@@ -36,6 +36,12 @@ revision: str = ${repr(up_revision)}
 down_revision: str | Sequence[str] | None = ${repr(down_revision)}
 branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
 depends_on: str | Sequence[str] | None = ${repr(depends_on)}
+% if context.get("replaceable"):
+
+
+# replaceable objects (alembic_recipes.replaceable) this revision declares
+${context.get("replaceable")}
+% endif
 
 
 def upgrade() -> None:
