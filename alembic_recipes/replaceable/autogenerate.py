@@ -89,7 +89,8 @@ def _history(
 _PG_SCHEMA = "n.nspname = coalesce(:schema, current_schema())"
 _PG_QUERIES = {
     "view": "SELECT pg_get_viewdef(c.oid) FROM pg_class c JOIN pg_namespace n ON"
-    f" n.oid = c.relnamespace WHERE {_PG_SCHEMA} AND c.relname = :name AND c.relkind = 'v'",
+    f" n.oid = c.relnamespace WHERE {_PG_SCHEMA} AND c.relname = :name"
+    " AND c.relkind = 'v'",
     "materialized_view": "SELECT pg_get_viewdef(c.oid) FROM pg_class c JOIN"
     f" pg_namespace n ON n.oid = c.relnamespace WHERE {_PG_SCHEMA} AND c.relname ="
     " :name AND c.relkind = 'm'",
@@ -131,9 +132,7 @@ def _rendered(conn: Connection, obj: ReplaceableObject, name: str) -> list[str]:
     if family == "postgresql":
         found = conn.scalars(text(_PG_QUERIES[obj.kind]), params).all()
         # the name, in the header line, is not part of the definition
-        return [re.sub(r"^(.*?):CREATE OR REPLACE \w+ [^\n]*\n", r"\1:", d) if obj.kind
-                in ("function", "procedure") else re.sub(r"^CREATE (CONSTRAINT )?TRIGGER \S+",
-                "CREATE TRIGGER", d) for d in found]  # fmt: skip
+        return [_without_name(obj, definition) for definition in found]
     if family == "sqlite":
         kind = "trigger" if isinstance(obj, Trigger) else "view"
         found = conn.scalars(
@@ -143,6 +142,18 @@ def _rendered(conn: Connection, obj: ReplaceableObject, name: str) -> list[str]:
         return [_normal(d) for d in found]
     query = _MYSQL_QUERIES.get(obj.kind)
     return ["exists"] * len(conn.scalars(text(query), params).all()) if query else []
+
+
+def _without_name(obj: ReplaceableObject, definition: str) -> str:
+    """PostgreSQL's rendering of a function or trigger, minus its name."""
+    if obj.kind in ("function", "procedure"):
+        # "<identity args>:CREATE OR REPLACE FUNCTION <name>(...)\n<rest>"
+        return re.sub(r"^(.*?):CREATE OR REPLACE \w+ [^\n]*\n", r"\1:", definition)
+    if obj.kind == "trigger":
+        return re.sub(
+            r"^CREATE (CONSTRAINT )?TRIGGER \S+", "CREATE TRIGGER", definition
+        )
+    return definition
 
 
 def _changed(conn: Connection, obj: ReplaceableObject, current: list[str]) -> bool:
@@ -257,9 +268,14 @@ def render_declaration(attribute: str, obj: ReplaceableObject) -> str:
 
 
 def _render_op(autogen_context: AutogenContext, op: ObjectOp) -> str:
-    autogen_context.imports.add(
-        f"from alembic_recipes.replaceable import {type(op.target).__name__}"
-    )
+    # one import line naming every kind the revision uses
+    imports = autogen_context.imports
+    prefix = "from alembic_recipes.replaceable import "
+    ours = {line for line in imports if line.startswith(prefix)}
+    names = {type(op.target).__name__}
+    names.update(n for line in ours for n in line[len(prefix) :].split(", "))
+    imports.difference_update(ours)
+    imports.add(prefix + ", ".join(sorted(names)))
     reverse = ", reverse=True" if op.reverse_replace else ""
     return f"op.{op.verb}_{op.kind}({op.attribute}{reverse})"
 

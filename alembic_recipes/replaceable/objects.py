@@ -26,6 +26,7 @@ __all__ = [
 _POSTGRESQL = "postgresql"
 _MYSQL = ("mysql", "mariadb")
 _SQLITE = "sqlite"
+_SHOWN = {_POSTGRESQL: "PostgreSQL", _SQLITE: "SQLite", "mysql": "MySQL/MariaDB"}
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,7 @@ class ReplaceableObject:
     def check_dialect(self, dialect: Dialect) -> None:
         """Refuse, before any SQL, a kind this database does not have."""
         if _family(dialect) not in self.dialects:
-            have = ", ".join(
-                sorted({"MySQL/MariaDB" if d in _MYSQL else d for d in self.dialects})
-            )
+            have = ", ".join(_SHOWN[d] for d in self.dialects)
             raise CommandError(
                 f"{self.kind.replace('_', ' ')} {self.name!r}: {dialect.name} has"
                 f" no {self.kind.replace('_', ' ')}s ({have} do)"
@@ -95,6 +94,10 @@ class ReplaceableObject:
         """``CREATE ...``; *name* replaces the qualified name (comparisons)."""
         raise NotImplementedError
 
+    def replace_sql(self, old: ReplaceableObject, dialect: Dialect) -> list[str]:
+        """The statements replacing *old* by this definition: drop, create."""
+        return [old.drop_sql(dialect), self.create_sql(dialect)]
+
     def drop_sql(self, dialect: Dialect) -> str:
         """``DROP ...``."""
         self.check_dialect(dialect)
@@ -103,6 +106,10 @@ class ReplaceableObject:
     @property
     def sql_kind(self) -> str:
         return self.kind.upper().replace("_", " ")
+
+
+def _normal(sql: str) -> str:
+    return " ".join(sql.lower().split())
 
 
 def _family(dialect: Dialect) -> str:
@@ -121,7 +128,8 @@ class View(ReplaceableObject):
 
     def create_sql(self, dialect: Dialect, name: str | None = None) -> str:
         self.check_dialect(dialect)
-        return f"CREATE VIEW {name or self.qualified(dialect)} AS {self.definition.strip()}"
+        target = name or self.qualified(dialect)
+        return f"CREATE VIEW {target} AS {self.definition.strip()}"
 
 
 @dataclass(frozen=True)
@@ -161,10 +169,21 @@ class Function(ReplaceableObject):
         args = (self.arguments or "()") if _family(dialect) == _POSTGRESQL else ""
         return super().drop_sql(dialect) + args
 
+    def replace_sql(self, old: ReplaceableObject, dialect: Dialect) -> list[str]:
+        """On PostgreSQL, with the same arguments: ``CREATE OR REPLACE`` (what
+        depends on it -- a trigger, a view -- stays); else drop and create."""
+        same = _normal(old.arguments) == _normal(self.arguments)
+        if _family(dialect) == _POSTGRESQL and same and old.schema == self.schema:
+            return [
+                self.create_sql(dialect).replace("CREATE ", "CREATE OR REPLACE ", 1)
+            ]
+        return super().replace_sql(old, dialect)
+
     def create_sql(self, dialect: Dialect, name: str | None = None) -> str:
         self.check_dialect(dialect)
         target = name or self.qualified(dialect)
-        return f"CREATE {self.sql_kind} {target}{self.arguments or '()'} {self.definition.strip()}"
+        arguments = self.arguments or "()"
+        return f"CREATE {self.sql_kind} {target}{arguments} {self.definition.strip()}"
 
 
 @dataclass(frozen=True)
@@ -236,7 +255,8 @@ class Trigger(ReplaceableObject):
     def drop_sql(self, dialect: Dialect) -> str:
         self.check_dialect(dialect)
         if _family(dialect) == _POSTGRESQL:
-            return f"DROP TRIGGER {self._trigger_name(dialect, None)} ON {self._table(dialect)}"
+            name = self._trigger_name(dialect, None)
+            return f"DROP TRIGGER {name} ON {self._table(dialect)}"
         return f"DROP TRIGGER {self.qualified(dialect)}"
 
 

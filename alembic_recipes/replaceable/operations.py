@@ -121,18 +121,14 @@ for _kind in KINDS:
         _table[_kind] = _cls  # type: ignore[assignment]
 
 
-def _execute(operations: Operations, sql: str) -> None:
-    operations.execute(sql)
-
-
 @Operations.implementation_for(CreateObjectOp)
 def _create(operations: Operations, operation: CreateObjectOp) -> None:
-    _execute(operations, operation.target.create_sql(operations.get_context().dialect))
+    operations.execute(operation.target.create_sql(operations.get_context().dialect))
 
 
 @Operations.implementation_for(DropObjectOp)
 def _drop(operations: Operations, operation: DropObjectOp) -> None:
-    _execute(operations, operation.target.drop_sql(operations.get_context().dialect))
+    operations.execute(operation.target.drop_sql(operations.get_context().dialect))
 
 
 @Operations.implementation_for(ReplaceObjectOp)
@@ -151,7 +147,6 @@ def _replace(operations: Operations, operation: ReplaceObjectOp) -> None:
             " revision files: run it through Alembic (no script directory here)"
         )
     _, _, old = resolve(script, new)
-    drop, create = (new, old) if operation.reverse_replace else (old, new)
-    dialect = context.dialect
-    _execute(operations, drop.drop_sql(dialect))
-    _execute(operations, create.create_sql(dialect))
+    before, after = (new, old) if operation.reverse_replace else (old, new)
+    for sql in after.replace_sql(before, context.dialect):
+        operations.execute(sql)
