@@ -7,6 +7,7 @@
   ``tenants_pattern``);
 * :mod:`.fleet` -- one run: skips, progress lines, failures, the summary;
 * :mod:`.schemas` / :mod:`.databases` -- the two strategies;
+* :mod:`.shared` -- the shared scope (``shared_scope``) beside the tenants;
 * :mod:`.runner` -- env.py's entry points and the application helpers.
 """
 
@@ -16,6 +17,7 @@ from .config import Tenant, TenantSettings
 from .names import NAME_RULE, validate_tenant
 from .runner import offline_tenants, run_tenants, upgrade_tenant, upgrade_tenant_async
 from .schemas import schema_scope
+from .shared import shared_scope
 
 __all__ = [
     "NAME_RULE",
@@ -24,6 +26,7 @@ __all__ = [
     "offline_tenants",
     "run_tenants",
     "schema_scope",
+    "shared_scope",
     "upgrade_tenant",
     "upgrade_tenant_async",
     "validate_tenant",

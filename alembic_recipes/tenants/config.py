@@ -23,8 +23,9 @@ from sqlalchemy.engine import URL, make_url
 
 from ..compiled import Compile
 from ..connections import display_url
+from ..options import running_command
 from ..settings import OptionReader, Settings
-from .names import ALL, split_list, validate_all
+from .names import ALL, SHARED, split_list, validate_all, validate_shared
 
 __all__ = ["STRATEGIES", "Tenant", "TenantSettings"]
 
@@ -33,11 +34,13 @@ VERSION_TABLE = "alembic_version"
 HOW_TO_CHOOSE = (
     "pass -x tenant=NAME[,NAME...] or -x tenant=all (the tenants known from"
     " tenants / tenants_query / tenants_pattern in [alembic]),"
-    " or set config.attributes['tenant']"
+    " or set config.attributes['tenant']; -x tenant=shared for the shared scope"
+    " (shared_scope)"
 )
 _MARK = "alembicrecipestenantmark"  # stands for {tenant} while the URL is parsed
 Create = Literal["always", "known", "never"]
 _CREATE_WORDS = {"known": "known"}
+_SHARED_ALWAYS = ("upgrade", "revision", "check")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,35 @@ class Tenant:
     url: str = ""
     """The tenant's database URL (the shared database's for the schema
     strategy), password included: print :attr:`display_url` instead."""
+    shared: bool = False
+    """This is the shared scope (``shared_scope``), not a tenant: env.py
+    compares ``shared_metadata`` and the revisions' ``upgrade_shared()`` run."""
+    shared_schema: str | None = None
+    """Schema strategy with a shared scope: the shared schema, on the tenant's
+    ``search_path`` after its own (foreign keys to shared tables resolve)."""
+    runs: int = 1
+    """How many scopes this command migrates per env.py run (autogenerate
+    waits for all of them before deciding a revision is empty)."""
+    shared_tables: frozenset[str] = frozenset()
+    """Autogenerate: the shared schema's tables the tenant sees through its
+    search_path but does not have; not the tenant's to compare."""
+
+    @property
+    def upgrade_token(self) -> str:
+        """Template variable of autogenerate's upgrade ops for this scope."""
+        return "shared_upgrades" if self.shared else "upgrades"
+
+    @property
+    def downgrade_token(self) -> str:
+        """Template variable of autogenerate's downgrade ops for this scope."""
+        return "shared_downgrades" if self.shared else "downgrades"
+
+    @property
+    def search_path(self) -> tuple[str, ...]:
+        """Schema strategy: the schemas on the search_path while migrating."""
+        if self.schema is None:
+            return ()
+        return (self.schema, *([self.shared_schema] if self.shared_schema else []))
 
     @property
     def schema(self) -> str | None:
@@ -63,18 +95,23 @@ class Tenant:
     def include_name(
         self, name: str | None, type_: str, parent_names: dict[str, str | None]
     ) -> bool:
-        """Autogenerate filter: hide the tenant's own version table."""
-        return not (type_ == "table" and name == VERSION_TABLE)
+        """Autogenerate filter: hide the tenant's own version table (and the
+        shared scope's tables, seen through the search_path)."""
+        return not (
+            type_ == "table" and (name == VERSION_TABLE or name in self.shared_tables)
+        )
 
     def select_offline(self) -> None:
         """Offline: open the tenant's section of the script (and select its schema)."""
         impl = context.get_context().impl
+        what = "Shared scope" if self.shared else "Tenant"
         if self.schema is None:
-            impl.static_output(f"-- Tenant {self.name}: database {self.display_url}\n")
+            impl.static_output(f"-- {what} {self.name}: database {self.display_url}\n")
             return
-        impl.static_output(f"-- Tenant {self.name}: schema {self.name}\n")
-        quoted = impl.dialect.identifier_preparer.quote_identifier(self.name)
-        context.execute(f"SET search_path TO {quoted}")
+        impl.static_output(f"-- {what} {self.name}: schema {self.name}\n")
+        quote = impl.dialect.identifier_preparer.quote_identifier
+        path = ", ".join(quote(schema) for schema in self.search_path)
+        context.execute(f"SET search_path TO {path}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,6 +138,11 @@ class TenantSettings(Settings):
     tenants_query: str | None = None
     tenants_url: str | None = None
     tenants_pattern: str | None = None
+    shared: str | None = None
+    """``shared_scope``: the shared schema (schema strategy) or the name put
+    in the ``{tenant}`` URL for the shared database; None: no shared scope."""
+    with_shared: bool = False
+    """``-x tenant=shared`` (alone or with tenants) was given."""
 
     @classmethod
     def read(cls, reader: OptionReader) -> dict[str, Any]:
@@ -111,6 +153,17 @@ class TenantSettings(Settings):
                 f" {', '.join(STRATEGIES)}"
             )
         every, requested = _requested(reader)
+        raw_shared = reader.ini("shared_scope")
+        shared = validate_shared(raw_shared.strip()) if raw_shared else None
+        with_shared = bool(shared) and SHARED in requested
+        if with_shared:
+            requested = tuple(name for name in requested if name != SHARED)
+        tenants = tuple(validate_all(split_list(reader.ini("tenants")), "tenants"))
+        if shared and shared in (*requested, *tenants):
+            raise CommandError(
+                f"{shared!r} is the shared scope (shared_scope), not a tenant: use"
+                f" -x tenant={SHARED} for it"
+            )
         return {
             **super().read(reader),
             "strategy": strategy,
@@ -127,28 +180,48 @@ class TenantSettings(Settings):
                 "compiled", ini_key="compiled_upgrades", word="auto"
             ),
             "workers": _workers(reader),
-            "tenants": tuple(
-                validate_all(split_list(reader.ini("tenants")), "tenants")
-            ),
+            "tenants": tenants,
+            "shared": shared,
+            "with_shared": with_shared,
             "tenants_query": reader.ini("tenants_query"),
             "tenants_url": _tenants_url(reader.ini("tenants_url")),
             "tenants_pattern": reader.ini("tenants_pattern"),
         }
 
     def tenant(self, name: str) -> Tenant:
-        """The :class:`Tenant` called *name* (a validated name)."""
+        """The :class:`Tenant` called *name* (a validated name, or the shared
+        scope's)."""
         url = self.url
-        if url is None:
-            return Tenant(name, self.strategy)
-        if self.strategy == "database":
+        shared = name == self.shared
+        runs = 2 if self.tenants_run and self.shared_runs else 1
+        shared_schema = (
+            self.shared if self.strategy == "schema" and not shared else None
+        )
+        if url is not None and self.strategy == "database":
             url = url.set(database=(url.database or "").replace(_MARK, name))
-        return Tenant(name, self.strategy, url.render_as_string(hide_password=False))
+        shown = url.render_as_string(hide_password=False) if url is not None else ""
+        return Tenant(name, self.strategy, shown, shared, shared_schema, runs)
 
     def named(self) -> list[str]:
         """The tenants this command was given by name (not ``all``)."""
         if not self.every and not self.requested:
             raise CommandError(f"no tenant given: {HOW_TO_CHOOSE}")
         return list(self.requested)
+
+    @property
+    def tenants_run(self) -> bool:
+        """Whether this command migrates tenants (not only the shared scope)."""
+        return self.every or bool(self.requested) or not self.with_shared
+
+    @property
+    def shared_runs(self) -> bool:
+        """Whether this command migrates the shared scope: with ``-x
+        tenant=all`` or ``shared``, and whenever tenants are upgraded or
+        compared (autogenerate), since tenant tables may use shared ones."""
+        if self.shared is None:
+            return False
+        command = running_command()
+        return self.every or self.with_shared or command in _SHARED_ALWAYS
 
 
 def _requested(reader: OptionReader) -> tuple[bool, tuple[str, ...]]:

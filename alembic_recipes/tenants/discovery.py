@@ -27,7 +27,8 @@ def listed_tenants(settings: TenantSettings, conn: Connection | None) -> list[st
     that are meant to exist (created when missing, unless ``create = never``)."""
     names = list(settings.tenants)
     if settings.tenants_query:
-        names += validate_all(_tenants_query(settings, conn), "tenants_query")
+        found = validate_all(_tenants_query(settings, conn), "tenants_query")
+        names += [name for name in found if name != settings.shared]
     return list(dict.fromkeys(names))
 
 
@@ -43,7 +44,11 @@ def known_tenants(settings: TenantSettings, conn: Connection | None) -> list[str
             else existing_databases(settings)
         )
         matched = sorted(
-            n for n in found if fnmatch.fnmatchcase(n, pattern) and not is_reserved(n)
+            n
+            for n in found
+            if fnmatch.fnmatchcase(n, pattern)
+            and not is_reserved(n)
+            and n != settings.shared  # the shared scope is no tenant
         )
         names += validate_all(matched, "tenants_pattern")
     return list(dict.fromkeys(names))

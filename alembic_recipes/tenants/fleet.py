@@ -44,8 +44,10 @@ _QUIET = ("revision", "check")  # autogenerate: the revision file is the output
 class Fleet:
     """The state of one multitenant command over its tenants."""
 
-    def __init__(self, settings: TenantSettings) -> None:
+    def __init__(self, settings: TenantSettings, *, shared: bool = False) -> None:
         self.settings = settings
+        self.shared = shared
+        """This run migrates the shared scope (``shared_scope``) alone."""
         self.config = settings.config
         self.script = ScriptDirectory.from_config(self.config)
         self.heads = frozenset(self.script.get_heads())
@@ -79,6 +81,9 @@ class Fleet:
     def select(self, conn: Connection | None) -> list[str]:
         """The tenants of this run, in order; validated, no SQL sent for them yet."""
         settings = self.settings
+        if self.shared:
+            self.total = 1
+            return [str(settings.shared)]
         if settings.every:
             names = known_tenants(settings, conn)
             if not names:
@@ -105,8 +110,12 @@ class Fleet:
     def may_create(self, name: str) -> bool:
         """Whether tenant *name*'s missing schema/database is created now."""
         create = self.settings.create
-        if self.command == "current" or create == "never":
+        if self.command == "current":
             return False  # status never creates anything
+        if self.shared:
+            return True
+        if create == "never":
+            return False
         return create == "always" or name in (self._listed or ())
 
     def missing(self, name: str) -> Exception:
@@ -150,7 +159,12 @@ class Fleet:
     def record(self, index: int, name: str, result: Outcome, seconds: float) -> None:
         """Log tenant *name*'s line (the *index*-th done) and count its outcome."""
         if self.command not in _QUIET:
-            self._report(f"[{index}/{self.total}] {name}:", name, result, seconds)
+            prefix = (
+                f"shared scope {name}:"
+                if self.shared
+                else f"[{index}/{self.total}] {name}:"
+            )
+            self._report(prefix, name, result, seconds)
 
     def record_failure(
         self,
@@ -220,13 +234,15 @@ class Fleet:
     def _labelled_stdout(self, name: str) -> AbstractContextManager[None]:
         """``current`` over several tenants: prefix each printed line with the
         tenant's name (``acme: 3f2a9c (head)``)."""
-        several = self.total > 1 or self.settings.every
+        if self.shared:
+            return labelled_stdout(self.config, "shared: ")
+        several = self.total > 1 or self.settings.every or self.settings.shared_runs
         return labelled_stdout(self.config, f"{name}: " if several else None)
 
     # -- the end -----------------------------------------------------------------
     def finish(self) -> None:
         """Log the summary; raise (non-zero exit) if any tenant failed."""
-        if self.command in _QUIET:
+        if self.command in _QUIET or self.shared:
             return
         if self.interrupted:
             self.outcomes["interrupted (rolled back)"] = self.interrupted

@@ -12,7 +12,15 @@ from collections.abc import Iterable
 
 from alembic.util import CommandError
 
-__all__ = ["ALL", "NAME_RULE", "is_reserved", "split_list", "validate_tenant"]
+__all__ = [
+    "ALL",
+    "NAME_RULE",
+    "SHARED",
+    "is_reserved",
+    "split_list",
+    "validate_shared",
+    "validate_tenant",
+]
 
 ALL = "all"
 """``-x tenant=all``: every known tenant."""
@@ -44,6 +52,23 @@ def validate_tenant(name: object, *, source: str = "tenant") -> str:
     if not ok:
         raise CommandError(f"invalid tenant name {name!r} from {source}: {NAME_RULE}")
     return str(name)
+
+
+SHARED = "shared"
+"""``-x tenant=shared``: the shared scope (when ``shared_scope`` is set)."""
+
+
+def validate_shared(name: str) -> str:
+    """The ``shared_scope`` name: a tenant-safe name, ``public`` allowed."""
+    if name != "public":
+        try:
+            validate_tenant(name, source="shared_scope")
+        except CommandError:
+            raise CommandError(
+                f"invalid shared_scope {name!r}: the shared schema (e.g. public) or"
+                f" the shared database's name in the {{tenant}} URL: {NAME_RULE}"
+            ) from None
+    return name
 
 
 def validate_all(names: Iterable[object], source: str) -> list[str]:

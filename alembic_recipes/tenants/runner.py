@@ -12,12 +12,14 @@ from sqlalchemy.engine import Connection
 
 from ..commands import config_attributes, run_command
 from ..connections import Connectable, connect_and_run
+from ..options import running_command
 from .config import Tenant, TenantSettings
 from .databases import run_databases
 from .fleet import Fleet
 from .names import validate_tenant
 from .parallel import can_fork, run_parallel
 from .schemas import run_schemas
+from .shared import migrating_shared, run_shared
 
 log = logging.getLogger("alembic.recipes.tenants")
 
@@ -35,6 +37,20 @@ def run_tenants(
     env.py loaded with ``TenantSettings.load(config)``.
     """
     options = TenantSettings.of(settings)
+    if options.tenants_run and not options.every:
+        options.named()  # no tenant given: fail before the shared scope runs
+    shared_first = options.shared_runs and running_command() != "downgrade"
+    if shared_first:
+        run_shared(options, migrate)
+    if options.tenants_run:
+        _run_fleet(options, migrate)
+    if options.shared_runs and not shared_first:  # downgrade: tenants first
+        run_shared(options, migrate)
+
+
+def _run_fleet(
+    options: TenantSettings, migrate: Callable[[Connection, Tenant], None]
+) -> None:
     fleet = Fleet(options)
     if options.workers > 1 and fleet.writes:
         why_not = can_fork(fleet)
@@ -57,8 +73,26 @@ def offline_tenants(settings: TenantSettings | Config) -> Iterator[Tenant]:
     """The tenants of an offline (``--sql``) run: those given, or the ini list.
 
     Connects to nothing, so ``-x tenant=all`` uses only the ``tenants`` list.
+    The shared scope, when it runs, comes first (last on downgrade).
     """
     options = TenantSettings.of(settings)
+    if options.tenants_run and not options.every:
+        options.named()  # no tenant given: fail before any SQL is written
+    shared_first = options.shared_runs and running_command() != "downgrade"
+    if shared_first:
+        yield from _offline_shared(options)
+    if options.tenants_run:
+        yield from _offline_fleet(options)
+    if options.shared_runs and not shared_first:
+        yield from _offline_shared(options)
+
+
+def _offline_shared(options: TenantSettings) -> Iterator[Tenant]:
+    with migrating_shared():
+        yield options.tenant(str(options.shared))
+
+
+def _offline_fleet(options: TenantSettings) -> Iterator[Tenant]:
     if options.every:
         names = list(options.tenants)
         if not names:

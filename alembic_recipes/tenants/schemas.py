@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 
 from alembic import context
@@ -90,15 +91,32 @@ def _default_schema(conn: Connection, schema: str) -> Iterator[None]:
         dialect.default_schema_name = previous
 
 
+def _shared_only(conn: Connection, shared: str, schema: str) -> frozenset[str]:
+    """Tables of schema *shared* that schema *schema* has none of."""
+    rows = conn.scalars(
+        text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = :shared EXCEPT"
+            " SELECT tablename FROM pg_tables WHERE schemaname = :schema"
+        ),
+        {"shared": shared, "schema": schema},
+    )
+    return frozenset(rows)
+
+
 def _search_path(conn: Connection, value: str) -> None:
     conn.execute(select(func.set_config("search_path", value, True)))
 
 
 @contextmanager
 def schema_scope(
-    conn: Connection, schema: str, *, create: bool = False
+    conn: Connection,
+    schema: str,
+    *,
+    create: bool = False,
+    path: Sequence[str] = (),
 ) -> Iterator[None]:
-    """A transaction in which *schema* is the only schema on the search_path.
+    """A transaction in which *schema* is the only schema on the search_path
+    (or the schemas of *path*: the tenant's, then the shared one).
 
     Its own transaction, or a SAVEPOINT when the caller's transaction is open
     (the caller's search_path is restored afterwards).  *create* creates the
@@ -111,7 +129,8 @@ def schema_scope(
     with conn.begin_nested() if caller_txn else conn.begin():
         if create:
             conn.execute(CreateSchema(schema, if_not_exists=True))
-        _search_path(conn, conn.dialect.identifier_preparer.quote_identifier(schema))
+        quote = conn.dialect.identifier_preparer.quote_identifier
+        _search_path(conn, ", ".join(quote(name) for name in path or [schema]))
         with _default_schema(conn, schema):
             yield
     if caller_txn:
@@ -151,6 +170,7 @@ class SchemaTenants:
         self.compiled = (
             CompiledPaths(fleet.script, fleet.targets[0], settings.compiled)
             if settings.compiled != "never"
+            and not fleet.shared
             and fleet.command == "upgrade"
             and fleet.skip_at_head
             and len(fleet.targets) == 1
@@ -198,8 +218,13 @@ class SchemaTenants:
                 if sql is not None and self._replay(conn, name, missing, sql):
                     self.existing.add(name)
                     return before, [fleet.targets[0]]
-            with schema_scope(conn, name, create=missing):
-                self.migrate(conn, settings.tenant(name))
+            tenant = settings.tenant(name)
+            if tenant.shared_schema and not fleet.writes:  # autogenerate
+                tenant = replace(
+                    tenant, shared_tables=_shared_only(conn, tenant.shared_schema, name)
+                )
+            with schema_scope(conn, name, create=missing, path=tenant.search_path):
+                self.migrate(conn, tenant)
                 after = list(context.get_context().get_current_heads())
         self.existing.add(name)
         return before, after
@@ -208,8 +233,9 @@ class SchemaTenants:
         """Run the path's script for tenant *name*; False when it failed (rolled
         back), so that Alembic runs the tenant and reports the failing
         statement the usual way: the revision file, the line, the one SQL."""
+        path = self.fleet.settings.tenant(name).search_path
         try:
-            with schema_scope(conn, name, create=missing):
+            with schema_scope(conn, name, create=missing, path=path):
                 execute_script(conn, sql)
         except Exception as exc:
             log.info(

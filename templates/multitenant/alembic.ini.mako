@@ -49,6 +49,15 @@ tenants = acme, globex
 # strategy) whose tenant name matches a glob pattern.
 # tenants_pattern = *
 
+# Tables that exist once, beside the tenants' (plans, users, the tenant list):
+# the shared scope, with its own version table, migrated once before the
+# tenants in the same command (after them on downgrade); -x tenant=shared
+# alone.  Its name: the shared schema (schema strategy, e.g. public), or what
+# {tenant} becomes in sqlalchemy.url for the shared database (database
+# strategy).  Revisions then get upgrade_shared()/downgrade_shared(), and
+# env.py's shared_metadata is compared with it.
+# shared_scope = public
+
 # Missing tenant schemas/databases (-x create=...):
 #   known - create those listed above (tenants, tenants_query), fail for others
 #   true  - create any tenant named on the command line too

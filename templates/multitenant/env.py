@@ -6,10 +6,12 @@ Choose the tenants on the command line:
     alembic -x tenant=acme,globex upgrade head
     alembic -x tenant=all upgrade head      # every known tenant (see the config)
     alembic -x tenant=all current           # fleet status
+    alembic -x tenant=shared upgrade head   # the shared scope alone
 
 From code, set config.attributes["tenant"] (a name, a list or "all"), or use
 alembic_recipes.upgrade_tenant() when a tenant signs up.  Every tenant runs in
-its own transaction; the config picks the strategy (schema or database).
+its own transaction; the config picks the strategy (schema or database).  With
+shared_scope set, the shared tables are migrated once, before the tenants.
 """
 
 from alembic import context
@@ -44,16 +46,24 @@ settings = TenantSettings.load(config)
 # target_metadata = mymodel.Base.metadata
 target_metadata = None
 
+# the shared scope's tables (shared_scope in the config), also schema-less:
+# they live once, in the shared schema or database.  Tenant tables reference
+# them by column (ForeignKey(mymodel.Plan.id)); the shared schema is on each
+# tenant's search_path, after the tenant's own.
+# shared_metadata = mymodel.SharedBase.metadata
+shared_metadata = None
+
 
 def run_migrations_offline() -> None:
     """Write SQL for the tenants given with -x tenant=...; connect to nothing.
 
-    Each tenant's section starts by selecting its schema (or naming its database).
+    Each tenant's section starts by selecting its schema (or naming its
+    database); the shared scope's section comes first.
     """
     for tenant in offline_tenants(settings):
         context.configure(
             url=tenant.url,
-            target_metadata=target_metadata,
+            target_metadata=shared_metadata if tenant.shared else target_metadata,
             literal_binds=True,
             dialect_opts={"paramstyle": "named"},
             version_table_schema=tenant.schema,
@@ -65,10 +75,14 @@ def run_migrations_offline() -> None:
 
 
 def do_run_migrations(connection: Connection, tenant: Tenant) -> None:
-    """Migrate one tenant: its schema is selected and its transaction open."""
+    """Migrate one tenant (or the shared scope): its schema is selected and
+    its transaction open."""
     context.configure(
         connection=connection,
-        target_metadata=target_metadata,
+        target_metadata=shared_metadata if tenant.shared else target_metadata,
+        # autogenerate writes the shared scope's part into upgrade_shared()
+        upgrade_token=tenant.upgrade_token,
+        downgrade_token=tenant.downgrade_token,
         # each tenant keeps its own alembic_version (in its schema or database)
         version_table_schema=tenant.schema,
         # the runner opened the tenant's transaction (SQLite DDL included)
@@ -78,7 +92,7 @@ def do_run_migrations(connection: Connection, tenant: Tenant) -> None:
         # cookbook autogenerate recipes, switched in the config; add your own
         # with autogenerate_hooks(config, include_object=...,
         # process_revision_directives=...)
-        **autogenerate_hooks(settings),
+        **autogenerate_hooks(settings, runs=tenant.runs),
     )
 
     with context.begin_transaction():

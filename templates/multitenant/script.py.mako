@@ -1,8 +1,11 @@
 <%!
     import alembic_recipes.formatting  # registers the post-write hook in alembic.ini
+    from alembic_recipes.tenants import shared_scope
 %>\
 <%
-    body = (upgrades or "") + (downgrades or "")
+    shared = shared_scope(config)
+    shared_ups, shared_downs = context.get("shared_upgrades"), context.get("shared_downgrades")
+    body = (upgrades or "") + (downgrades or "") + (shared_ups or "") + (shared_downs or "")
     # as in stock Alembic: op and sa are there for the code you write; ruff
     # is told they are meant to be there until that code uses them
     op_sa_imports = [line + ("" if used else "  # noqa: F401") for used, line in (
@@ -55,4 +58,20 @@ def downgrade() -> None:
     """Downgrade schema."""
 % if downgrades:
     ${code(downgrades)}
+% endif
+% if shared:
+
+
+def upgrade_shared() -> None:
+    """Upgrade the shared scope (${shared}): once, before the tenants."""
+% if shared_ups:
+    ${code(shared_ups)}
+% endif
+
+
+def downgrade_shared() -> None:
+    """Downgrade the shared scope (${shared}): once, after the tenants."""
+% if shared_downs:
+    ${code(shared_downs)}
+% endif
 % endif
