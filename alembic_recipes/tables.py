@@ -10,6 +10,7 @@ revision, then ``alembic stamp`` that revision on the existing database.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -18,7 +19,7 @@ from alembic.autogenerate.api import AutogenContext
 from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
-from sqlalchemy import MetaData, inspect
+from sqlalchemy import MetaData, Table, inspect
 from sqlalchemy.engine import Connection
 
 from .connections import display_url, engine_from_options, run_with_connection
@@ -54,6 +55,9 @@ def render_tables(
     metadata = MetaData()
     metadata.reflect(connection, schema=schema, only=wanted, resolve_fks=False)
     ordered = [t for t in metadata.sorted_tables if t.name in wanted]
+    if connection.dialect.name == "postgresql":
+        for table in ordered:
+            _serial_without_sequence_default(table)
     upgrade = ops.UpgradeOps(
         [ops.CreateTableOp.from_table(t) for t in ordered]
         + [ops.CreateIndexOp.from_index(i) for t in ordered for i in _indexes(t)]
@@ -71,6 +75,21 @@ def render_tables(
         f"def upgrade() -> None:\n    {up}\n\n\n"
         f"def downgrade() -> None:\n    {down}\n"
     )
+
+
+_NEXTVAL = re.compile(r"nextval\('(?:[^']+\.)?\"?(\w+)\"?'::regclass\)")
+
+
+def _serial_without_sequence_default(table: Table) -> None:
+    """A SERIAL column reflects as ``server_default=nextval('t_id_seq')``,
+    a sequence a new database lacks: render it as SERIAL alone (as
+    autogenerate does, "assuming SERIAL and omitting")."""
+    for column in table.columns:
+        default = column.server_default
+        arg = getattr(default, "arg", None)
+        found = _NEXTVAL.fullmatch(str(getattr(arg, "text", arg) or ""))
+        if found and found.group(1) == f"{table.name}_{column.name}_seq":
+            column.server_default = None
 
 
 def _indexes(table: Any) -> list[Any]:

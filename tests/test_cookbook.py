@@ -232,6 +232,7 @@ def test_render_tables_adopts_an_existing_database(
     code = rendered.stdout
     assert code.index("op.create_table('users'") < code.index("op.create_table('props'")
     assert "s3cret" not in code
+    assert "nextval" not in code  # SERIAL: no default naming a missing sequence
     # the README's steps: a first revision holding the code, in a new project
     proj = Project(tmp_path / "proj", "data-flag")
     proj.root.mkdir()

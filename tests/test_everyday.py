@@ -172,7 +172,7 @@ def test_callers_hook_exception_passes_through(
     (proj.root / "hooks_for_test.py").write_text(HOOK_ERROR)
     text = proj.env_py.read_text()
     new = re.sub(
-        r"\*\*autogenerate_hooks\(settings(, runs=database.runs)?\)",
+        r"\*\*autogenerate_hooks\(settings(, runs=(?:database|tenant).runs)?\)",
         r"**autogenerate_hooks(settings\1, process_revision_directives=stop_here)",
         text,
     )
