@@ -29,6 +29,9 @@ Public API:
   (``python -m alembic_recipes render-tables URL``).
 * :func:`apply_metadata` -- a test/dev database brought to a MetaData by
   autogenerate's operations, run directly; drops only when asked.
+
+Replaceable objects (views, functions, procedures, triggers) live in
+:mod:`alembic_recipes.replaceable`; importing it registers their operations.
 """
 
 from __future__ import annotations

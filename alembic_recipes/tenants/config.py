@@ -39,7 +39,6 @@ HOW_TO_CHOOSE = (
 )
 _MARK = "alembicrecipestenantmark"  # stands for {tenant} while the URL is parsed
 Create = Literal["always", "known", "never"]
-_CREATE_WORDS = {"known": "known"}
 _SHARED_ALWAYS = ("upgrade", "revision", "check")
 
 
