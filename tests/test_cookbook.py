@@ -201,16 +201,7 @@ def _diffs(reference: str, url: str) -> list[object]:
             n for n in sa.inspect(conn).get_table_names() if n != "alembic_version"
         ]
         metadata.reflect(conn, only=names)
-    target = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    with target.connect() as conn:
-        context = MigrationContext.configure(
-            conn,
-            opts={
-                "compare_type": True,
-                "include_name": lambda name, kind, _: name != "alembic_version",
-            },
-        )
-        return list(compare_metadata(context, metadata))
+    return _diffs_to(url, metadata)
 
 
 @pytest.mark.parametrize("two_databases", KINDS, indirect=True)

@@ -52,6 +52,11 @@ class ObjectOp(MigrateOperation):
             )
         operations.invoke(cls(target, **kw))
 
+    @classmethod
+    def run(cls, operations: Operations, target: ReplaceableObject) -> None:
+        """``op.create_<kind>(target)`` / ``op.drop_<kind>(target)``."""
+        cls.invoke_checked(operations, target)
+
     def to_diff_tuple(self) -> tuple[Any, ...]:
         return (f"{self.verb}_{self.kind}", self.target.name)
 
@@ -65,22 +70,12 @@ def _op_class(base: type[ObjectOp], kind: str) -> type[ObjectOp]:
 class CreateObjectOp(ObjectOp):
     verb: ClassVar[str] = "create"
 
-    @classmethod
-    def run(cls, operations: Operations, target: ReplaceableObject) -> None:
-        """``op.create_<kind>(target)``."""
-        cls.invoke_checked(operations, target)
-
     def reverse(self) -> DropObjectOp:
         return DROP[self.kind](self.target, attribute=self.attribute)
 
 
 class DropObjectOp(ObjectOp):
     verb: ClassVar[str] = "drop"
-
-    @classmethod
-    def run(cls, operations: Operations, target: ReplaceableObject) -> None:
-        """``op.drop_<kind>(target)``."""
-        cls.invoke_checked(operations, target)
 
     def reverse(self) -> CreateObjectOp:
         return CREATE[self.kind](self.target, attribute=self.attribute)
