@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from conftest import Project, ServerDB, assert_ruff_clean, set_body
+from test_concurrency import together
 from test_multidb import tables, versions
 
 MODELS = """import sqlalchemy as sa
@@ -184,3 +185,27 @@ def test_revisions_from_before_the_shared_scope(
     assert tables(f"{db}/shared.db") == {"alembic_version"}
     assert versions(f"{db}/shared.db") == [old]
     assert versions(f"{db}/acme.db") == [new]
+
+
+@pytest.mark.concurrency
+def test_replicas_migrate_the_shared_scope_once(
+    pg_project: tuple[Project, sa.Engine],
+) -> None:
+    """Four processes run `-x tenant=all upgrade head` at once: the shared
+    scope's lock makes each revision's shared part run exactly once."""
+    proj, engine = pg_project
+    proj.set_option("tenants", "acme, globex")
+    proj.revision(
+        "shared counter",
+        upgrade_shared='op.create_table("runs", sa.Column("id", sa.Integer))\n'
+        'op.execute("INSERT INTO runs VALUES (1)")',
+        upgrade='op.create_table("notes", sa.Column("id", sa.Integer))',
+    )
+    runs = together(proj, 4, "-x", "tenant=all", "upgrade", "head")
+    assert [run.code for run in runs] == [0, 0, 0, 0], runs[0].stderr
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM public.runs")) == 1
+    assert {name for schema, name in schema_tables(engine) if schema != "public"} == {
+        "notes",
+        "alembic_version",
+    }
