@@ -67,11 +67,11 @@ class Database:
     url: str
     options: dict[str, str] = field(repr=False)
     runs: int = 1
+    """How many databases this command runs on (for autogenerate hooks)."""
     section: str = ""
     """The ini section holding its options: ``[<environment>.<name>]`` when the
     ini has one (several environments in one ini, ``alembic -n``), else
     ``[<name>]``."""
-    """How many databases this command runs on (for autogenerate hooks)."""
 
     @property
     def upgrade_token(self) -> str:

@@ -49,7 +49,13 @@ class Fleet:
         self.shared = shared
         """This run migrates the shared scope (``shared_scope``) alone."""
         self.config = settings.config
-        self.script = ScriptDirectory.from_config(self.config)
+        # env.py's own script directory: its revision files are loaded already
+        environment = getattr(context, "_proxy", None)
+        self.script: ScriptDirectory = (
+            environment.script
+            if environment is not None and environment.config is self.config
+            else ScriptDirectory.from_config(self.config)
+        )
         self.heads = frozenset(self.script.get_heads())
         self.command = running_command()
         try:  # resolved: "head" comes back as the head revision's id
@@ -71,6 +77,11 @@ class Fleet:
         self.total = 0
         self._listed: frozenset[str] | None = None
         self._ancestors: dict[tuple[str, ...], frozenset[str]] = {}
+
+    @property
+    def autogenerates(self) -> bool:
+        """True for ``revision`` and ``check``: env.py compares, nothing runs."""
+        return self.command in _QUIET
 
     @property
     def writes(self) -> bool:

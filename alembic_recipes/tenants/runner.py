@@ -37,15 +37,23 @@ def run_tenants(
     env.py loaded with ``TenantSettings.load(config)``.
     """
     options = TenantSettings.of(settings)
+    for shared in _scopes(options):
+        if shared:
+            run_shared(options, migrate)
+        else:
+            _run_fleet(options, migrate)
+
+
+def _scopes(options: TenantSettings) -> list[bool]:
+    """What this command migrates, in order: True for the shared scope, False
+    for the tenants.  The shared scope goes first, last on downgrade.  A
+    command naming no tenant fails here, before anything runs."""
     if options.tenants_run and not options.every:
-        options.named()  # no tenant given: fail before the shared scope runs
-    shared_first = options.shared_runs and running_command() != "downgrade"
-    if shared_first:
-        run_shared(options, migrate)
-    if options.tenants_run:
-        _run_fleet(options, migrate)
-    if options.shared_runs and not shared_first:  # downgrade: tenants first
-        run_shared(options, migrate)
+        options.named()
+    order = [False] if options.tenants_run else []
+    if options.shared_runs:
+        order.insert(len(order) if running_command() == "downgrade" else 0, True)
+    return order
 
 
 def _run_fleet(
@@ -76,15 +84,8 @@ def offline_tenants(settings: TenantSettings | Config) -> Iterator[Tenant]:
     The shared scope, when it runs, comes first (last on downgrade).
     """
     options = TenantSettings.of(settings)
-    if options.tenants_run and not options.every:
-        options.named()  # no tenant given: fail before any SQL is written
-    shared_first = options.shared_runs and running_command() != "downgrade"
-    if shared_first:
-        yield from _offline_shared(options)
-    if options.tenants_run:
-        yield from _offline_fleet(options)
-    if options.shared_runs and not shared_first:
-        yield from _offline_shared(options)
+    for shared in _scopes(options):
+        yield from _offline_shared(options) if shared else _offline_fleet(options)
 
 
 def _offline_shared(options: TenantSettings) -> Iterator[Tenant]:

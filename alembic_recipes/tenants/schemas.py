@@ -219,7 +219,7 @@ class SchemaTenants:
                     self.existing.add(name)
                     return before, [fleet.targets[0]]
             tenant = settings.tenant(name)
-            if tenant.shared_schema and not fleet.writes:  # autogenerate
+            if tenant.shared_schema and fleet.autogenerates:
                 tenant = replace(
                     tenant, shared_tables=_shared_only(conn, tenant.shared_schema, name)
                 )
