@@ -7,6 +7,10 @@
   pyproject.toml declares (``>=X`` installed as ``==X``).
 * ``tests_pyproject_oldest``: the pyproject.toml flavours on the oldest Alembic
   that reads ``[tool.alembic]`` (1.16.0).
+
+Not in the default run: ``coverage`` -- the ``tests`` suite measured with
+coverage.py, the test process and every ``alembic`` process it starts
+(``nox -s coverage``; it makes the suite about 1.8 times slower).
 """
 
 from __future__ import annotations
@@ -69,6 +73,13 @@ def tests(session: nox.Session) -> None:
     # a real (non-editable) install: the wheel puts our templates into alembic/templates
     session.install(".[postgresql]", *TEST_DEPS)
     session.run(*PYTEST, *session.posargs)
+
+
+@nox.session
+def coverage(session: nox.Session) -> None:
+    session.install(".[postgresql]", *TEST_DEPS, "coverage>=7.10", "pytest-cov>=6")
+    session.run("coverage", "erase")
+    session.run(*PYTEST, "--cov", "--cov-report=term", *session.posargs)
 
 
 @nox.session

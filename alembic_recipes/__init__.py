@@ -19,8 +19,10 @@ Public API:
   -- multitenant.
 * :func:`run_databases`, :func:`offline_databases`, :class:`Database`,
   :func:`database_names` -- multidb-mixed.
-* :func:`autogenerate_hooks`, :func:`all_of`, :func:`chain` -- cookbook
-  autogenerate recipes, composed with your own hooks.
+* :func:`autogenerate_hooks`, :func:`all_of`, :func:`all_names`,
+  :func:`chain` -- cookbook autogenerate recipes and filters, composed with
+  your own hooks; ``configure_options()`` of the settings, a tenant or a
+  database -- the ``context.configure()`` arguments the package needs.
 * :func:`check_at_head`, :func:`check_at_head_async` -- is the database at head?
 * :func:`create_all_and_stamp`, :func:`create_all_and_stamp_async` -- a fresh
   database or tenant schema from the metadata, stamped at head.
@@ -37,12 +39,11 @@ Replaceable objects (views, functions, procedures, triggers) live in
 from __future__ import annotations
 
 from .apply import apply_metadata
-from .autogen import all_of, autogenerate_hooks, chain
+from .autogen import autogenerate_hooks, chain
 from .bootstrap import create_all_and_stamp, create_all_and_stamp_async
 from .commands import current, current_heads, downgrade, run_command, stamp, upgrade
 from .connections import (
     Connectable,
-    connect_and_run,
     is_async_url,
     run_coroutine,
     run_with_connection,
@@ -58,6 +59,8 @@ from .data import (
     run_data_upgrade,
     skip_data_table,
 )
+from .execution import connect_and_run
+from .filters import all_names, all_of
 from .heads import check_at_head, check_at_head_async
 from .logs import configure_logging
 from .multidb import (
@@ -88,6 +91,7 @@ __all__ = [
     "Settings",
     "Tenant",
     "TenantSettings",
+    "all_names",
     "all_of",
     "apply_metadata",
     "autogenerate_hooks",

@@ -12,10 +12,15 @@ It also prints the tables of an existing database as Alembic code, for the
 first revision of a project adopting that database::
 
     python -m alembic_recipes render-tables URL [TABLE ...] [--schema NAME]
+
+and the configuration reference of every template, as Markdown::
+
+    python -m alembic_recipes options
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
 import tempfile
@@ -26,6 +31,7 @@ from pathlib import Path
 from alembic.config import main as alembic_main
 from alembic.util import CommandError
 
+from .config_text import reference_markdown
 from .templates import (
     PYPROJECT,
     SHARED_FILES,
@@ -38,7 +44,8 @@ from .templates import (
 USAGE = (
     "usage: python -m alembic_recipes list\n"
     "       python -m alembic_recipes init NAME DIRECTORY [alembic init options]\n"
-    "       python -m alembic_recipes render-tables URL [TABLE ...] [--schema NAME]"
+    "       python -m alembic_recipes render-tables URL [TABLE ...] [--schema NAME]\n"
+    "       python -m alembic_recipes options"
 )
 
 
@@ -113,40 +120,72 @@ def _split_options(extra: Sequence[str]) -> tuple[list[str], list[str]]:
     return global_opts, init_opts
 
 
-def render_tables(args: Sequence[str]) -> int:
+def render_tables(url: str, tables: Sequence[str], schema: str | None) -> int:
     """Print ``upgrade()`` / ``downgrade()`` creating the tables of URL."""
     from .tables import render_tables_from_url
 
-    rest = list(args)
-    schema = None
-    for flag in ("--schema", "-s"):
-        if flag in rest:
-            at = rest.index(flag)
-            if at + 1 >= len(rest):
-                print(f"error: {flag} needs a schema name", file=sys.stderr)
-                return 2
-            schema = rest.pop(at + 1)
-            rest.pop(at)
-    url, *tables = rest
     try:
-        print(render_tables_from_url(url, tables, schema=schema), end="")
+        print(render_tables_from_url(url, list(tables), schema=schema), end="")
     except CommandError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 255
     return 0
 
 
+def _parser() -> argparse.ArgumentParser:
+    prog = "python -m alembic_recipes"
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        usage=USAGE.removeprefix("usage: "),
+        description="alembic-recipes templates and helpers.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "list", prog=f"{prog} list", help="the templates; does alembic see them?"
+    )
+    init_cmd = commands.add_parser(
+        "init", prog=f"{prog} init", help="alembic init with one of our templates"
+    )
+    init_cmd.add_argument("name", metavar="NAME", help="the template")
+    init_cmd.add_argument("directory", metavar="DIRECTORY")
+    init_cmd.add_argument(
+        "extra",
+        nargs=argparse.REMAINDER,
+        help="alembic's options (-c, -n, --package ...)",
+    )
+    tables = commands.add_parser(
+        "render-tables",
+        prog=f"{prog} render-tables",
+        help="existing tables as op.create_table() code",
+    )
+    tables.add_argument("url", metavar="URL", help="the database (password allowed)")
+    tables.add_argument(
+        "tables", metavar="TABLE", nargs="*", default=[], help="default: every table"
+    )
+    tables.add_argument("--schema", "-s", metavar="NAME", help="schema to read")
+    commands.add_parser(
+        "options",
+        prog=f"{prog} options",
+        help="the configuration reference of every template (Markdown)",
+    )
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m alembic_recipes``."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["list"] and len(args) == 1:
+    """Entry point of ``python -m alembic_recipes``; returns the exit status
+    (2 for a usage error, as argparse has it)."""
+    try:
+        args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exc:  # argparse printed the usage and the error
+        return exc.code if isinstance(exc.code, int) else 2
+    if args.command == "list":
         return list_templates()
-    if args[:1] == ["init"] and len(args) >= 3:
-        return init(args[1], args[2], args[3:])
-    if args[:1] == ["render-tables"] and len(args) >= 2:
-        return render_tables(args[1:])
-    print(USAGE, file=sys.stderr)
-    return 2
+    if args.command == "init":
+        return init(args.name, args.directory, args.extra)
+    if args.command == "options":
+        print(reference_markdown(), end="")
+        return 0
+    return render_tables(args.url, args.tables, args.schema)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ themselves).  Never point it at production: that is what revisions are for.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,13 +20,16 @@ from alembic.util import CommandError
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, Engine
 
-from .connections import connect_engine, display_url
+from .alembic_internals import VERSION_TABLE
+from .connections import connect_engine, display_url, own_read
+from .data import DATA_TABLE
+from .logs import logger_for
 
 __all__ = ["apply_metadata"]
 
-log = logging.getLogger("alembic.recipes.apply")
+log = logger_for(__name__)
 
-VERSION_TABLES = frozenset({"alembic_version", "alembic_data_version"})
+VERSION_TABLES = frozenset({VERSION_TABLE, DATA_TABLE})
 _DESTRUCTIVE = (ops.DropTableOp, ops.DropColumnOp)
 
 
@@ -68,15 +70,16 @@ def apply_metadata(
             return False
         return include_name is None or bool(include_name(name, kind, parent))
 
-    context = MigrationContext.configure(
-        conn,
-        opts={
-            "include_name": included,
-            "compare_type": compare_type,
-            "render_as_batch": batch,
-        },
-    )
-    script = produce_migrations(context, metadata)
+    with own_read(conn):  # the reflection's transaction; ours begins below
+        context = MigrationContext.configure(
+            conn,
+            opts={
+                "include_name": included,
+                "compare_type": compare_type,
+                "render_as_batch": batch,
+            },
+        )
+        script = produce_migrations(context, metadata)
     steps = list(_leaves(script.upgrade_ops)) if script.upgrade_ops else []
     drops = [_describe(op) for _, op in steps if isinstance(op, _DESTRUCTIVE)]
     if drops and not allow_drops:
@@ -85,8 +88,6 @@ def apply_metadata(
             f" {display_url(conn.engine.url)}: pass allow_drops=True to drop"
             " them, or add them to the metadata; nothing was changed"
         )
-    if not callers:
-        conn.rollback()  # the reflection's; ours begins below
     if not steps:
         return []
     operations = Operations(context)

@@ -24,8 +24,6 @@ The building blocks (:func:`all_of`, :func:`chain`, :func:`skip_empty_revisions`
 
 from __future__ import annotations
 
-import logging
-import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -35,7 +33,9 @@ from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column
 
-from .options import running_command
+from .alembic_internals import column_copy, reflected_table, running_command
+from .filters import IncludeObject, all_of
+from .logs import logger_for
 from .settings import Settings, parse_column_order
 
 __all__ = [
@@ -51,24 +51,10 @@ __all__ = [
     "skip_index_drops_of_dropped_tables",
 ]
 
-log = logging.getLogger("alembic.recipes.autogenerate")
+log = logger_for(__name__)
 
-IncludeObject = Callable[[Any, str | None, str, bool, Any], bool]
-"""``include_object(object, name, type_, reflected, compare_to) -> bool``."""
 RevisionDirectives = Callable[[MigrationContext, Any, list[ops.MigrationScript]], None]
 """``process_revision_directives(context, revision, directives)``."""
-
-
-def all_of(*filters: IncludeObject | None) -> IncludeObject:
-    """One ``include_object`` that includes an object only if every filter does."""
-    active = [f for f in filters if f is not None]
-
-    def include_object(
-        obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
-    ) -> bool:
-        return all(f(obj, name, type_, reflected, compare_to) for f in active)
-
-    return include_object
 
 
 def chain(*hooks: RevisionDirectives | None) -> RevisionDirectives:
@@ -163,6 +149,12 @@ def _dependents_first(
     before the tables referencing it and before any other op on it, and
     dropped after the tables referencing it and after any other op on it.
     Directives with no such constraint keep Alembic's order."""
+    order = _stable_order(_must_follow(directives))
+    return [directives[i] for i in order]
+
+
+def _must_follow(directives: list[ops.MigrateOperation]) -> list[set[int]]:
+    """For each directive, the indexes of the directives that must come first."""
     keys = [_table_key(d) for d in directives]
     creates: dict[_Key, int] = {}
     drops: dict[_Key, int] = {}
@@ -181,29 +173,34 @@ def _dependents_first(
         elif i in drops.values():  # after every other op on it...
             same_table = {j for j, k in enumerate(keys) if k == key and j != i}
             must_follow[i] |= same_table - set(creates.values())
-            for target in targets:  # ...and before the tables it references
-                if target in drops:
-                    must_follow[drops[target]].add(i)
+            for target in targets & drops.keys():  # ...and before those it uses
+                must_follow[drops[target]].add(i)
         elif key in creates:  # ops on a new table come after its creation
             must_follow[i].add(creates[key])
+    return must_follow
+
+
+def _stable_order(must_follow: list[set[int]]) -> list[int]:
+    """Indexes in a topological order of *must_follow*, the lowest ready index
+    first; on a cycle, the rest in their own order."""
     order: list[int] = []
-    while len(order) < len(directives):
+    while len(order) < len(must_follow):
+        done = set(order)
         ready = [
             i
-            for i in range(len(directives))
-            if i not in order and must_follow[i] <= set(order)
+            for i in range(len(must_follow))
+            if i not in done and must_follow[i] <= done
         ]
         if not ready:  # a cycle: keep the rest as Alembic listed them
-            order += [i for i in range(len(directives)) if i not in order]
-            break
+            return order + [i for i in range(len(must_follow)) if i not in done]
         order.append(ready[0])
-    return [directives[i] for i in order]
+    return order
 
 
 def _referenced_tables(table_op: Any) -> set[_Key]:
     """(name, schema) of the tables a CreateTableOp/DropTableOp references."""
     if isinstance(table_op, ops.DropTableOp):
-        reverse = table_op._reverse  # the reflected table, as autogenerate saw it
+        reverse = reflected_table(table_op)  # as autogenerate saw it
         items = reverse.columns if reverse is not None else []
     elif isinstance(table_op, ops.CreateTableOp):
         items = table_op.columns
@@ -279,7 +276,7 @@ def column_order(spec: Sequence[str]) -> Rewriter:
             return (1, position)
 
         ordered = sorted(enumerate(op.columns), key=lambda pair: rank(*pair))
-        items: list[Any] = [item._copy() for _, item in ordered]  # type: ignore[attr-defined]
+        items: list[Any] = [column_copy(item) for _, item in ordered]
         return ops.CreateTableOp(
             op.table_name,
             items,
@@ -293,13 +290,23 @@ def column_order(spec: Sequence[str]) -> Rewriter:
     return writer
 
 
-def _order_replaceable_objects(
+_registered_steps: list[RevisionDirectives] = []
+
+
+def register_directives_step(step: RevisionDirectives) -> None:
+    """Add *step* to the ``process_revision_directives`` of every
+    :func:`autogenerate_hooks`, before the other rewrites: how an extension
+    (:mod:`alembic_recipes.replaceable`, on import) orders its own operations."""
+    if step not in _registered_steps:
+        _registered_steps.append(step)
+
+
+def _registered(
     context: MigrationContext, revision: Any, directives: list[Any]
 ) -> None:
-    """Replaceable objects after the tables they use (when any are in use)."""
-    module = sys.modules.get("alembic_recipes.replaceable.autogenerate")
-    if module is not None:
-        module.order_operations(context, revision, directives)
+    """The steps registered by the time autogenerate runs."""
+    for step in list(_registered_steps):
+        step(context, revision, directives)
 
 
 def autogenerate_hooks(
@@ -326,7 +333,7 @@ def autogenerate_hooks(
     ]
     order = options.column_order
     hooks: list[RevisionDirectives | None] = [
-        _order_replaceable_objects,
+        _registered,
         column_order(order) if order else None,
         skip_index_drops_of_dropped_tables
         if options.skip_index_drops_of_dropped_tables

@@ -12,20 +12,15 @@ un-awaited coroutine, no ``create_task`` that returns before migrating.
 from __future__ import annotations
 
 import asyncio
-import sys
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard, TypeVar
 
-from alembic.config import Config
 from alembic.util import CommandError
 from sqlalchemy import engine_from_config, event, pool
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.util.concurrency import in_greenlet
-
-from .locks import migration_lock
-from .settings import Settings
+from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -33,7 +28,6 @@ if TYPE_CHECKING:
 __all__ = [
     "ACCEPTED_CONNECTABLES",
     "Connectable",
-    "connect_and_run",
     "connect_engine",
     "display_url",
     "engine_from_options",
@@ -42,10 +36,12 @@ __all__ = [
     "is_async_engine",
     "is_async_url",
     "is_connectable",
+    "own_read",
     "require_no_running_loop",
     "run_coroutine",
     "run_with_connection",
     "run_with_connection_async",
+    "run_with_connections",
     "transactional_ddl",
     "transactional_sqlite",
 ]
@@ -58,16 +54,23 @@ Connectable: TypeAlias = "Connection | Engine | AsyncConnection | AsyncEngine"
 # AsyncEngine or AsyncConnection handed in by a caller means it is loaded.
 
 
+def _is_asyncio(obj: object, name: str) -> bool:
+    """*obj* is an instance of ``sqlalchemy.ext.asyncio.<name>`` (or of a
+    subclass), told from its class's ancestry, without importing the module."""
+    return any(
+        cls.__name__ == name and cls.__module__.startswith("sqlalchemy.ext.asyncio")
+        for cls in type(obj).__mro__
+    )
+
+
 def is_async_connection(obj: object) -> TypeGuard[AsyncConnection]:
     """True for a ``sqlalchemy.ext.asyncio.AsyncConnection``."""
-    module = sys.modules.get("sqlalchemy.ext.asyncio")
-    return module is not None and isinstance(obj, module.AsyncConnection)
+    return _is_asyncio(obj, "AsyncConnection")
 
 
 def is_async_engine(obj: object) -> TypeGuard[AsyncEngine]:
     """True for a ``sqlalchemy.ext.asyncio.AsyncEngine``."""
-    module = sys.modules.get("sqlalchemy.ext.asyncio")
-    return module is not None and isinstance(obj, module.AsyncEngine)
+    return _is_asyncio(obj, "AsyncEngine")
 
 
 def is_engine_like(obj: object) -> bool:
@@ -100,6 +103,23 @@ def display_url(url: str | URL) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL at all: show none of it
         return "<a value that is not a database URL>"
+
+
+@contextmanager
+def own_read(conn: Connection) -> Iterator[Connection]:
+    """Statements inside run on *conn*; the transaction they began -- never one
+    the caller had open -- is ended (rolled back) after them.
+
+    Alembic takes an open transaction for the caller's and never commits it,
+    so every read of ours before a migration (a version, a lock, a setting)
+    must not leave one behind.
+    """
+    was_in_transaction = conn.in_transaction()
+    try:
+        yield conn
+    finally:
+        if not was_in_transaction and conn.in_transaction():
+            conn.rollback()
 
 
 @contextmanager
@@ -191,21 +211,6 @@ def run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return executor.submit(lambda: asyncio.run(make())).result()
 
 
-async def _on_async_engine(
-    engine: AsyncEngine, fn: Callable[[Connection], T], where: str
-) -> T:
-    try:
-        with failing_as(f"cannot connect to {where}"):
-            connection = await engine.connect().start()
-        try:
-            return await connection.run_sync(fn)
-        finally:
-            await connection.close()
-    finally:
-        # Pooled connections belong to the loop that is about to end.
-        await engine.dispose()
-
-
 def connect_engine(engine: Engine, where: str) -> Connection:
     """``engine.connect()``; a failure is one ``CommandError`` naming *where*."""
     with failing_as(f"cannot connect to {where}"):
@@ -219,43 +224,121 @@ def run_with_connection(
     owned: bool = False,
     where: str = "the connectable",
 ) -> T:
-    """Call ``fn`` with a synchronous ``Connection`` drawn from *connectable*.
+    """Call ``fn`` with a synchronous ``Connection`` drawn from *connectable*:
+    :func:`run_with_connections` for one.
 
     A ``Connection`` is used as is (a transaction the caller opened stays the
     caller's to commit or roll back).  An ``Engine`` or ``AsyncEngine`` lends
-    one connection for the call.  An ``AsyncConnection`` or caller-owned
-    ``AsyncEngine`` is awaited on the caller's loop when called through
-    ``run_sync()``, or on a private loop when no loop runs.  *owned* marks an
-    engine made from the ini, which may also run on a worker thread's loop.
-    *where* names the connectable in errors: a failure to connect is one
-    ``CommandError`` (``cannot connect to <where>: <cause>``), chained.
+    one connection for the call.  *owned* marks an engine made from the ini,
+    which may also run on a worker thread's loop.  *where* names the
+    connectable in errors: a failure to connect is one ``CommandError``
+    (``cannot connect to <where>: <cause>``), chained.
     """
-    if isinstance(connectable, Connection):
-        return fn(connectable)
-    if isinstance(connectable, Engine):
-        with connect_engine(connectable, where) as connection:
-            return fn(connection)
-    if is_async_connection(connectable):
-        if in_greenlet():
-            return fn(connectable.sync_connection)  # type: ignore[arg-type]
-        require_no_running_loop(connectable, where)
-        return asyncio.run(connectable.run_sync(fn))
-    if is_async_engine(connectable):
-        if in_greenlet():
-            with connect_engine(connectable.sync_engine, where) as connection:
-                return fn(connection)
-        if not owned:
-            require_no_running_loop(connectable, where)
-        return run_coroutine(lambda: _on_async_engine(connectable, fn, where))
+    return run_with_connections(
+        {where: connectable},
+        lambda connections: fn(connections[where]),
+        owned={where} if owned else (),
+    )
+
+
+def run_with_connections(
+    connectables: Mapping[str, object],
+    fn: Callable[[dict[str, Connection]], T],
+    *,
+    owned: Collection[str] = (),
+) -> T:
+    """Call ``fn`` with a synchronous ``Connection`` for each of *connectables*
+    (named by how errors should name them), all open at once: any mix of
+    ``Connection``, ``Engine``, ``AsyncConnection``, ``AsyncEngine`` and
+    engine-like objects (:func:`is_engine_like`).
+
+    Sync connections are used as they are, engines lend one connection for
+    the call.  Async ones are driven from one greenlet: the caller's, when
+    called through ``run_sync()``; otherwise a private event loop runs them
+    all (on a worker thread when the calling thread runs a loop, which only
+    engines in *owned* -- made from the ini -- may do: a caller's
+    ``AsyncConnection`` or ``AsyncEngine`` belongs to that running loop).
+    """
+    with ExitStack() as lent:
+        resolved = {
+            name: _lend_engine_like(connectable, lent, name)
+            for name, connectable in connectables.items()
+        }
+        asyncs = [name for name, c in resolved.items() if _is_async(c)]
+        if in_greenlet() or not asyncs:
+            return _with_sync_views(resolved, fn)
+        for name in asyncs:
+            if name not in owned:
+                require_no_running_loop(resolved[name], name)
+        return run_coroutine(lambda: _on_private_loop(resolved, fn))
+
+
+def _is_async(connectable: object) -> bool:
+    return is_async_connection(connectable) or is_async_engine(connectable)
+
+
+def _lend_engine_like(connectable: object, lent: ExitStack, where: str) -> object:
+    """*connectable* itself, or the connection an engine-like object lends
+    (open until *lent* closes); a non-connectable is a ``TypeError``."""
+    if isinstance(connectable, Connection | Engine) or _is_async(connectable):
+        return connectable
     if is_engine_like(connectable):
         with failing_as(f"cannot connect to {where}"):
-            lent = connectable.connect()  # type: ignore[attr-defined]
-        with lent as connection:
-            return run_with_connection(connection, fn, owned=owned, where=where)
+            connection = connectable.connect()  # type: ignore[attr-defined]
+        return _lend_engine_like(lent.enter_context(connection), lent, where)
     raise TypeError(
         f"expected {ACCEPTED_CONNECTABLES}, got {type(connectable).__name__}:"
         f" {connectable!r}"
     )
+
+
+def _with_sync_views(
+    resolved: Mapping[str, object], fn: Callable[[dict[str, Connection]], T]
+) -> T:
+    """*fn* on sync views of *resolved* (async ones: only inside a greenlet)."""
+    with ExitStack() as opened:
+        views = {
+            name: _sync_view(connectable, opened, name)
+            for name, connectable in resolved.items()
+        }
+        return fn(views)
+
+
+def _sync_view(connectable: object, opened: ExitStack, where: str) -> Connection:
+    if isinstance(connectable, Connection):
+        return connectable
+    if is_async_connection(connectable):
+        return connectable.sync_connection  # type: ignore[return-value]
+    engine = connectable.sync_engine if is_async_engine(connectable) else connectable
+    assert isinstance(engine, Engine)
+    connection: Connection = opened.enter_context(connect_engine(engine, where))
+    return connection
+
+
+async def _on_private_loop(
+    resolved: Mapping[str, object], fn: Callable[[dict[str, Connection]], T]
+) -> T:
+    """*fn* in a greenlet of this (private) loop, async engines connected on
+    it; their pools are emptied after, since their connections belong to a
+    loop that is about to end."""
+    opened: list[AsyncConnection] = []
+    engines = [c for c in resolved.values() if is_async_engine(c)]
+    try:
+        views: dict[str, object] = {}
+        for name, connectable in resolved.items():
+            if is_async_engine(connectable):
+                with failing_as(f"cannot connect to {name}"):
+                    connection = await connectable.connect().start()
+                opened.append(connection)
+                views[name] = connection
+            else:
+                views[name] = connectable
+        return await greenlet_spawn(_with_sync_views, views, fn)
+    finally:
+        for connection in opened:
+            await connection.close()
+        for engine in engines:
+            await engine.dispose()
 
 
 async def run_with_connection_async(
@@ -288,59 +371,3 @@ def require_no_running_loop(connectable: object, where: str) -> None:
         " alembic_recipes.upgrade(async_connection, config)` (or another awaitable"
         " command; it runs inside the connection's run_sync())"
     )
-
-
-def connect_and_run(
-    settings: Settings | Config,
-    fn: Callable[[Connection], T],
-    *,
-    section: str | None = None,
-    attribute: str = "connection",
-    lock: bool = True,
-) -> T:
-    """What a generated env.py's ``run_migrations_online()`` calls.
-
-    Uses ``config.attributes[attribute]`` when a programmatic caller shared a
-    connection or engine, otherwise a new engine from ``sqlalchemy.*`` options
-    of the ini *section* (default: the main section), sync or async by URL.
-    *settings*: what env.py loaded (or the ``Config``).  Writing commands hold
-    the database's migration lock meanwhile (see :mod:`.locks`) unless *lock*
-    is false or ``migration_lock = false``.
-    """
-    options = Settings.of(settings)
-    config = options.config
-    shared = config.attributes.get(attribute)
-    if shared is not None:
-        if not is_connectable(shared):
-            raise TypeError(
-                f"config.attributes[{attribute!r}] must be {ACCEPTED_CONNECTABLES},"
-                f" got {type(shared).__name__}: {shared!r}"
-            )
-        locked = _locked(fn, options) if lock else fn
-        return run_with_connection(
-            shared, locked, where=f"config.attributes[{attribute!r}]"
-        )
-    name = section or config.config_ini_section
-    engine = engine_from_options(config.get_section(name, {}), where=f"[{name}]")
-    where = f"the database {display_url(engine.url)}"
-    locked = _locked(fn, options) if lock else fn
-    if is_async_engine(engine):
-        return run_with_connection(engine, locked, owned=True, where=where)
-    try:
-        return run_with_connection(engine, locked, where=where)
-    finally:
-        engine.dispose()
-
-
-def _locked(
-    fn: Callable[[Connection], T], settings: Settings
-) -> Callable[[Connection], T]:
-    """*fn*, holding the database's migration lock when the command writes."""
-    if not settings.locks():
-        return fn
-
-    def locked(connection: Connection) -> T:
-        with migration_lock(connection, timeout=settings.lock_timeout):
-            return fn(connection)
-
-    return locked

@@ -19,24 +19,25 @@ table beside ``alembic_version`` (``alembic_data_version``; ini option
 from __future__ import annotations
 
 import dis
-import logging
 import re
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from alembic import context as env
 from alembic.config import Config
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import Column, MetaData, String, Table, inspect, select
 from sqlalchemy.schema import CreateTable
 
+from .alembic_internals import running_command
 from .commands import read_through_env
-from .options import running_command
+from .filters import IncludeName
+from .logs import logger_for
+from .options import InvalidOption
 from .settings import OptionReader, Settings
 
 __all__ = [
@@ -51,7 +52,7 @@ __all__ = [
 ]
 
 DATA_TABLE = "alembic_data_version"
-log = logging.getLogger("alembic.recipes.data")
+log = logger_for(__name__)
 
 
 def skip_data_table(
@@ -72,6 +73,8 @@ _REPORTING_COMMANDS = ("upgrade", "downgrade", "current", "stamp")
 class DataSettings(Settings):
     """The data-flag template's options."""
 
+    TEMPLATE: ClassVar[str] = "data-flag"
+
     data: bool = False
     """Data parts run: ``-x data``, ``config.attributes["data"]``, then
     ``data_migrations`` in the ini; off by default."""
@@ -81,7 +84,7 @@ class DataSettings(Settings):
     def read(cls, reader: OptionReader) -> dict[str, Any]:
         table = reader.ini("data_version_table") or DATA_TABLE
         if not _TABLE_NAME.fullmatch(table):
-            raise CommandError(
+            raise InvalidOption(
                 f"invalid data_version_table {table!r} ({len(table)} characters):"
                 " expected a table name of 1 to 63 ASCII letters, digits or '_',"
                 " not starting with a digit"
@@ -91,6 +94,17 @@ class DataSettings(Settings):
             "data": reader.flag("data", ini_key="data_migrations", default=False),
             "data_version_table": table,
         }
+
+    def name_filters(self) -> list[IncludeName]:
+        """Autogenerate leaves the data-record table alone."""
+        table = self.data_version_table
+
+        def skip_the_data_table(
+            name: str | None, type_: str, parent_names: Mapping[str, str | None]
+        ) -> bool:
+            return type_ != "table" or name != table
+
+        return [skip_the_data_table]
 
 
 def _data_table_name(config: Config) -> str:

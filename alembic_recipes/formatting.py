@@ -14,7 +14,6 @@ line on the ``alembic.recipes.formatting`` logger says so).
 from __future__ import annotations
 
 import importlib.util
-import logging
 import shutil
 import subprocess
 import sys
@@ -23,10 +22,12 @@ from collections.abc import Mapping
 from alembic.script import write_hooks
 from alembic.util import CommandError
 
+from .logs import logger_for
+
 __all__ = ["HOOK_NAME", "ruff_format"]
 
 HOOK_NAME = "alembic_recipes_ruff"
-log = logging.getLogger("alembic.recipes.formatting")
+log = logger_for(__name__)
 
 
 def _ruff_command() -> list[str] | None:

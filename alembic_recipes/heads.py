@@ -9,7 +9,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-from .connections import Connectable, run_with_connection, run_with_connection_async
+from .alembic_internals import VERSION_TABLE
+from .connections import (
+    Connectable,
+    own_read,
+    run_with_connection,
+    run_with_connection_async,
+)
 
 __all__ = ["check_at_head", "check_at_head_async"]
 
@@ -20,17 +26,15 @@ def _reader(
     heads = set(ScriptDirectory.from_config(config).get_heads())
 
     def at_head(conn: Connection) -> bool:
-        was_in_transaction = conn.in_transaction()
-        context = MigrationContext.configure(
-            conn,
-            opts={
-                "version_table": version_table,
-                "version_table_schema": version_table_schema,
-            },
-        )
-        current = set(context.get_current_heads())
-        if not was_in_transaction and conn.in_transaction():
-            conn.rollback()  # leave a shared connection as we found it
+        with own_read(conn):  # leave a shared connection as we found it
+            context = MigrationContext.configure(
+                conn,
+                opts={
+                    "version_table": version_table,
+                    "version_table_schema": version_table_schema,
+                },
+            )
+            current = set(context.get_current_heads())
         return current == heads
 
     return at_head
@@ -40,7 +44,7 @@ def check_at_head(
     config: Config,
     connectable: Connectable,
     *,
-    version_table: str = "alembic_version",
+    version_table: str = VERSION_TABLE,
     version_table_schema: str | None = None,
 ) -> bool:
     """True when the database's heads are exactly the scripts' heads.
@@ -59,7 +63,7 @@ async def check_at_head_async(
     config: Config,
     connectable: Connectable,
     *,
-    version_table: str = "alembic_version",
+    version_table: str = VERSION_TABLE,
     version_table_schema: str | None = None,
 ) -> bool:
     """:func:`check_at_head` for async code, on the caller's event loop."""

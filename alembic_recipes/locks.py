@@ -23,7 +23,6 @@ while waiting, one log line names the holder where the database can tell.
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,11 +33,14 @@ from filelock import FileLock, Timeout
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-__all__ = ["LOCK_FILE_SUFFIX", "VERSION_TABLE", "lock_key", "migration_lock"]
+from .alembic_internals import VERSION_TABLE
+from .connections import own_read
+from .logs import logger_for
 
-log = logging.getLogger("alembic.recipes.lock")
+__all__ = ["LOCK_FILE_SUFFIX", "lock_key", "migration_lock"]
 
-VERSION_TABLE = "alembic_version"
+log = logger_for(__name__)
+
 LOCK_FILE_SUFFIX = ".alembic-lock"
 """A SQLite database's lock file is the database file's path plus this."""
 _POLL_FIRST, _POLL_MAX = 0.02, 0.5
@@ -82,12 +84,6 @@ def _wait(
     )
 
 
-def _end_autobegun(conn: Connection, was_in_transaction: bool) -> None:
-    """End a transaction our own lock statements began (never the caller's)."""
-    if not was_in_transaction and conn.in_transaction():
-        conn.rollback()
-
-
 # -- PostgreSQL ------------------------------------------------------------------
 def _pg_holder(conn: Connection, key: int) -> str:
     row = conn.execute(
@@ -120,25 +116,21 @@ def _pg_lock(conn: Connection, key: int, what: str, timeout: float) -> Iterator[
 
     def try_session() -> bool:
         sql = text("SELECT pg_try_advisory_lock(CAST(:key AS bigint))")
-        got = bool(conn.scalar(sql, {"key": key}))
-        _end_autobegun(conn, False)
-        return got
+        with own_read(conn):
+            return bool(conn.scalar(sql, {"key": key}))
 
     def holder() -> str:
-        try:
+        with own_read(conn):
             return _pg_holder(conn, key)
-        finally:
-            _end_autobegun(conn, False)
 
     _wait(try_session, holder, what, timeout)
     try:
         yield
     finally:
-        was = conn.in_transaction()
         if not conn.invalidated and not conn.closed:
             sql = text("SELECT pg_advisory_unlock(CAST(:key AS bigint))")
-            conn.execute(sql, {"key": key})
-            _end_autobegun(conn, was)
+            with own_read(conn):
+                conn.execute(sql, {"key": key})
 
 
 # -- MySQL / MariaDB -------------------------------------------------------------
@@ -151,22 +143,21 @@ def _mysql_lock(
     conn: Connection, key: int, what: str, timeout: float
 ) -> Iterator[None]:
     name = _mysql_name(key)
-    was = conn.in_transaction()
 
     def try_lock() -> bool:
-        got = bool(conn.scalar(text("SELECT GET_LOCK(:name, 0)"), {"name": name}) == 1)
-        _end_autobegun(conn, was)
-        return got
+        with own_read(conn):
+            got = conn.scalar(text("SELECT GET_LOCK(:name, 0)"), {"name": name})
+        return bool(got == 1)
 
     def holder() -> str:
-        row = conn.execute(
-            text(
-                "SELECT p.ID, p.USER, p.HOST FROM information_schema.PROCESSLIST p"
-                " WHERE p.ID = IS_USED_LOCK(:name)"
-            ),
-            {"name": name},
-        ).first()
-        _end_autobegun(conn, was)
+        with own_read(conn):
+            row = conn.execute(
+                text(
+                    "SELECT p.ID, p.USER, p.HOST FROM information_schema.PROCESSLIST p"
+                    " WHERE p.ID = IS_USED_LOCK(:name)"
+                ),
+                {"name": name},
+            ).first()
         return (
             "another session"
             if row is None
@@ -178,9 +169,8 @@ def _mysql_lock(
         yield
     finally:
         if not conn.invalidated and not conn.closed:
-            before = conn.in_transaction()
-            conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
-            _end_autobegun(conn, before)
+            with own_read(conn):
+                conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
 
 
 # -- SQLite ----------------------------------------------------------------------

@@ -14,34 +14,32 @@ transaction before MySQL/MariaDB are migrated and before any commit.
 from __future__ import annotations
 
 import keyword
-import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from alembic import context
 from alembic.config import Config
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.base import Transaction, TwoPhaseTransaction
-from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
 
 from .connections import (
     ACCEPTED_CONNECTABLES,
-    connect_engine,
     display_url,
     engine_from_options,
     failing_as,
-    is_async_connection,
-    is_async_engine,
     is_connectable,
-    require_no_running_loop,
-    run_coroutine,
+    own_read,
+    run_with_connections,
+    transactional_ddl,
 )
+from .filters import IncludeName
 from .locks import migration_lock
-from .options import main_option, running_command
+from .logs import logger_for
+from .options import InvalidOption, InvalidOptionType, main_option
 from .output import labelled_stdout
 from .settings import WRITING_COMMANDS, OptionReader, Settings
 
@@ -54,7 +52,7 @@ __all__ = [
     "selected_databases",
 ]
 
-log = logging.getLogger("alembic.recipes.multidb")
+log = logger_for(__name__)
 
 _NON_TRANSACTIONAL_DDL = ("mysql", "mariadb")
 
@@ -93,6 +91,26 @@ class Database:
         shown = f" ({display_url(self.url)})" if self.url else ""
         return f"database {self.name!r}{shown}"
 
+    def configure_options(
+        self,
+        connection: Connection | None = None,
+        *,
+        include_name: IncludeName | None = None,
+    ) -> dict[str, Any]:
+        """The ``context.configure()`` arguments migrating this database
+        needs: the template variables autogenerate writes its part into, and
+        ``transactional_ddl`` for *connection* (online: the runner opened
+        this database's transaction); *include_name*: yours, passed on."""
+        options: dict[str, Any] = {
+            "upgrade_token": self.upgrade_token,
+            "downgrade_token": self.downgrade_token,
+        }
+        if connection is not None:
+            options["transactional_ddl"] = transactional_ddl(connection)
+        if include_name is not None:
+            options["include_name"] = include_name
+        return options
+
     def write_header(self) -> None:
         """Offline: open this database's section of the SQL script."""
         shown = display_url(self.url)
@@ -119,7 +137,7 @@ def database_names(config: Config) -> list[str]:
         )
     for name in names:
         if not name.isidentifier() or keyword.iskeyword(name):
-            raise CommandError(
+            raise InvalidOption(
                 f"invalid database name {name!r} in databases: names become"
                 f" function names (upgrade_{name}), so each must be a Python"
                 " identifier (letters, digits, '_', not starting with a digit)"
@@ -133,6 +151,8 @@ def database_names(config: Config) -> list[str]:
 @dataclass(frozen=True, kw_only=True)
 class DatabaseSettings(Settings):
     """The multidb-mixed template's options."""
+
+    TEMPLATE: ClassVar[str] = "multidb-mixed"
 
     databases: tuple[Database, ...] = ()
     """The databases this command runs on (all, or ``-x db=a,b``);
@@ -177,11 +197,11 @@ def _requested(reader: OptionReader, names: list[str]) -> list[str]:
     if value is None:
         return names
     if isinstance(value, bool):
-        raise CommandError(f"invalid {source}: expected database names, got {value!r}")
+        raise InvalidOption(f"invalid {source}: expected database names, got {value!r}")
     wanted = [part.strip(" ") for part in value.split(",")]
     for name in wanted:
         if name not in names:
-            raise CommandError(
+            raise InvalidOption(
                 f"unknown database {name!r} in {source}: configured databases are"
                 f" {', '.join(names)}"
             )
@@ -217,7 +237,7 @@ def _shared(settings: DatabaseSettings) -> dict[str, Any]:
         return {settings.databases[0].name: one}
     shared = attributes.get("connections") or {}
     if not isinstance(shared, dict):
-        raise TypeError(
+        raise InvalidOptionType(
             "config.attributes['connections'] must be a dict of database name to"
             f" {ACCEPTED_CONNECTABLES}, got {type(shared).__name__}"
         )
@@ -228,7 +248,7 @@ def _shared(settings: DatabaseSettings) -> dict[str, Any]:
                 f" configured databases are {', '.join(settings.names)}"
             )
         if not is_connectable(connectable):
-            raise TypeError(
+            raise InvalidOptionType(
                 f"config.attributes['connections'][{name!r}] must be"
                 f" {ACCEPTED_CONNECTABLES}, got {type(connectable).__name__}:"
                 f" {connectable!r}"
@@ -253,16 +273,75 @@ def _check_two_phase(
         conn = connections[database.name]
         if conn.dialect.name != "postgresql":
             continue  # MySQL/MariaDB: migrated after the others are prepared
-        was_in_transaction = conn.in_transaction()
-        setting = conn.exec_driver_sql("SHOW max_prepared_transactions").scalar()
-        if not was_in_transaction:
-            conn.rollback()
+        with own_read(conn):
+            setting = conn.exec_driver_sql("SHOW max_prepared_transactions").scalar()
         if str(setting) == "0":
             raise CommandError(
                 f"two_phase = true: PostgreSQL database {database.name!r} has"
                 " max_prepared_transactions = 0, so it cannot prepare transactions;"
                 " raise it in postgresql.conf (and restart), or set two_phase = false"
             )
+
+
+class _AllOrNothing:
+    """The transactions of one run over several databases: begun per group,
+    committed together, or every one rolled back (prepared ones included)."""
+
+    def __init__(
+        self, connections: dict[str, Connection], settings: DatabaseSettings
+    ) -> None:
+        self.connections = connections
+        self.settings = settings
+        self.databases = list(settings.databases)
+        two_phase = settings.two_phase
+        self.late = [
+            db
+            for db in self.databases
+            if two_phase and db.backend in _NON_TRANSACTIONAL_DDL
+        ]
+        self.early = [db for db in self.databases if db not in self.late]
+        self.transactions: list[Transaction] = []
+
+    def begin(self, group: list[Database]) -> None:
+        for database in group:
+            conn = self.connections[database.name]
+            if conn.in_transaction():  # the caller's: a savepoint inside it
+                self.transactions.append(conn.begin_nested())
+            elif self.settings.two_phase and database not in self.late:
+                self.transactions.append(conn.begin_twophase())
+            else:
+                self.transactions.append(conn.begin())
+
+    def run(
+        self, group: list[Database], migrate: Callable[[Connection, Database], None]
+    ) -> None:
+        several = len(self.databases) > 1
+        for database in group:
+            conn = self.connections[database.name]
+            log.info("Database %s (%s)", database.name, conn.dialect.name)
+            label = f"{database.name}: " if several else None
+            with labelled_stdout(self.settings.config, label):
+                migrate(conn, database)
+
+    def prepare(self) -> None:
+        for transaction in self.transactions:
+            if isinstance(transaction, TwoPhaseTransaction):
+                transaction.prepare()
+
+    def commit(self) -> None:
+        for transaction in reversed(self.transactions):  # the late ones first
+            transaction.commit()
+
+    def roll_back(self) -> None:
+        for transaction in reversed(self.transactions):
+            if not transaction.is_active:
+                continue
+            try:  # a prepared two-phase transaction is rolled back too
+                transaction.rollback()
+            except Exception as rollback_error:  # keep rolling back the others
+                log.error("rollback failed: %s", rollback_error)
+        names = ", ".join(db.name for db in self.databases)
+        log.error("Rolled back every database (%s)", names)
 
 
 def _all_or_nothing(
@@ -277,58 +356,21 @@ def _all_or_nothing(
     inside an XA transaction) are migrated after that, in plain transactions,
     and the prepared ones are committed only once they succeeded.
     """
-    databases, two_phase = list(settings.databases), settings.two_phase
-    if two_phase:
-        _check_two_phase(connections, databases)
-    late = [
-        db for db in databases if two_phase and db.backend in _NON_TRANSACTIONAL_DDL
-    ]
-    early = [db for db in databases if db not in late]
-    transactions: list[Transaction] = []
-
-    def begin(group: list[Database]) -> None:
-        for database in group:
-            conn = connections[database.name]
-            if conn.in_transaction():  # the caller's: a savepoint inside it
-                transactions.append(conn.begin_nested())
-            elif two_phase and database not in late:
-                transactions.append(conn.begin_twophase())
-            else:
-                transactions.append(conn.begin())
-
-    def run(group: list[Database]) -> None:
-        for database in group:
-            log.info(
-                "Database %s (%s)",
-                database.name,
-                connections[database.name].dialect.name,
-            )
-            label = f"{database.name}: " if len(databases) > 1 else None
-            with labelled_stdout(settings.config, label):
-                migrate(connections[database.name], database)
-
+    if settings.two_phase:
+        _check_two_phase(connections, list(settings.databases))
+    run = _AllOrNothing(connections, settings)
     try:
-        begin(early)
-        run(early)
-        for transaction in transactions:
-            if isinstance(transaction, TwoPhaseTransaction):
-                transaction.prepare()
-        begin(late)
-        run(late)
-        for transaction in reversed(transactions):  # the late ones first
-            transaction.commit()
+        run.begin(run.early)
+        run.run(run.early, migrate)
+        run.prepare()
+        run.begin(run.late)
+        run.run(run.late, migrate)
+        run.commit()
     except BaseException:
-        for transaction in reversed(transactions):
-            if not transaction.is_active:
-                continue
-            try:  # a prepared two-phase transaction is rolled back too
-                transaction.rollback()
-            except Exception as rollback_error:  # keep rolling back the others
-                log.error("rollback failed: %s", rollback_error)
-        names = ", ".join(db.name for db in databases)
-        log.error("Rolled back every database (%s)", names)
+        run.roll_back()
         raise
-    if running_command() in WRITING_COMMANDS:
+    if settings.command in WRITING_COMMANDS:
+        databases = run.databases
         log.info(
             "Committed %d database%s: %s",
             len(databases),
@@ -351,82 +393,37 @@ def run_databases(
     options = DatabaseSettings.of(settings)
     databases = list(options.databases)
     shared = _shared(options)
-    owned: dict[str, Any] = {
+    # named as errors name them: the caller's object, or the configured database
+    names = {
+        db.name: (
+            f"config.attributes['connections'][{db.name!r}]"
+            if db.name in shared
+            else db.where
+        )
+        for db in databases
+    }
+    owned = {
         db.name: engine_from_options(db.options, where=f"[{db.section}]")
         for db in databases
         if db.name not in shared
     }
-    connectables: dict[str, Any] = {**owned, **shared}
-    wheres = {db.name: db.where for db in databases}
+    connectables = {names[name]: c for name, c in {**owned, **shared}.items()}
 
-    def run_sync_views(views: dict[str, Connection]) -> None:
+    def run_all(connections: dict[str, Connection]) -> None:
+        views = {db.name: connections[names[db.name]] for db in databases}
         with ExitStack() as held:
             if options.locks():  # every database, in the same order everywhere
                 for db in databases:
                     held.enter_context(
-                        migration_lock(
-                            views[db.name],
-                            timeout=options.lock_timeout,
-                        )
+                        migration_lock(views[db.name], timeout=options.lock_timeout)
                     )
             _all_or_nothing(views, options, migrate)
 
     try:
-        if in_greenlet() or not any(
-            is_async_connection(c) or is_async_engine(c) for c in connectables.values()
-        ):
-            with ExitStack() as stack:
-                views = {
-                    name: _sync_view(connectable, stack, wheres[name])
-                    for name, connectable in connectables.items()
-                }
-                run_sync_views(views)
-            return
-        for name, connectable in shared.items():
-            if is_async_connection(connectable) or is_async_engine(connectable):
-                require_no_running_loop(
-                    connectable, f"config.attributes['connections'][{name!r}]"
-                )
-        run_coroutine(lambda: _run_async(connectables, owned, wheres, run_sync_views))
+        run_with_connections(
+            connectables, run_all, owned={names[name] for name in owned}
+        )
     finally:
         for engine in owned.values():
             if isinstance(engine, Engine):
                 engine.dispose()
-
-
-def _sync_view(connectable: Any, stack: ExitStack, where: str) -> Connection:
-    """A sync Connection for *connectable* (async ones only inside a greenlet)."""
-    if isinstance(connectable, Connection):
-        return connectable
-    if is_async_connection(connectable):
-        return connectable.sync_connection  # type: ignore[return-value]
-    engine = connectable.sync_engine if is_async_engine(connectable) else connectable
-    connection: Connection = stack.enter_context(connect_engine(engine, where))
-    return connection
-
-
-async def _run_async(
-    connectables: dict[str, Any],
-    owned: dict[str, Any],
-    wheres: dict[str, str],
-    body: Callable[[dict[str, Connection]], None],
-) -> None:
-    opened: list[Any] = []
-    with ExitStack() as stack:
-        try:
-            views: dict[str, Connection] = {}
-            for name, connectable in connectables.items():
-                if is_async_engine(connectable):
-                    with failing_as(f"cannot connect to {wheres[name]}"):
-                        conn = await connectable.connect()
-                    opened.append(conn)
-                    views[name] = conn.sync_connection  # type: ignore[assignment]
-                else:
-                    views[name] = _sync_view(connectable, stack, wheres[name])
-            await greenlet_spawn(body, views)
-        finally:
-            for conn in opened:
-                await conn.close()
-            for engine in owned.values():
-                if is_async_engine(engine):
-                    await engine.dispose()

@@ -12,13 +12,31 @@ from alembic.util import CommandError
 
 __all__ = [
     "BOOLEAN_WORDS",
+    "InvalidOption",
+    "InvalidOptionType",
     "get_bool_option",
     "get_option",
     "main_option",
     "parse_bool",
-    "running_command",
     "x_arguments",
 ]
+
+
+class InvalidOption(CommandError):
+    """A bad option value, the one error type for it: one line naming the
+    value, where it came from and what is accepted.  The ``alembic`` CLI
+    prints it as ``FAILED: <message>`` and exits 255; no SQL has been sent."""
+
+    @classmethod
+    def expected(cls, value: object, source: str, accepted: str) -> InvalidOption:
+        """``invalid value <value> for <source>: expected <accepted>``."""
+        return cls(f"invalid value {value!r} for {source}: expected {accepted}")
+
+
+class InvalidOptionType(InvalidOption, TypeError):
+    """A ``config.attributes`` entry of the wrong type (a programmatic
+    caller's mistake): also a ``TypeError``."""
+
 
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
@@ -35,9 +53,8 @@ def parse_bool(value: str | bool, *, source: str) -> bool:
         return True
     if word in _FALSE:
         return False
-    raise CommandError(
-        f"invalid value {value!r} for {source}: expected one of {BOOLEAN_WORDS}"
-        " (case-insensitive)"
+    raise InvalidOption.expected(
+        value, source, f"one of {BOOLEAN_WORDS} (case-insensitive)"
     )
 
 
@@ -66,9 +83,8 @@ def get_option(
     if key in config.attributes:
         value = config.attributes[key]
         if not isinstance(value, (str, bool)):
-            raise CommandError(
-                f"invalid value {value!r} for config.attributes[{key!r}]:"
-                " expected a bool or a string"
+            raise InvalidOptionType.expected(
+                value, f"config.attributes[{key!r}]", "a bool or a string"
             )
         return value, f"config.attributes[{key!r}]"
     return main_option(config, ini_key or key)
@@ -105,9 +121,8 @@ def main_option(config: Config, key: str) -> tuple[str | bool | None, str]:
         return ", ".join(str(v) for v in found), source
     if isinstance(found, str):
         return (found, source) if found.strip() else (None, "")
-    raise CommandError(
-        f"invalid value {found!r} for {source}: expected a string, a number, a"
-        " boolean or a list of strings"
+    raise InvalidOption.expected(
+        found, source, "a string, a number, a boolean or a list of strings"
     )
 
 
@@ -117,25 +132,3 @@ def get_bool_option(
     """A boolean :func:`get_option`; bad values raise ``CommandError``."""
     value, source = get_option(config, key, ini_key=ini_key)
     return default if value is None else parse_bool(value, source=source)
-
-
-def running_command() -> str:
-    """Name of the Alembic command env.py runs under: ``"upgrade"``,
-    ``"downgrade"``, ``"current"``, ``"stamp"``, ``"revision"``, ``"check"`` ...,
-    or ``""`` outside a command.
-
-    Alembic hands env.py no public way to tell, but every command passes a
-    step function (``fn``) defined inside it, e.g. ``upgrade.<locals>.upgrade``
-    or ``check.<locals>.retrieve_migrations``: stable since Alembic 1.0.  Test
-    tools that wrap them in methods (pytest-alembic's
-    ``CommandExecutor.upgrade.<locals>.upgrade``) are read the same way.
-    """
-    from alembic import context
-
-    environment = getattr(context, "_proxy", None)
-    opts = getattr(environment, "context_opts", None) or {}
-    qualname = getattr(opts.get("fn"), "__qualname__", "")
-    if ".<locals>." not in qualname:
-        return ""
-    # test tools wrap commands in methods: CommandExecutor.upgrade.<locals>...
-    return qualname.rsplit(".<locals>.", 1)[0].rsplit(".", 1)[-1]

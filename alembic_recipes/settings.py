@@ -18,29 +18,42 @@ settings object instead of re-reading ``config``.
 from __future__ import annotations
 
 import difflib
-import logging
 import re
-import sys
-import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Self, TypeVar
 
-from alembic import context
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
-from alembic.util import CommandError
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
 
+from .alembic_internals import (
+    before_first_steps,
+    environment,
+    environment_state,
+    running_command,
+)
+from .connections import transactional_ddl
+from .filters import IncludeName, all_names
+from .logs import logger_for
+from .option_table import option, options_for
 from .options import (
+    InvalidOption,
     get_option,
     main_option,
     parse_bool,
-    running_command,
     x_arguments,
 )
 
-__all__ = ["OptionReader", "Settings", "parse_column_order"]
+__all__ = [
+    "OptionReader",
+    "Settings",
+    "parse_column_order",
+    "register_revision_check",
+]
 
-log = logging.getLogger("alembic.recipes.settings")
+log = logger_for(__name__)
 W = TypeVar("W", bound=str)
 
 # [alembic] options of Alembic itself (any version we support), so that they
@@ -66,19 +79,24 @@ ALEMBIC_OPTIONS = frozenset(
 
 
 class OptionReader:
-    """Reads options for one :meth:`Settings.load`, remembering every key it
-    was asked for, so that unknown keys close to ours can be reported."""
+    """Reads options for one :meth:`Settings.load`.  It knows every key of
+    *template* from the option table, and remembers every other key it was
+    asked for, so that unknown keys close to those can be reported."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, template: str = "async-shared") -> None:
         self.config = config
         self.x_args = x_arguments(config)
-        self.x_keys: set[str] = set()
-        self.ini_keys: set[str] = set()
+        rows = list(options_for(template))
+        self.x_keys: set[str] = {row.x for row in rows if row.x}
+        self.ini_keys: set[str] = {row.key for row in rows if row.in_ini}
+        self.asked: set[tuple[str | None, str | None]] = set()
+        """``(-x key, ini key)`` of every option read (None: no such form)."""
 
     def value(
         self, key: str, *, ini_key: str | None = None
     ) -> tuple[str | bool | None, str]:
         """``(value, source)`` from ``-x``, ``config.attributes``, then the ini."""
+        self.asked.add((key, ini_key or key))
         self.x_keys.add(key)
         self.ini_keys.add(ini_key or key)
         return get_option(self.config, key, ini_key=ini_key, x_args=self.x_args)
@@ -98,27 +116,29 @@ class OptionReader:
             return word
         try:
             return "always" if parse_bool(value, source=source) else "never"
-        except CommandError as exc:
-            raise CommandError(f"{exc} or {word!r}") from None
+        except InvalidOption as exc:
+            raise InvalidOption(f"{exc} or {word!r}") from None
 
     def text(self, key: str, *, ini_key: str | None = None) -> str | None:
         """A string option (``None`` when unset); a bool is refused."""
         value, source = self.value(key, ini_key=ini_key)
         if isinstance(value, bool):
-            raise CommandError(f"invalid value {value!r} for {source}: expected text")
+            raise InvalidOption.expected(value, source, "text")
         return value.strip() if value is not None else None
 
     def ini(self, key: str) -> str | None:
         """An option of the ini (or ``[tool.alembic]``) only; no ``-x`` form
         (``None`` when unset or blank)."""
+        self.asked.add((None, key))
         self.ini_keys.add(key)
         value, source = main_option(self.config, key)
         if isinstance(value, bool):
-            raise CommandError(f"invalid value {value!r} for {source}: expected text")
+            raise InvalidOption.expected(value, source, "text")
         return value.strip() if value else None
 
     def x_only(self, key: str) -> str | None:
         """A ``-x`` argument that has no ini form (``None`` when not given)."""
+        self.asked.add((key, None))
         self.x_keys.add(key)
         return self.x_args.get(key)
 
@@ -159,15 +179,29 @@ def _warn_if_close(key: str, where: str, known: set[str]) -> None:
 
 WRITING_COMMANDS = ("upgrade", "downgrade", "stamp")
 
+RevisionCheck = Callable[[ScriptDirectory], None]
+_revision_checks: list[RevisionCheck] = []
 
-def _check_revisions(environment: EnvironmentContext) -> None:
-    """Load the revision files now (every command running env.py would) and,
-    when one declares replaceable objects, check its ``replaces=`` references:
-    a wrong one fails every command, before any connection."""
-    environment.script.revision_map.heads  # noqa: B018 - imports every revision
-    references = sys.modules.get("alembic_recipes.replaceable.references")
-    if references is not None:
-        references.check_references(environment.script)
+
+def register_revision_check(check: RevisionCheck) -> None:
+    """Run *check* on the script directory once the command has loaded its
+    revision files, before any step runs (e.g. ``replaces=`` references of
+    replaceable objects, registered when that package is imported).  A
+    ``CommandError`` from it fails the command with nothing applied."""
+    if check not in _revision_checks:
+        _revision_checks.append(check)
+
+
+def _check_revisions(env: EnvironmentContext) -> None:
+    """When the command loads the revision files (as it would anyway), run
+    the registered checks on them; revision files load no earlier."""
+
+    def check() -> None:
+        env.script.revision_map.heads  # noqa: B018 - the command's own load
+        for each in list(_revision_checks):
+            each(env.script)
+
+    before_first_steps(env, check)
 
 
 def _seconds(reader: OptionReader, key: str, ini_key: str) -> float:
@@ -179,10 +213,8 @@ def _seconds(reader: OptionReader, key: str, ini_key: str) -> float:
     except ValueError:
         seconds = -1.0
     if not 0 < seconds < float("inf"):
-        raise CommandError(
-            f"invalid value {value!r} for {key} / {ini_key}: expected a number of"
-            " seconds greater than 0"
-        )
+        accepted = option(ini_key).accepted
+        raise InvalidOption.expected(value, f"{key} / {ini_key}", accepted)
     return seconds
 
 
@@ -196,7 +228,7 @@ def parse_column_order(spec: str | list[str], *, source: str) -> tuple[str, ...]
     if names.count("*") != 1 or not all(
         n == "*" or _COLUMN.fullmatch(n) for n in names
     ):
-        raise CommandError(
+        raise InvalidOption(
             f"invalid {source} {', '.join(names)!r}: list column names with"
             " exactly one '*' standing for the other columns, e.g."
             " 'id, *, created_at, updated_at'"
@@ -207,6 +239,9 @@ def parse_column_order(spec: str | list[str], *, source: str) -> tuple[str, ...]
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """The options every template has (the cookbook autogenerate recipes)."""
+
+    TEMPLATE: ClassVar[str] = "async-shared"
+    """The template whose rows of the option table these settings read."""
 
     config: Config = field(repr=False, compare=False)
     skip_empty_revisions: bool = True
@@ -220,20 +255,20 @@ class Settings:
     lock_timeout: float = 300.0
     """Seconds to wait for it (``migration_lock_timeout``, ``-x lock_timeout``)."""
 
-    _by_environment: ClassVar[weakref.WeakKeyDictionary[EnvironmentContext, Any]] = (
-        weakref.WeakKeyDictionary()
-    )
-
     @classmethod
     def load(cls, config: Config) -> Self:
         """Read and check every option now; warn about near-miss unknown keys."""
-        reader = OptionReader(config)
-        settings = cls(config=config, **cls.read(reader))
-        reader.warn_unknown()
-        environment = getattr(context, "_proxy", None)
-        if environment is not None and environment.config is config:
-            Settings._by_environment[environment] = settings
-            _check_revisions(environment)
+        reader = OptionReader(config, cls.TEMPLATE)
+        try:
+            settings = cls(config=config, **cls.read(reader))
+        finally:  # a near-miss key may be why a value is missing or wrong
+            reader.warn_unknown()
+        env = environment()
+        if env is not None and env.config is config:
+            state = environment_state(env)
+            if "settings" not in state:
+                _check_revisions(env)
+            state["settings"] = settings
         return settings
 
     @classmethod
@@ -254,10 +289,36 @@ class Settings:
             "lock_timeout": _seconds(reader, "lock_timeout", "migration_lock_timeout"),
         }
 
+    def configure_options(
+        self,
+        connection: Connection | None = None,
+        *,
+        include_name: IncludeName | None = None,
+    ) -> dict[str, Any]:
+        """The ``context.configure()`` arguments this environment needs:
+        ``transactional_ddl`` for *connection* (online), and the package's
+        ``include_name`` filters combined with yours (*include_name*)."""
+        options: dict[str, Any] = {}
+        if connection is not None:
+            options["transactional_ddl"] = transactional_ddl(connection)
+        filters = [*self.name_filters(), include_name]
+        if any(filters):
+            options["include_name"] = all_names(*filters)
+        return options
+
+    def name_filters(self) -> list[IncludeName]:
+        """The package's own ``include_name`` filters for this environment."""
+        return []
+
+    @property
+    def command(self) -> str:
+        """The Alembic command running (``"upgrade"``, ``"current"`` ...), or ``""``."""
+        return running_command()
+
     def locks(self) -> bool:
         """True when this command takes the migration lock: a writing command
         (upgrade, downgrade, stamp) with ``migration_lock`` on."""
-        return self.migration_lock and running_command() in WRITING_COMMANDS
+        return self.migration_lock and self.command in WRITING_COMMANDS
 
     @classmethod
     def of(cls, source: Config | Settings) -> Self:
@@ -266,8 +327,8 @@ class Settings:
         if isinstance(source, cls):
             return source
         config = source.config if isinstance(source, Settings) else source
-        environment = getattr(context, "_proxy", None)
-        loaded = Settings._by_environment.get(environment) if environment else None
+        env = environment()
+        loaded = environment_state(env).get("settings") if env else None
         if isinstance(loaded, cls) and loaded.config is config:
             return loaded
         return cls.load(config)

@@ -22,11 +22,13 @@ from alembic.util import CommandError
 from sqlalchemy import MetaData, Table, inspect
 from sqlalchemy.engine import Connection
 
+from .alembic_internals import VERSION_TABLE
 from .connections import display_url, engine_from_options, run_with_connection
+from .data import DATA_TABLE
 
 __all__ = ["render_tables", "render_tables_from_url"]
 
-VERSION_TABLES = ("alembic_version", "alembic_data_version")
+VERSION_TABLES = (VERSION_TABLE, DATA_TABLE)
 """Alembic's bookkeeping: never part of what is adopted."""
 
 

@@ -41,6 +41,7 @@ MYSQL_URL = os.environ.get(
 )
 BIN = Path(sys.executable).parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+DEADLINE = 120  # seconds for one batch of processes
 
 
 def _unreachable(server: str, url: URL, exc: Exception) -> None:
@@ -349,3 +350,75 @@ def project(
         return proj
 
     return make
+
+
+# -- helpers shared by the test modules ----------------------------------------
+def add_database(proj: Project, name: str, url: str) -> None:
+    """Add *name* to ``databases`` and a ``[name]`` section with its URL."""
+    text = proj.ini.read_text()
+    current = re.search(r"^databases = (.*)$", text, re.M)
+    assert current is not None
+    text = text.replace(current.group(0), f"databases = {current.group(1)}, {name}")
+    text = text.replace(
+        "[post_write_hooks]", f"[{name}]\nsqlalchemy.url = {url}\n\n[post_write_hooks]"
+    )
+    proj.ini.write_text(text)
+
+
+def tables(url: str) -> set[str]:
+    """The tables of the database at *url*."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        return set(sa.inspect(conn).get_table_names())
+
+
+def versions(url: str) -> list[str]:
+    """The ``alembic_version`` rows of the database at *url* (none: base)."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return []
+        return list(conn.scalars(sa.text("SELECT version_num FROM alembic_version")))
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def spawn(proj: Project, *args: str) -> subprocess.Popen[str]:
+    """Start ``alembic *args`` in *proj* without waiting for it."""
+    env = cli_environment()
+    return subprocess.Popen(
+        [str(BIN / "alembic"), *args],
+        cwd=proj.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def together(proj: Project, count: int, *args: str) -> list[Run]:
+    """Start *count* identical ``alembic`` processes at once; wait for all."""
+    processes = [spawn(proj, *args) for _ in range(count)]
+    runs = []
+    for process in processes:
+        out, err = process.communicate(timeout=DEADLINE)
+        runs.append(Run(process.returncode, out, err))
+    return runs
+
+
+_SERVER_MARKERS = {"pg": "postgresql", "pg_cluster": "postgresql", "mysql": "mysql"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Database markers follow the fixtures a test uses (directly or through
+    another fixture), so ``-m "not postgresql"`` never runs a server test."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in _SERVER_MARKERS.items():
+            if fixture in fixtures:
+                item.add_marker(marker)

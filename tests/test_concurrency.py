@@ -6,50 +6,18 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
 import sqlalchemy as sa
-from conftest import BIN, Project, ServerDB, cli_environment
-from test_multidb import add_database
+from alembic_recipes.locks import lock_key
+from conftest import DEADLINE, Project, ServerDB, add_database, spawn, together
 
 pytestmark = pytest.mark.concurrency
 
 REPLICAS = 8
 TRIALS = 5
-DEADLINE = 120  # seconds for one batch of processes
-
-
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-
-def spawn(proj: Project, *args: str) -> subprocess.Popen[str]:
-    env = cli_environment()
-    return subprocess.Popen(
-        [str(BIN / "alembic"), *args],
-        cwd=proj.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-
-
-def together(proj: Project, count: int, *args: str) -> list[Run]:
-    """Start *count* identical ``alembic`` processes at once; wait for all."""
-    processes = [spawn(proj, *args) for _ in range(count)]
-    runs = []
-    for process in processes:
-        out, err = process.communicate(timeout=DEADLINE)
-        runs.append(Run(process.returncode, out, err))
-    return runs
 
 
 def count_rows(url: str, table: str) -> dict[str, int]:
@@ -208,12 +176,22 @@ def test_lock_timeout_is_one_line_and_changes_nothing(
     assert count_rows(pg.driver_url("psycopg"), "runs") == {"r1": 1}
 
 
-def _wait_for_advisory_lock(pg: ServerDB) -> None:
+def _wait_for_advisory_lock(pg: ServerDB, schema: str | None = None) -> None:
+    """Wait until some session holds the migration lock of *pg*'s version table
+    (in *schema*): this test's own database and lock key, so that advisory
+    locks taken by other tests or programs on the same server do not count."""
+    key = lock_key(pg.url.database or "", schema)
+    sql = sa.text(
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+        " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+        " AND d.datname = current_database()"
+        " AND l.classid::bigint = (CAST(:key AS bigint) >> 32) & 4294967295"
+        " AND l.objid::bigint = CAST(:key AS bigint) & 4294967295"
+    )
     deadline = time.monotonic() + 30
     with pg.engine().connect() as conn:
         while time.monotonic() < deadline:
-            sql = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-            if conn.scalar(sa.text(sql)):
+            if conn.scalar(sql, {"key": key}):
                 return
             conn.rollback()
             time.sleep(0.05)

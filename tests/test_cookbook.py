@@ -26,8 +26,9 @@ from conftest import (
     _throwaway,
     cli_environment,
     set_body,
+    tables,
+    versions,
 )
-from test_multidb import tables, versions
 
 # --- several environments in one ini ---------------------------------------
 

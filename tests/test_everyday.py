@@ -19,12 +19,14 @@ from conftest import (
     BIN,
     Project,
     ServerDB,
+    add_database,
     assert_ruff_clean,
     set_body,
+    tables,
     throwaway_on,
     use_models,
+    versions,
 )
-from test_multidb import add_database, tables, versions
 
 TEMPLATES = ["async-shared", "data-flag", "multidb-mixed", "multitenant"]
 # the function a hand-written schema change goes into, per template

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,6 @@ from alembic_recipes.__main__ import _split_options, main
 from alembic_recipes.data import has_body
 from alembic_recipes.options import get_bool_option, x_arguments
 from alembic_recipes.templates import TEMPLATES, template_path
-from conftest import Project
 from sqlalchemy.ext.asyncio import create_async_engine
 
 
@@ -145,6 +143,10 @@ def test_main_usage_and_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: python -m alembic_recipes list" in capsys.readouterr().err
     assert main(["init", "nope", "dir"]) == 2
     assert "unknown template 'nope'" in capsys.readouterr().err
+    assert main(["render-tables", "--schema", "x"]) == 2  # no URL: usage, no trace
+    err = capsys.readouterr().err
+    assert "the following arguments are required: URL" in err
+    assert "Traceback" not in err
     assert _split_options(["-c", "x.ini", "--package", "--name=foo"]) == (
         ["-c", "x.ini", "--name=foo"],
         ["--package"],
@@ -196,28 +198,3 @@ def test_table_ops_ordered_for_every_input_order() -> None:
             ("CreateTableOp", "b"),
             ("ModifyTableOps", "b"),
         ]
-
-
-def test_running_command_reads_steps_wrapped_by_test_tools(
-    project: Callable[..., Project], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """pytest-alembic runs env.py with CommandExecutor.upgrade.<locals>.upgrade."""
-    from alembic.runtime.environment import EnvironmentContext
-    from alembic.script import ScriptDirectory
-    from alembic_recipes.options import running_command
-
-    class CommandExecutor:
-        def upgrade(self) -> Callable[..., list[object]]:
-            def upgrade(rev: object, context: object) -> list[object]:
-                return []
-
-            return upgrade
-
-    proj = project("async-shared")
-    monkeypatch.chdir(proj.root)  # Alembic 1.13 writes a relative script_location
-    cfg = Config(str(proj.ini))
-    with EnvironmentContext(
-        cfg, ScriptDirectory.from_config(cfg), fn=CommandExecutor().upgrade()
-    ):
-        assert running_command() == "upgrade"
-    assert running_command() == ""

@@ -13,20 +13,15 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from conftest import Project, ServerDB, assert_ruff_clean
+from conftest import (
+    Project,
+    ServerDB,
+    add_database,
+    assert_ruff_clean,
+    tables,
+    versions,
+)
 from sqlalchemy.ext.asyncio import create_async_engine
-
-
-def add_database(proj: Project, name: str, url: str) -> None:
-    """Add *name* to ``databases`` and a ``[name]`` section with its URL."""
-    text = proj.ini.read_text()
-    current = re.search(r"^databases = (.*)$", text, re.M)
-    assert current is not None
-    text = text.replace(current.group(0), f"databases = {current.group(1)}, {name}")
-    text = text.replace(
-        "[post_write_hooks]", f"[{name}]\nsqlalchemy.url = {url}\n\n[post_write_hooks]"
-    )
-    proj.ini.write_text(text)
 
 
 def _two(proj: Project) -> tuple[str, str]:
@@ -49,20 +44,6 @@ def _two(proj: Project) -> tuple[str, str]:
         downgrade_analytics='op.execute("DELETE FROM events")',
     )
     return rev1, rev2
-
-
-def tables(url: str) -> set[str]:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    with engine.connect() as conn:
-        return set(sa.inspect(conn).get_table_names())
-
-
-def versions(url: str) -> list[str]:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    with engine.connect() as conn:
-        if not sa.inspect(conn).has_table("alembic_version"):
-            return []
-        return list(conn.scalars(sa.text("SELECT version_num FROM alembic_version")))
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ from pathlib import Path
 import alembic
 import pytest
 import sqlalchemy as sa
-from conftest import Project, ServerDB
-from test_multidb import tables, versions
+from conftest import Project, ServerDB, tables, versions
 
 pytestmark = [
     pytest.mark.pyproject,

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import Project, ServerDB, assert_ruff_clean, use_models
-from test_multidb import tables, versions
+from conftest import Project, ServerDB, assert_ruff_clean, tables, use_models, versions
 
 ORDERS = (
     'op.create_table("orders", sa.Column("id", sa.Integer, primary_key=True),'

@@ -10,9 +10,15 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import Project, ServerDB, assert_ruff_clean, set_body
-from test_concurrency import together
-from test_multidb import tables, versions
+from conftest import (
+    Project,
+    ServerDB,
+    assert_ruff_clean,
+    set_body,
+    tables,
+    together,
+    versions,
+)
 
 MODELS = """import sqlalchemy as sa
 

@@ -22,7 +22,6 @@ which rewrite the text, only created and dropped objects are found.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -34,13 +33,15 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 
+from ..autogen import register_directives_step
+from ..logs import logger_for
 from .objects import ReplaceableObject, Trigger
 from .operations import CREATE, DROP, REPLACE, DropObjectOp, ObjectOp
 from .references import declarations
 
 __all__ = ["register_objects", "registered_objects", "render_declaration"]
 
-log = logging.getLogger("alembic.recipes.replaceable")
+log = logger_for(__name__)
 
 INFO_KEY = "alembic_recipes.replaceable"
 TEMPLATE_VARIABLE = "replaceable"
@@ -301,3 +302,6 @@ def order_operations(context: Any, revision: Any, directives: list[Any]) -> None
                 if isinstance(op, ObjectOp) and not isinstance(op, DropObjectOp)
             ]
             container.ops[:] = drops + others + creates
+
+
+register_directives_step(order_operations)

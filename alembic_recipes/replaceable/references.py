@@ -8,12 +8,12 @@ error at upgrade time, not a surprise at downgrade time.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
 from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 
+from ..settings import register_revision_check
 from .objects import ReplaceableObject
 
 __all__ = ["check_references", "declarations", "resolve"]
@@ -78,12 +78,14 @@ def resolve(
 def check_references(script: ScriptDirectory) -> None:
     """Resolve every ``replaces=`` of every revision now (see the module doc).
 
-    Costs nothing unless some module declared a replaceable object.
+    Registered with :func:`alembic_recipes.settings.register_revision_check`
+    when this package is imported (by a revision declaring an object), so a
+    command runs it once its revision files are loaded, before any step.
     """
-    revisions = list(script.walk_revisions())  # imports every revision file
-    if "alembic_recipes.replaceable.objects" not in sys.modules:
-        return
-    for revision in revisions:
+    for revision in script.walk_revisions():
         for _, obj in declarations(revision.module):
             if obj.replaces:
                 resolve(script, obj, within=revision.revision)
+
+
+register_revision_check(check_references)

@@ -11,26 +11,28 @@ template whose database part holds ``{tenant}``
 from __future__ import annotations
 
 from collections import ChainMap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from configparser import BasicInterpolation
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from alembic import context
 from alembic.config import Config
 from alembic.util import CommandError
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 
-from ..compiled import Compile
-from ..connections import display_url
-from ..options import running_command
+from ..alembic_internals import VERSION_TABLE
+from ..connections import display_url, transactional_ddl
+from ..filters import IncludeName, all_names
+from ..option_table import option
+from ..options import InvalidOption, InvalidOptionType
 from ..settings import OptionReader, Settings
+from .compiled import Compile
 from .names import ALL, SHARED, split_list, validate_all, validate_shared
 
 __all__ = ["STRATEGIES", "Tenant", "TenantSettings"]
 
 STRATEGIES = ("schema", "database")
-VERSION_TABLE = "alembic_version"
 HOW_TO_CHOOSE = (
     "pass -x tenant=NAME[,NAME...] or -x tenant=all (the tenants known from"
     " tenants / tenants_query / tenants_pattern in [alembic]),"
@@ -91,8 +93,29 @@ class Tenant:
         """:attr:`url` with the password masked."""
         return display_url(self.url)
 
+    def configure_options(
+        self,
+        connection: Connection | None = None,
+        *,
+        include_name: IncludeName | None = None,
+    ) -> dict[str, Any]:
+        """The ``context.configure()`` arguments migrating this tenant needs:
+        its own version table (``version_table_schema``: its schema, or None
+        in its own database), the template variables autogenerate writes its
+        part into, ``transactional_ddl`` for *connection* (online), and
+        :meth:`include_name` combined with yours (*include_name*)."""
+        options: dict[str, Any] = {
+            "version_table_schema": self.schema,
+            "upgrade_token": self.upgrade_token,
+            "downgrade_token": self.downgrade_token,
+            "include_name": all_names(self.include_name, include_name),
+        }
+        if connection is not None:
+            options["transactional_ddl"] = transactional_ddl(connection)
+        return options
+
     def include_name(
-        self, name: str | None, type_: str, parent_names: dict[str, str | None]
+        self, name: str | None, type_: str, parent_names: Mapping[str, str | None]
     ) -> bool:
         """Autogenerate filter: hide the tenant's own version table (and the
         shared scope's tables, seen through the search_path)."""
@@ -116,6 +139,8 @@ class Tenant:
 @dataclass(frozen=True, kw_only=True)
 class TenantSettings(Settings):
     """The multitenant template's options (see its alembic.ini)."""
+
+    TEMPLATE: ClassVar[str] = "multitenant"
 
     strategy: str = "database"
     url: URL | None = None
@@ -147,7 +172,7 @@ class TenantSettings(Settings):
     def read(cls, reader: OptionReader) -> dict[str, Any]:
         strategy = reader.text("tenant_strategy") or "database"
         if strategy not in STRATEGIES:
-            raise CommandError(
+            raise InvalidOption(
                 f"invalid tenant_strategy {strategy!r}: expected one of"
                 f" {', '.join(STRATEGIES)}"
             )
@@ -219,8 +244,7 @@ class TenantSettings(Settings):
         compared (autogenerate), since tenant tables may use shared ones."""
         if self.shared is None:
             return False
-        command = running_command()
-        return self.every or self.with_shared or command in _SHARED_ALWAYS
+        return self.every or self.with_shared or self.command in _SHARED_ALWAYS
 
 
 def _requested(reader: OptionReader) -> tuple[bool, tuple[str, ...]]:
@@ -236,7 +260,7 @@ def _requested(reader: OptionReader) -> tuple[bool, tuple[str, ...]]:
     elif isinstance(raw, Sequence):
         names = list(raw)
     else:
-        raise CommandError(
+        raise InvalidOptionType(
             f"invalid {source}: expected a name, a list of names or 'all', got {raw!r}"
         )
     if names == [ALL]:
@@ -249,10 +273,8 @@ def _workers(reader: OptionReader) -> int:
     if value is None:
         return 1
     if not value.isdigit() or not 1 <= int(value) <= 256:
-        raise CommandError(
-            f"invalid value {value!r} for workers / fleet_workers: expected a whole"
-            " number of worker processes from 1 to 256"
-        )
+        accepted = option("fleet_workers").accepted
+        raise InvalidOption.expected(value, "workers / fleet_workers", accepted)
     return int(value)
 
 
@@ -278,9 +300,8 @@ def _url(config: Config, strategy: str) -> URL | None:
     try:
         url = make_url(raw)
     except Exception as exc:
-        raise CommandError(
-            f"invalid sqlalchemy.url {display_url(raw)}: {exc}"
-        ) from None
+        shown = display_url(raw)
+        raise InvalidOption(f"invalid sqlalchemy.url {shown}: {exc}") from None
     shown = display_url(url).replace(_MARK, "{tenant}")
     marked = _MARK in (url.database or "")
     elsewhere = (url.username, url.password, url.host, *url.query.values())
@@ -307,7 +328,7 @@ def _tenants_url(value: str | None) -> str | None:
         try:
             make_url(value)
         except Exception as exc:
-            raise CommandError(
+            raise InvalidOption(
                 f"invalid tenants_url {display_url(value)}: {exc}"
             ) from None
     return value

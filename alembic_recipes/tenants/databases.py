@@ -9,27 +9,31 @@ is removed again, so a later run does not take it for an existing tenant.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from functools import partial
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import context
 from alembic.util import CommandError
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, make_url
 
+from ..alembic_internals import VERSION_TABLE
 from ..connections import (
     display_url,
     engine_from_options,
     failing_as,
+    own_read,
     run_with_connection,
 )
 from ..locks import LOCK_FILE_SUFFIX
-from .config import VERSION_TABLE, Tenant
+from .config import Tenant
 from .discovery import admin_engine, server_databases
 from .fleet import Fleet, Outcome
 
-__all__ = ["DatabaseTenants", "run_databases"]
+__all__ = ["DatabaseTenants"]
+
+T = TypeVar("T")
 
 
 def _database_exists(url: str) -> bool:
@@ -97,7 +101,8 @@ def _versions(conn: Connection) -> list[str]:
 
 
 class DatabaseTenants:
-    """The database strategy's tenants: each on a connection of its own."""
+    """The database strategy's tenants (a :class:`~.strategy.TenantStrategy`):
+    each on a connection of its own."""
 
     def __init__(
         self, fleet: Fleet, migrate: Callable[[Connection, Tenant], None]
@@ -108,6 +113,10 @@ class DatabaseTenants:
         self.shared = config.attributes.get("connection")
         self.options = dict(config.get_section(config.config_ini_section, {}))
         self._listed_loaded = False
+
+    def on_connection(self, fn: Callable[[], T]) -> T:
+        """Call *fn*: the tenants share no connection (each opens its own)."""
+        return fn()
 
     def select(self) -> list[str]:
         """The tenants of this run."""
@@ -123,15 +132,19 @@ class DatabaseTenants:
         """Nothing is known before the tenant's own connection reads it."""
         return False
 
+    def prepare_workers(self, names: Sequence[str]) -> None:
+        """Read which tenants are listed now, once, for every worker."""
+        self.fleet.selection.load_listed(None, names)
+        self._listed_loaded = True
+
     def _migrate_on(self, conn: Connection, tenant: Tenant) -> Outcome:
         fleet = self.fleet
         caller_txn = conn.in_transaction()
         with fleet.lock(conn):  # then read: the versions are this run's to trust
-            before = _versions(conn)
+            with own_read(conn):
+                before = _versions(conn)
             if fleet.at_head(before):
                 return None
-            if not caller_txn and conn.in_transaction():
-                conn.rollback()
             with conn.begin_nested() if caller_txn else conn.begin():
                 self.migrate(conn, tenant)
                 after = list(context.get_context().get_current_heads())
@@ -148,12 +161,12 @@ class DatabaseTenants:
         created = None
         if not _database_exists(tenant.url):
             if not self._listed_loaded:
-                fleet.load_listed(None, [name])
+                fleet.selection.load_listed(None, [name])
                 self._listed_loaded = True
-            if not fleet.may_create(name):
+            if not fleet.selection.may_create(name):
                 if fleet.command == "current":
                     return [], []
-                raise fleet.missing(name)
+                raise fleet.selection.missing(name)
             created = _Created(tenant.url)
             created.create()
         try:
@@ -166,11 +179,3 @@ class DatabaseTenants:
             if created is not None:
                 created.remove()
             raise
-
-
-def run_databases(fleet: Fleet, migrate: Callable[[Connection, Tenant], None]) -> None:
-    """Migrate every selected tenant's database, one after the other."""
-    tenants = DatabaseTenants(fleet, migrate)
-    for index, name in enumerate(tenants.select(), 1):
-        if not fleet.run_one(index, name, partial(tenants.one, name)):
-            break

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 from alembic.util import CommandError
 
+from ..options import InvalidOption
+
 __all__ = [
     "ALL",
     "NAME_RULE",
@@ -50,7 +52,7 @@ def validate_tenant(name: object, *, source: str = "tenant") -> str:
         and not is_reserved(name)
     )
     if not ok:
-        raise CommandError(f"invalid tenant name {name!r} from {source}: {NAME_RULE}")
+        raise InvalidOption(f"invalid tenant name {name!r} from {source}: {NAME_RULE}")
     return str(name)
 
 
@@ -64,7 +66,7 @@ def validate_shared(name: str) -> str:
         try:
             validate_tenant(name, source="shared_scope")
         except CommandError:
-            raise CommandError(
+            raise InvalidOption(
                 f"invalid shared_scope {name!r}: the shared schema (e.g. public) or"
                 f" the shared database's name in the {{tenant}} URL: {NAME_RULE}"
             ) from None

@@ -18,7 +18,6 @@ caller), the fleet runs in this process, one tenant after the other, and says so
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import pickle
 import queue
@@ -32,17 +31,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from alembic.util import CommandError
-from sqlalchemy.engine import Connection
 
-from ..connections import connect_and_run
-from .config import Tenant
-from .databases import DatabaseTenants
-from .fleet import Fleet, Outcome
-from .schemas import SchemaTenants
+from ..logs import logger_for
+from .config import TenantSettings
+from .fleet import Fleet
+from .report import Outcome, Report
+from .strategy import TenantStrategy
 
 __all__ = ["can_fork", "run_parallel"]
 
-log = logging.getLogger("alembic.recipes.tenants")
+log = logger_for(__name__)
 
 _POLL = 0.1
 
@@ -116,8 +114,7 @@ def _work(
 
 
 def _worker_main(
-    fleet: Fleet,
-    tenants: SchemaTenants | DatabaseTenants,
+    strategy: TenantStrategy,
     tasks: Any,
     results: Any,
     stop: Any,
@@ -125,15 +122,7 @@ def _worker_main(
     """A forked worker: its own connection, tenants from the shared queue."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
-        if isinstance(tenants, SchemaTenants):
-            schemas = tenants
-
-            def on_own_connection(conn: Connection) -> None:
-                _work(lambda name: schemas.one(conn, name), tasks, results, stop)
-
-            connect_and_run(fleet.settings, on_own_connection, lock=False)
-        else:
-            _work(tenants.one, tasks, results, stop)
+        strategy.on_connection(lambda: _work(strategy.one, tasks, results, stop))
     except BaseException as exc:  # cannot even connect: the parent reports it
         failure = _Failure.of(exc if isinstance(exc, Exception) else RuntimeError(exc))
         results.put(("", "worker failed", failure, 0.0))
@@ -159,82 +148,90 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_parallel(
-    fleet: Fleet,
-    migrate: Callable[[Connection, Tenant], None],
-    workers: int,
-) -> None:
+def run_parallel(strategy: TenantStrategy, workers: int) -> None:
     """Run the fleet in *workers* forked processes (see the module docstring)."""
-    settings = fleet.settings
-    tenants: SchemaTenants | DatabaseTenants
-    if settings.strategy == "schema":
-        tenants = SchemaTenants(fleet, migrate)
-        schema_tenants = tenants
-        names = connect_and_run(settings, schema_tenants.select, lock=False)
-    else:
-        tenants = DatabaseTenants(fleet, migrate)
-        names = tenants.select()
-        fleet.load_listed(None, names)
-    context = multiprocessing.get_context("fork")
-    tasks, results, stop = context.Queue(), context.Queue(), context.Event()
-    done = 0
+    names = strategy.on_connection(strategy.select)
+    strategy.prepare_workers(names)
+    supervisor = _Supervisor(strategy.fleet.report, strategy.fleet.settings)
     todo = []
     for name in names:  # at head by the batched read: no worker needed
-        if tenants.at_head(name):
-            done += 1
-            fleet.record(done, name, None, 0.0)
+        if strategy.at_head(name):
+            supervisor.done += 1
+            strategy.fleet.report.record(supervisor.done, name, None, 0.0)
         else:
             todo.append(name)
-    if not todo:
-        return
-    count = min(workers, len(todo))
-    log.info("Running %d tenants in %d worker processes", len(todo), count)
-    processes = [
-        context.Process(
-            target=_worker_main,
-            args=(fleet, tenants, tasks, results, stop),
-            name=f"alembic-recipes-worker-{i}",
-        )
-        for i in range(1, count + 1)
-    ]
-    for process in processes:
-        process.start()
-    # queued after the fork: the queue's feeder thread must not exist before it
-    for task in [*todo, *[None] * count]:
-        tasks.put(task)
-    interrupted = False
-    exited = 0
-    with _sigterm_interrupts():
-        while exited < count:
+    if todo:
+        supervisor.run(strategy, todo, min(workers, len(todo)))
+
+
+class _Supervisor:
+    """The parent's side of a parallel run: starts the workers, logs what they
+    report in completion order, stops them on a failure or a signal."""
+
+    def __init__(self, report: Report, settings: TenantSettings) -> None:
+        self.report = report
+        self.keep_going = settings.keep_going
+        self.done = 0
+        self.interrupted = False
+        self.exited = 0
+        self.context = multiprocessing.get_context("fork")
+        self.stop = self.context.Event()
+
+    def run(self, strategy: TenantStrategy, todo: list[str], count: int) -> None:
+        log.info("Running %d tenants in %d worker processes", len(todo), count)
+        tasks, results = self.context.Queue(), self.context.Queue()
+        processes = [
+            self.context.Process(
+                target=_worker_main,
+                args=(strategy, tasks, results, self.stop),
+                name=f"alembic-recipes-worker-{i}",
+            )
+            for i in range(1, count + 1)
+        ]
+        for process in processes:
+            process.start()
+        # queued after the fork: the queue's feeder thread must not exist before it
+        for task in [*todo, *[None] * count]:
+            tasks.put(task)
+        with _sigterm_interrupts():
+            self._collect(results, processes, count)
+        for process in processes:
+            process.join(timeout=30)
+        if self.interrupted:
+            self.report.interrupt()
+
+    def _collect(self, results: Any, processes: list[Any], count: int) -> None:
+        while self.exited < count:
             try:
-                name, kind, payload, seconds = results.get(timeout=_POLL)
+                message = results.get(timeout=_POLL)
             except queue.Empty:
                 if not any(p.is_alive() for p in processes) and results.empty():
-                    break  # killed workers send nothing more
+                    return  # killed workers send nothing more
                 continue
             except KeyboardInterrupt:
-                interrupted = True
-                stop.set()
+                self.interrupted = True
+                self.stop.set()
                 continue
-            if kind == "exit":
-                exited += 1
-            elif kind == "worker failed":
-                stop.set()
-                log.error("A worker process failed:\n%s", payload.text)
-                fleet.worker_errors.append(payload.exception_object())
-            elif kind == "interrupted":
-                interrupted = True
-                stop.set()
-                fleet.interrupted.append(name)
-            else:
-                done += 1
-                if isinstance(payload, _Failure):
-                    exc = payload.exception_object()
-                    fleet.record_failure(done, name, exc, seconds, text=payload.text)
-                    if not settings.keep_going:
-                        stop.set()
-                else:
-                    fleet.record(done, name, payload, seconds)
-    for process in processes:
-        process.join(timeout=30)
-    fleet.was_interrupted = interrupted
+            self._handle(*message)
+
+    def _handle(self, name: str, kind: str, payload: Any, seconds: float) -> None:
+        report = self.report
+        if kind == "exit":
+            self.exited += 1
+        elif kind == "worker failed":
+            self.stop.set()
+            log.error("A worker process failed:\n%s", payload.text)
+            report.record_worker_error(payload.exception_object())
+        elif kind == "interrupted":
+            self.interrupted = True
+            self.stop.set()
+            report.record_interrupted(name)
+        elif isinstance(payload, _Failure):
+            self.done += 1
+            exc = payload.exception_object()
+            report.record_failure(self.done, name, exc, seconds, text=payload.text)
+            if not self.keep_going:
+                self.stop.set()
+        else:
+            self.done += 1
+            report.record(self.done, name, payload, seconds)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 
 from alembic import command
@@ -11,17 +10,16 @@ from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
 from ..commands import config_attributes, run_command
-from ..connections import Connectable, connect_and_run
-from ..options import running_command
+from ..connections import Connectable
+from ..logs import logger_for
 from .config import Tenant, TenantSettings
-from .databases import run_databases
 from .fleet import Fleet
 from .names import validate_tenant
 from .parallel import can_fork, run_parallel
-from .schemas import run_schemas
 from .shared import migrating_shared, run_shared
+from .strategy import run_serially, strategy_for
 
-log = logging.getLogger("alembic.recipes.tenants")
+log = logger_for(__name__)
 
 __all__ = ["offline_tenants", "run_tenants", "upgrade_tenant", "upgrade_tenant_async"]
 
@@ -52,7 +50,7 @@ def _scopes(options: TenantSettings) -> list[bool]:
         options.named()
     order = [False] if options.tenants_run else []
     if options.shared_runs:
-        order.insert(len(order) if running_command() == "downgrade" else 0, True)
+        order.insert(len(order) if options.command == "downgrade" else 0, True)
     return order
 
 
@@ -60,21 +58,16 @@ def _run_fleet(
     options: TenantSettings, migrate: Callable[[Connection, Tenant], None]
 ) -> None:
     fleet = Fleet(options)
+    strategy = strategy_for(fleet, migrate)
     if options.workers > 1 and fleet.writes:
         why_not = can_fork(fleet)
         if why_not is None:
-            run_parallel(fleet, migrate, options.workers)
-            fleet.finish()
+            run_parallel(strategy, options.workers)
+            fleet.report.finish()
             return
         log.info("workers=%d: running serially, %s", options.workers, why_not)
-    if options.strategy == "schema":
-        # each tenant takes its own migration lock: none for the whole database
-        connect_and_run(
-            options, lambda conn: run_schemas(fleet, migrate, conn), lock=False
-        )
-    else:
-        run_databases(fleet, migrate)
-    fleet.finish()
+    run_serially(strategy)
+    fleet.report.finish()
 
 
 def offline_tenants(settings: TenantSettings | Config) -> Iterator[Tenant]:

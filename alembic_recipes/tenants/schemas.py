@@ -8,11 +8,10 @@ the transaction ends, nothing formatted into SQL), and env.py migrates with
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from functools import partial
+from typing import TypeVar
 
 from alembic import context
 from sqlalchemy import (
@@ -29,13 +28,18 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateSchema
 
-from ..compiled import CompiledPaths, execute_script
-from .config import VERSION_TABLE, Tenant
+from ..alembic_internals import VERSION_TABLE
+from ..connections import own_read
+from ..execution import connect_and_run
+from ..logs import logger_for
+from .compiled import CompiledPaths, execute_script
+from .config import Tenant
 from .fleet import MIGRATED_ELSEWHERE, Fleet, Outcome
 
-__all__ = ["SchemaTenants", "run_schemas", "schema_scope"]
+__all__ = ["SchemaTenants", "schema_scope"]
 
-log = logging.getLogger("alembic.recipes.tenants")
+log = logger_for(__name__)
+T = TypeVar("T")
 
 
 _CHUNK = 500
@@ -153,14 +157,16 @@ def _refresh(
 
 
 class SchemaTenants:
-    """The schema strategy's tenants: one batched read, then one tenant at a
-    time, each in its own transaction under its own lock."""
+    """The schema strategy's tenants (a :class:`~.strategy.TenantStrategy`):
+    one connection to the shared database, one batched read, then one tenant
+    at a time, each in its own transaction under its own lock."""
 
     def __init__(
         self, fleet: Fleet, migrate: Callable[[Connection, Tenant], None]
     ) -> None:
         self.fleet = fleet
         self.migrate = migrate
+        self._conn: Connection | None = None
         self.caller_txn = False
         self.existing: set[str] = set()
         self.with_table: set[str] = set()
@@ -177,44 +183,64 @@ class SchemaTenants:
             else None
         )
 
-    def select(self, conn: Connection) -> list[str]:
+    def on_connection(self, fn: Callable[[], T]) -> T:
+        """Call *fn* with this strategy's connection open: the database's (a
+        caller's shared one, or a new one), holding no database-wide lock --
+        each tenant takes its own."""
+
+        def bound(conn: Connection) -> T:
+            self._conn = conn
+            try:
+                return fn()
+            finally:
+                self._conn = None
+
+        return connect_and_run(self.fleet.settings, bound, lock=False)
+
+    @property
+    def conn(self) -> Connection:
+        assert self._conn is not None, "only inside on_connection()"
+        return self._conn
+
+    def select(self) -> list[str]:
         """The tenants of this run, and what one batched read knows of them."""
+        conn = self.conn
         self.caller_txn = conn.in_transaction()  # before we touch it: whose?
-        names = self.fleet.select(conn)
-        self.existing, self.with_table, self.versions = _schema_state(conn, names)
-        self.fleet.load_listed(conn, [n for n in names if n not in self.existing])
-        if not self.caller_txn:
-            # end the transaction our reads began: Alembic would take an open
-            # transaction for the caller's and never commit it (silent rollback)
-            conn.rollback()
+        with own_read(conn):
+            names = self.fleet.select(conn)
+            self.existing, self.with_table, self.versions = _schema_state(conn, names)
+            missing = [n for n in names if n not in self.existing]
+            self.fleet.selection.load_listed(conn, missing)
         return names
+
+    def prepare_workers(self, names: Sequence[str]) -> None:
+        """Nothing more to read before forking: :meth:`select` read it all."""
 
     def at_head(self, name: str) -> bool:
         """At head according to the batched read (nothing to lock for)."""
         return name in self.existing and self.fleet.at_head(self.versions.get(name, []))
 
-    def one(self, conn: Connection, name: str) -> Outcome:
-        """Migrate tenant *name* on *conn*; what it did."""
+    def one(self, name: str) -> Outcome:
+        """Migrate tenant *name*; what it did."""
         if self.at_head(name):
             return None
-        fleet, settings = self.fleet, self.fleet.settings
+        conn, fleet, settings = self.conn, self.fleet, self.fleet.settings
         with fleet.lock(conn, schema=name):
             if settings.locks():  # trust only what we read under the lock
-                state = _schema_state(conn, [name])
-                if not self.caller_txn:
-                    conn.rollback()
+                with own_read(conn):
+                    state = _schema_state(conn, [name])
                 _refresh(name, state, self.existing, self.with_table, self.versions)
             before = self.versions.get(name, [])
             missing = name not in self.existing
             if not missing and fleet.at_head(before):
                 return MIGRATED_ELSEWHERE
-            if missing and not fleet.may_create(name):
+            if missing and not fleet.selection.may_create(name):
                 if fleet.command == "current":
                     return before, before
-                raise fleet.missing(name)
+                raise fleet.selection.missing(name)
             if self.compiled is not None:
                 has_table = name in self.with_table
-                sql = self.compiled.sql_for(conn, before, name, has_table)
+                sql = self.compiled.sql_for(conn.dialect, before, name, has_table)
                 if sql is not None and self._replay(conn, name, missing, sql):
                     self.existing.add(name)
                     return before, [fleet.targets[0]]
@@ -246,13 +272,3 @@ class SchemaTenants:
             )
             return False
         return True
-
-
-def run_schemas(
-    fleet: Fleet, migrate: Callable[[Connection, Tenant], None], conn: Connection
-) -> None:
-    """Migrate every selected tenant's schema on *conn*, one after the other."""
-    tenants = SchemaTenants(fleet, migrate)
-    for index, name in enumerate(tenants.select(conn), 1):
-        if not fleet.run_one(index, name, partial(tenants.one, conn, name)):
-            break

@@ -13,21 +13,18 @@ same command.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from alembic import context
 from alembic.config import Config
 from sqlalchemy.engine import Connection
 
-from ..connections import connect_and_run
+from ..alembic_internals import StepFunction, replace_step_function, run_step_instead
 from ..options import main_option
 from .config import Tenant, TenantSettings
-from .databases import run_databases
 from .fleet import Fleet
-from .schemas import run_schemas
+from .strategy import run_serially, strategy_for
 
 __all__ = ["migrating_shared", "run_shared", "shared_scope"]
 
@@ -42,18 +39,17 @@ def _nothing() -> None:
     """This revision has no part in the shared scope."""
 
 
-def _shared_steps(steps_of: Callable[..., Iterable[Any]]) -> Callable[..., list[Any]]:
+_SHARED_PARTS = ("upgrade_shared", "downgrade_shared")
+
+
+def _shared_steps(steps_of: StepFunction) -> StepFunction:
     """Alembic's step function (``fn``), with every revision step running the
     revision's ``upgrade_shared()`` / ``downgrade_shared()`` instead."""
 
-    @functools.wraps(steps_of)  # its name tells which command runs
     def steps(heads: Any, migration_context: Any) -> list[Any]:
         found = list(steps_of(heads, migration_context))
         for step in found:
-            revision = getattr(step, "revision", None)  # stamps have none
-            if revision is not None and hasattr(step, "is_upgrade"):
-                name = "upgrade_shared" if step.is_upgrade else "downgrade_shared"
-                step.migration_fn = getattr(revision.module, name, _nothing)
+            run_step_instead(step, _SHARED_PARTS, _nothing)
         return found
 
     return steps
@@ -63,17 +59,8 @@ def _shared_steps(steps_of: Callable[..., Iterable[Any]]) -> Callable[..., list[
 def migrating_shared() -> Iterator[None]:
     """Meanwhile, env.py's ``configure()`` + ``run_migrations()`` migrate the
     shared scope (the revisions' ``*_shared()`` functions)."""
-    environment = getattr(context, "_proxy", None)
-    opts = getattr(environment, "context_opts", None)
-    original = opts.get("fn") if opts is not None else None
-    if opts is None or original is None:
+    with replace_step_function(_shared_steps):
         yield
-        return
-    opts["fn"] = _shared_steps(original)
-    try:
-        yield
-    finally:
-        opts["fn"] = original
 
 
 def run_shared(
@@ -86,9 +73,4 @@ def run_shared(
             migrate(conn, tenant)
 
     fleet = Fleet(options, shared=True)
-    if options.strategy == "schema":
-        connect_and_run(
-            options, lambda conn: run_schemas(fleet, migrate_shared, conn), lock=False
-        )
-    else:
-        run_databases(fleet, migrate_shared)
+    run_serially(strategy_for(fleet, migrate_shared))

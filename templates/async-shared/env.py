@@ -19,7 +19,6 @@ from alembic_recipes import (
     autogenerate_hooks,
     configure_logging,
     connect_and_run,
-    transactional_ddl,
 )
 from sqlalchemy.engine import Connection
 
@@ -42,9 +41,10 @@ settings = Settings.load(config)
 # target_metadata = mymodel.Base.metadata
 target_metadata = None
 
-# other values from the config, defined by the needs of env.py,
-# can be acquired:
-# my_important_option = config.get_main_option("my_important_option")
+# other values from the config, defined by the needs of env.py, can be
+# acquired -- -x my_important_option=..., then config.attributes, then the ini:
+# from alembic_recipes import get_option
+# my_important_option, _ = get_option(config, "my_important_option")
 # ... etc.
 
 
@@ -70,10 +70,11 @@ def do_run_migrations(connection: Connection) -> None:
         target_metadata=target_metadata,
         # one transaction for the whole run where DDL is transactional
         # (SQLite included); a transaction the caller opened on a shared
-        # connection stays the caller's
-        transactional_ddl=transactional_ddl(connection),
+        # connection stays the caller's; your include_name filter goes in
+        # settings.configure_options(connection, include_name=...)
+        **settings.configure_options(connection),
         # cookbook autogenerate recipes, switched in the config; add your own
-        # with autogenerate_hooks(config, include_object=...,
+        # with autogenerate_hooks(settings, include_object=...,
         # process_revision_directives=...)
         **autogenerate_hooks(settings),
     )

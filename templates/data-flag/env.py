@@ -18,8 +18,6 @@ from alembic_recipes import (
     configure_logging,
     connect_and_run,
     finish_data_migrations,
-    skip_data_table,
-    transactional_ddl,
 )
 from sqlalchemy.engine import Connection
 
@@ -42,9 +40,10 @@ settings = DataSettings.load(config)
 # target_metadata = mymodel.Base.metadata
 target_metadata = None
 
-# other values from the config, defined by the needs of env.py,
-# can be acquired:
-# my_important_option = config.get_main_option("my_important_option")
+# other values from the config, defined by the needs of env.py, can be
+# acquired -- -x my_important_option=..., then config.attributes, then the ini:
+# from alembic_recipes import get_option
+# my_important_option, _ = get_option(config, "my_important_option")
 # ... etc.
 
 
@@ -69,12 +68,12 @@ def do_run_migrations(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         # one transaction for the whole run (SQLite included): a failure
-        # leaves nothing half-applied where the database's DDL is transactional
-        transactional_ddl=transactional_ddl(connection),
-        # keep the data-record table out of autogenerate
-        include_name=skip_data_table,
+        # leaves nothing half-applied where the database's DDL is transactional;
+        # the data-record table kept out of autogenerate; add your own filter
+        # with settings.configure_options(connection, include_name=...)
+        **settings.configure_options(connection),
         # cookbook autogenerate recipes, switched in the config; add your own
-        # with autogenerate_hooks(config, include_object=...,
+        # with autogenerate_hooks(settings, include_object=...,
         # process_revision_directives=...)
         **autogenerate_hooks(settings),
     )

@@ -20,7 +20,6 @@ from alembic_recipes import (
     configure_logging,
     offline_databases,
     run_databases,
-    transactional_ddl,
 )
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
@@ -59,8 +58,8 @@ def run_migrations_offline() -> None:
             target_metadata=target_metadata.get(database.name),
             literal_binds=True,
             dialect_opts={"paramstyle": "named"},
-            upgrade_token=database.upgrade_token,
-            downgrade_token=database.downgrade_token,
+            # this database's part of the revision (upgrade_<name>())
+            **database.configure_options(),
         )
 
         with context.begin_transaction():
@@ -73,12 +72,13 @@ def do_run_migrations(connection: Connection, database: Database) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata.get(database.name),
-        upgrade_token=database.upgrade_token,
-        downgrade_token=database.downgrade_token,
-        # the runner opened this database's transaction (SQLite DDL included)
-        transactional_ddl=transactional_ddl(connection),
+        # this database's part of the revision (upgrade_<name>()), and the
+        # transaction the runner opened for it (SQLite DDL included); your
+        # include_name filter goes in
+        # database.configure_options(connection, include_name=...)
+        **database.configure_options(connection),
         # cookbook autogenerate recipes, switched in the config; add your own
-        # with autogenerate_hooks(config, include_object=...,
+        # with autogenerate_hooks(settings, include_object=...,
         # process_revision_directives=...)
         **autogenerate_hooks(settings, runs=database.runs),
     )

@@ -22,7 +22,6 @@ from alembic_recipes import (
     configure_logging,
     offline_tenants,
     run_tenants,
-    transactional_ddl,
 )
 from sqlalchemy.engine import Connection
 
@@ -66,7 +65,8 @@ def run_migrations_offline() -> None:
             target_metadata=shared_metadata if tenant.shared else target_metadata,
             literal_binds=True,
             dialect_opts={"paramstyle": "named"},
-            version_table_schema=tenant.schema,
+            # the tenant's own version table, in its schema or database
+            **tenant.configure_options(),
         )
 
         with context.begin_transaction():
@@ -80,17 +80,14 @@ def do_run_migrations(connection: Connection, tenant: Tenant) -> None:
     context.configure(
         connection=connection,
         target_metadata=shared_metadata if tenant.shared else target_metadata,
-        # autogenerate writes the shared scope's part into upgrade_shared()
-        upgrade_token=tenant.upgrade_token,
-        downgrade_token=tenant.downgrade_token,
-        # each tenant keeps its own alembic_version (in its schema or database)
-        version_table_schema=tenant.schema,
-        # the runner opened the tenant's transaction (SQLite DDL included)
-        transactional_ddl=transactional_ddl(connection),
-        # keeps the tenant's version table out of autogenerate
-        include_name=tenant.include_name,
+        # what every tenant needs: its own alembic_version (in its schema or
+        # database), the transaction the runner opened, the shared scope's
+        # part written into upgrade_shared(), its version table kept out of
+        # autogenerate; add your own filter with
+        # tenant.configure_options(connection, include_name=...)
+        **tenant.configure_options(connection),
         # cookbook autogenerate recipes, switched in the config; add your own
-        # with autogenerate_hooks(config, include_object=...,
+        # with autogenerate_hooks(settings, include_object=...,
         # process_revision_directives=...)
         **autogenerate_hooks(settings, runs=tenant.runs),
     )

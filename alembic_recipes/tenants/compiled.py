@@ -25,6 +25,7 @@ results, an inspector) keeps running against each tenant's own data.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal
@@ -37,9 +38,12 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.util.concurrency import await_only
 
+from ..alembic_internals import upgrade_steps, version_table
+from ..logs import logger_for
+
 __all__ = ["Compile", "CompiledPaths", "execute_script"]
 
-log = logging.getLogger("alembic.recipes.tenants")
+log = logger_for(__name__)
 
 Compile = Literal["auto", "always", "never"]
 
@@ -75,7 +79,7 @@ class CompiledPaths:
 
     def sql_for(
         self,
-        conn: Connection,
+        dialect: Dialect,
         before: Sequence[str],
         schema: str,
         has_version_table: bool = False,
@@ -90,11 +94,11 @@ class CompiledPaths:
         revisions = tuple(sorted(before))
         key = (revisions, has_version_table or bool(revisions))
         if key not in self._scripts:
-            self._scripts[key] = self._compile(conn.dialect, *key)
+            self._scripts[key] = self._compile(dialect, *key)
         sql = self._scripts[key]
         if sql is None:
             return None
-        quote = conn.dialect.identifier_preparer.quote_identifier
+        quote = dialect.identifier_preparer.quote_identifier
         return sql.replace(quote(PLACEHOLDER), quote(schema))
 
     def _compile(
@@ -143,7 +147,7 @@ class CompiledPaths:
 
         def steps(heads: object, context: MigrationContext) -> object:
             # what `alembic upgrade` itself runs: the steps from heads to destination
-            return self.script._upgrade_revs(destination, heads)  # type: ignore[arg-type]
+            return upgrade_steps(self.script, destination, heads)
 
         context = MigrationContext.configure(
             dialect=dialect,
@@ -160,20 +164,34 @@ class CompiledPaths:
                 "fn": steps,
             },
         )
-        with Operations.context(context), _quiet(logging.getLogger("alembic")):
+        with Operations.context(context), _quiet():
             context.run_migrations()
-        return buffer.items, context._version
+        return buffer.items, version_table(context)
+
+
+class _ThisThreadsInfo(logging.Filter):
+    """Drops INFO (and lower) records logged by one thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread != self.thread or record.levelno > logging.INFO
 
 
 @contextmanager
-def _quiet(logger: logging.Logger) -> Iterator[None]:
-    """Rendering is no migration: keep Alembic's "Running upgrade" lines out."""
-    previous = logger.level
-    logger.setLevel(logging.WARNING)
+def _quiet() -> Iterator[None]:
+    """Rendering is no migration: keep Alembic's "Running upgrade" lines of
+    this render out of the log, changing no logger's level (other threads
+    migrating meanwhile log as usual)."""
+    logger = logging.getLogger("alembic.runtime.migration")
+    quiet = _ThisThreadsInfo()
+    logger.addFilter(quiet)
     try:
         yield
     finally:
-        logger.setLevel(previous)
+        logger.removeFilter(quiet)
 
 
 def _is_bookkeeping(statement: str, version: Table) -> bool:

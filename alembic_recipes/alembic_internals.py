@@ -1,0 +1,187 @@
+"""Every use of Alembic's private API, in one place.
+
+Alembic gives env.py no public way to tell which command runs, to run other
+functions of a revision for one scope, or to render a revision path without
+migrating; the cookbook recipes need a few attributes that have no public
+spelling either.  Each such use is one function here, named by what it
+gives, with the Alembic versions it holds for; ``tests/test_alembic_internals.py``
+checks every one on the oldest supported Alembic and the newest, so an Alembic
+release that moves one of them fails there, not somewhere in a fleet run.
+
+The rest of the package imports nothing private from Alembic.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from alembic import context
+from alembic.operations import ops
+from alembic.runtime.environment import EnvironmentContext
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Table
+
+__all__ = [
+    "VERSION_TABLE",
+    "StepFunction",
+    "before_first_steps",
+    "column_copy",
+    "environment",
+    "environment_state",
+    "reflected_table",
+    "replace_step_function",
+    "run_step_instead",
+    "running_command",
+    "upgrade_steps",
+    "version_table",
+]
+
+VERSION_TABLE = "alembic_version"
+"""Alembic's default version table name (``context.configure(version_table=)``)."""
+
+StepFunction = Callable[[Any, MigrationContext], Iterable[Any]]
+"""What a command hands env.py as ``fn``: ``fn(heads, context)`` -> steps."""
+
+_commands: weakref.WeakKeyDictionary[EnvironmentContext, str] = (
+    weakref.WeakKeyDictionary()
+)
+_states: weakref.WeakKeyDictionary[EnvironmentContext, dict[str, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def environment() -> EnvironmentContext | None:
+    """The ``EnvironmentContext`` env.py runs in, or None outside a command.
+
+    ``alembic.context`` is a proxy; the object behind it is ``context._proxy``
+    (every Alembic since 0.x).
+    """
+    return getattr(context, "_proxy", None)
+
+
+def environment_state(env: EnvironmentContext) -> dict[str, Any]:
+    """A dict that lives as long as *env*: what the package remembers for one
+    env.py run (the loaded settings, checks done once)."""
+    return _states.setdefault(env, {})
+
+
+def running_command() -> str:
+    """Name of the Alembic command env.py runs under: ``"upgrade"``,
+    ``"downgrade"``, ``"current"``, ``"stamp"``, ``"revision"``, ``"check"`` ...,
+    or ``""`` outside a command.  Read once per env.py run.
+
+    Every command passes a step function (``context_opts["fn"]``) defined
+    inside it, e.g. ``upgrade.<locals>.upgrade`` or
+    ``check.<locals>.retrieve_migrations``: stable since Alembic 1.0.  Test
+    tools that wrap them in methods (pytest-alembic's
+    ``CommandExecutor.upgrade.<locals>.upgrade``) are read the same way.
+    """
+    env = environment()
+    return "" if env is None else _command_cached(env)
+
+
+def _command_cached(env: EnvironmentContext) -> str:
+    if env not in _commands:
+        opts = getattr(env, "context_opts", None) or {}
+        _commands[env] = _command_of(opts.get("fn"))
+    return _commands[env]
+
+
+def _command_of(fn: object) -> str:
+    qualname = getattr(fn, "__qualname__", "")
+    if ".<locals>." not in qualname:
+        return ""
+    # test tools wrap commands in methods: CommandExecutor.upgrade.<locals>...
+    return qualname.rsplit(".<locals>.", 1)[0].rsplit(".", 1)[-1]
+
+
+@contextmanager
+def replace_step_function(
+    wrap: Callable[[StepFunction], StepFunction],
+) -> Iterator[None]:
+    """Meanwhile, the command's step function (``context_opts["fn"]``) is
+    ``wrap(original)``; env.py's next ``configure()`` + ``run_migrations()``
+    use it.  Nothing changes outside a command."""
+    env = environment()
+    opts = getattr(env, "context_opts", None)
+    original = opts.get("fn") if opts is not None else None
+    if env is None or opts is None or original is None:
+        yield
+        return
+    _command_cached(env)  # read from the command's own function, before the swap
+    opts["fn"] = functools.wraps(original)(wrap(original))
+    try:
+        yield
+    finally:
+        opts["fn"] = original
+
+
+def before_first_steps(env: EnvironmentContext, callback: Callable[[], None]) -> None:
+    """Call *callback* once, when the command has first computed its steps --
+    Alembic has loaded the revision files it needs by then -- before any step
+    runs.  The command's step function keeps its name (:func:`running_command`);
+    env.py's ``configure()`` must come after this call to use it."""
+    opts = getattr(env, "context_opts", None)
+    original = opts.get("fn") if opts is not None else None
+    if opts is None or original is None:
+        return
+    _command_cached(env)
+    done = False
+
+    @functools.wraps(original)
+    def steps(heads: Any, migration_context: MigrationContext) -> Iterable[Any]:
+        nonlocal done
+        found = list(original(heads, migration_context))
+        if not done:
+            done = True
+            callback()
+        return found
+
+    opts["fn"] = steps
+
+
+def run_step_instead(
+    step: Any, names: tuple[str, str], default: Callable[[], None]
+) -> None:
+    """Make a revision step run another function of its revision module:
+    ``names[0]`` on upgrade, ``names[1]`` on downgrade (*default* when the
+    module has none).  Stamp steps (no revision) are left alone.
+
+    ``RevisionStep.migration_fn`` is read by ``MigrationContext.run_migrations``
+    (Alembic >= 1.0).
+    """
+    revision = getattr(step, "revision", None)
+    if revision is not None and hasattr(step, "is_upgrade"):
+        name = names[0] if step.is_upgrade else names[1]
+        step.migration_fn = getattr(revision.module, name, default)
+
+
+def upgrade_steps(script: ScriptDirectory, destination: str, heads: Any) -> Any:
+    """The steps ``alembic upgrade <destination>`` runs from *heads*
+    (``ScriptDirectory._upgrade_revs``, Alembic >= 1.0)."""
+    return script._upgrade_revs(destination, heads)
+
+
+def version_table(migration_context: MigrationContext) -> Table:
+    """The version ``Table`` a migration context writes (``_version``)."""
+    table: Table = migration_context._version
+    return table
+
+
+def reflected_table(table_op: ops.DropTableOp) -> ops.CreateTableOp | None:
+    """The table a ``DropTableOp`` drops, as autogenerate reflected it: the
+    ``CreateTableOp`` that would undo it, with its columns and constraints
+    (``DropTableOp._reverse``, Alembic >= 1.0; None when built by hand)."""
+    reverse: ops.CreateTableOp | None = getattr(table_op, "_reverse", None)
+    return reverse
+
+
+def column_copy(item: Any) -> Any:
+    """A copy of a ``Column`` or constraint for another ``CreateTableOp``
+    (SQLAlchemy's ``_copy()``, 2.0 and later)."""
+    return item._copy()

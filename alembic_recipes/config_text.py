@@ -1,0 +1,205 @@
+"""The option blocks of the templates' config files, written from the table.
+
+The templates' ``alembic.ini.mako`` and ``pyproject.toml.mako`` call these
+when ``alembic init`` renders them, so every generated config file shows each
+option of :mod:`.option_table` with the same comment, default and spelling::
+
+    <%! from alembic_recipes.config_text import ini_options %>
+    [alembic]
+    ${ini_options("data-flag", script_location)}
+"""
+
+from __future__ import annotations
+
+import json
+
+from .option_table import TEMPLATE_NAMES, Option, options_for
+
+__all__ = [
+    "INI_LOGGING",
+    "INI_POST_WRITE_HOOKS",
+    "TOML_POST_WRITE_HOOKS",
+    "ini_options",
+    "reference_markdown",
+    "toml_options",
+]
+
+
+def ini_options(
+    template: str, script_location: str | None = None, *, only: str | None = None
+) -> str:
+    """The ``[alembic]`` options of *template*: Alembic's own (when
+    *script_location* is given) and ours, each under its comment; *only*: the
+    one option of that key."""
+    return _block(template, "ini", script_location, only)
+
+
+def toml_options(template: str, script_location: str) -> str:
+    """The ``[tool.alembic]`` options of *template*'s pyproject flavour."""
+    return _block(template, "toml", script_location, None)
+
+
+def _block(
+    template: str, fmt: str, script_location: str | None, only: str | None
+) -> str:
+    lines: list[str] = []
+    for opt in options_for(template):
+        if not opt.in_ini or (fmt == "toml" and opt.ini_only):
+            continue
+        if only is not None and opt.key != only:
+            continue
+        if only is None and opt.alembic and script_location is None:
+            continue
+        help_lines = opt.help_for(template, fmt)
+        if lines and help_lines and not opt.joined:
+            lines.append("")
+        lines += [f"# {line}".rstrip() for line in help_lines]
+        lines.append(_assignment(opt, template, fmt, script_location))
+    return "\n".join(lines) + "\n"
+
+
+def _assignment(
+    opt: Option, template: str, fmt: str, script_location: str | None
+) -> str:
+    if opt.key == "script_location":
+        value = str(script_location)
+        return f"{opt.key} = {_toml(value, 'text') if fmt == 'toml' else value}"
+    default = opt.default_for(template)
+    if default is not None:
+        shown = _toml(default, opt.kind) if fmt == "toml" else default
+        return f"{opt.key} = {shown}"
+    example = opt.example or ""
+    if fmt == "toml":
+        shown = opt.toml_example or _toml(example, opt.kind)
+    else:
+        shown = example
+    return f"# {opt.key} = {shown}".rstrip()
+
+
+def _toml(value: str, kind: str) -> str:
+    """*value* as written in the ini, as a TOML value of its kind."""
+    if kind in ("bool", "int", "seconds"):
+        return value
+    if kind == "list":
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        return "[" + ", ".join(json.dumps(item) for item in items) + "]"
+    return json.dumps(value)
+
+
+INI_POST_WRITE_HOOKS = """\
+[post_write_hooks]
+# New revision files are formatted with `ruff format` when ruff is installed
+# (silently left as written when it is not).
+hooks = format
+format.type = alembic_recipes_ruff
+
+# Alembic's own hook runners work too, e.g. black or `ruff check --fix`:
+# hooks = black
+# black.type = console_scripts
+# black.entrypoint = black
+# black.options = -l 79 REVISION_SCRIPT_FILENAME
+#
+# hooks = ruff
+# ruff.type = module
+# ruff.module = ruff
+# ruff.options = check --fix REVISION_SCRIPT_FILENAME
+
+"""
+"""The ``[post_write_hooks]`` section: our ruff formatter, Alembic's runners."""
+
+INI_LOGGING = """\
+# Logging configuration, applied by env.py from the command line; in-process
+# callers keep their loggers (config.attributes["configure_logger"] = False
+# skips it).
+[loggers]
+keys = root,sqlalchemy,alembic
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = WARNING
+handlers = console
+qualname =
+
+[logger_sqlalchemy]
+level = WARNING
+handlers =
+qualname = sqlalchemy.engine
+
+[logger_alembic]
+level = INFO
+handlers =
+qualname = alembic
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(levelname)-5.5s [%(name)s] %(message)s
+datefmt = %H:%M:%S
+"""
+"""The logging sections, as in Alembic's generic template."""
+
+TOML_POST_WRITE_HOOKS = """\
+# New revision files are formatted with `ruff format` when ruff is installed
+# (silently left as written when it is not).
+[[tool.alembic.post_write_hooks]]
+name = "format"
+type = "alembic_recipes_ruff"
+
+# Alembic's own hook runners work too, e.g. `ruff check --fix`:
+# [[tool.alembic.post_write_hooks]]
+# name = "ruff"
+# type = "module"
+# module = "ruff"
+# options = "check --fix REVISION_SCRIPT_FILENAME"
+"""
+"""``[[tool.alembic.post_write_hooks]]``: our ruff formatter, Alembic's runners."""
+
+
+def reference_markdown() -> str:
+    """The configuration reference of every template, as Markdown: one table
+    per template with each option's ini key (also its ``[tool.alembic]`` key),
+    ``-x`` key, ``config.attributes`` key, default and what it accepts."""
+    out = [
+        "# Configuration reference",
+        "",
+        "<!-- generated from alembic_recipes/option_table.py by"
+        " `python -m alembic_recipes options`; do not edit -->",
+        "",
+        "Every option is read, most specific first, from `-x KEY=VALUE`, then"
+        " `config.attributes[KEY]`, then the `[alembic]` section of alembic.ini"
+        " (or `[tool.alembic]` in pyproject.toml, same key).  A bad value fails"
+        " the command with one `FAILED:` line before any SQL is sent.",
+    ]
+    for template in TEMPLATE_NAMES:
+        out += ["", f"## {template}", ""]
+        out += [
+            "| ini / `[tool.alembic]` key | `-x` | `config.attributes` | default"
+            " | accepts | what it does |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for opt in options_for(template, alembic=False):
+            out.append(_reference_row(opt, template))
+    return "\n".join(out) + "\n"
+
+
+def _reference_row(opt: Option, template: str) -> str:
+    key = f"`{opt.key}`" if opt.in_ini else "—"
+    if opt.ini_only and opt.in_ini:
+        key += " (alembic.ini only)"
+    x = f"`-x {opt.x}=…`" if opt.x else "—"
+    attribute = f"`{opt.attribute}`" if opt.attribute else "—"
+    default = opt.doc_default or opt.default_for(template)
+    shown_default = f"`{default}`" if default else "—"
+    text = " ".join(line.strip() for line in opt.help_for(template))
+    what = " ".join(part for part in (text, opt.reference) if part)
+    cells = [key, x, attribute, shown_default, opt.accepted or "text", what]
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"

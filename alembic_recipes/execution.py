@@ -1,0 +1,87 @@
+"""Run env.py's migrate function on the environment's connection, under its lock.
+
+The layer between the settings env.py loaded (:mod:`.settings`) and the
+connection bridge (:mod:`.connections`): which connectable serves the run --
+one a programmatic caller shared through ``config.attributes``, or a new
+engine from the ini's ``sqlalchemy.*`` options -- and whether the command
+holds the database's migration lock (:mod:`.locks`) meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from alembic.config import Config
+from sqlalchemy.engine import Connection
+
+from .connections import (
+    ACCEPTED_CONNECTABLES,
+    display_url,
+    engine_from_options,
+    is_async_engine,
+    is_connectable,
+    run_with_connection,
+)
+from .locks import migration_lock
+from .options import InvalidOptionType
+from .settings import Settings
+
+__all__ = ["connect_and_run"]
+
+T = TypeVar("T")
+
+
+def connect_and_run(
+    settings: Settings | Config,
+    fn: Callable[[Connection], T],
+    *,
+    section: str | None = None,
+    attribute: str = "connection",
+    lock: bool = True,
+) -> T:
+    """What a generated env.py's ``run_migrations_online()`` calls.
+
+    Uses ``config.attributes[attribute]`` when a programmatic caller shared a
+    connection or engine, otherwise a new engine from ``sqlalchemy.*`` options
+    of the ini *section* (default: the main section), sync or async by URL.
+    *settings*: what env.py loaded (or the ``Config``).  Writing commands hold
+    the database's migration lock meanwhile (see :mod:`.locks`) unless *lock*
+    is false or ``migration_lock = false``.
+    """
+    options = Settings.of(settings)
+    config = options.config
+    locked = _locked(fn, options) if lock else fn
+    shared = config.attributes.get(attribute)
+    if shared is not None:
+        if not is_connectable(shared):
+            raise InvalidOptionType(
+                f"config.attributes[{attribute!r}] must be {ACCEPTED_CONNECTABLES},"
+                f" got {type(shared).__name__}: {shared!r}"
+            )
+        return run_with_connection(
+            shared, locked, where=f"config.attributes[{attribute!r}]"
+        )
+    name = section or config.config_ini_section
+    engine = engine_from_options(config.get_section(name, {}), where=f"[{name}]")
+    where = f"the database {display_url(engine.url)}"
+    if is_async_engine(engine):
+        return run_with_connection(engine, locked, owned=True, where=where)
+    try:
+        return run_with_connection(engine, locked, where=where)
+    finally:
+        engine.dispose()
+
+
+def _locked(
+    fn: Callable[[Connection], T], settings: Settings
+) -> Callable[[Connection], T]:
+    """*fn*, holding the database's migration lock when the command writes."""
+    if not settings.locks():
+        return fn
+
+    def locked(connection: Connection) -> T:
+        with migration_lock(connection, timeout=settings.lock_timeout):
+            return fn(connection)
+
+    return locked

@@ -1,0 +1,72 @@
+"""One interface for the two ways of keeping tenants apart.
+
+A fleet, the shared scope and the worker processes run tenants through a
+:class:`TenantStrategy` and choose nothing by strategy themselves:
+:func:`strategy_for` is the one place that does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Protocol, TypeVar
+
+from sqlalchemy.engine import Connection
+
+from .config import Tenant
+from .databases import DatabaseTenants
+from .fleet import Fleet, Outcome
+from .schemas import SchemaTenants
+
+__all__ = ["TenantStrategy", "run_serially", "strategy_for"]
+
+T = TypeVar("T")
+
+
+class TenantStrategy(Protocol):
+    """What a run needs of a strategy (:class:`~.schemas.SchemaTenants`,
+    :class:`~.databases.DatabaseTenants`)."""
+
+    fleet: Fleet
+
+    def on_connection(self, fn: Callable[[], T]) -> T:
+        """Call *fn* with whatever the tenants share open (the schema
+        strategy's connection to the one database; nothing per database)."""
+        ...
+
+    def select(self) -> list[str]:
+        """The tenants of this run (inside :meth:`on_connection`)."""
+        ...
+
+    def at_head(self, name: str) -> bool:
+        """Known to be at head already, with nothing to lock or read."""
+        ...
+
+    def prepare_workers(self, names: Sequence[str]) -> None:
+        """Read now what forked workers must share (before they start)."""
+        ...
+
+    def one(self, name: str) -> Outcome:
+        """Migrate tenant *name* (inside :meth:`on_connection`); what it did."""
+        ...
+
+
+def strategy_for(
+    fleet: Fleet, migrate: Callable[[Connection, Tenant], None]
+) -> TenantStrategy:
+    """The strategy ``tenant_strategy`` names, running *migrate* per tenant."""
+    if fleet.settings.strategy == "schema":
+        return SchemaTenants(fleet, migrate)
+    return DatabaseTenants(fleet, migrate)
+
+
+def run_serially(strategy: TenantStrategy) -> None:
+    """Run every selected tenant in this process, one after the other."""
+    fleet = strategy.fleet
+
+    def each() -> None:
+        for index, name in enumerate(strategy.select(), 1):
+            if not fleet.run_one(index, name, partial(strategy.one, name)):
+                break
+
+    strategy.on_connection(each)

@@ -1,0 +1,266 @@
+"""Each use of Alembic's private API (``alembic_recipes.alembic_internals``),
+checked in-process against the installed Alembic: nox runs this module on the
+oldest supported Alembic and on the newest."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import produce_migrations
+from alembic.config import Config
+from alembic.operations import ops
+from alembic.runtime.environment import EnvironmentContext
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic_recipes import alembic_internals as internals
+
+# env.py of the test project: records what the internals see, through the
+# Config object the test holds (config.attributes["seen"]).
+ENV_PY = """
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+from alembic_recipes import alembic_internals as internals
+
+config = context.config
+seen = config.attributes.setdefault("seen", {})
+seen["command"] = internals.running_command()
+seen["imported_at_load"] = (config.attributes["marker"]).exists()
+steps_seen = seen.setdefault("first_steps", [])
+internals.before_first_steps(
+    internals.environment(),
+    lambda: steps_seen.append(config.attributes["marker"].exists()),
+)
+
+
+def shared_steps(original):
+    def steps(heads, migration_context):
+        found = list(original(heads, migration_context))
+        for step in found:
+            internals.run_step_instead(
+                step, ("upgrade_shared", "downgrade_shared"), lambda: None
+            )
+        return found
+
+    return steps
+
+
+def migrate(connection):
+    metadata = config.attributes.get("md")
+    context.configure(connection=connection, target_metadata=metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run(connection):
+    if config.attributes.get("shared"):  # before configure(), which takes fn
+        with internals.replace_step_function(shared_steps):
+            seen["command_while_replaced"] = internals.running_command()
+            migrate(connection)
+    else:
+        migrate(connection)
+
+
+url = config.get_main_option("sqlalchemy.url")
+engine = create_engine(url, poolclass=pool.NullPool)
+with engine.connect() as connection:
+    run(connection)
+    connection.commit()
+engine.dispose()
+"""
+
+REVISION = '''
+"""first"""
+from pathlib import Path
+
+from alembic import op
+import sqlalchemy as sa
+
+revision = "r1"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+Path(__file__).with_suffix(".imported").touch()
+
+
+def upgrade():
+    op.create_table("t", sa.Column("id", sa.Integer, primary_key=True))
+
+
+def downgrade():
+    op.drop_table("t")
+
+
+def upgrade_shared():
+    op.create_table("shared_t", sa.Column("id", sa.Integer, primary_key=True))
+
+
+def downgrade_shared():
+    op.drop_table("shared_t")
+'''
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    """A hand-made project: the env.py above, one revision, a SQLite file."""
+    scripts = tmp_path / "migrations"
+    (scripts / "versions").mkdir(parents=True)
+    (scripts / "env.py").write_text(ENV_PY)
+    (scripts / "script.py.mako").write_text("")
+    (scripts / "versions" / "r1_first.py").write_text(textwrap.dedent(REVISION))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(scripts))
+    cfg.set_main_option("sqlalchemy.url", f"sqlite:///{tmp_path / 'app.db'}")
+    cfg.attributes["marker"] = scripts / "versions" / "r1_first.imported"
+    return cfg
+
+
+def _tables(cfg: Config) -> set[str]:
+    engine = sa.create_engine(str(cfg.get_main_option("sqlalchemy.url")))
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "run, expected",
+    [
+        (lambda cfg: command.upgrade(cfg, "head"), "upgrade"),
+        (lambda cfg: command.downgrade(cfg, "base"), "downgrade"),
+        (lambda cfg: command.stamp(cfg, "head"), "stamp"),
+        (lambda cfg: command.current(cfg), "current"),
+        (lambda cfg: command.check(cfg), "check"),
+    ],
+    ids=["upgrade", "downgrade", "stamp", "current", "check"],
+)
+def test_running_command_names_each_command(
+    config: Config, run: Callable[[Config], None], expected: str
+) -> None:
+    if expected in ("downgrade", "check"):
+        command.upgrade(config, "head")
+        config.attributes["seen"] = {}
+    config.attributes["md"] = _metadata_like_the_revision()
+    run(config)
+    assert config.attributes["seen"]["command"] == expected
+
+
+def test_running_command_outside_a_command_is_empty() -> None:
+    assert internals.environment() is None
+    assert internals.running_command() == ""
+
+
+def test_running_command_reads_steps_wrapped_by_test_tools(config: Config) -> None:
+    """pytest-alembic runs env.py with CommandExecutor.upgrade.<locals>.upgrade."""
+
+    class CommandExecutor:
+        def upgrade(self) -> Callable[..., list[object]]:
+            def upgrade(rev: object, context: object) -> list[object]:
+                return []
+
+            return upgrade
+
+    script = ScriptDirectory.from_config(config)
+    with EnvironmentContext(config, script, fn=CommandExecutor().upgrade()) as env:
+        assert internals.environment() is env
+        assert internals.running_command() == "upgrade"
+    assert internals.running_command() == ""
+
+
+def test_revision_files_load_when_the_command_asks_for_its_steps(
+    config: Config,
+) -> None:
+    command.upgrade(config, "head")
+    seen = config.attributes["seen"]
+    assert seen["imported_at_load"] is False  # env.py loaded no revision file
+    assert seen["first_steps"] == [True]  # once, with the revisions loaded
+    assert "t" in _tables(config)
+
+
+def test_replaced_step_function_runs_other_parts_and_keeps_the_command(
+    config: Config,
+) -> None:
+    config.attributes["shared"] = True
+    command.upgrade(config, "head")
+    assert config.attributes["seen"]["command_while_replaced"] == "upgrade"
+    assert {"shared_t", "alembic_version"} <= _tables(config)
+    assert "t" not in _tables(config)
+    command.downgrade(config, "base")
+    assert "shared_t" not in _tables(config)
+
+
+def test_environment_state_lives_with_its_environment(config: Config) -> None:
+    script = ScriptDirectory.from_config(config)
+    with EnvironmentContext(config, script) as env:
+        internals.environment_state(env)["x"] = 1
+        assert internals.environment_state(env) == {"x": 1}
+    other = EnvironmentContext(config, script)
+    assert internals.environment_state(other) == {}
+
+
+def test_upgrade_steps_are_the_upgrade_commands(config: Config) -> None:
+    script = ScriptDirectory.from_config(config)
+    steps = list(internals.upgrade_steps(script, "head", ()))
+    assert [step.revision.revision for step in steps] == ["r1"]
+    assert all(step.is_upgrade for step in steps)
+
+
+def test_version_table_of_a_migration_context() -> None:
+    context = MigrationContext.configure(
+        dialect_name="postgresql",
+        opts={"as_sql": True, "version_table_schema": "acme"},
+    )
+    table = internals.version_table(context)
+    assert (table.name, table.schema) == (internals.VERSION_TABLE, "acme")
+    assert "version_num" in table.c
+
+
+def test_reflected_table_of_an_autogenerated_drop(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql(
+            "CREATE TABLE child (id INTEGER PRIMARY KEY,"
+            " parent_id INTEGER REFERENCES parent (id))"
+        )
+    with engine.connect() as conn:
+        script = produce_migrations(MigrationContext.configure(conn), sa.MetaData())
+    engine.dispose()
+    assert script.upgrade_ops is not None
+    drops = {
+        op.table_name: op
+        for op in script.upgrade_ops.ops
+        if isinstance(op, ops.DropTableOp)
+    }
+    reverse = internals.reflected_table(drops["child"])
+    assert isinstance(reverse, ops.CreateTableOp)
+    columns = {getattr(item, "name", None) for item in reverse.columns}
+    assert {"id", "parent_id"} <= columns
+    fks: list[Any] = [
+        fk.target_fullname
+        for item in reverse.columns
+        for fk in getattr(item, "elements", ())
+    ]
+    assert fks == ["parent.id"]
+    assert internals.reflected_table(ops.DropTableOp("by_hand")) is None
+
+
+def test_column_copy_is_a_new_equal_column() -> None:
+    column = sa.Column("id", sa.Integer, primary_key=True, comment="key")
+    copy = internals.column_copy(column)
+    assert copy is not column
+    assert (copy.name, copy.primary_key, copy.comment) == ("id", True, "key")
+    assert isinstance(copy.type, sa.Integer)
+
+
+def _metadata_like_the_revision() -> sa.MetaData:
+    metadata = sa.MetaData()
+    sa.Table("t", metadata, sa.Column("id", sa.Integer, primary_key=True))
+    return metadata

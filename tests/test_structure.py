@@ -1,0 +1,106 @@
+"""The package's layers, read from its source: what each module may import.
+
+Bottom up: ``alembic_internals`` (Alembic's private API) and ``connections``
+(the sync/async bridge) import nothing above them; ``locks`` builds on those
+two; ``options``, ``option_table`` and ``settings`` (configuration) import no
+runner; ``execution`` runs env.py's function under the lock; only
+``alembic_internals`` touches Alembic's private names, and no module looks
+anything up in ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "alembic_recipes"
+
+# module -> the package modules it may import (None: any)
+ALLOWED: dict[str, set[str]] = {
+    "alembic_internals": set(),
+    "connections": {"alembic_internals"},
+    "logs": set(),
+    "locks": {"alembic_internals", "connections", "logs"},
+    "options": set(),
+    "option_table": set(),
+    "filters": set(),
+    "config_text": {"option_table"},
+    "settings": {
+        "alembic_internals",
+        "connections",
+        "filters",
+        "logs",
+        "option_table",
+        "options",
+    },
+    "output": {"alembic_internals"},
+    "execution": {"connections", "locks", "options", "settings"},
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(p for p in parts if p != "__init__")
+
+
+def _imports(path: Path) -> set[str]:
+    """Package modules *path* imports (top-level names: ``tenants``, not
+    ``tenants.fleet``)."""
+    tree = ast.parse(path.read_text())
+    package = (
+        _module_name(path).split(".")[:-1]
+        if path.name != "__init__.py"
+        else (_module_name(path).split(".") if _module_name(path) else [])
+    )
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                target = [*base, *(node.module.split(".") if node.module else [])]
+                names = (
+                    [target] if node.module else [[*base, a.name] for a in node.names]
+                )
+                found |= {".".join(t) for t in names if t}
+            elif node.module and node.module.startswith("alembic_recipes"):
+                found.add(node.module.removeprefix("alembic_recipes").lstrip("."))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("alembic_recipes."):
+                    found.add(alias.name.removeprefix("alembic_recipes."))
+    return {name.split(".")[0] for name in found if name}
+
+
+SOURCES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("module", sorted(ALLOWED))
+def test_lower_layers_import_nothing_above_them(module: str) -> None:
+    imported = _imports(PACKAGE / f"{module}.py") - {module}
+    assert imported <= ALLOWED[module], f"{module} imports {imported - ALLOWED[module]}"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_sys_modules_lookups(path: Path) -> None:
+    assert "sys.modules" not in path.read_text()
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_alembic_private_names_only_in_alembic_internals(path: Path) -> None:
+    """No ``context._proxy``, ``_upgrade_revs``, ``._version``, ``_reverse``,
+    ``._copy()`` or ``context_opts`` outside the compatibility module."""
+    if path.name == "alembic_internals.py":
+        return
+    text = path.read_text()
+    for private in (
+        "_proxy",
+        "_upgrade_revs",
+        "._version",
+        "._reverse",
+        "._copy(",
+        "context_opts",
+        "migration_fn",
+    ):
+        assert private not in text, f"{path.name} uses Alembic's {private}"
