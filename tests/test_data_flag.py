@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic_recipes import DataSettings
+from alembic_recipes.options import InvalidOption
 from conftest import BIN, Project, ServerDB, assert_ruff_clean
 
 SCHEMA1 = """\
@@ -172,18 +175,29 @@ def test_downgrade_runs_data_downgrades_first_only_if_recorded(env: Env) -> None
     assert env.version() == set()
 
 
-@pytest.mark.parametrize("word", ["true", "TRUE", "Yes", "on", "1"])
-def test_truthy_spellings(env: Env, word: str) -> None:
-    env.proj.alembic("-x", f"data={word}", "upgrade", env.rev1)
+TRUTHY = ["true", "TRUE", "Yes", "on", "1"]
+FALSY = ["false", "False", "NO", "off", "0"]
+
+
+def _data_flag(env: Env, word: str) -> bool:
+    """What env.py reads for ``-x data=<word>`` (DataSettings.load)."""
+    config = Config(str(env.proj.ini))
+    config.cmd_opts = argparse.Namespace(x=[f"data={word}"])
+    return DataSettings.load(config).data
+
+
+def test_truthy_spellings(env: Env) -> None:
+    env.proj.alembic("-x", "data=Yes", "upgrade", env.rev1)
     assert env.log() == ["data1"]
+    assert all(_data_flag(env, word) for word in TRUTHY)
 
 
-@pytest.mark.parametrize("word", ["false", "False", "NO", "off", "0"])
-def test_falsy_spellings(env: Env, word: str) -> None:
+def test_falsy_spellings(env: Env) -> None:
     env.proj.set_option("data_migrations", "true")  # -x overrides the ini
-    env.proj.alembic("-x", f"data={word}", "upgrade", env.rev1)
+    env.proj.alembic("-x", "data=off", "upgrade", env.rev1)
     assert env.version() == {env.rev1}
     assert env.log() == []
+    assert not any(_data_flag(env, word) for word in FALSY)
 
 
 def test_ini_default_on(env: Env) -> None:
@@ -192,18 +206,23 @@ def test_ini_default_on(env: Env) -> None:
     assert env.log() == ["data1", "data2"]
 
 
-@pytest.mark.parametrize("x_arg", ["data=maybe", "data=", "data"])
-def test_invalid_values_fail_before_any_sql(env: Env, x_arg: str) -> None:
+def test_invalid_values_fail_before_any_sql(env: Env) -> None:
+    """One bad value through the CLI, on the database; each where env.py reads
+    it (DataSettings.load, before any connection)."""
     before = env.tables()
-    result = env.proj.alembic("-x", x_arg, "upgrade", "head", ok=False)
-    value = x_arg.partition("=")[2]
+    result = env.proj.alembic("-x", "data=maybe", "upgrade", "head", ok=False)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
-    assert lines[0].endswith(
-        f"invalid value {value!r} for -x data: expected one of "
-        "true/yes/on/false/no/off/1/0 (case-insensitive)"
-    )
+    expected = "expected one of true/yes/on/false/no/off/1/0 (case-insensitive)"
+    assert lines[0].endswith(f"invalid value 'maybe' for -x data: {expected}")
     assert env.tables() == before == set()
+    for x_arg in ["data=maybe", "data=", "data"]:
+        config = Config(str(env.proj.ini))
+        config.cmd_opts = argparse.Namespace(x=[x_arg])
+        value = x_arg.partition("=")[2]
+        with pytest.raises(InvalidOption) as info:
+            DataSettings.load(config)
+        assert str(info.value) == f"invalid value {value!r} for -x data: {expected}"
 
 
 def test_invalid_ini_value(env: Env) -> None:

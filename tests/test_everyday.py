@@ -5,6 +5,7 @@ is true."""
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic_recipes import DatabaseSettings, DataSettings, Settings, TenantSettings
+from alembic_recipes.options import InvalidOption
 from conftest import (
     BIN,
     Project,
@@ -29,6 +32,12 @@ from conftest import (
 )
 
 TEMPLATES = ["async-shared", "data-flag", "multidb-mixed", "multitenant"]
+SETTINGS: dict[str, type[Settings]] = {
+    "async-shared": Settings,
+    "data-flag": DataSettings,
+    "multidb-mixed": DatabaseSettings,
+    "multitenant": TenantSettings,
+}
 # the function a hand-written schema change goes into, per template
 UPGRADE_FN = {
     "async-shared": "upgrade",
@@ -472,7 +481,8 @@ def test_bad_options_fail_before_connecting(
     else:
         proj.set_option("sqlalchemy.url", DEAD_PG)
     monkeypatch.chdir(proj.root)
-    runs = [(key, value, ["upgrade", "head"]) for key, value in BAD_OPTIONS]
+    # end to end: a writing and a read-only command through the CLI ...
+    runs = [("column_order", "id, created_at", ["upgrade", "head"])]
     runs.append(("exclude_views", "maybe", ["current"]))
     for key, value, command_args in runs:
         result = proj.alembic(
@@ -483,6 +493,17 @@ def test_bad_options_fail_before_connecting(
             result.stdout
         )
         assert key in result.stdout and "connect" not in result.output.lower()
+    # ... and every bad option where env.py reads them, in this process
+    for key, value in BAD_OPTIONS:
+        config = Config(str(proj.ini))
+        config.cmd_opts = argparse.Namespace(x=[f"{key}={value}"])
+        with pytest.raises(InvalidOption) as info:
+            SETTINGS[template].load(config)
+        message = str(info.value)
+        assert message.startswith(
+            f"invalid {'' if key == 'column_order' else 'value '}"
+        )
+        assert key in message
 
 
 def test_bad_option_fails_when_every_tenant_is_at_head(

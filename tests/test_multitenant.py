@@ -3,6 +3,7 @@ asyncpg), database strategy on SQLite (and on PostgreSQL)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import re
 from collections.abc import Callable
@@ -13,6 +14,8 @@ import alembic_recipes
 import pytest
 import sqlalchemy as sa
 from alembic.config import Config
+from alembic_recipes import TenantSettings
+from alembic_recipes.options import InvalidOption
 from conftest import Project, ServerDB, assert_ruff_clean
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -164,10 +167,11 @@ def test_schema_all_from_pattern_and_list(s: Schemas) -> None:
 @pytest.mark.parametrize(
     "s", [pytest.param("psycopg", marks=pytest.mark.postgresql)], indirect=True
 )  # validation happens before any driver is involved
-@pytest.mark.parametrize("name", HOSTILE)
-def test_schema_hostile_names_rejected_before_any_sql(s: Schemas, name: str) -> None:
+def test_schema_hostile_names_rejected_before_any_sql(s: Schemas) -> None:
+    """One hostile name through the CLI, on the database; every one where
+    env.py checks them (TenantSettings.load, before any connection)."""
     before = s.schemas()
-    result = s.proj.alembic("-x", f"tenant={name}", "upgrade", "head", ok=False)
+    result = s.proj.alembic("-x", f"tenant={HOSTILE[0]}", "upgrade", "head", ok=False)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert (
@@ -176,6 +180,14 @@ def test_schema_hostile_names_rejected_before_any_sql(s: Schemas, name: str) -> 
     )
     assert s.schemas() == before
     assert all(s.tables(schema) == set() for schema in before)
+    for name in HOSTILE:
+        config = Config(str(s.proj.ini))
+        config.cmd_opts = argparse.Namespace(x=[f"tenant={name}"])
+        with pytest.raises(InvalidOption) as info:
+            TenantSettings.load(config)
+        message = str(info.value)
+        assert "invalid tenant name" in message, name
+        assert "1 to 63 lower-case ASCII letters" in message
 
 
 def test_hostile_name_fails_without_connecting(s: Schemas) -> None:

@@ -147,7 +147,7 @@ def test_compiled_path_is_rendered_once_per_start_and_put_in_each_schema(
     assert "CREATE TABLE t (" in from_base
     assert "ALTER TABLE t ADD COLUMN note TEXT" in from_base
     assert 'CREATE TABLE "acme".alembic_version' in from_base
-    assert from_base.count("INTO \"acme\".alembic_version") == 1  # one version write
+    assert from_base.count('INTO "acme".alembic_version') == 1  # one version write
     write = """INSERT INTO "acme".alembic_version (version_num) VALUES ('r2')"""
     assert write in from_base
     assert PLACEHOLDER not in from_base
