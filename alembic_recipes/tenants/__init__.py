@@ -5,8 +5,12 @@
   :class:`Tenant`;
 * :mod:`.discovery` -- the known tenants (``tenants``, ``tenants_query``,
   ``tenants_pattern``);
-* :mod:`.fleet` -- one run: skips, progress lines, failures, the summary;
-* :mod:`.schemas` / :mod:`.databases` -- the two strategies;
+* :mod:`.selection` -- which tenants a command runs on, which may be created;
+* :mod:`.fleet` -- one command over its tenants: skips, locks, each tenant's run;
+* :mod:`.report` -- progress lines, failures, the summary;
+* :mod:`.strategy` -- :class:`~.strategy.TenantStrategy`, the one interface of
+  :mod:`.schemas` / :mod:`.databases`, the two strategies;
+* :mod:`.compiled` -- upgrade scripts rendered once, replayed per tenant;
 * :mod:`.shared` -- the shared scope (``shared_scope``) beside the tenants;
 * :mod:`.runner` -- env.py's entry points and the application helpers.
 """
