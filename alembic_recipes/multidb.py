@@ -34,14 +34,13 @@ from .connections import (
     is_connectable,
     own_read,
     run_with_connections,
-    transactional_ddl,
 )
 from .filters import IncludeName
 from .locks import migration_lock
 from .logs import logger_for
 from .options import InvalidOption, InvalidOptionType, main_option
 from .output import labelled_stdout
-from .settings import WRITING_COMMANDS, OptionReader, Settings
+from .settings import WRITING_COMMANDS, OptionReader, Settings, configure_arguments
 
 __all__ = [
     "Database",
@@ -101,15 +100,11 @@ class Database:
         needs: the template variables autogenerate writes its part into, and
         ``transactional_ddl`` for *connection* (online: the runner opened
         this database's transaction); *include_name*: yours, passed on."""
-        options: dict[str, Any] = {
+        return {
             "upgrade_token": self.upgrade_token,
             "downgrade_token": self.downgrade_token,
+            **configure_arguments(connection, include_name),
         }
-        if connection is not None:
-            options["transactional_ddl"] = transactional_ddl(connection)
-        if include_name is not None:
-            options["include_name"] = include_name
-        return options
 
     def write_header(self) -> None:
         """Offline: open this database's section of the SQL script."""

@@ -49,8 +49,6 @@ class Option:
     """What a bad value's error says is expected; the reference shows it."""
     x: str | None = None
     """Its ``-x`` key (``-x data=true``); None: ini only."""
-    attribute: str | None = None
-    """Its ``config.attributes`` key; None: not read from there."""
     templates: frozenset[str] = _ALL
     joined: bool = False
     """Written right under the option before it (no blank line)."""
@@ -68,6 +66,12 @@ class Option:
     """More for the configuration reference than the ini comment says."""
     doc_default: str | None = field(default=None, compare=False)
     """The default as the reference states it, where it is not :attr:`default`."""
+
+    @property
+    def attribute(self) -> str | None:
+        """Its ``config.attributes`` key: the ``-x`` key, as
+        :func:`~alembic_recipes.options.get_option` reads it."""
+        return self.x
 
     def help_for(self, template: str, fmt: str = "ini") -> tuple[str, ...]:
         if fmt == "toml" and self.toml_help is not None:
@@ -222,7 +226,6 @@ OPTIONS: tuple[Option, ...] = (
         kind="word",
         accepted="one of schema, database",
         x="tenant_strategy",
-        attribute="tenant_strategy",
         templates=frozenset({"multitenant"}),
     ),
     Option(
@@ -258,7 +261,6 @@ OPTIONS: tuple[Option, ...] = (
         kind="list",
         accepted="names listed in databases",
         x="db",
-        attribute="db",
         templates=frozenset({"multidb-mixed"}),
         in_ini=False,
         reference="The databases this command runs on (default: all).",
@@ -275,7 +277,6 @@ OPTIONS: tuple[Option, ...] = (
         kind="bool",
         accepted=BOOL,
         x="two_phase",
-        attribute="two_phase",
         templates=frozenset({"multidb-mixed"}),
     ),
     Option(
@@ -289,7 +290,6 @@ OPTIONS: tuple[Option, ...] = (
         kind="bool",
         accepted=BOOL,
         x="data",
-        attribute="data",
         templates=frozenset({"data-flag"}),
     ),
     Option(
@@ -306,7 +306,6 @@ OPTIONS: tuple[Option, ...] = (
         "tenant",
         accepted="a name, a comma-separated list of names, all, or shared",
         x="tenant",
-        attribute="tenant",
         templates=frozenset({"multitenant"}),
         in_ini=False,
         reference="The tenants this command runs on: -x tenant=acme,globex,"
@@ -385,7 +384,6 @@ OPTIONS: tuple[Option, ...] = (
         kind="word",
         accepted=f"{BOOL} or 'known'",
         x="create",
-        attribute="create",
         templates=frozenset({"multitenant"}),
     ),
     Option(
@@ -398,7 +396,6 @@ OPTIONS: tuple[Option, ...] = (
         kind="bool",
         accepted=BOOL,
         x="continue",
-        attribute="continue",
         templates=frozenset({"multitenant"}),
     ),
     Option(
@@ -421,7 +418,6 @@ OPTIONS: tuple[Option, ...] = (
         kind="word",
         accepted=f"{BOOL} or 'auto'",
         x="compiled",
-        attribute="compiled",
         templates=frozenset({"multitenant"}),
     ),
     # -- every template ---------------------------------------------------------------
@@ -432,7 +428,6 @@ OPTIONS: tuple[Option, ...] = (
         kind="bool",
         accepted=BOOL,
         x="migration_lock",
-        attribute="migration_lock",
     ),
     Option(
         "migration_lock_timeout",
@@ -441,7 +436,6 @@ OPTIONS: tuple[Option, ...] = (
         kind="seconds",
         accepted="a number of seconds greater than 0",
         x="lock_timeout",
-        attribute="lock_timeout",
         joined=True,
     ),
     Option(
@@ -455,7 +449,6 @@ OPTIONS: tuple[Option, ...] = (
         kind="int",
         accepted="a whole number of worker processes from 1 to 256",
         x="workers",
-        attribute="workers",
         templates=frozenset({"multitenant"}),
     ),
     Option(
@@ -468,7 +461,6 @@ OPTIONS: tuple[Option, ...] = (
         kind="bool",
         accepted=BOOL,
         x="skip_empty_revisions",
-        attribute="skip_empty_revisions",
     ),
     Option(
         "skip_index_drops_of_dropped_tables",
@@ -480,7 +472,6 @@ OPTIONS: tuple[Option, ...] = (
         kind="bool",
         accepted=BOOL,
         x="skip_index_drops_of_dropped_tables",
-        attribute="skip_index_drops_of_dropped_tables",
         joined=True,
     ),
     Option(
@@ -490,7 +481,6 @@ OPTIONS: tuple[Option, ...] = (
         kind="bool",
         accepted=BOOL,
         x="exclude_views",
-        attribute="exclude_views",
         joined=True,
     ),
     Option(
@@ -500,7 +490,6 @@ OPTIONS: tuple[Option, ...] = (
         kind="bool",
         accepted=BOOL,
         x="keep_unknown_tables",
-        attribute="keep_unknown_tables",
         joined=True,
     ),
     Option(
@@ -509,7 +498,6 @@ OPTIONS: tuple[Option, ...] = (
         example="id, *, created_at, updated_at",
         accepted="column names with exactly one '*' standing for the other columns",
         x="column_order",
-        attribute="column_order",
         joined=True,
     ),
 )

@@ -49,6 +49,7 @@ from .options import (
 __all__ = [
     "OptionReader",
     "Settings",
+    "configure_arguments",
     "parse_column_order",
     "register_revision_check",
 ]
@@ -179,6 +180,20 @@ def _warn_if_close(key: str, where: str, known: set[str]) -> None:
 
 WRITING_COMMANDS = ("upgrade", "downgrade", "stamp")
 
+
+def configure_arguments(
+    connection: Connection | None, *name_filters: IncludeName | None
+) -> dict[str, Any]:
+    """What every ``configure_options()`` passes: ``transactional_ddl`` for
+    *connection* (online), and one ``include_name`` of the filters given."""
+    options: dict[str, Any] = {}
+    if connection is not None:
+        options["transactional_ddl"] = transactional_ddl(connection)
+    if any(name_filters):
+        options["include_name"] = all_names(*name_filters)
+    return options
+
+
 RevisionCheck = Callable[[ScriptDirectory], None]
 _revision_checks: list[RevisionCheck] = []
 
@@ -298,13 +313,7 @@ class Settings:
         """The ``context.configure()`` arguments this environment needs:
         ``transactional_ddl`` for *connection* (online), and the package's
         ``include_name`` filters combined with yours (*include_name*)."""
-        options: dict[str, Any] = {}
-        if connection is not None:
-            options["transactional_ddl"] = transactional_ddl(connection)
-        filters = [*self.name_filters(), include_name]
-        if any(filters):
-            options["include_name"] = all_names(*filters)
-        return options
+        return configure_arguments(connection, *self.name_filters(), include_name)
 
     def name_filters(self) -> list[IncludeName]:
         """The package's own ``include_name`` filters for this environment."""

@@ -22,11 +22,11 @@ from alembic.util import CommandError
 from sqlalchemy.engine import URL, Connection, make_url
 
 from ..alembic_internals import VERSION_TABLE
-from ..connections import display_url, transactional_ddl
-from ..filters import IncludeName, all_names
+from ..connections import display_url
+from ..filters import IncludeName
 from ..option_table import option
 from ..options import InvalidOption, InvalidOptionType
-from ..settings import OptionReader, Settings
+from ..settings import OptionReader, Settings, configure_arguments
 from .compiled import Compile
 from .names import ALL, SHARED, split_list, validate_all, validate_shared
 
@@ -104,15 +104,12 @@ class Tenant:
         in its own database), the template variables autogenerate writes its
         part into, ``transactional_ddl`` for *connection* (online), and
         :meth:`include_name` combined with yours (*include_name*)."""
-        options: dict[str, Any] = {
+        return {
             "version_table_schema": self.schema,
             "upgrade_token": self.upgrade_token,
             "downgrade_token": self.downgrade_token,
-            "include_name": all_names(self.include_name, include_name),
+            **configure_arguments(connection, self.include_name, include_name),
         }
-        if connection is not None:
-            options["transactional_ddl"] = transactional_ddl(connection)
-        return options
 
     def include_name(
         self, name: str | None, type_: str, parent_names: Mapping[str, str | None]
