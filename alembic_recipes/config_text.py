@@ -78,7 +78,7 @@ def _assignment(
 
 def _toml(value: str, kind: str) -> str:
     """*value* as written in the ini, as a TOML value of its kind."""
-    if kind in ("bool", "int", "seconds"):
+    if kind in ("bool", "int"):
         return value
     if kind == "list":
         items = [item.strip() for item in value.split(",") if item.strip()]

@@ -3,13 +3,16 @@
 The layer between the settings env.py loaded (:mod:`.settings`) and the
 connection bridge (:mod:`.connections`): which connectable serves the run --
 one a programmatic caller shared through ``config.attributes``, or a new
-engine from the ini's ``sqlalchemy.*`` options -- and whether the command
-holds the database's migration lock (:mod:`.locks`) meanwhile.
+engine from the ini's ``sqlalchemy.*`` options -- whether the command holds
+the database's migration lock (:mod:`.locks`) meanwhile, the lock and
+statement timeouts of its transactions (:mod:`.timeouts`), and running again
+after a lock timeout (:mod:`.retries`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import TypeVar
 
 from alembic.config import Config
@@ -25,7 +28,9 @@ from .connections import (
 )
 from .locks import migration_lock
 from .options import InvalidOptionType
+from .retries import why_not_retry, with_lock_retries
 from .settings import Settings
+from .timeouts import migration_timeouts
 
 __all__ = ["connect_and_run"]
 
@@ -47,11 +52,13 @@ def connect_and_run(
     of the ini *section* (default: the main section), sync or async by URL.
     *settings*: what env.py loaded (or the ``Config``).  Writing commands hold
     the database's migration lock meanwhile (see :mod:`.locks`) unless *lock*
-    is false or ``migration_lock = false``.
+    is false or ``migration_lock = false``; its transactions have the
+    configured timeouts, and with *lock*, a lock timeout runs *fn* again
+    (``lock_retries``).
     """
     options = Settings.of(settings)
     config = options.config
-    locked = _locked(fn, options) if lock else fn
+    locked = _guarded(fn, options, lock=lock)
     shared = config.attributes.get(attribute)
     if shared is not None:
         if not is_connectable(shared):
@@ -73,15 +80,27 @@ def connect_and_run(
         engine.dispose()
 
 
-def _locked(
-    fn: Callable[[Connection], T], settings: Settings
+def _guarded(
+    fn: Callable[[Connection], T], settings: Settings, *, lock: bool
 ) -> Callable[[Connection], T]:
-    """*fn*, holding the database's migration lock when the command writes."""
-    if not settings.locks():
-        return fn
+    """*fn* with the configured timeouts, and with *lock*: holding the
+    database's migration lock when the command writes, running again after
+    a lock timeout where that is safe."""
 
-    def locked(connection: Connection) -> T:
-        with migration_lock(connection, timeout=settings.lock_timeout):
-            return fn(connection)
+    def guarded(connection: Connection) -> T:
+        with ExitStack() as stack:
+            if lock and settings.locks():
+                timeout = settings.migration_lock_timeout
+                stack.enter_context(migration_lock(connection, timeout=timeout))
+            stack.enter_context(migration_timeouts(connection, settings.timeouts))
+            if not lock:  # the caller retries (a fleet: per tenant)
+                return fn(connection)
+            what = f"the database {display_url(connection.engine.url)}"
+            return with_lock_retries(
+                lambda: fn(connection),
+                settings.lock_retries,
+                what,
+                why_not=why_not_retry(connection),
+            )
 
-    return locked
+    return guarded

@@ -16,7 +16,7 @@ replica that waited finds the database at head and does nothing.
 
 The key is derived from the database and its version table (per tenant
 schema for multitenant), so unrelated projects on one server never block each
-other.  Waiting is bounded (``migration_lock_timeout``, ``-x lock_timeout``);
+other.  Waiting is bounded (``migration_lock_timeout``, also as ``-x``);
 while waiting, one log line names the holder where the database can tell.
 """
 
@@ -80,7 +80,7 @@ def _wait(
     raise CommandError(
         f"timed out after {timeout:g} s waiting for the migration lock of {what},"
         f" held by {holder()}; nothing was changed (migration_lock_timeout /"
-        " -x lock_timeout=SECONDS waits longer)"
+        " -x migration_lock_timeout=DURATION waits longer)"
     )
 
 

@@ -40,7 +40,9 @@ from .locks import migration_lock
 from .logs import logger_for
 from .options import InvalidOption, InvalidOptionType, main_option
 from .output import labelled_stdout
+from .retries import why_not_retry, with_lock_retries
 from .settings import WRITING_COMMANDS, OptionReader, Settings, configure_arguments
+from .timeouts import migration_timeouts
 
 __all__ = [
     "Database",
@@ -409,10 +411,19 @@ def run_databases(
         with ExitStack() as held:
             if options.locks():  # every database, in the same order everywhere
                 for db in databases:
-                    held.enter_context(
-                        migration_lock(views[db.name], timeout=options.lock_timeout)
-                    )
-            _all_or_nothing(views, options, migrate)
+                    timeout = options.migration_lock_timeout
+                    held.enter_context(migration_lock(views[db.name], timeout=timeout))
+            for db in databases:
+                held.enter_context(migration_timeouts(views[db.name], options.timeouts))
+            why_not = next(
+                (f"{n}: {w}" for n, c in views.items() if (w := why_not_retry(c))), ""
+            )
+            with_lock_retries(
+                lambda: _all_or_nothing(views, options, migrate),
+                options.lock_retries,
+                "the databases " + ", ".join(db.name for db in databases),
+                why_not=why_not,
+            )
 
     try:
         run_with_connections(

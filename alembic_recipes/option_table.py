@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 TEMPLATE_NAMES = ("async-shared", "data-flag", "multidb-mixed", "multitenant")
-Kind = Literal["bool", "int", "seconds", "text", "list", "word", "url"]
+Kind = Literal["bool", "int", "seconds", "duration", "text", "list", "word", "url"]
 _ALL = frozenset(TEMPLATE_NAMES)
 
 
@@ -118,6 +118,7 @@ _URL_HELP = (
     "postgresql+psycopg://, postgresql+asyncpg://, mysql+pymysql://, ...",
 )
 BOOL = "one of true/yes/on/false/no/off/1/0 (case-insensitive)"
+DURATION = "a duration such as 10s, 500ms, 2min, 1h or plain seconds"
 
 OPTIONS: tuple[Option, ...] = (
     # -- Alembic's own ---------------------------------------------------------
@@ -431,11 +432,53 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "migration_lock_timeout",
-        ("Seconds to wait for it before failing (-x lock_timeout=SECONDS).",),
-        default="300",
+        ("How long to wait for it before failing: 300s, 5min, 500ms, or seconds.",),
+        default="300s",
         kind="seconds",
-        accepted="a number of seconds greater than 0",
+        accepted=f"{DURATION} greater than 0",
+        x="migration_lock_timeout",
+        joined=True,
+    ),
+    Option(
+        "lock_timeout",
+        (
+            "Beside a live application: a statement that waits longer than this for"
+            " a lock",
+            "(another session's open transaction) fails, instead of queueing every"
+            " later",
+            "query on that table behind it.  Set in every migration transaction:",
+            "PostgreSQL SET LOCAL, MySQL/MariaDB lock_wait_timeout and",
+            "innodb_lock_wait_timeout, SQLite's busy timeout.  0: the server's own.",
+        ),
+        default="10s",
+        kind="duration",
+        accepted=f"{DURATION}, or 0 for the server's own setting",
         x="lock_timeout",
+    ),
+    Option(
+        "statement_timeout",
+        (
+            "A statement running longer fails (PostgreSQL statement_timeout, MariaDB",
+            "max_statement_time, MySQL max_execution_time).  0: the server's own.",
+        ),
+        default="1h",
+        kind="duration",
+        accepted=f"{DURATION}, or 0 for the server's own setting",
+        x="statement_timeout",
+        joined=True,
+    ),
+    Option(
+        "lock_retries",
+        (
+            "After a lock timeout, run again this many times, pausing 0.5 s, 1 s, 2 s",
+            "... (a fleet runs the tenant again after the others); then fail naming"
+            " who",
+            "held the lock.  Not on MySQL/MariaDB, whose DDL commits as it runs.",
+        ),
+        default="3",
+        kind="int",
+        accepted="a whole number of retries from 0 to 100",
+        x="lock_retries",
         joined=True,
     ),
     Option(

@@ -7,6 +7,8 @@ callers (for whom ``-x`` is empty) use ``config.attributes``; the
 
 from __future__ import annotations
 
+import re
+
 from alembic.config import Config
 from alembic.util import CommandError
 
@@ -18,6 +20,7 @@ __all__ = [
     "get_option",
     "main_option",
     "parse_bool",
+    "parse_duration",
     "x_arguments",
 ]
 
@@ -56,6 +59,23 @@ def parse_bool(value: str | bool, *, source: str) -> bool:
     raise InvalidOption.expected(
         value, source, f"one of {BOOLEAN_WORDS} (case-insensitive)"
     )
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|min|h)?")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(
+    value: str | bool, *, source: str, accepted: str, zero: bool = True
+) -> float:
+    """Seconds of a duration: ``"10s"``, ``"500ms"``, ``"2min"``, ``"1h"``, or
+    plain seconds (``"1.5"``).  ``0`` is allowed when *zero* (it turns a
+    timeout off); anything else raises :class:`InvalidOption` with *accepted*."""
+    match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
+    seconds = float(match[1]) * _UNIT_SECONDS[match[2]] if match is not None else -1.0
+    if seconds < 0 or (seconds == 0 and not zero):
+        raise InvalidOption.expected(value, source, accepted)
+    return seconds
 
 
 def x_arguments(config: Config) -> dict[str, str]:

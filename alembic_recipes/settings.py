@@ -43,8 +43,10 @@ from .options import (
     get_option,
     main_option,
     parse_bool,
+    parse_duration,
     x_arguments,
 )
+from .timeouts import Timeouts
 
 __all__ = [
     "OptionReader",
@@ -86,6 +88,7 @@ class OptionReader:
 
     def __init__(self, config: Config, template: str = "async-shared") -> None:
         self.config = config
+        self.template = template
         self.x_args = x_arguments(config)
         rows = list(options_for(template))
         self.x_keys: set[str] = {row.x for row in rows if row.x}
@@ -126,6 +129,32 @@ class OptionReader:
         if isinstance(value, bool):
             raise InvalidOption.expected(value, source, "text")
         return value.strip() if value is not None else None
+
+    def duration(self, key: str, *, ini_key: str | None = None) -> float:
+        """Seconds of a duration option (``10s``, ``500ms``, ``2min``, plain
+        seconds); its default and accepted values from the option table."""
+        row = option(ini_key or key)
+        value, source = self.value(key, ini_key=ini_key)
+        where = source if value is not None else f"the default of {row.key}"
+        return parse_duration(
+            row.default_for(self.template) or "0" if value is None else value,
+            source=where,
+            accepted=row.accepted,
+            zero=row.kind == "duration",
+        )
+
+    def whole(
+        self, key: str, *, ini_key: str | None = None, low: int, high: int
+    ) -> int:
+        """A whole number from *low* to *high*; default from the option table."""
+        row = option(ini_key or key)
+        value = self.text(key, ini_key=ini_key)
+        if value is None:
+            return int(row.default_for(self.template) or low)
+        if not value.isdigit() or not low <= int(value) <= high:
+            source = f"{key} / {row.key}" if row.key != key else key
+            raise InvalidOption.expected(value, source, row.accepted)
+        return int(value)
 
     def ini(self, key: str) -> str | None:
         """An option of the ini (or ``[tool.alembic]``) only; no ``-x`` form
@@ -219,20 +248,6 @@ def _check_revisions(env: EnvironmentContext) -> None:
     before_first_steps(env, check)
 
 
-def _seconds(reader: OptionReader, key: str, ini_key: str) -> float:
-    value = reader.text(key, ini_key=ini_key)
-    if value is None:
-        return 300.0
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds < float("inf"):
-        accepted = option(ini_key).accepted
-        raise InvalidOption.expected(value, f"{key} / {ini_key}", accepted)
-    return seconds
-
-
 _COLUMN = re.compile(r"[^\s,*]+")
 
 
@@ -267,8 +282,12 @@ class Settings:
     """Empty: Alembic's order."""
     migration_lock: bool = True
     """Writing commands hold the database's migration lock (``migration_lock``)."""
-    lock_timeout: float = 300.0
-    """Seconds to wait for it (``migration_lock_timeout``, ``-x lock_timeout``)."""
+    migration_lock_timeout: float = 300.0
+    """Seconds to wait for it (``migration_lock_timeout``)."""
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    """Lock and statement timeouts of every migration transaction."""
+    lock_retries: int = 3
+    """Runs again after a lock timeout, with backoff (``lock_retries``)."""
 
     @classmethod
     def load(cls, config: Config) -> Self:
@@ -301,7 +320,12 @@ class Settings:
                 parse_column_order(order, source="column_order") if order else ()
             ),
             "migration_lock": reader.flag("migration_lock", default=True),
-            "lock_timeout": _seconds(reader, "lock_timeout", "migration_lock_timeout"),
+            "migration_lock_timeout": reader.duration("migration_lock_timeout"),
+            "timeouts": Timeouts(
+                lock=reader.duration("lock_timeout"),
+                statement=reader.duration("statement_timeout"),
+            ),
+            "lock_retries": reader.whole("lock_retries", low=0, high=100),
         }
 
     def configure_options(

@@ -8,6 +8,9 @@ one contender's tables never slow the next:
 
 * default: one ``alembic -x tenant=all upgrade head`` process (wall clock; its
   peak RSS through ``wait4``), and the same command in-process;
+* no timeouts: the default in-process with ``lock_timeout`` and
+  ``statement_timeout`` at 0 (nothing set per transaction), for what the
+  timeouts cost;
 * compiled: ``-x compiled=true`` in-process;
 * floor: the ``--sql`` script of one tenant executed per schema on one
   connection, one transaction each (what no tool can beat);
@@ -229,7 +232,7 @@ class Size:
 def measure(server: sa.URL, root: Path, n: int) -> Size:
     size = Size(n)
     names = [f"t_{i:05d}" for i in range(n)]
-    contenders = ("default cli", "default", "compiled", "floor")
+    contenders = ("default cli", "default", "no timeouts", "compiled", "floor")
     for contender in contenders:
         with throwaway_database(server) as url:
             set_url(root, url)
@@ -239,6 +242,9 @@ def measure(server: sa.URL, root: Path, n: int) -> Size:
             elif contender == "default":
                 seconds = in_process(root, names)
                 size.ms["no-op"] = ms_per(in_process(root, names), n)
+            elif contender == "no timeouts":
+                off = {"lock_timeout": "0", "statement_timeout": "0"}
+                seconds = in_process(root, names, **off)
             elif contender == "compiled":
                 seconds = in_process(root, names, compiled=True)
             else:
@@ -320,6 +326,10 @@ def report(sizes: list[Size], lots: Size, process_ms: float, revisions: int) -> 
         growth = large.ms[contender] / small.ms[contender]
         print(f"  linear, {contender}: {large.tenants} vs {small.tenants} tenants"
               f" {growth:.2f}x (<= 1.2x: {verdict(growth <= 1.2)})")  # fmt: skip
+    for size in sizes:
+        cost = size.ms["default"] - size.ms["no timeouts"]
+        print(f"  timeouts at {size.tenants}: {cost:+.3f} ms/tenant"
+              f" (<= 1 ms: {verdict(cost <= 1)})")  # fmt: skip
     noop = large.ms["no-op"]
     print(f"  no-op at {large.tenants}: {noop:.2f} ms/tenant"
           f" (<= 1 ms: {verdict(noop <= 1)})")  # fmt: skip

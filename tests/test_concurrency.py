@@ -163,7 +163,9 @@ def test_lock_timeout_is_one_line_and_changes_nothing(
     holder = spawn(proj, "upgrade", "head")
     try:
         _wait_for_advisory_lock(pg)
-        waiter = proj.alembic("-x", "lock_timeout=0.5", "upgrade", "head", ok=False)
+        waiter = proj.alembic(
+            "-x", "migration_lock_timeout=500ms", "upgrade", "head", ok=False
+        )
         assert waiter.code == 255
         lines = waiter.stdout.strip().splitlines()
         assert len(lines) == 1, waiter.stdout
@@ -212,7 +214,7 @@ def test_killed_holder_releases_the_lock(
     text = proj.revision_file(rev).read_text().replace("time.sleep(60)", "")
     proj.revision_file(rev).write_text(text)
     started = time.monotonic()
-    proj.alembic("-x", "lock_timeout=20", "upgrade", "head")
+    proj.alembic("-x", "migration_lock_timeout=20s", "upgrade", "head")
     assert time.monotonic() - started < 15
     assert count_rows(pg.driver_url("psycopg"), "runs") == {"r1": 1}
 
@@ -229,13 +231,15 @@ def test_killed_holder_releases_the_sqlite_file_lock(
     while not lock_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(1)  # inside the migration by now
-    waiter = proj.alembic("-x", "lock_timeout=0.3", "upgrade", "head", ok=False)
+    waiter = proj.alembic(
+        "-x", "migration_lock_timeout=0.3", "upgrade", "head", ok=False
+    )
     assert "timed out after 0.3 s waiting for the migration lock" in waiter.stdout
     victim.send_signal(signal.SIGKILL)
     victim.communicate(timeout=DEADLINE)
     text = proj.revision_file(rev).read_text().replace("time.sleep(60)", "")
     proj.revision_file(rev).write_text(text)
-    proj.alembic("-x", "lock_timeout=20", "upgrade", "head")
+    proj.alembic("-x", "migration_lock_timeout=20s", "upgrade", "head")
     assert count_rows(f"sqlite:///{proj.root}/app.db", "runs") == {"r1": 1}
 
 
@@ -247,9 +251,16 @@ def test_lock_can_be_turned_off_and_bad_timeouts_fail(
     proj.set_option("migration_lock", "false")
     proj.alembic("upgrade", "head")
     assert not (proj.root / "app.db.alembic-lock").exists()
-    for bad in ("0", "-1", "soon", "inf"):
-        result = proj.alembic("-x", f"lock_timeout={bad}", "upgrade", "head", ok=False)
-        assert f"invalid value {bad!r} for lock_timeout" in result.stdout
+    for key, bad in (
+        ("migration_lock_timeout", "0"),
+        ("migration_lock_timeout", "-1"),
+        ("lock_timeout", "soon"),
+        ("statement_timeout", "inf"),
+    ):
+        result = proj.alembic("-x", f"{key}={bad}", "upgrade", "head", ok=False)
+        assert f"invalid value {bad!r} for -x {key}: expected a duration" in (
+            result.stdout
+        )
 
 
 # -- parallel fleets ---------------------------------------------------------------

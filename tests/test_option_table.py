@@ -85,7 +85,7 @@ def test_blocks_render_each_kind_for_toml() -> None:
     block = toml_options("multitenant", "migrations")
     assert 'tenants = ["acme", "globex"]' in block
     assert "continue_on_error = false" in block
-    assert "migration_lock_timeout = 300" in block
+    assert 'migration_lock_timeout = "300s"' in block
     assert 'create_tenants = "known"' in block
     assert "sqlalchemy.url =" not in block  # stays in alembic.ini
     assert ini_options("multitenant", only="sqlalchemy.url") == (

@@ -1,10 +1,11 @@
 """The package's layers, read from its source: what each module may import.
 
 Bottom up: ``alembic_internals`` (Alembic's private API) and ``connections``
-(the sync/async bridge) import nothing above them; ``locks`` builds on those
-two; ``options``, ``option_table`` and ``settings`` (configuration) import no
-runner; ``execution`` runs env.py's function under the lock; only
-``alembic_internals`` touches Alembic's private names, and no module looks
+(the sync/async bridge) import nothing above them; ``locks``, ``blocking``
+(who held a lock), ``timeouts`` and ``retries`` build on those; ``options``,
+``option_table`` and ``settings`` (configuration) import no runner;
+``execution`` runs env.py's function under the lock; only ``alembic_internals``
+touches Alembic's private names, and no module looks
 anything up in ``sys.modules``.
 """
 
@@ -34,9 +35,13 @@ ALLOWED: dict[str, set[str]] = {
         "logs",
         "option_table",
         "options",
+        "timeouts",
     },
     "output": {"alembic_internals"},
-    "execution": {"connections", "locks", "options", "settings"},
+    "blocking": {"logs"},
+    "timeouts": {"blocking", "connections"},
+    "retries": {"blocking", "connections", "logs"},
+    "execution": {"connections", "locks", "options", "retries", "settings", "timeouts"},
 }
 
 

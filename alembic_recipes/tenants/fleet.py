@@ -19,14 +19,18 @@ from sqlalchemy.engine import Connection
 
 from ..alembic_internals import environment
 from ..locks import migration_lock
+from ..logs import logger_for
 from ..output import labelled_stdout
+from ..retries import LockTimeout, backoff, lock_timeout_of
 from .config import TenantSettings
+from .interrupts import stopping
 from .report import MIGRATED_ELSEWHERE, Outcome, Report
 from .selection import AUTOGENERATE_COMMANDS, Selection
 
 __all__ = ["MIGRATED_ELSEWHERE", "Fleet", "Outcome", "Work"]
 
 Work = Callable[[], Outcome]
+log = logger_for(__name__)
 
 
 class Fleet:
@@ -65,6 +69,9 @@ class Fleet:
             keep_going=settings.keep_going,
         )
         self._ancestors: dict[tuple[str, ...], frozenset[str]] = {}
+        self.deferred: list[tuple[int, str]] = []
+        """``(index, name)`` of tenants to run again after a lock timeout."""
+        self._attempts: dict[str, int] = {}
 
     @property
     def autogenerates(self) -> bool:
@@ -89,24 +96,75 @@ class Fleet:
         """The tenant's migration lock (on *conn*), when this command takes it."""
         if not self.settings.locks():
             return nullcontext()
-        return migration_lock(conn, schema=schema, timeout=self.settings.lock_timeout)
+        timeout = self.settings.migration_lock_timeout
+        return migration_lock(conn, schema=schema, timeout=timeout)
 
     def at_head(self, versions: Sequence[str]) -> bool:
         return self.skip_at_head and frozenset(versions) == self.heads
 
     def run_one(self, index: int, name: str, work: Work) -> bool:
-        """Run *work* for tenant *name*; log one line; False to stop the fleet."""
+        """Run *work* for tenant *name*; log one line; False to stop the fleet.
+
+        A lock timeout puts the tenant aside (:attr:`deferred`) to run again
+        after the others, ``lock_retries`` times; then it fails naming who
+        held the lock (:class:`~alembic_recipes.retries.LockTimeout`)."""
         started = time.perf_counter()
         try:
             with self._labelled_stdout(name):
                 result = work()
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM: rolled back on the way out
+            self.report.record_interrupted(name)
+            return False
         except Exception as exc:
+            if stopping():  # the interruption, in the driver's words
+                self.report.record_interrupted(name)
+                return False
+            failure = self._lock_timeout(index, name, exc)
+            if failure is None:
+                return True  # deferred
             if self.report.total == 1:
-                raise  # one tenant: its error, unchanged, as stock Alembic
-            self.report.record_failure(index, name, exc, time.perf_counter() - started)
+                if failure is exc:
+                    raise  # one tenant: its error, unchanged, as stock Alembic
+                raise failure from exc
+            seconds = time.perf_counter() - started
+            self.report.record_failure(index, name, failure, seconds)
             return self.settings.keep_going
         self.report.record(index, name, result, time.perf_counter() - started)
         return True
+
+    def _lock_timeout(self, index: int, name: str, exc: Exception) -> Exception | None:
+        """*exc*, a :class:`LockTimeout` for it, or None when the tenant was
+        put aside to run again."""
+        timeout = lock_timeout_of(exc)
+        if timeout is None or isinstance(exc, LockTimeout):
+            return exc
+        attempts = self._attempts.get(name, 0) + 1
+        self._attempts[name] = attempts
+        if attempts > self.settings.lock_retries:
+            failure = LockTimeout(name, timeout, attempts)
+            failure.__cause__ = exc
+            return failure
+        prefix = f"[{index}/{self.report.total}] {name}:"
+        log.warning(
+            "%s %s; rolled back, runs again after the other tenants (retry %d of %d)",
+            prefix,
+            timeout.describe(),
+            attempts,
+            self.settings.lock_retries,
+        )
+        self.deferred.append((index, name))
+        return None
+
+    def run_deferred(self, work_for: Callable[[str], Work]) -> None:
+        """Run the tenants put aside after lock timeouts again, each after a
+        pause that grows with its attempts, until none is left."""
+        while self.deferred:
+            batch, self.deferred = self.deferred, []
+            time.sleep(backoff(max(self._attempts[name] for _, name in batch)))
+            for index, name in batch:
+                if not self.run_one(index, name, work_for(name)):
+                    self.deferred.clear()
+                    return
 
     def steps(self, before: Sequence[str], after: Sequence[str]) -> int:
         """How many revisions lie between versions *before* and *after*."""

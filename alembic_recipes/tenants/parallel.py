@@ -21,20 +21,21 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 import queue
-import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from alembic.util import CommandError
 
 from ..logs import logger_for
+from ..retries import with_lock_retries
 from .config import TenantSettings
 from .fleet import Fleet
+from .interrupts import exit_with_parent, parent_is_gone, sigterm_interrupts
 from .report import Outcome, Report
 from .strategy import TenantStrategy
 
@@ -96,15 +97,20 @@ def _work(
     tasks: Any,
     results: Any,
     stop: Any,
+    retries: int,
+    parent: int,
 ) -> None:
-    """Take tenants from *tasks* until it is empty or *stop* is set."""
-    while not stop.is_set():
+    """Take tenants from *tasks* until it is empty or *stop* is set; a lock
+    timeout runs the tenant again in place (the other workers go on)."""
+    while not stop.is_set() and not parent_is_gone(parent):
         name = tasks.get()
         if name is None:  # one sentinel per worker: the queue is done
             return
         started = time.perf_counter()
         try:
-            outcome: Outcome | _Failure = one(name)
+            outcome: Outcome | _Failure = with_lock_retries(
+                partial(one, name), retries, name
+            )
         except KeyboardInterrupt:  # rolled back on the way out
             results.put((name, "interrupted", None, time.perf_counter() - started))
             return
@@ -119,10 +125,14 @@ def _worker_main(
     results: Any,
     stop: Any,
 ) -> None:
-    """A forked worker: its own connection, tenants from the shared queue."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    """A forked worker: its own connection, tenants from the shared queue;
+    it ends when the parent dies, whatever killed it."""
+    parent = exit_with_parent()
     try:
-        strategy.on_connection(lambda: _work(strategy.one, tasks, results, stop))
+        retries = strategy.fleet.settings.lock_retries
+        strategy.on_connection(
+            lambda: _work(strategy.one, tasks, results, stop, retries, parent)
+        )
     except BaseException as exc:  # cannot even connect: the parent reports it
         failure = _Failure.of(exc if isinstance(exc, Exception) else RuntimeError(exc))
         results.put(("", "worker failed", failure, 0.0))
@@ -131,23 +141,6 @@ def _worker_main(
 
 
 # -- parent side ---------------------------------------------------------------
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM in the parent behaves like Ctrl-C (KeyboardInterrupt)."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_parallel(strategy: TenantStrategy, workers: int) -> None:
     """Run the fleet in *workers* forked processes (see the module docstring)."""
     names = strategy.on_connection(strategy.select)
@@ -193,7 +186,7 @@ class _Supervisor:
         # queued after the fork: the queue's feeder thread must not exist before it
         for task in [*todo, *[None] * count]:
             tasks.put(task)
-        with _sigterm_interrupts():
+        with sigterm_interrupts():
             self._collect(results, processes, count)
         for process in processes:
             process.join(timeout=30)

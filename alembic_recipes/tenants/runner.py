@@ -14,6 +14,7 @@ from ..connections import Connectable
 from ..logs import logger_for
 from .config import Tenant, TenantSettings
 from .fleet import Fleet
+from .interrupts import sigterm_interrupts
 from .names import validate_tenant
 from .parallel import can_fork, run_parallel
 from .shared import migrating_shared, run_shared
@@ -66,7 +67,8 @@ def _run_fleet(
             fleet.report.finish()
             return
         log.info("workers=%d: running serially, %s", options.workers, why_not)
-    run_serially(strategy)
+    with sigterm_interrupts():
+        run_serially(strategy)
     fleet.report.finish()
 
 

@@ -29,12 +29,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateSchema
 
 from ..alembic_internals import VERSION_TABLE
+from ..blocking import SCHEMAS_KEY
 from ..connections import own_read
 from ..execution import connect_and_run
 from ..logs import logger_for
 from .compiled import CompiledPaths, execute_script
 from .config import Tenant
 from .fleet import MIGRATED_ELSEWHERE, Fleet, Outcome
+from .interrupts import stopping
 
 __all__ = ["SchemaTenants", "schema_scope"]
 
@@ -135,8 +137,12 @@ def schema_scope(
             conn.execute(CreateSchema(schema, if_not_exists=True))
         quote = conn.dialect.identifier_preparer.quote_identifier
         _search_path(conn, ", ".join(quote(name) for name in path or [schema]))
-        with _default_schema(conn, schema):
-            yield
+        conn.info[SCHEMAS_KEY] = list(path or [schema])  # who blocks, on a timeout
+        try:
+            with _default_schema(conn, schema):
+                yield
+        finally:
+            conn.info.pop(SCHEMAS_KEY, None)
     if caller_txn:
         _search_path(conn, str(previous))
 
@@ -264,11 +270,14 @@ class SchemaTenants:
             with schema_scope(conn, name, create=missing, path=path):
                 execute_script(conn, sql)
         except Exception as exc:
+            if stopping():
+                raise
             log.info(
-                "%s: the replayed script failed (%s); running Alembic for this"
-                " tenant to report it",
+                "%s: the replayed script failed (%s: %s); rolled back, running"
+                " this tenant through Alembic instead",
                 name,
                 type(exc).__name__,
+                (str(exc).strip().splitlines() or [""])[0],
             )
             return False
         return True

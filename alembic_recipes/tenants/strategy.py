@@ -67,6 +67,7 @@ def run_serially(strategy: TenantStrategy) -> None:
     def each() -> None:
         for index, name in enumerate(strategy.select(), 1):
             if not fleet.run_one(index, name, partial(strategy.one, name)):
-                break
+                return
+        fleet.run_deferred(lambda name: partial(strategy.one, name))
 
     strategy.on_connection(each)

@@ -1,0 +1,228 @@
+"""What a migration that timed out was waiting for, and who held it.
+
+A lock timeout ends the statement with a bare "canceling statement due to
+lock timeout".  At that moment the session holding the lock is still there,
+so the ``handle_error`` listener this module installs (:func:`explaining`)
+opens one short second connection and asks the server who holds locks on the
+relations the statement names -- PostgreSQL: ``pg_locks`` and
+``pg_stat_activity`` (pid, ``application_name``, state, how long its
+transaction has been open); MySQL/MariaDB: the other sessions with an open
+transaction.  The error carries the answer; :func:`timeout_of` reads it back
+for the one-line message.  Nothing here changes the error itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import bindparam, event, text
+from sqlalchemy.engine import Connection, Engine, ExceptionContext
+from sqlalchemy.exc import DBAPIError
+
+from .logs import logger_for
+
+__all__ = ["Holder", "Timeout", "explaining", "timeout_of"]
+
+log = logger_for(__name__)
+
+BACKEND_KEY = "alembic_recipes.backend"
+"""``connection.info`` key: the server's id of the session (our own, never
+reported as a holder), recorded when the timeouts are set."""
+SCHEMAS_KEY = "alembic_recipes.schemas"
+"""``connection.info`` key: the schemas a tenant's statements run in."""
+_ATTRIBUTE = "alembic_recipes_timeout"
+_WORD = re.compile(r'"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z0-9_$]*)')
+
+Kind = Literal["lock", "statement"]
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A session holding a lock the statement waited for."""
+
+    session: int
+    application: str
+    state: str
+    seconds: float | None
+    """How long its transaction has been open."""
+    relation: str | None = None
+    mode: str | None = None
+
+    def __str__(self) -> str:
+        what = f"{self.relation} ({self.mode}) held by " if self.relation else ""
+        since = f", transaction open {self.seconds:.0f} s" if self.seconds else ""
+        return (
+            f"{what}session {self.session} (application {self.application!r},"
+            f" {self.state}{since})"
+        )
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """A lock or statement timeout: the statement, and who held its locks."""
+
+    kind: Kind
+    statement: str
+    error: str
+    """The driver's error, one line (``LockNotAvailable: canceling ...``)."""
+    holders: tuple[Holder, ...] | None = None
+    """Who held the lock; None where the database cannot say (SQLite)."""
+
+    def describe(self) -> str:
+        """One line: what timed out, on which statement, held by whom."""
+        statement = " ".join(self.statement.split())
+        if len(statement) > 200:
+            statement = statement[:197] + "..."
+        line = f"{self.kind} timeout on {statement!r} ({self.error})"
+        if self.kind == "lock" and self.holders is not None:
+            holders = "; ".join(str(h) for h in self.holders[:5])
+            line += f": {holders}" if holders else ": no holder left by then"
+        return line
+
+
+def timeout_of(exc: BaseException | None) -> Timeout | None:
+    """The lock or statement timeout that ended *exc* (or one of its causes)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, DBAPIError):
+            found = getattr(exc, _ATTRIBUTE, None)
+            if isinstance(found, Timeout):
+                return found
+            kind = _kind(exc.orig)
+            if kind is not None:
+                return Timeout(kind, exc.statement or "", _first_line(exc.orig))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _first_line(error: BaseException | None) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+
+
+def _kind(orig: BaseException | None) -> Kind | None:
+    """Which timeout the driver's error *orig* reports, if any."""
+    if orig is None:
+        return None
+    message = str(orig)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if code == "55P03" and "lock timeout" in message:
+        return "lock"
+    if code == "57014" and "statement timeout" in message:
+        return "statement"
+    args = getattr(orig, "args", ())
+    errno = args[0] if args and isinstance(args[0], int) else None
+    if errno == 1205:  # ER_LOCK_WAIT_TIMEOUT: row locks and metadata locks
+        return "lock"
+    if errno in (1969, 3024):  # MariaDB max_statement_time, MySQL max_execution_time
+        return "statement"
+    if type(orig).__name__ == "OperationalError" and "database is locked" in message:
+        return "lock"
+    return None
+
+
+@contextmanager
+def explaining(connection: Connection) -> Iterator[None]:
+    """Meanwhile, a lock timeout on *connection*'s engine carries who held
+    the lock (see the module docstring)."""
+    engine = connection.engine
+    added = not event.contains(engine, "handle_error", _explain)
+    if added:
+        event.listen(engine, "handle_error", _explain)
+    try:
+        yield
+    finally:
+        if added:
+            event.remove(engine, "handle_error", _explain)
+
+
+def _explain(context: ExceptionContext) -> None:
+    error = context.sqlalchemy_exception
+    if not isinstance(error, DBAPIError) or _kind(context.original_exception) != "lock":
+        return
+    info = context.connection.info if context.connection is not None else {}
+    statement = context.statement or ""
+    holders: tuple[Holder, ...] | None = None
+    try:
+        holders = _holders(context.engine, statement, info)
+    except Exception as exc:  # a second connection is a courtesy, not a must
+        log.debug("could not ask the server who held the lock: %r", exc)
+    cause = _first_line(context.original_exception)
+    setattr(error, _ATTRIBUTE, Timeout("lock", statement, cause, holders))
+
+
+def _holders(
+    engine: Engine | None, statement: str, info: dict[Any, Any]
+) -> tuple[Holder, ...] | None:
+    if engine is None or engine.dialect.name == "sqlite":
+        return None
+    relations = sorted(
+        {quoted.replace('""', '"') if quoted else word.lower()
+         for quoted, word in _WORD.findall(statement)}
+    )  # fmt: skip
+    with engine.connect() as other:
+        if engine.dialect.name == "postgresql":
+            return _pg_holders(other, relations, info)
+        return _mysql_holders(other, info)
+
+
+def _pg_holders(
+    conn: Connection, relations: list[str], info: dict[Any, Any]
+) -> tuple[Holder, ...]:
+    """Sessions holding locks on relations named *relations* (in the
+    tenant's schemas, when known)."""
+    schemas = info.get(SCHEMAS_KEY)
+    sql = (
+        "SELECT a.pid, a.application_name, a.state,"
+        " extract(epoch FROM now() - a.xact_start), n.nspname, c.relname, l.mode"
+        " FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.granted AND l.locktype = 'relation' AND l.pid <> :me"
+        " AND l.database = (SELECT oid FROM pg_database"
+        " WHERE datname = current_database())"
+        " AND c.relname IN :relations"
+    )
+    params: dict[str, Any] = {"me": info.get(BACKEND_KEY) or 0, "relations": relations}
+    query = text(sql + (" AND n.nspname IN :schemas" if schemas else ""))
+    query = query.bindparams(bindparam("relations", expanding=True))
+    if schemas:
+        query = query.bindparams(bindparam("schemas", expanding=True))
+        params["schemas"] = list(schemas)
+    rows = conn.execute(query, params).all() if relations else []
+    return tuple(
+        Holder(
+            int(pid),
+            str(app or ""),
+            str(state or "?"),
+            float(seconds) if seconds is not None else None,
+            f"{schema}.{relation}",
+            str(mode),
+        )
+        for pid, app, state, seconds, schema, relation, mode in sorted(
+            rows, key=lambda r: -(r[3] or 0)
+        )
+    )
+
+
+def _mysql_holders(conn: Connection, info: dict[Any, Any]) -> tuple[Holder, ...]:
+    """MySQL/MariaDB cannot say who holds a metadata lock without extra
+    plugins: the other sessions with an open transaction are the suspects."""
+    rows = conn.execute(
+        text(
+            "SELECT p.ID, p.USER, p.COMMAND, TIMESTAMPDIFF(SECOND, t.trx_started,"
+            " NOW()) FROM information_schema.INNODB_TRX t"
+            " JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id"
+            " WHERE p.ID <> :me AND p.ID <> CONNECTION_ID() ORDER BY t.trx_started"
+        ),
+        {"me": info.get(BACKEND_KEY) or 0},
+    ).all()
+    return tuple(
+        Holder(int(i), str(user), f"{str(command).lower()}, open transaction", secs)
+        for i, user, command, secs in rows
+    )

@@ -1,0 +1,183 @@
+"""Lock and statement timeouts on every migration transaction.
+
+A DDL statement waiting for a lock also queues every later query on that
+table behind it, so a migration beside a live application must give up soon
+(``lock_timeout``, default 10 s) and never run away (``statement_timeout``,
+default 1 h); ``0`` leaves the server's own setting (both 0: nothing is set).
+Per database:
+
+* PostgreSQL: ``set_config(..., true)`` -- ``SET LOCAL`` -- at the start of
+  every transaction on the migration's connection, so it holds for exactly
+  that transaction (also through PgBouncer's transaction pooling); with it
+  ``client_connection_check_interval`` (PostgreSQL 14+), so that a statement
+  of an ``alembic`` process that was killed ends within a second.  Inside
+  ``autocommit_block()`` there is no transaction: the session's settings are
+  set, and put back when the run ends.
+* MySQL/MariaDB: the session's ``lock_wait_timeout`` (metadata locks, which
+  DDL waits for) and ``innodb_lock_wait_timeout`` (row locks), whole seconds;
+  ``max_statement_time`` (MariaDB) or ``max_execution_time`` (MySQL, SELECT
+  only); put back when the run ends.
+* SQLite: the busy timeout (how long to wait for another writer), put back
+  when the run ends; SQLite has no statement timeout.
+
+Meanwhile a lock timeout's error names who held the lock (:mod:`.blocking`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+
+from .blocking import BACKEND_KEY, explaining
+from .connections import own_read
+
+__all__ = ["Timeouts", "migration_timeouts"]
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds; 0 leaves the server's setting as it is."""
+
+    lock: float = 10.0
+    statement: float = 3600.0
+
+
+def _ms(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds * 1000)))
+
+
+@contextmanager
+def migration_timeouts(connection: Connection, timeouts: Timeouts) -> Iterator[None]:
+    """Apply *timeouts* to every transaction on *connection* meanwhile (see
+    the module docstring), and explain lock timeouts."""
+    dialect = connection.dialect.name
+    with ExitStack() as stack:
+        stack.enter_context(explaining(connection))
+        if timeouts.lock or timeouts.statement:
+            if dialect == "postgresql":
+                stack.enter_context(_postgresql(connection, timeouts))
+            elif dialect in ("mysql", "mariadb"):
+                stack.enter_context(_mysql(connection, timeouts))
+            elif dialect == "sqlite" and timeouts.lock:
+                stack.enter_context(_sqlite(connection, timeouts.lock))
+        yield
+
+
+@contextmanager
+def _postgresql(connection: Connection, timeouts: Timeouts) -> Iterator[None]:
+    names = [
+        (name, _ms(seconds))
+        for name, seconds in (
+            ("lock_timeout", timeouts.lock),
+            ("statement_timeout", timeouts.statement),
+        )
+        if seconds
+    ]
+    if (connection.dialect.server_version_info or (0,)) >= (14,):
+        # a killed alembic's statement (waiting for a lock, say) ends within
+        # a second on the server, instead of queueing the application's
+        names.append(("client_connection_check_interval", "1000"))
+    params = {f"v{i}": value for i, (_, value) in enumerate(names)}
+
+    def set_all(is_local: str) -> str:
+        return ", ".join(
+            f"set_config('{name}', :v{i}, {is_local})"
+            for i, (name, _) in enumerate(names)
+        )
+
+    local = text(f"SELECT pg_backend_pid(), {set_all('true')}")
+    session = text(f"SELECT {set_all('false')}")
+    previous: dict[str, str] = {}
+
+    def on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            if not previous:  # autocommit_block(): the session's, restored later
+                previous.update(_pg_settings(conn, [n for n, _ in names]))
+            conn.execute(session, params)
+            return
+        conn.info[BACKEND_KEY] = conn.scalar(local, params)
+
+    caller = (
+        _pg_settings(connection, [n for n, _ in names])
+        if connection.in_transaction()
+        else {}
+    )
+    if caller:  # a caller's open transaction: ours from now, theirs after
+        on_begin(connection)
+    event.listen(connection, "begin", on_begin)
+    try:
+        yield
+    finally:
+        event.remove(connection, "begin", on_begin)
+        if not connection.invalidated and not connection.closed:
+            if caller and connection.in_transaction():
+                _pg_restore(connection, caller, local=True)
+            if previous:
+                with own_read(connection):
+                    _pg_restore(connection, previous, local=False)
+
+
+def _pg_settings(conn: Connection, names: list[str]) -> dict[str, str]:
+    row = conn.execute(
+        text(", ".join(f"current_setting('{n}')" for n in names).join(["SELECT ", ""]))
+    ).one()
+    return dict(zip(names, (str(v) for v in row), strict=True))
+
+
+def _pg_restore(conn: Connection, values: dict[str, str], *, local: bool) -> None:
+    flag = "true" if local else "false"
+    for name, value in values.items():
+        conn.execute(text(f"SELECT set_config('{name}', :v, {flag})"), {"v": value})
+
+
+@contextmanager
+def _mysql(connection: Connection, timeouts: Timeouts) -> Iterator[None]:
+    mariadb = bool(getattr(connection.dialect, "is_mariadb", False))
+    statement_variable = "max_statement_time" if mariadb else "max_execution_time"
+    wanted: dict[str, Any] = {}
+    if timeouts.lock:
+        whole = max(1, math.ceil(timeouts.lock))
+        wanted |= {"lock_wait_timeout": whole, "innodb_lock_wait_timeout": whole}
+    if timeouts.statement:
+        wanted[statement_variable] = (
+            timeouts.statement if mariadb else int(_ms(timeouts.statement))
+        )
+    with own_read(connection):
+        connection.info[BACKEND_KEY] = connection.scalar(text("SELECT CONNECTION_ID()"))
+        row = connection.execute(
+            text("SELECT " + ", ".join(f"@@session.{name}" for name in wanted))
+        ).one()
+        previous = dict(zip(wanted, row, strict=True))
+        _mysql_set(connection, wanted)
+    try:
+        yield
+    finally:
+        if not connection.invalidated and not connection.closed:
+            with own_read(connection):
+                _mysql_set(connection, previous)
+
+
+def _mysql_set(conn: Connection, values: dict[str, Any]) -> None:
+    assignments = ", ".join(f"SESSION {name} = :{name}" for name in values)
+    conn.execute(text(f"SET {assignments}"), values)
+
+
+@contextmanager
+def _sqlite(connection: Connection, seconds: float) -> Iterator[None]:
+    with own_read(connection):
+        previous = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {_ms(seconds)}")
+    try:
+        yield
+    finally:
+        if not connection.invalidated and not connection.closed:
+            with own_read(connection):
+                connection.exec_driver_sql(
+                    f"PRAGMA busy_timeout = {int(previous or 0)}"
+                )
