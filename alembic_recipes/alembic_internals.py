@@ -25,6 +25,7 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Table
+from sqlalchemy.engine import Connection
 
 __all__ = [
     "VERSION_TABLE",
@@ -37,6 +38,7 @@ __all__ = [
     "replace_step_function",
     "run_step_instead",
     "running_command",
+    "transaction_alembic_may_end",
     "upgrade_steps",
     "version_table",
 ]
@@ -143,6 +145,44 @@ def before_first_steps(env: EnvironmentContext, callback: Callable[[], None]) ->
         return found
 
     opts["fn"] = steps
+
+
+@contextmanager
+def transaction_alembic_may_end(conn: Connection) -> Iterator[None]:
+    """A transaction on *conn* that env.py's migration context takes as its
+    own, as if it had begun it: ``autocommit_block()`` may commit it and
+    begin the next (as in stock Alembic); whichever is open at the end is
+    committed, or rolled back on an error.
+
+    Alembic treats a transaction open before ``configure()`` as the caller's
+    and never ends it; ``autocommit_block()`` then fails on
+    ``assert self._transaction is not None``.  Handing it over is one
+    attribute, ``MigrationContext._transaction`` (Alembic >= 1.5), set when
+    the command computes its steps; ``begin_transaction()`` still sees the
+    transaction as external, so ``transaction_per_migration`` changes nothing.
+    """
+    transaction = conn.begin()
+
+    def wrap(original: StepFunction) -> StepFunction:
+        def steps(heads: Any, migration_context: MigrationContext) -> Iterable[Any]:
+            if (
+                migration_context.connection is conn
+                and migration_context._transaction is None
+                and transaction.is_active
+            ):
+                migration_context._transaction = transaction
+            return original(heads, migration_context)
+
+        return steps
+
+    try:
+        with replace_step_function(wrap):
+            yield
+    except BaseException:
+        if not conn.invalidated and not conn.closed:
+            conn.rollback()
+        raise
+    conn.commit()
 
 
 def run_step_instead(

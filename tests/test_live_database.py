@@ -359,3 +359,83 @@ def test_killed_parent_stops_its_workers_within_a_second(
     settled = done()
     time.sleep(1.5)
     assert done() == settled < len(names)  # nothing migrated unsupervised
+
+
+# -- online DDL ------------------------------------------------------------------
+CONCURRENTLY = (
+    "with op.get_context().autocommit_block():\n"
+    '    op.create_index("ix_tbl_id", "tbl", ["id"], postgresql_concurrently=True)\n'
+    'op.create_table("after_block", sa.Column("id", sa.Integer))'
+)
+
+
+def _index_state(pg: ServerDB, schema: str) -> tuple[bool | None, bool, int]:
+    """(index valid, or None when missing; after_block in *schema*; version rows)."""
+    with pg.engine().connect() as conn:
+        valid = conn.scalar(
+            sa.text(
+                "SELECT i.indisvalid FROM pg_index i JOIN pg_class c"
+                " ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE c.relname = 'ix_tbl_id' AND n.nspname = :s"
+            ),
+            {"s": schema},
+        )
+        after = sa.inspect(conn).has_table("after_block", schema=schema)
+        rows = 0
+        if sa.inspect(conn).has_table("alembic_version", schema=schema):
+            q = f"SELECT count(*) FROM {schema}.alembic_version"
+            rows = int(conn.scalar(sa.text(q)) or 0)
+    return valid, after, rows
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(("-x", "tenant=all"), id="fleet"),
+        pytest.param(("-x", "tenant=all", "-x", "compiled=true"), id="compiled"),
+        pytest.param(("-x", "tenant=all", "-x", "workers=2"), id="workers"),
+        pytest.param(("-x", "tenant=t001"), id="one"),
+    ],
+)
+def test_create_index_concurrently_in_every_fleet_mode(
+    fleet: tuple[Project, list[str]], pg: ServerDB, args: tuple[str, ...]
+) -> None:
+    proj, names = fleet
+    with pg.engine().begin() as conn:  # tables with rows
+        for name in names:
+            conn.exec_driver_sql(
+                f"INSERT INTO {name}.tbl SELECT generate_series(1, 500)"
+            )
+    proj.revision("online", upgrade=CONCURRENTLY, args="--head head")
+    run = proj.alembic(*args, "upgrade", "head")
+    head = re.findall(r"-> (\w+), online", run.stderr) or re.findall(
+        r"upgraded \w+ -> (\w+)", run.stderr
+    )
+    assert head, run.stderr
+    done = names if "tenant=all" in args else ["t001"]
+    for name in done:
+        # valid index, the table after the block in the tenant's schema (its
+        # search_path survived the block's commit), one version row
+        assert _index_state(pg, name) == (True, True, 1), name
+    assert not _index_state(pg, "public")[1]
+    again = proj.alembic(*args, "upgrade", "head").stderr
+    assert "already at head" in again
+
+
+def test_async_shared_and_data_flag_run_autocommit_blocks(
+    project: Callable[..., Project], pg: ServerDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for template, body in (
+        ("async-shared", "upgrade"),
+        ("data-flag", "schema_upgrades"),
+    ):
+        proj = project(template, url=pg.driver_url("asyncpg"), name=template)
+        monkeypatch.chdir(proj.root)
+        proj.revision(
+            "r1", **{body: 'op.create_table("tbl", sa.Column("id", sa.Integer))'}
+        )
+        proj.revision("r2", **{body: CONCURRENTLY})
+        proj.alembic("upgrade", "head")
+        assert _index_state(pg, "public")[:2] == (True, True), template
+        with pg.engine().begin() as conn:
+            conn.exec_driver_sql("DROP TABLE tbl, after_block, alembic_version")

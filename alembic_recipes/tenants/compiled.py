@@ -135,7 +135,11 @@ class CompiledPaths:
 
     def _normally(self, path: str, reason: str) -> str | None:
         """Log why *path* is not replayed; None (no script)."""
-        log.info("fleet upgrade: %s %s; migrating those tenants normally", path, reason)
+        log.info(
+            "fleet upgrade: %s %s; Alembic runs each tenant on that path instead",
+            path,
+            reason,
+        )
         return None
 
     def _render(

@@ -18,7 +18,7 @@ from alembic.util import CommandError
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, make_url
 
-from ..alembic_internals import VERSION_TABLE
+from ..alembic_internals import VERSION_TABLE, transaction_alembic_may_end
 from ..connections import (
     display_url,
     engine_from_options,
@@ -147,7 +147,9 @@ class DatabaseTenants:
                 before = _versions(conn)
             if fleet.at_head(before):
                 return None
-            with conn.begin_nested() if caller_txn else conn.begin():
+            with (
+                conn.begin_nested() if caller_txn else transaction_alembic_may_end(conn)
+            ):
                 self.migrate(conn, tenant)
                 after = list(context.get_context().get_current_heads())
         return before, after

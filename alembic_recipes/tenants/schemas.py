@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     bindparam,
     column,
+    event,
     func,
     literal,
     select,
@@ -28,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateSchema
 
-from ..alembic_internals import VERSION_TABLE
+from ..alembic_internals import VERSION_TABLE, transaction_alembic_may_end
 from ..blocking import SCHEMAS_KEY
 from ..connections import own_read
 from ..execution import connect_and_run
@@ -109,8 +110,8 @@ def _shared_only(conn: Connection, shared: str, schema: str) -> frozenset[str]:
     return frozenset(rows)
 
 
-def _search_path(conn: Connection, value: str) -> None:
-    conn.execute(select(func.set_config("search_path", value, True)))
+def _search_path(conn: Connection, value: str, *, local: bool = True) -> None:
+    conn.execute(select(func.set_config("search_path", value, local)))
 
 
 @contextmanager
@@ -126,25 +127,66 @@ def schema_scope(
 
     Its own transaction, or a SAVEPOINT when the caller's transaction is open
     (the caller's search_path is restored afterwards).  *create* creates the
-    schema first.  Reflection defaults to the schema meanwhile.
+    schema first.  Reflection defaults to the schema meanwhile.  Its own
+    transaction is one env.py's migration context may end: after an
+    ``autocommit_block()`` the next transaction, and the block itself (on the
+    session, put back at the end), have the same search_path.
     """
-    caller_txn = conn.in_transaction()
-    previous = (
-        conn.scalar(select(func.current_setting("search_path"))) if caller_txn else ""
-    )
-    with conn.begin_nested() if caller_txn else conn.begin():
-        if create:
-            conn.execute(CreateSchema(schema, if_not_exists=True))
-        quote = conn.dialect.identifier_preparer.quote_identifier
-        _search_path(conn, ", ".join(quote(name) for name in path or [schema]))
-        conn.info[SCHEMAS_KEY] = list(path or [schema])  # who blocks, on a timeout
-        try:
+    quote = conn.dialect.identifier_preparer.quote_identifier
+    value = ", ".join(quote(name) for name in path or [schema])
+    conn.info[SCHEMAS_KEY] = list(path or [schema])  # who blocks, on a timeout
+    try:
+        if conn.in_transaction():
+            with _in_savepoint(conn, value):
+                if create:
+                    conn.execute(CreateSchema(schema, if_not_exists=True))
+                with _default_schema(conn, schema):
+                    yield
+            return
+        with _on_every_transaction(conn, value), transaction_alembic_may_end(conn):
+            if create:
+                conn.execute(CreateSchema(schema, if_not_exists=True))
             with _default_schema(conn, schema):
                 yield
-        finally:
-            conn.info.pop(SCHEMAS_KEY, None)
-    if caller_txn:
-        _search_path(conn, str(previous))
+    finally:
+        conn.info.pop(SCHEMAS_KEY, None)
+
+
+@contextmanager
+def _in_savepoint(conn: Connection, value: str) -> Iterator[None]:
+    """Inside the caller's transaction: a SAVEPOINT, the caller's search_path
+    put back afterwards."""
+    previous = conn.scalar(select(func.current_setting("search_path")))
+    with conn.begin_nested():
+        _search_path(conn, value)
+        yield
+    _search_path(conn, str(previous))
+
+
+@contextmanager
+def _on_every_transaction(conn: Connection, value: str) -> Iterator[None]:
+    """Meanwhile every transaction on *conn* starts with search_path *value*
+    (``SET LOCAL``); in autocommit mode the session's is set, and put back
+    when the scope ends."""
+    previous: list[str] = []
+
+    def on_begin(c: Connection) -> None:
+        if c.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            if not previous:
+                setting = c.scalar(select(func.current_setting("search_path")))
+                previous.append(str(setting))
+            _search_path(c, value, local=False)
+        else:
+            _search_path(c, value)
+
+    event.listen(conn, "begin", on_begin)
+    try:
+        yield
+    finally:
+        event.remove(conn, "begin", on_begin)
+        if previous and not conn.invalidated and not conn.closed:
+            with own_read(conn):
+                _search_path(conn, previous[0], local=False)
 
 
 def _refresh(
