@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,11 +25,12 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Table
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Transaction
 
 __all__ = [
     "VERSION_TABLE",
     "StepFunction",
+    "alembic_may_end",
     "before_first_steps",
     "column_copy",
     "environment",
@@ -148,11 +149,11 @@ def before_first_steps(env: EnvironmentContext, callback: Callable[[], None]) ->
 
 
 @contextmanager
-def transaction_alembic_may_end(conn: Connection) -> Iterator[None]:
-    """A transaction on *conn* that env.py's migration context takes as its
-    own, as if it had begun it: ``autocommit_block()`` may commit it and
-    begin the next (as in stock Alembic); whichever is open at the end is
-    committed, or rolled back on an error.
+def alembic_may_end(transactions: Mapping[Connection, Transaction]) -> Iterator[None]:
+    """Meanwhile, a migration context env.py configures on one of these
+    connections takes the transaction we began there as its own, as if it had
+    begun it: ``autocommit_block()`` may commit it and begin the next, as in
+    stock Alembic (the caller then ends whichever is open).
 
     Alembic treats a transaction open before ``configure()`` as the caller's
     and never ends it; ``autocommit_block()`` then fails on
@@ -161,12 +162,12 @@ def transaction_alembic_may_end(conn: Connection) -> Iterator[None]:
     the command computes its steps; ``begin_transaction()`` still sees the
     transaction as external, so ``transaction_per_migration`` changes nothing.
     """
-    transaction = conn.begin()
 
     def wrap(original: StepFunction) -> StepFunction:
         def steps(heads: Any, migration_context: MigrationContext) -> Iterable[Any]:
+            transaction = transactions.get(migration_context.connection)  # type: ignore[arg-type]
             if (
-                migration_context.connection is conn
+                transaction is not None
                 and migration_context._transaction is None
                 and transaction.is_active
             ):
@@ -175,8 +176,18 @@ def transaction_alembic_may_end(conn: Connection) -> Iterator[None]:
 
         return steps
 
+    with replace_step_function(wrap):
+        yield
+
+
+@contextmanager
+def transaction_alembic_may_end(conn: Connection) -> Iterator[None]:
+    """A transaction on *conn* that env.py's migration context may end
+    (:func:`alembic_may_end`); whichever is open at the end is committed, or
+    rolled back on an error."""
+    transaction = conn.begin()
     try:
-        with replace_step_function(wrap):
+        with alembic_may_end({conn: transaction}):
             yield
     except BaseException:
         if not conn.invalidated and not conn.closed:

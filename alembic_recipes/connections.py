@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACCEPTED_CONNECTABLES",
+    "OWN_READ",
     "Connectable",
     "connect_engine",
     "display_url",
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+OWN_READ = "alembic_recipes.own_read"
+"""``connection.info`` key: true inside :func:`own_read`."""
 Connectable: TypeAlias = "Connection | Engine | AsyncConnection | AsyncEngine"
 
 # sqlalchemy.ext.asyncio costs ~0.3 s to import: a third of what this package
@@ -112,12 +115,16 @@ def own_read(conn: Connection) -> Iterator[Connection]:
 
     Alembic takes an open transaction for the caller's and never commits it,
     so every read of ours before a migration (a version, a lock, a setting)
-    must not leave one behind.
+    must not leave one behind.  Meanwhile ``conn.info[OWN_READ]`` is true:
+    such a transaction changes nothing, so it needs no migration timeouts.
     """
     was_in_transaction = conn.in_transaction()
+    outer = conn.info.get(OWN_READ, False)
+    conn.info[OWN_READ] = True
     try:
         yield conn
     finally:
+        conn.info[OWN_READ] = outer
         if not was_in_transaction and conn.in_transaction():
             conn.rollback()
 

@@ -30,7 +30,7 @@ from .locks import migration_lock
 from .options import InvalidOptionType
 from .retries import why_not_retry, with_lock_retries
 from .settings import Settings
-from .timeouts import migration_timeouts
+from .timeouts import migration_safeguards
 
 __all__ = ["connect_and_run"]
 
@@ -92,7 +92,7 @@ def _guarded(
             if lock and settings.locks():
                 timeout = settings.migration_lock_timeout
                 stack.enter_context(migration_lock(connection, timeout=timeout))
-            stack.enter_context(migration_timeouts(connection, settings.timeouts))
+            stack.enter_context(migration_safeguards(connection, settings.timeouts))
             if not lock:  # the caller retries (a fleet: per tenant)
                 return fn(connection)
             what = f"the database {display_url(connection.engine.url)}"

@@ -26,6 +26,7 @@ from alembic.util import CommandError
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.base import Transaction, TwoPhaseTransaction
 
+from .alembic_internals import alembic_may_end
 from .connections import (
     ACCEPTED_CONNECTABLES,
     display_url,
@@ -42,7 +43,7 @@ from .options import InvalidOption, InvalidOptionType, main_option
 from .output import labelled_stdout
 from .retries import why_not_retry, with_lock_retries
 from .settings import WRITING_COMMANDS, OptionReader, Settings, configure_arguments
-from .timeouts import migration_timeouts
+from .timeouts import migration_safeguards
 
 __all__ = [
     "Database",
@@ -298,6 +299,9 @@ class _AllOrNothing:
         ]
         self.early = [db for db in self.databases if db not in self.late]
         self.transactions: list[Transaction] = []
+        self.plain: dict[Connection, Transaction] = {}
+        """Our own (not two-phase, not nested) transactions, which a revision's
+        ``autocommit_block()`` may end and replace, as in stock Alembic."""
 
     def begin(self, group: list[Database]) -> None:
         for database in group:
@@ -307,7 +311,15 @@ class _AllOrNothing:
             elif self.settings.two_phase and database not in self.late:
                 self.transactions.append(conn.begin_twophase())
             else:
-                self.transactions.append(conn.begin())
+                self.plain[conn] = conn.begin()
+                self.transactions.append(self.plain[conn])
+
+    def _current(self, transaction: Transaction) -> Transaction | None:
+        """*transaction*, or the one Alembic began after ending it."""
+        conn = transaction.connection
+        if self.plain.get(conn) is transaction and not transaction.is_active:
+            return conn.get_transaction()
+        return transaction
 
     def run(
         self, group: list[Database], migrate: Callable[[Connection, Database], None]
@@ -317,7 +329,10 @@ class _AllOrNothing:
             conn = self.connections[database.name]
             log.info("Database %s (%s)", database.name, conn.dialect.name)
             label = f"{database.name}: " if several else None
-            with labelled_stdout(self.settings.config, label):
+            with (
+                labelled_stdout(self.settings.config, label),
+                alembic_may_end(self.plain),
+            ):
                 migrate(conn, database)
 
     def prepare(self) -> None:
@@ -327,11 +342,14 @@ class _AllOrNothing:
 
     def commit(self) -> None:
         for transaction in reversed(self.transactions):  # the late ones first
-            transaction.commit()
+            current = self._current(transaction)
+            if current is not None:
+                current.commit()
 
     def roll_back(self) -> None:
-        for transaction in reversed(self.transactions):
-            if not transaction.is_active:
+        for each in reversed(self.transactions):
+            transaction = self._current(each)
+            if transaction is None or not transaction.is_active:
                 continue
             try:  # a prepared two-phase transaction is rolled back too
                 transaction.rollback()
@@ -414,7 +432,9 @@ def run_databases(
                     timeout = options.migration_lock_timeout
                     held.enter_context(migration_lock(views[db.name], timeout=timeout))
             for db in databases:
-                held.enter_context(migration_timeouts(views[db.name], options.timeouts))
+                held.enter_context(
+                    migration_safeguards(views[db.name], options.timeouts)
+                )
             why_not = next(
                 (f"{n}: {w}" for n, c in views.items() if (w := why_not_retry(c))), ""
             )

@@ -20,7 +20,10 @@ Per database:
 * SQLite: the busy timeout (how long to wait for another writer), put back
   when the run ends; SQLite has no statement timeout.
 
-Meanwhile a lock timeout's error names who held the lock (:mod:`.blocking`).
+:func:`migration_safeguards` applies them together with what else a
+migration beside a live application needs: a lock timeout's error names who
+held the lock (:mod:`.blocking`), and an INVALID index left by a failed
+concurrent build is built again (:mod:`.online_ddl`).
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 
 from .blocking import BACKEND_KEY, explaining
-from .connections import own_read
+from .connections import OWN_READ, own_read
+from .online_ddl import rebuilding_invalid_indexes
 
-__all__ = ["Timeouts", "migration_timeouts"]
+__all__ = ["Timeouts", "migration_safeguards"]
 
 
 @dataclass(frozen=True)
@@ -53,12 +57,14 @@ def _ms(seconds: float) -> str:
 
 
 @contextmanager
-def migration_timeouts(connection: Connection, timeouts: Timeouts) -> Iterator[None]:
-    """Apply *timeouts* to every transaction on *connection* meanwhile (see
-    the module docstring), and explain lock timeouts."""
+def migration_safeguards(connection: Connection, timeouts: Timeouts) -> Iterator[None]:
+    """Meanwhile *timeouts* hold for every transaction on *connection*, a
+    lock timeout names who held the lock, and a failed concurrent index build
+    is built again (see the module docstring)."""
     dialect = connection.dialect.name
     with ExitStack() as stack:
         stack.enter_context(explaining(connection))
+        stack.enter_context(rebuilding_invalid_indexes(connection))
         if timeouts.lock or timeouts.statement:
             if dialect == "postgresql":
                 stack.enter_context(_postgresql(connection, timeouts))
@@ -96,6 +102,8 @@ def _postgresql(connection: Connection, timeouts: Timeouts) -> Iterator[None]:
     previous: dict[str, str] = {}
 
     def on_begin(conn: Connection) -> None:
+        if conn.info.get(OWN_READ):  # our own short read changes nothing
+            return
         if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
             if not previous:  # autocommit_block(): the session's, restored later
                 previous.update(_pg_settings(conn, [n for n, _ in names]))

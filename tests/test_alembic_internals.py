@@ -59,7 +59,10 @@ def migrate(connection):
 
 
 def run(connection):
-    if config.attributes.get("shared"):  # before configure(), which takes fn
+    if config.attributes.get("ours"):  # our transaction, begun before configure()
+        with internals.transaction_alembic_may_end(connection):
+            migrate(connection)
+    elif config.attributes.get("shared"):  # before configure(), which takes fn
         with internals.replace_step_function(shared_steps):
             seen["command_while_replaced"] = internals.running_command()
             migrate(connection)
@@ -194,6 +197,38 @@ def test_replaced_step_function_runs_other_parts_and_keeps_the_command(
     assert "t" not in _tables(config)
     command.downgrade(config, "base")
     assert "shared_t" not in _tables(config)
+
+
+AUTOCOMMIT_REVISION = '''
+"""second"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "r2"
+down_revision = "r1"
+
+
+def upgrade():
+    with op.get_context().autocommit_block():
+        op.execute("CREATE TABLE in_block (id INTEGER)")
+    op.create_table("after_block", sa.Column("id", sa.Integer))
+'''
+
+
+def test_alembic_may_end_our_transaction_in_an_autocommit_block(
+    config: Config,
+) -> None:
+    scripts = Path(str(config.get_main_option("script_location")))
+    (scripts / "versions" / "r2_second.py").write_text(AUTOCOMMIT_REVISION)
+    config.attributes["ours"] = True
+    command.upgrade(config, "head")
+    assert {"t", "in_block", "after_block"} <= _tables(config)
+    engine = sa.create_engine(str(config.get_main_option("sqlalchemy.url")))
+    with engine.connect() as conn:
+        assert list(
+            conn.scalars(sa.text("SELECT version_num FROM alembic_version"))
+        ) == ["r2"]
+    engine.dispose()
 
 
 def test_environment_state_lives_with_its_environment(config: Config) -> None:

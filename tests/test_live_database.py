@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
-from conftest import Project, ServerDB, spawn
+from conftest import Project, ServerDB, spawn, tables, versions
 
 APP = "app-under-test"
 
@@ -439,3 +439,73 @@ def test_async_shared_and_data_flag_run_autocommit_blocks(
         assert _index_state(pg, "public")[:2] == (True, True), template
         with pg.engine().begin() as conn:
             conn.exec_driver_sql("DROP TABLE tbl, after_block, alembic_version")
+
+
+def test_failed_concurrent_index_build_is_rebuilt_on_rerun(
+    fleet: tuple[Project, list[str]], pg: ServerDB
+) -> None:
+    proj, names = fleet
+    with pg.engine().begin() as conn:  # a duplicate in t002 only
+        for name in names:
+            conn.exec_driver_sql(f"INSERT INTO {name}.tbl VALUES (1), (2)")
+        conn.exec_driver_sql("INSERT INTO t002.tbl VALUES (2)")
+    proj.revision(
+        "unique",
+        upgrade=(
+            "with op.get_context().autocommit_block():\n"
+            '    op.create_index("ux_tbl_id", "tbl", ["id"], unique=True,'
+            " postgresql_concurrently=True)"
+        ),
+        args="--head head",
+    )
+    run = proj.alembic("-x", "tenant=all", "-x", "continue=true", "upgrade", "head",
+                       ok=False)  # fmt: skip
+    assert "1 of 6 tenants failed: t002" in run.stdout
+
+    def index(schema: str) -> bool | None:
+        with pg.engine().connect() as conn:
+            return conn.scalar(
+                sa.text(
+                    "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON"
+                    " c.oid = i.indexrelid JOIN pg_namespace n ON"
+                    " n.oid = c.relnamespace WHERE c.relname = 'ux_tbl_id'"
+                    " AND n.nspname = :s"
+                ),
+                {"s": schema},
+            )
+
+    assert index("t002") is False  # what a failed concurrent build leaves
+    assert index("t001") is True
+    with pg.engine().begin() as conn:
+        conn.exec_driver_sql("DELETE FROM t002.tbl WHERE id = 2")
+    again = proj.alembic("-x", "tenant=all", "upgrade", "head").stderr
+    assert "Dropping INVALID index t002.ux_tbl_id, left by a concurrent build" in again
+    assert index("t002") is True
+    assert (
+        "Dropping INVALID"
+        not in proj.alembic("-x", "tenant=all", "upgrade", "head").stderr
+    )
+
+
+def test_multidb_runs_an_autocommit_block(
+    project: Callable[..., Project], pg: ServerDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """main on PostgreSQL (asyncpg) builds an index concurrently; analytics
+    (SQLite) migrates beside it; both commit, one version row each."""
+    proj = project("multidb-mixed")
+    proj.set_option("sqlalchemy.url", pg.driver_url("asyncpg"), section="main")
+    monkeypatch.chdir(proj.root)
+    proj.revision(
+        "tables",
+        upgrade_main='op.create_table("tbl", sa.Column("id", sa.Integer))',
+        upgrade_analytics='op.create_table("events", sa.Column("id", sa.Integer))',
+    )
+    proj.revision(
+        "online",
+        upgrade_main=CONCURRENTLY,
+        upgrade_analytics='op.create_table("more", sa.Column("id", sa.Integer))',
+    )
+    proj.alembic("upgrade", "head")
+    assert _index_state(pg, "public") == (True, True, 1)
+    assert {"events", "more"} <= tables(f"sqlite:///{proj.root}/analytics.db")
+    assert len(versions(f"sqlite:///{proj.root}/analytics.db")) == 1

@@ -2,8 +2,9 @@
 
 Bottom up: ``alembic_internals`` (Alembic's private API) and ``connections``
 (the sync/async bridge) import nothing above them; ``locks``, ``blocking``
-(who held a lock), ``timeouts`` and ``retries`` build on those; ``options``,
-``option_table`` and ``settings`` (configuration) import no runner;
+(who held a lock), ``online_ddl``, ``timeouts`` and ``retries`` build on
+those; ``options``, ``option_table`` and ``settings`` (configuration) import
+no runner;
 ``execution`` runs env.py's function under the lock; only ``alembic_internals``
 touches Alembic's private names, and no module looks
 anything up in ``sys.modules``.
@@ -39,7 +40,8 @@ ALLOWED: dict[str, set[str]] = {
     },
     "output": {"alembic_internals"},
     "blocking": {"logs"},
-    "timeouts": {"blocking", "connections"},
+    "online_ddl": {"logs"},
+    "timeouts": {"blocking", "connections", "online_ddl"},
     "retries": {"blocking", "connections", "logs"},
     "execution": {"connections", "locks", "options", "retries", "settings", "timeouts"},
 }

@@ -27,7 +27,7 @@ from ..connections import (
     run_with_connection,
 )
 from ..locks import LOCK_FILE_SUFFIX
-from ..timeouts import migration_timeouts
+from ..timeouts import migration_safeguards
 from .config import Tenant
 from .discovery import admin_engine, server_databases
 from .fleet import Fleet, Outcome
@@ -141,7 +141,7 @@ class DatabaseTenants:
     def _migrate_on(self, conn: Connection, tenant: Tenant) -> Outcome:
         fleet = self.fleet
         caller_txn = conn.in_transaction()
-        timeouts = migration_timeouts(conn, fleet.settings.timeouts)
+        timeouts = migration_safeguards(conn, fleet.settings.timeouts)
         with fleet.lock(conn), timeouts:  # then read: the versions are ours to trust
             with own_read(conn):
                 before = _versions(conn)
