@@ -13,9 +13,14 @@ first revision of a project adopting that database::
 
     python -m alembic_recipes render-tables URL [TABLE ...] [--schema NAME]
 
-and the configuration reference of every template, as Markdown::
+the configuration reference of every template, as Markdown::
 
     python -m alembic_recipes options
+
+and the safety lint of an environment's revisions, one revision at a time
+(:mod:`alembic_recipes.lint`)::
+
+    python -m alembic_recipes lint [-c alembic.ini] [-x KEY=VALUE] [RANGE]
 """
 
 from __future__ import annotations
@@ -45,7 +50,9 @@ USAGE = (
     "usage: python -m alembic_recipes list\n"
     "       python -m alembic_recipes init NAME DIRECTORY [alembic init options]\n"
     "       python -m alembic_recipes render-tables URL [TABLE ...] [--schema NAME]\n"
-    "       python -m alembic_recipes options"
+    "       python -m alembic_recipes options\n"
+    "       python -m alembic_recipes lint [-c INI] [-n SECTION] [-x KEY=VALUE]"
+    " [--no-squawk] [--squawk-include RULE] [RANGE]"
 )
 
 
@@ -168,7 +175,71 @@ def _parser() -> argparse.ArgumentParser:
         prog=f"{prog} options",
         help="the configuration reference of every template (Markdown)",
     )
+    lint = commands.add_parser(
+        "lint",
+        prog=f"{prog} lint",
+        help="revisions that would lock or rewrite tables a live application uses",
+    )
+    lint.add_argument(
+        "revisions",
+        metavar="RANGE",
+        nargs="?",
+        default="base:head",
+        help="base:head (default), A:B (after A, up to B) or one revision",
+    )
+    lint.add_argument("-c", "--config", default="alembic.ini", metavar="INI")
+    lint.add_argument("-n", "--name", default="alembic", metavar="SECTION")
+    lint.add_argument(
+        "-x", action="append", default=[], metavar="KEY=VALUE", help="as for alembic"
+    )
+    lint.add_argument("--dialect", help="rules of this dialect (default: the URL's)")
+    lint.add_argument("--no-squawk", action="store_true", help="built-in rules only")
+    lint.add_argument(
+        "--squawk-include",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="turn on one of squawk's style rules (off by default)",
+    )
     return parser
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    """Print each problem; 1 when there is one, 0 when none, 255 on failure."""
+    from alembic.config import Config
+
+    from .lint import lint
+
+    if not Path(args.config).is_file():
+        print(f"FAILED: no config file {args.config!r}", file=sys.stderr)
+        return 255
+    toml = Path(args.config).with_name("pyproject.toml")
+    extra = {"toml_file": str(toml)} if toml.is_file() else {}
+    try:
+        config = Config(
+            args.config,
+            ini_section=args.name,
+            cmd_opts=argparse.Namespace(x=args.x),
+            **extra,  # type: ignore[arg-type]
+        )
+    except TypeError:  # Alembic < 1.16: no [tool.alembic]
+        config = Config(
+            args.config, ini_section=args.name, cmd_opts=argparse.Namespace(x=args.x)
+        )
+    try:
+        problems = lint(
+            config,
+            args.revisions,
+            squawk=not args.no_squawk,
+            include=args.squawk_include,
+            dialect=args.dialect,
+        )
+    except CommandError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 255
+    for problem in problems:
+        print(problem)
+    return 1 if problems else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "options":
         print(reference_markdown(), end="")
         return 0
+    if args.command == "lint":
+        return run_lint(args)
     return render_tables(args.url, args.tables, args.schema)
 
 

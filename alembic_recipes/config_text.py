@@ -93,6 +93,12 @@ INI_POST_WRITE_HOOKS = """\
 hooks = format
 format.type = alembic_recipes_ruff
 
+# The safety lint (python -m alembic_recipes lint) on each new revision, as
+# warnings: statements that would lock or rewrite a table the application uses.
+# hooks = format, lint
+# lint.type = alembic_recipes_lint
+# lint.config = %(here)s/alembic.ini
+
 # Alembic's own hook runners work too, e.g. black or `ruff check --fix`:
 # hooks = black
 # black.type = console_scripts
@@ -153,6 +159,12 @@ TOML_POST_WRITE_HOOKS = """\
 [[tool.alembic.post_write_hooks]]
 name = "format"
 type = "alembic_recipes_ruff"
+
+# The safety lint (python -m alembic_recipes lint) on each new revision, as
+# warnings: statements that would lock or rewrite a table the application uses.
+# [[tool.alembic.post_write_hooks]]
+# name = "lint"
+# type = "alembic_recipes_lint"
 
 # Alembic's own hook runners work too, e.g. `ruff check --fix`:
 # [[tool.alembic.post_write_hooks]]
