@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard, TypeVar
 from alembic.util import CommandError
 from sqlalchemy import engine_from_config, event, pool
 from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ __all__ = [
     "OWN_READ",
     "Connectable",
     "connect_engine",
+    "connection_lost",
     "display_url",
     "engine_from_options",
     "failing_as",
@@ -142,6 +144,25 @@ def failing_as(what: str) -> Iterator[None]:
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
         raise CommandError(f"{what}: {type(exc).__name__}: {first}") from exc
+
+
+def connection_lost(exc: BaseException | None) -> CommandError | None:
+    """A one-line error for *exc* when it (or one of its causes) lost the
+    connection -- the server restarted, ``pg_terminate_backend``, the network
+    -- whose open transaction was therefore never committed; None otherwise.
+    Raise it ``from exc`` so that the driver's error stays the cause."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            orig = exc.orig
+            first = (str(orig).strip().splitlines() or [""])[0]
+            return CommandError(
+                f"the connection was lost ({type(orig).__name__}: {first}); its open"
+                " transaction was not committed"
+            )
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def is_async_url(url: str | URL) -> bool:

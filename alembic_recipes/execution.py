@@ -16,10 +16,12 @@ from contextlib import ExitStack
 from typing import TypeVar
 
 from alembic.config import Config
+from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
 from .connections import (
     ACCEPTED_CONNECTABLES,
+    connection_lost,
     display_url,
     engine_from_options,
     is_async_engine,
@@ -96,11 +98,15 @@ def _guarded(
             if not lock:  # the caller retries (a fleet: per tenant)
                 return fn(connection)
             what = f"the database {display_url(connection.engine.url)}"
-            return with_lock_retries(
-                lambda: fn(connection),
-                settings.lock_retries,
-                what,
-                why_not=why_not_retry(connection),
-            )
+            why_not = why_not_retry(connection)
+            try:
+                return with_lock_retries(
+                    lambda: fn(connection), settings.lock_retries, what, why_not=why_not
+                )
+            except Exception as exc:
+                lost = connection_lost(exc)
+                if lost is None:
+                    raise
+                raise CommandError(f"{what}: {lost}") from exc
 
     return guarded

@@ -509,3 +509,97 @@ def test_multidb_runs_an_autocommit_block(
     assert _index_state(pg, "public") == (True, True, 1)
     assert {"events", "more"} <= tables(f"sqlite:///{proj.root}/analytics.db")
     assert len(versions(f"sqlite:///{proj.root}/analytics.db")) == 1
+
+
+# -- a connection killed mid-run ---------------------------------------------------
+def _terminate_when_sleeping(pg: ServerDB) -> None:
+    """Wait for a session of the test's database running pg_sleep, kill it."""
+    where = "query LIKE '%pg_sleep%' AND state = 'active'"
+    _wait_until(lambda: bool(_sessions(pg, where)), "the migration's pg_sleep")
+    with pg.engine().connect() as conn:
+        conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE"
+                f" datname = current_database() AND pid <> pg_backend_pid() AND {where}"
+            )
+        )
+
+
+def test_killed_connection_is_one_failed_line(
+    project: Callable[..., Project], pg: ServerDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proj = project("async-shared", url=pg.driver_url("asyncpg"))
+    monkeypatch.chdir(proj.root)
+    proj.revision(
+        "slow",
+        upgrade='op.create_table("tbl", sa.Column("id", sa.Integer))\n'
+        'op.execute("SELECT pg_sleep(30)")',
+    )
+    process = spawn(proj, "upgrade", "head")
+    _terminate_when_sleeping(pg)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 255, err
+    (line,) = out.strip().splitlines()
+    assert line.startswith("FAILED: the database postgresql+asyncpg://")
+    assert "the connection was lost (" in line
+    assert "its open transaction was not committed" in line
+    assert "Traceback" not in err
+    with pg.engine().connect() as conn:
+        assert not sa.inspect(conn).has_table("tbl")
+
+
+def test_killed_tenant_connection_names_the_tenant(
+    fleet: tuple[Project, list[str]], pg: ServerDB
+) -> None:
+    proj, _ = fleet
+    proj.revision(
+        "slow", upgrade='op.execute("SELECT pg_sleep(30)")', args="--head head"
+    )
+    process = spawn(proj, "-x", "tenant=all", "-x", "compiled=false", "upgrade", "head")
+    _terminate_when_sleeping(pg)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 255, err
+    assert re.search(
+        r"\[1/6\] t001: FAILED after \d+ ms: t001: the connection was lost", err
+    )
+    assert "Traceback" not in err
+    assert "1 of 6 tenants failed: t001" in out
+
+
+def test_create_index_concurrently_per_tenant_database(
+    project: Callable[..., Project], pg: ServerDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Database strategy on PostgreSQL, two workers: each tenant database
+    builds its index concurrently, after its table got rows."""
+    base = pg.url.database
+    proj = project("multitenant")
+    template = pg.url.set(
+        drivername="postgresql+psycopg", database=f"{base}_{{tenant}}"
+    )
+    url = template.render_as_string(hide_password=False)
+    proj.set_option("sqlalchemy.url", url.replace("%7B", "{").replace("%7D", "}"))
+    proj.set_option("tenants", "da, db")
+    monkeypatch.chdir(proj.root)
+    proj.revision(
+        "r1",
+        upgrade='op.create_table("tbl", sa.Column("id", sa.Integer))\n'
+        'op.execute("INSERT INTO tbl SELECT generate_series(1, 500)")',
+    )
+    proj.revision("online", upgrade=CONCURRENTLY)
+    admin = sa.create_engine(
+        pg.url.set(drivername="postgresql+psycopg", database="postgres"),
+        isolation_level="AUTOCOMMIT",
+        poolclass=sa.pool.NullPool,
+    )
+    try:
+        proj.alembic("-x", "tenant=all", "-x", "workers=2", "upgrade", "head")
+        for name in ("da", "db"):
+            tenant = ServerDB(pg.url.set(database=f"{base}_{name}"))
+            assert _index_state(tenant, "public") == (True, True, 1), name
+    finally:
+        with admin.connect() as conn:
+            for name in ("da", "db"):
+                conn.exec_driver_sql(
+                    f"DROP DATABASE IF EXISTS {base}_{name} WITH (FORCE)"
+                )
+        admin.dispose()

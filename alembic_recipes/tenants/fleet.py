@@ -15,9 +15,11 @@ from contextlib import AbstractContextManager, nullcontext
 
 from alembic import context
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
 from ..alembic_internals import environment
+from ..connections import connection_lost
 from ..locks import migration_lock
 from ..logs import logger_for
 from ..output import labelled_stdout
@@ -119,7 +121,7 @@ class Fleet:
             if stopping():  # the interruption, in the driver's words
                 self.report.record_interrupted(name)
                 return False
-            failure = self._lock_timeout(index, name, exc)
+            failure = self._failure_of(index, name, exc)
             if failure is None:
                 return True  # deferred
             if self.report.total == 1:
@@ -132,9 +134,14 @@ class Fleet:
         self.report.record(index, name, result, time.perf_counter() - started)
         return True
 
-    def _lock_timeout(self, index: int, name: str, exc: Exception) -> Exception | None:
-        """*exc*, a :class:`LockTimeout` for it, or None when the tenant was
-        put aside to run again."""
+    def _failure_of(self, index: int, name: str, exc: Exception) -> Exception | None:
+        """*exc*, a one-line error for it (a :class:`LockTimeout`, a lost
+        connection), or None when the tenant was put aside to run again."""
+        lost = connection_lost(exc)
+        if lost is not None:
+            failure: Exception = CommandError(f"{name}: {lost}")
+            failure.__cause__ = exc
+            return failure
         timeout = lock_timeout_of(exc)
         if timeout is None or isinstance(exc, LockTimeout):
             return exc

@@ -31,6 +31,7 @@ from typing import Any
 
 from alembic.util import CommandError
 
+from ..connections import connection_lost
 from ..logs import logger_for
 from ..retries import with_lock_retries
 from .config import TenantSettings
@@ -115,7 +116,10 @@ def _work(
             results.put((name, "interrupted", None, time.perf_counter() - started))
             return
         except Exception as exc:
-            outcome = _Failure.of(exc)
+            lost = connection_lost(exc)
+            outcome = _Failure.of(
+                exc if lost is None else CommandError(f"{name}: {lost}")
+            )
         results.put((name, "done", outcome, time.perf_counter() - started))
 
 
