@@ -305,13 +305,16 @@ OPTIONS: tuple[Option, ...] = (
     # -- multitenant ---------------------------------------------------------------
     Option(
         "tenant",
-        accepted="a name, a comma-separated list of names, all, or shared",
+        accepted="a comma-separated list of names, shell-style patterns (t0*,"
+        " acme-?) and all, each optionally after ! to exclude it; or shared",
         x="tenant",
         templates=frozenset({"multitenant"}),
         in_ini=False,
         reference="The tenants this command runs on: -x tenant=acme,globex,"
-        " -x tenant=all (every known tenant), -x tenant=shared (the shared scope)."
-        "  config.attributes['tenant'] also takes a list.",
+        " -x tenant=all (every known tenant), patterns over the known tenants"
+        " (-x tenant=t0*), exclusions (-x 'tenant=all,!demo*'; a pattern or"
+        " exclusion matching nothing is an error), -x tenant=shared (the shared"
+        " scope).  config.attributes['tenant'] also takes a list.",
     ),
     Option(
         "tenants",
@@ -480,6 +483,44 @@ OPTIONS: tuple[Option, ...] = (
         accepted="a whole number of retries from 0 to 100",
         x="lock_retries",
         joined=True,
+    ),
+    Option(
+        "shard",
+        (),
+        example="0/4",
+        kind="text",
+        accepted="K/N with 0 <= K < N (a Kubernetes Indexed Job's"
+        " JOB_COMPLETION_INDEX/JOB_COMPLETIONS), or auto to read those",
+        x="shard",
+        in_ini=False,
+        templates=frozenset({"multitenant"}),
+        reference="This run's stable slice of the selected tenants: a hash of"
+        " each name, so the N shards are disjoint, cover every tenant once, and"
+        " adding a tenant moves no other.",
+    ),
+    Option(
+        "report",
+        (),
+        example="fleet-run.jsonl",
+        accepted="a file path",
+        x="report",
+        in_ini=False,
+        templates=frozenset({"multitenant"}),
+        reference="Write the fleet run's record as JSON Lines: per tenant its"
+        " status, from and to revision, start time, duration and a failure's"
+        " one-line cause, then one summary object.",
+    ),
+    Option(
+        "plan",
+        (),
+        example="true",
+        kind="bool",
+        accepted=BOOL,
+        x="plan",
+        in_ini=False,
+        templates=frozenset({"multitenant"}),
+        reference="With upgrade, downgrade or stamp: list the tenants the selection"
+        " hits, each with its current revision and what would run; change nothing.",
     ),
     Option(
         "fleet_workers",

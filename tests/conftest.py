@@ -388,9 +388,12 @@ class Run:
     stderr: str
 
 
-def spawn(proj: Project, *args: str) -> subprocess.Popen[str]:
-    """Start ``alembic *args`` in *proj* without waiting for it."""
-    env = cli_environment()
+def spawn(
+    proj: Project, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """Start ``alembic *args`` in *proj* without waiting for it (*env*: the
+    whole environment, default :func:`cli_environment`)."""
+    env = env or cli_environment()
     return subprocess.Popen(
         [str(BIN / "alembic"), *args],
         cwd=proj.root,

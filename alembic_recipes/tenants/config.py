@@ -10,6 +10,7 @@ template whose database part holds ``{tenant}``
 
 from __future__ import annotations
 
+import os
 from collections import ChainMap
 from collections.abc import Mapping, Sequence
 from configparser import BasicInterpolation
@@ -28,7 +29,16 @@ from ..option_table import option
 from ..options import InvalidOption, InvalidOptionType
 from ..settings import OptionReader, Settings, configure_arguments
 from .compiled import Compile
-from .names import ALL, SHARED, split_list, validate_all, validate_shared
+from .names import (
+    ALL,
+    FAILED,
+    SHARED,
+    is_pattern,
+    split_list,
+    validate_all,
+    validate_selector,
+    validate_shared,
+)
 
 __all__ = ["STRATEGIES", "Tenant", "TenantSettings"]
 
@@ -65,6 +75,8 @@ class Tenant:
     shared_tables: frozenset[str] = frozenset()
     """Autogenerate: the shared schema's tables the tenant sees through its
     search_path but does not have; not the tenant's to compare."""
+    create: bool = False
+    """Offline (``--sql``): the script creates the tenant's schema first."""
 
     @property
     def upgrade_token(self) -> str:
@@ -129,6 +141,8 @@ class Tenant:
             return
         impl.static_output(f"-- {what} {self.name}: schema {self.name}\n")
         quote = impl.dialect.identifier_preparer.quote_identifier
+        if self.create:
+            context.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.name)}")
         path = ", ".join(quote(schema) for schema in self.search_path)
         context.execute(f"SET search_path TO {path}")
 
@@ -146,6 +160,16 @@ class TenantSettings(Settings):
     """``-x tenant=all``: every known tenant."""
     requested: tuple[str, ...] = ()
     """The tenants named by ``-x tenant`` / ``config.attributes['tenant']``."""
+    selectors: tuple[str, ...] = ()
+    """``-x tenant``'s items in order: names, patterns (``t0*``), ``all``."""
+    excluded: tuple[str, ...] = ()
+    """``-x tenant``'s ``!name`` / ``!pattern`` items (without the ``!``)."""
+    shard: tuple[int, int] | None = None
+    """``-x shard=K/N``: this run's slice of the selection."""
+    report: str | None = None
+    """``-x report=PATH``: the run's record as JSON Lines."""
+    plan: bool = False
+    """``-x plan=true``: say what would run for each tenant; change nothing."""
     create: Create = "known"
     """Missing tenants: created ``always``, only ``known`` ones (listed in
     ``tenants`` or returned by ``tenants_query``), or ``never``."""
@@ -173,7 +197,8 @@ class TenantSettings(Settings):
                 f"invalid tenant_strategy {strategy!r}: expected one of"
                 f" {', '.join(STRATEGIES)}"
             )
-        every, requested = _requested(reader)
+        selection = _requested(reader)
+        requested = selection.get("requested", ())
         raw_shared = reader.ini("shared_scope")
         shared = validate_shared(raw_shared.strip()) if raw_shared else None
         with_shared = bool(shared) and SHARED in requested
@@ -189,8 +214,11 @@ class TenantSettings(Settings):
             **super().read(reader),
             "strategy": strategy,
             "url": _url(reader.config, strategy),
-            "every": every,
+            **selection,
             "requested": requested,
+            "shard": _shard(reader),
+            "report": reader.text("report"),
+            "plan": reader.flag("plan", default=False),
             "create": reader.flag_or_word(
                 "create", ini_key="create_tenants", word="known"
             ),
@@ -225,9 +253,19 @@ class TenantSettings(Settings):
 
     def named(self) -> list[str]:
         """The tenants this command was given by name (not ``all``)."""
-        if not self.every and not self.requested:
+        if not (self.every or self.requested or self.needs_known or self.resumes):
             raise CommandError(f"no tenant given: {HOW_TO_CHOOSE}")
         return list(self.requested)
+
+    @property
+    def resumes(self) -> bool:
+        """``-x tenant=failed``: the selection reads the run record."""
+        return FAILED in self.selectors
+
+    @property
+    def needs_known(self) -> bool:
+        """The selection reads the known tenants (``all``, a pattern)."""
+        return self.every or any(is_pattern(i) for i in self.selectors)
 
     @property
     def tenants_run(self) -> bool:
@@ -244,25 +282,62 @@ class TenantSettings(Settings):
         return self.every or self.with_shared or self.command in _SHARED_ALWAYS
 
 
-def _requested(reader: OptionReader) -> tuple[bool, tuple[str, ...]]:
+def _requested(reader: OptionReader) -> dict[str, Any]:
+    """``every``, ``requested``, ``selectors`` and ``excluded`` of ``-x tenant``."""
     raw: object = reader.x_only("tenant")
     source = "-x tenant"
     if raw is None:
         raw = reader.config.attributes.get("tenant")
         source = "config.attributes['tenant']"
     if raw is None:
-        return False, ()
+        return {}
     if isinstance(raw, str):
-        names: list[object] = [part.strip(" ") for part in raw.split(",")]
+        items: list[object] = [part.strip(" ") for part in raw.split(",")]
     elif isinstance(raw, Sequence):
-        names = list(raw)
+        items = list(raw)
     else:
         raise InvalidOptionType(
             f"invalid {source}: expected a name, a list of names or 'all', got {raw!r}"
         )
-    if names == [ALL]:
-        return True, ()
-    return False, tuple(validate_all(names, source))
+    checked = list(dict.fromkeys(validate_selector(i, source=source) for i in items))
+    positive = tuple(i for i in checked if not i.startswith("!"))
+    excluded = tuple(i[1:] for i in checked if i.startswith("!"))
+    return {
+        "every": positive in ((ALL,), ()),
+        "requested": tuple(
+            i for i in positive if i not in (ALL, FAILED) and not is_pattern(i)
+        ),
+        "selectors": positive or (ALL,),
+        "excluded": excluded,
+    }
+
+
+def _shard(reader: OptionReader) -> tuple[int, int] | None:
+    """``-x shard=K/N`` (K from 0 to N-1), or ``auto``: a Kubernetes Indexed
+    Job's ``JOB_COMPLETION_INDEX`` of ``JOB_COMPLETIONS``."""
+    value = reader.text("shard")
+    if value is None:
+        return None
+    accepted = option("shard").accepted
+    source = "-x shard"
+    if value == "auto":
+        index = os.environ.get("JOB_COMPLETION_INDEX")
+        count = os.environ.get("JOB_COMPLETIONS")
+        if index is None or count is None:
+            raise InvalidOption(
+                "-x shard=auto needs the environment variables JOB_COMPLETION_INDEX"
+                " (set by Kubernetes for an Indexed Job's pods) and JOB_COMPLETIONS"
+                " (set it in the Job's manifest to spec.completions); got"
+                f" JOB_COMPLETION_INDEX={index!r}, JOB_COMPLETIONS={count!r}"
+            )
+        value, source = (
+            f"{index}/{count}",
+            "-x shard=auto (JOB_COMPLETION_INDEX/JOB_COMPLETIONS)",
+        )
+    k, slash, n = value.partition("/")
+    if not (slash and k.isdigit() and n.isdigit() and 0 <= int(k) < int(n) <= 100_000):
+        raise InvalidOption.expected(value, source, accepted)
+    return int(k), int(n)
 
 
 def _workers(reader: OptionReader) -> int:

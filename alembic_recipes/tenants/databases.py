@@ -27,14 +27,17 @@ from ..connections import (
     run_with_connection,
 )
 from ..locks import LOCK_FILE_SUFFIX
+from ..logs import logger_for
 from ..timeouts import migration_safeguards
 from .config import Tenant
 from .discovery import admin_engine, server_databases
 from .fleet import Fleet, Outcome
+from .record import failed_tenants, record_location, save_record
 
 __all__ = ["DatabaseTenants"]
 
 T = TypeVar("T")
+log = logger_for(__name__)
 
 
 def _database_exists(url: str) -> bool:
@@ -121,7 +124,7 @@ class DatabaseTenants:
 
     def select(self) -> list[str]:
         """The tenants of this run."""
-        names = self.fleet.select(None)
+        names = self.fleet.select(None, lambda: self._on_record(failed_tenants))
         if self.shared is not None and len(names) != 1:
             raise CommandError(
                 "config.attributes['connection'] is one database: with"
@@ -132,6 +135,48 @@ class DatabaseTenants:
     def at_head(self, name: str) -> bool:
         """Nothing is known before the tenant's own connection reads it."""
         return False
+
+    def _on_record(self, fn: Callable[[Connection, str | None], T]) -> T | None:
+        """``fn(connection, schema)`` on the run record's database (None:
+        there is none, see :func:`~.record.record_location`)."""
+        url, schema = record_location(self.fleet.settings)
+        if url is None:
+            log.info(
+                "No run record kept: with tenant_strategy = database on a server,"
+                " set tenants_url or shared_scope for a database to keep it in"
+            )
+            return None
+        engine = engine_from_options({**self.options, "sqlalchemy.url": url})
+
+        def run(conn: Connection) -> T:
+            with own_read(conn):
+                return fn(conn, schema)
+
+        where = f"the run record's database ({display_url(url)})"
+        return run_with_connection(engine, run, owned=True, where=where)
+
+    def save_record(self) -> None:
+        """Store this run's outcomes in the record (:mod:`.record`)."""
+        self.fleet.save_record(
+            lambda lines: self._on_record(lambda c, s: save_record(c, s, lines))
+        )
+
+    def current(self, name: str) -> list[str] | None:
+        """Tenant *name*'s versions, read from its database; None when the
+        database does not exist."""
+        tenant = self.fleet.settings.tenant(name)
+
+        def read(conn: Connection) -> list[str]:
+            with own_read(conn):
+                return _versions(conn)
+
+        if self.shared is not None:
+            return run_with_connection(self.shared, read)
+        if not _database_exists(tenant.url):
+            return None
+        engine = engine_from_options({**self.options, "sqlalchemy.url": tenant.url})
+        where = f"tenant {name!r}'s database ({tenant.display_url})"
+        return run_with_connection(engine, read, owned=True, where=where)
 
     def prepare_workers(self, names: Sequence[str]) -> None:
         """Read which tenants are listed now, once, for every worker."""

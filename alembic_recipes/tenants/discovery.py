@@ -18,6 +18,7 @@ from ..connections import (
 )
 from .config import TenantSettings
 from .names import is_reserved, validate_all
+from .record import RECORD_FILE
 
 __all__ = ["existing_databases", "known_tenants", "listed_tenants", "server_databases"]
 
@@ -88,7 +89,11 @@ def existing_databases(settings: TenantSettings) -> list[str]:
             )
         before, _, after = path.name.partition("PLACEHOLDER")
         found = path.parent.glob(f"{before}*{after}") if path.parent.is_dir() else []
-        names = [p.name[len(before) : len(p.name) - len(after)] for p in found]
+        names = [
+            p.name[len(before) : len(p.name) - len(after)]
+            for p in found
+            if p.name != RECORD_FILE  # the run record, beside the tenants
+        ]
     else:
         before, _, after = database.partition("PLACEHOLDER")
         names = [

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 from alembic import context
 from alembic.script import ScriptDirectory
@@ -26,7 +27,7 @@ from ..output import labelled_stdout
 from ..retries import LockTimeout, backoff, lock_timeout_of
 from .config import TenantSettings
 from .interrupts import stopping
-from .report import MIGRATED_ELSEWHERE, Outcome, Report
+from .report import MIGRATED_ELSEWHERE, Outcome, Report, shown_revisions
 from .selection import AUTOGENERATE_COMMANDS, Selection
 
 __all__ = ["MIGRATED_ELSEWHERE", "Fleet", "Outcome", "Work"]
@@ -69,8 +70,10 @@ class Fleet:
             self.steps,
             shared=shared,
             keep_going=settings.keep_going,
+            path=None if shared else settings.report,
         )
         self._ancestors: dict[tuple[str, ...], frozenset[str]] = {}
+        self._planned: dict[str, list[str]] = {}
         self.deferred: list[tuple[int, str]] = []
         """``(index, name)`` of tenants to run again after a lock timeout."""
         self._attempts: dict[str, int] = {}
@@ -81,14 +84,41 @@ class Fleet:
         return self.command in AUTOGENERATE_COMMANDS
 
     @property
+    def records(self) -> bool:
+        """This run's outcomes go into the run record (:mod:`.record`)."""
+        return (
+            self.command in ("upgrade", "downgrade", "stamp")
+            and not self.shared
+            and not self.settings.plan
+        )
+
+    def save_record(self, save: Callable[[list[dict[str, Any]]], None]) -> None:
+        """Hand this run's record to *save* (the strategy's store); a failure
+        to store it is logged, never raised over the run's own outcome."""
+        if not self.records or not self.report.names:
+            return
+        try:
+            save(self.report.lines())
+        except Exception as exc:
+            log.warning(
+                "could not store the run record: %s: %s", type(exc).__name__, exc
+            )
+
+    @property
     def writes(self) -> bool:
         """True for commands that change the database (may create tenants)."""
         return self.command not in ("current", *AUTOGENERATE_COMMANDS)
 
-    def select(self, conn: Connection | None) -> list[str]:
-        """The tenants of this run, in order; validated, no SQL sent for them yet."""
-        names = self.selection.names(conn)
+    def select(
+        self,
+        conn: Connection | None,
+        recorded: Callable[[], list[str] | None] = lambda: None,
+    ) -> list[str]:
+        """The tenants of this run, in order; validated, no SQL sent for them
+        yet (*recorded*: reads the run record, for ``-x tenant=failed``)."""
+        names = self.selection.names(conn, recorded)
         self.report.total = len(names)
+        self.report.names = names
         return names
 
     # -- one tenant --------------------------------------------------------------
@@ -172,6 +202,48 @@ class Fleet:
                 if not self.run_one(index, name, work_for(name)):
                     self.deferred.clear()
                     return
+
+    def plan_one(self, index: int, name: str, before: list[str] | None) -> None:
+        """Log what this command would do to tenant *name* (at *before*; None:
+        missing), changing nothing."""
+        prefix = f"[{index}/{self.report.total}] {name}:"
+        targets = list(self.targets)
+        if before is None:
+            if self.command != "upgrade" or not self.selection.may_create(name):
+                state = "missing: would fail (not created: create_tenants)"
+                self._planned.setdefault("would fail", []).append(name)
+                log.info("%s %s", prefix, state)
+                return
+            before = []
+            created = "missing: would be created, then "
+        else:
+            created = ""
+        steps = self.steps(before, targets) if targets else 0
+        if not steps:
+            self._planned.setdefault("nothing to run", []).append(name)
+            log.info("%s %s: nothing to run", prefix, shown_revisions(before))
+            return
+        verb = {"upgrade": "upgrade", "downgrade": "downgrade"}.get(self.command)
+        self._planned.setdefault(f"would {verb or self.command}", []).append(name)
+        log.info(
+            "%s %s%s -> %s: would %s %d revision%s",
+            prefix,
+            created,
+            shown_revisions(before),
+            shown_revisions(targets),
+            verb or self.command,
+            steps,
+            "" if steps == 1 else "s",
+        )
+
+    def finish_plan(self) -> None:
+        """The plan's summary line."""
+        parts = [f"{len(v)} {k}" for k, v in self._planned.items()]
+        log.info(
+            "Plan: %d tenants: %s; nothing was changed",
+            self.report.total,
+            ", ".join(parts) or "none",
+        )
 
     def steps(self, before: Sequence[str], after: Sequence[str]) -> int:
         """How many revisions lie between versions *before* and *after*."""

@@ -16,22 +16,29 @@ from ..options import InvalidOption
 
 __all__ = [
     "ALL",
+    "FAILED",
     "NAME_RULE",
+    "PATTERN_RULE",
     "SHARED",
+    "is_pattern",
     "is_reserved",
     "split_list",
+    "validate_selector",
     "validate_shared",
     "validate_tenant",
 ]
 
 ALL = "all"
 """``-x tenant=all``: every known tenant."""
+FAILED = "failed"
+"""``-x tenant=failed``: the tenants the recorded fleet runs left unfinished."""
 
 _NAME = re.compile(r"[a-z_][a-z0-9_-]*")
-_RESERVED = ("public", "information_schema", ALL)
+_RESERVED = ("public", "information_schema", ALL, FAILED)
 NAME_RULE = (
     "1 to 63 lower-case ASCII letters, digits, '_' or '-', starting with a letter"
-    " or '_'; 'public', 'information_schema', 'pg_*' and 'all' are reserved"
+    " or '_'; 'public', 'information_schema', 'pg_*', 'all' and 'failed' are"
+    " reserved"
 )
 
 
@@ -54,6 +61,41 @@ def validate_tenant(name: object, *, source: str = "tenant") -> str:
     if not ok:
         raise InvalidOption(f"invalid tenant name {name!r} from {source}: {NAME_RULE}")
     return str(name)
+
+
+_PATTERN = re.compile(r"[a-z0-9_*?\[\]!-]+")
+PATTERN_RULE = (
+    "a tenant name, or a shell-style pattern of lower-case letters, digits, '_',"
+    " '-' and the wildcards * ? [...] (t0*, acme-?), each optionally after '!'"
+    " to exclude it"
+)
+
+
+def is_pattern(item: str) -> bool:
+    """True for a shell-style pattern (``t0*``, ``acme-?``, ``[ab]*``)."""
+    return any(c in item for c in "*?[")
+
+
+def validate_selector(item: object, *, source: str) -> str:
+    """A ``-x tenant`` item: ``all``, a name, a pattern, or one of those
+    after ``!`` (excluded); else ``InvalidOption``."""
+    if not isinstance(item, str):
+        raise InvalidOption(f"invalid tenant {item!r} from {source}: {PATTERN_RULE}")
+    body = item[1:] if item.startswith("!") else item
+    if is_pattern(body):
+        if _PATTERN.fullmatch(body) is None or len(body) > 63:
+            raise InvalidOption(
+                f"invalid tenant pattern {item!r} from {source}: {PATTERN_RULE}"
+            )
+        return item
+    if body in (ALL, FAILED):
+        if body != item:
+            raise InvalidOption(
+                f"invalid tenant {item!r} from {source}: {PATTERN_RULE}"
+            )
+        return item
+    validate_tenant(body, source=source)
+    return item
 
 
 SHARED = "shared"

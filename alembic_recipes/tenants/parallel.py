@@ -159,6 +159,7 @@ def run_parallel(strategy: TenantStrategy, workers: int) -> None:
             todo.append(name)
     if todo:
         supervisor.run(strategy, todo, min(workers, len(todo)))
+    strategy.on_connection(strategy.save_record)
 
 
 class _Supervisor:

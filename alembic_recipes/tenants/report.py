@@ -4,19 +4,29 @@ Every tenant logs one line through Alembic's logging (``[3/200] acme:
 upgraded base -> 3f2a9c (5 revisions) in 35 ms``), the run ends with one
 summary line, and fails when a tenant failed.  A fleet logs each failure
 once, in full (traceback and SQL), and its final error is chained to the
-first failure.
+first failure.  ``current`` ends with how many tenants are at each revision.
+
+The run's record -- per tenant: status, from and to revision, start, duration
+and a failure's one-line cause, then one summary object -- is written as JSON
+Lines to ``-x report=PATH`` (:meth:`Report.write`).
 """
 
 from __future__ import annotations
 
+import json
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from alembic.util import CommandError
 
 from ..logs import logger_for
 from .selection import AUTOGENERATE_COMMANDS
 
-__all__ = ["MIGRATED_ELSEWHERE", "Outcome", "Report"]
+__all__ = ["MIGRATED_ELSEWHERE", "Outcome", "Report", "shown_revisions"]
 
 log = logger_for(__name__)
 
@@ -40,8 +50,16 @@ class Report:
         *,
         shared: bool = False,
         keep_going: bool = False,
+        path: str | None = None,
     ) -> None:
         self.command = command
+        self.path = path
+        """``-x report=PATH``: where the record goes (JSON Lines)."""
+        self.names: list[str] = []
+        """The selected tenants, in order (set when selected)."""
+        self.entries: dict[str, dict[str, Any]] = {}
+        """The record: one entry per tenant that ran, by name."""
+        self.started = time.time()
         self.heads = heads
         self.steps = steps
         """How many revisions lie between two sets of versions."""
@@ -68,7 +86,8 @@ class Report:
                 if self.shared
                 else f"[{index}/{self.total}] {name}:"
             )
-            self._line(prefix, name, result, seconds)
+            status, before, after = self._line(prefix, name, result, seconds)
+            self._entry(name, status, seconds, before, after)
 
     def record_failure(
         self,
@@ -94,10 +113,19 @@ class Report:
             )  # fmt: skip
         self.outcomes.setdefault("failed", []).append(name)
         self.failures.append((name, exc))
+        cause = (
+            str(exc)
+            if isinstance(exc, CommandError)
+            else f"{type(exc).__name__}: {exc}"
+        )
+        self._entry(
+            name, "failed", seconds, error=(cause.strip().splitlines() or [""])[0]
+        )
 
     def record_interrupted(self, name: str) -> None:
         """A worker was stopped on tenant *name* (its transaction rolled back)."""
         self.interrupted.append(name)
+        self._entry(name, "interrupted (rolled back)", 0.0)
         self.interrupt()
 
     def interrupt(self) -> None:
@@ -108,35 +136,64 @@ class Report:
         """A worker process failed outside any tenant (e.g. could not connect)."""
         self.worker_errors.append(exc)
 
-    def _line(self, prefix: str, name: str, result: Outcome, seconds: float) -> None:
+    def _entry(
+        self,
+        name: str,
+        status: str,
+        seconds: float,
+        before: Sequence[str] | frozenset[str] = (),
+        after: Sequence[str] | frozenset[str] = (),
+        *,
+        error: str | None = None,
+    ) -> None:
+        self.entries[name] = {
+            "tenant": name,
+            "status": status,
+            "from": shown_revisions(before) if status != "failed" else None,
+            "to": shown_revisions(after) if status != "failed" else None,
+            "started": _iso(time.time() - seconds),
+            "seconds": round(seconds, 4),
+            "error": error,
+        }
+
+    def _line(
+        self, prefix: str, name: str, result: Outcome, seconds: float
+    ) -> tuple[str, Sequence[str] | frozenset[str], Sequence[str] | frozenset[str]]:
+        """Log the tenant's line; its status, versions before and after."""
         if result is None or isinstance(result, str):
             extra = f"; {result}" if result else ""
-            log.info("%s already at head (%s%s)", prefix, _revs(self.heads), extra)
+            log.info(
+                "%s already at head (%s%s)", prefix, shown_revisions(self.heads), extra
+            )
             self.outcomes.setdefault("already at head", []).append(name)
-            return
+            return "already at head", self.heads, self.heads
         before, after = result
         if self.command == "current":
             state = "at head" if frozenset(after) == self.heads else "behind head"
-            log.info("%s %s (%s)", prefix, _revs(after), state)
+            log.info("%s %s (%s)", prefix, shown_revisions(after), state)
             self.outcomes.setdefault(state, []).append(name)
-        elif tuple(before) == tuple(after):
+            return state, before, after
+        if tuple(before) == tuple(after):
             ms = seconds * 1000
-            log.info("%s %s, nothing to do (%.0f ms)", prefix, _revs(after), ms)
-            self.outcomes.setdefault("unchanged", []).append(name)
-        else:
-            verb = _VERBS.get(self.command, self.command or "ran")
-            steps = self.steps(before, after)
             log.info(
-                "%s %s %s -> %s (%d revision%s) in %.0f ms",
-                prefix,
-                verb,
-                _revs(before),
-                _revs(after),
-                steps,
-                "" if steps == 1 else "s",
-                seconds * 1000,
+                "%s %s, nothing to do (%.0f ms)", prefix, shown_revisions(after), ms
             )
-            self.outcomes.setdefault(verb, []).append(name)
+            self.outcomes.setdefault("unchanged", []).append(name)
+            return "unchanged", before, after
+        verb = _VERBS.get(self.command, self.command or "ran")
+        steps = self.steps(before, after)
+        log.info(
+            "%s %s %s -> %s (%d revision%s) in %.0f ms",
+            prefix,
+            verb,
+            shown_revisions(before),
+            shown_revisions(after),
+            steps,
+            "" if steps == 1 else "s",
+            seconds * 1000,
+        )
+        self.outcomes.setdefault(verb, []).append(name)
+        return verb, before, after
 
     def finish(self) -> None:
         """Log the summary; raise (non-zero exit) if any tenant failed."""
@@ -149,7 +206,50 @@ class Report:
         if done < self.total:
             parts.append(f"{self.total - done} not attempted")
         log.info("Tenants: %d total: %s", self.total, ", ".join(parts) or "none")
+        if self.command == "current":
+            self._histogram()
+        self.write()
         self._raise_for_failures(done)
+
+    def _histogram(self) -> None:
+        """``current``: how many tenants are at each revision."""
+        at = Counter(e["to"] for e in self.entries.values() if e["status"] != "failed")
+        if not at:
+            return
+        head = shown_revisions(self.heads)
+        parts = []
+        for revision, count in at.most_common():
+            if revision == head:
+                parts.append(f"{count} at {revision} (head)")
+            else:
+                behind = self.steps(_split(revision), sorted(self.heads))
+                parts.append(f"{count} at {revision} ({behind} behind)")
+        log.info("Revisions: %s", "; ".join(parts))
+
+    def lines(self) -> list[dict[str, Any]]:
+        """The record: one entry per selected tenant, in order (those not
+        reached: ``not attempted``)."""
+        return [self.entries.get(name) or _not_attempted(name) for name in self.names]
+
+    def write(self) -> None:
+        """Write the record to ``-x report=PATH``: one JSON object per tenant
+        (those not reached: ``not attempted``), then the summary."""
+        if self.path is None:
+            return
+        lines = self.lines()
+        counts = Counter(entry["status"] for entry in lines)
+        summary = {
+            "summary": True,
+            "command": self.command,
+            "total": self.total,
+            "statuses": dict(counts),
+            "failed": [name for name, _ in self.failures],
+            "started": _iso(self.started),
+            "seconds": round(time.time() - self.started, 3),
+        }
+        text = "".join(json.dumps(obj) + "\n" for obj in [*lines, summary])
+        Path(self.path).write_text(text)
+        log.info("Run record: %s", self.path)
 
     def _raise_for_failures(self, done: int) -> None:
         if self.was_interrupted:
@@ -175,5 +275,19 @@ class Report:
             ) from self.failures[0][1]
 
 
-def _revs(versions: Sequence[str] | frozenset[str]) -> str:
+def shown_revisions(versions: Sequence[str] | frozenset[str]) -> str:
+    """Versions as the lines show them: ``a1,b2``, or ``base`` for none."""
     return ",".join(sorted(versions)) or "base"
+
+
+def _not_attempted(name: str) -> dict[str, Any]:
+    keys = ("from", "to", "started", "seconds", "error")
+    return {"tenant": name, "status": "not attempted", **dict.fromkeys(keys)}
+
+
+def _split(revs: str) -> list[str]:
+    return [] if revs == "base" else revs.split(",")
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 from alembic import command
 from alembic.config import Config
@@ -18,7 +19,7 @@ from .interrupts import sigterm_interrupts
 from .names import validate_tenant
 from .parallel import can_fork, run_parallel
 from .shared import migrating_shared, run_shared
-from .strategy import run_serially, strategy_for
+from .strategy import run_plan, run_serially, strategy_for
 
 log = logger_for(__name__)
 
@@ -36,6 +37,13 @@ def run_tenants(
     env.py loaded with ``TenantSettings.load(config)``.
     """
     options = TenantSettings.of(settings)
+    if options.plan and options.command in ("upgrade", "downgrade", "stamp"):
+        if options.shared_runs:
+            log.info("plan: the shared scope is not planned (-x tenant=shared runs it)")
+        if options.tenants_run:
+            fleet = Fleet(options)
+            run_plan(strategy_for(fleet, migrate))
+        return
     for shared in _scopes(options):
         if shared:
             run_shared(options, migrate)
@@ -85,7 +93,8 @@ def offline_tenants(settings: TenantSettings | Config) -> Iterator[Tenant]:
 
 def _offline_shared(options: TenantSettings) -> Iterator[Tenant]:
     with migrating_shared():
-        yield options.tenant(str(options.shared))
+        tenant = options.tenant(str(options.shared))
+        yield replace(tenant, create=options.create != "never")
 
 
 def _offline_fleet(options: TenantSettings) -> Iterator[Tenant]:
@@ -98,8 +107,14 @@ def _offline_fleet(options: TenantSettings) -> Iterator[Tenant]:
             )
     else:
         names = options.named()
+    listed = frozenset(options.tenants)  # offline: no tenants_query
     for name in names:
-        yield options.tenant(name)
+        create = options.create == "always" or (
+            options.create == "known" and name in listed
+        )
+        yield replace(
+            options.tenant(name), create=create and options.command == "upgrade"
+        )
 
 
 def upgrade_tenant(

@@ -38,6 +38,7 @@ from .compiled import CompiledPaths, execute_script
 from .config import Tenant
 from .fleet import MIGRATED_ELSEWHERE, Fleet, Outcome
 from .interrupts import stopping
+from .record import failed_tenants, save_record
 
 __all__ = ["SchemaTenants", "schema_scope"]
 
@@ -254,12 +255,24 @@ class SchemaTenants:
         """The tenants of this run, and what one batched read knows of them."""
         conn = self.conn
         self.caller_txn = conn.in_transaction()  # before we touch it: whose?
+        shared = self.fleet.settings.shared
         with own_read(conn):
-            names = self.fleet.select(conn)
+            names = self.fleet.select(conn, lambda: failed_tenants(conn, shared))
             self.existing, self.with_table, self.versions = _schema_state(conn, names)
             missing = [n for n in names if n not in self.existing]
             self.fleet.selection.load_listed(conn, missing)
         return names
+
+    def save_record(self) -> None:
+        """Store this run's outcomes in the record (:mod:`.record`), in the
+        shared database's shared-scope (or default) schema."""
+        shared = self.fleet.settings.shared
+        self.fleet.save_record(lambda lines: save_record(self.conn, shared, lines))
+
+    def current(self, name: str) -> list[str] | None:
+        """Tenant *name*'s versions from the batched read; None when its
+        schema does not exist."""
+        return self.versions.get(name, []) if name in self.existing else None
 
     def prepare_workers(self, names: Sequence[str]) -> None:
         """Nothing more to read before forking: :meth:`select` read it all."""

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import fnmatch
+import hashlib
+from collections.abc import Callable, Sequence
 
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
+from ..logs import logger_for
 from .config import TenantSettings
 from .discovery import known_tenants, listed_tenants
+from .names import ALL, FAILED, is_pattern
 
-__all__ = ["AUTOGENERATE_COMMANDS", "Selection"]
+__all__ = ["AUTOGENERATE_COMMANDS", "Selection", "in_shard", "resolve"]
+
+log = logger_for(__name__)
 
 AUTOGENERATE_COMMANDS = ("revision", "check")
 """env.py compares, nothing runs; the revision file is the output."""
@@ -26,21 +32,49 @@ class Selection:
         """The run migrates the shared scope (``shared_scope``) alone."""
         self._listed: frozenset[str] | None = None
 
-    def names(self, conn: Connection | None) -> list[str]:
+    def names(
+        self,
+        conn: Connection | None,
+        recorded: Callable[[], list[str] | None] = lambda: None,
+    ) -> list[str]:
         """The tenants of this run, in order (*conn*: the shared database,
-        for ``tenants_query`` and ``tenants_pattern`` of the schema strategy)."""
+        for ``tenants_query`` and ``tenants_pattern`` of the schema strategy;
+        *recorded*: the tenants the run record has unfinished)."""
         settings = self.settings
         if self.shared:
             return [str(settings.shared)]
-        if settings.every:
-            names = known_tenants(settings, conn)
-            if not names:
+        selectors: Sequence[str] = settings.selectors
+        if settings.resumes:
+            failed = recorded()
+            if failed is None:
+                raise CommandError(
+                    "-x tenant=failed: no fleet run of this environment is recorded"
+                    " yet (the record is written after each fleet upgrade,"
+                    " downgrade or stamp)"
+                )
+            if not failed and list(selectors) == [FAILED]:
+                log.info(
+                    "-x tenant=failed: the recorded runs left no tenant unfinished"
+                )
+                return []
+            selectors = [n for s in selectors for n in (failed if s == FAILED else [s])]
+        if settings.needs_known:
+            known = known_tenants(settings, conn)
+            if not known:
                 raise CommandError(
                     "-x tenant=all found no tenants: list them in tenants, or set"
                     " tenants_query or tenants_pattern in [alembic]"
                 )
+            names = resolve(selectors, settings.excluded, known)
         else:
-            names = settings.named()
+            names = resolve(
+                selectors if settings.resumes else settings.named(),
+                settings.excluded,
+                [],
+            )
+        if settings.shard is not None:
+            k, n = settings.shard
+            names = [name for name in names if in_shard(name, k, n)]
         if settings.command in AUTOGENERATE_COMMANDS and len(names) != 1:
             raise CommandError(
                 "autogenerate compares against one tenant: pass -x tenant=NAME"
@@ -77,3 +111,45 @@ class Selection:
             f"tenant {name!r}: {what} does not exist{why} (create it with"
             " -x create=true or create_tenants = true)"
         )
+
+
+def resolve(
+    selectors: Sequence[str], excluded: Sequence[str], known: Sequence[str]
+) -> list[str]:
+    """The tenants *selectors* choose (names as given; ``all`` and patterns
+    over *known*, in its order), minus *excluded* names and patterns.  A
+    pattern or exclusion matching nothing is an error naming it."""
+    chosen: dict[str, None] = {}
+    for item in selectors:
+        if item == ALL:
+            chosen.update(dict.fromkeys(known))
+        elif is_pattern(item):
+            matched = [name for name in known if fnmatch.fnmatchcase(name, item)]
+            if not matched:
+                raise CommandError(
+                    f"-x tenant: the pattern {item!r} matches none of the"
+                    f" {len(known)} known tenants"
+                )
+            chosen.update(dict.fromkeys(matched))
+        else:
+            chosen[item] = None
+    for item in excluded:
+        matched = [name for name in chosen if fnmatch.fnmatchcase(name, item)]
+        if not matched:
+            raise CommandError(
+                f"-x tenant: '!{item}' excludes none of the {len(chosen)} selected"
+                " tenants"
+            )
+        for name in matched:
+            del chosen[name]
+    if not chosen:
+        raise CommandError("-x tenant: the exclusions leave no tenant to run")
+    return list(chosen)
+
+
+def in_shard(name: str, k: int, n: int) -> bool:
+    """Whether tenant *name* is in shard *k* of *n* (``-x shard=K/N``): a hash
+    of the name alone, so the *n* shards are disjoint, cover every tenant, and
+    adding a tenant moves no other one."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % n == k

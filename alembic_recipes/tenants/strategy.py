@@ -18,7 +18,7 @@ from .databases import DatabaseTenants
 from .fleet import Fleet, Outcome
 from .schemas import SchemaTenants
 
-__all__ = ["TenantStrategy", "run_serially", "strategy_for"]
+__all__ = ["TenantStrategy", "run_plan", "run_serially", "strategy_for"]
 
 T = TypeVar("T")
 
@@ -46,6 +46,16 @@ class TenantStrategy(Protocol):
         """Read now what forked workers must share (before they start)."""
         ...
 
+    def save_record(self) -> None:
+        """Store this run's outcomes in the run record (inside
+        :meth:`on_connection`)."""
+        ...
+
+    def current(self, name: str) -> list[str] | None:
+        """Tenant *name*'s versions (inside :meth:`on_connection`, after
+        :meth:`select`); None when its schema or database does not exist."""
+        ...
+
     def one(self, name: str) -> Outcome:
         """Migrate tenant *name* (inside :meth:`on_connection`); what it did."""
         ...
@@ -67,7 +77,23 @@ def run_serially(strategy: TenantStrategy) -> None:
     def each() -> None:
         for index, name in enumerate(strategy.select(), 1):
             if not fleet.run_one(index, name, partial(strategy.one, name)):
-                return
-        fleet.run_deferred(lambda name: partial(strategy.one, name))
+                break
+        else:
+            fleet.run_deferred(lambda name: partial(strategy.one, name))
+        strategy.save_record()
+
+    strategy.on_connection(each)
+
+
+def run_plan(strategy: TenantStrategy) -> None:
+    """``-x plan=true``: one line per selected tenant -- its revision and what
+    the command would run -- and a summary; nothing is locked or changed."""
+    fleet = strategy.fleet
+
+    def each() -> None:
+        names = strategy.select()
+        for index, name in enumerate(names, 1):
+            fleet.plan_one(index, name, strategy.current(name))
+        fleet.finish_plan()
 
     strategy.on_connection(each)

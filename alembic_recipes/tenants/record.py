@@ -1,0 +1,136 @@
+"""The record of fleet runs, where every replica and every runner machine sees it.
+
+After each fleet run of ``upgrade``, ``downgrade`` or ``stamp``, every selected
+tenant's outcome -- status, from and to revision, start, duration, a
+failure's one-line cause -- replaces that tenant's row in the table
+``alembic_recipes_fleet_run``: per tenant the latest outcome, so shards
+running at once, and later runs over a few tenants, each update their own
+rows.  ``-x tenant=failed`` selects the tenants whose latest outcome is
+failed, interrupted or not attempted.
+
+Where the table lives (:func:`record_location`):
+
+* schema strategy: the shared database, in the ``shared_scope`` schema, else
+  the default schema (``public``);
+* database strategy: the ``tenants_url`` database, else the shared scope's
+  database, else -- for SQLite tenant files -- ``alembic_recipes_fleet_run.db``
+  beside them.  A server without either keeps no record (said once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection, make_url
+
+from ..locks import lock_key
+from ..logs import logger_for
+from .config import TenantSettings
+
+__all__ = [
+    "RECORD_FILE",
+    "RECORD_TABLE",
+    "UNFINISHED",
+    "failed_tenants",
+    "record_location",
+    "save_record",
+]
+
+log = logger_for(__name__)
+
+RECORD_TABLE = "alembic_recipes_fleet_run"
+UNFINISHED = ("failed", "interrupted (rolled back)", "not attempted")
+"""Statuses that ``-x tenant=failed`` selects."""
+RECORD_FILE = "alembic_recipes_fleet_run.db"
+
+
+def _table(schema: str | None) -> Table:
+    return Table(
+        RECORD_TABLE,
+        MetaData(),
+        Column("tenant", String(63), primary_key=True),
+        Column("status", String(40), nullable=False),
+        Column("from_revision", Text),
+        Column("to_revision", Text),
+        Column("started", DateTime(timezone=True)),
+        Column("seconds", Float),
+        Column("error", Text),
+        schema=schema,
+    )
+
+
+def record_location(settings: TenantSettings) -> tuple[str | None, str | None]:
+    """``(URL, schema)`` of the database strategy's record (``None`` URL: the
+    schema strategy's own connection; ``(None, None)`` with no place for it)."""
+    if settings.strategy == "schema":
+        return None, settings.shared
+    if settings.tenants_url:
+        return settings.tenants_url, None
+    if settings.shared:
+        return settings.tenant(settings.shared).url, None
+    url = make_url(settings.tenant("placeholder").url)
+    if url.get_backend_name() == "sqlite" and url.database:
+        beside = Path(url.database).parent / RECORD_FILE
+        return str(url.set(database=str(beside))), None
+    return None, None
+
+
+def save_record(
+    conn: Connection, schema: str | None, entries: Iterable[Mapping[str, Any]]
+) -> None:
+    """Replace the rows of *entries*' tenants with their outcomes, in one
+    transaction (created on first use; concurrent runs take turns)."""
+    rows = [
+        {
+            "tenant": e["tenant"],
+            "status": e["status"],
+            "from_revision": e.get("from"),
+            "to_revision": e.get("to"),
+            "started": datetime.fromisoformat(e["started"])
+            if e.get("started")
+            else None,
+            "seconds": e.get("seconds"),
+            "error": e.get("error"),
+        }
+        for e in entries
+    ]
+    if not rows:
+        return
+    table = _table(schema)
+    with conn.begin_nested() if conn.in_transaction() else conn.begin():
+        if conn.dialect.name == "postgresql":  # CREATE TABLE IF NOT EXISTS races
+            key = lock_key(conn.engine.url.database or "", schema, RECORD_TABLE)
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        table.create(conn, checkfirst=True)
+        names = [row["tenant"] for row in rows]
+        for start in range(0, len(names), 500):
+            chunk = names[start : start + 500]
+            conn.execute(delete(table).where(table.c.tenant.in_(chunk)))
+        conn.execute(insert(table), rows)
+
+
+def failed_tenants(conn: Connection, schema: str | None) -> list[str] | None:
+    """Tenants whose latest recorded outcome is unfinished, in name order;
+    None when no fleet run was recorded.  Only reads (inside the caller's
+    :func:`~alembic_recipes.connections.own_read`)."""
+    if not conn.dialect.has_table(conn, RECORD_TABLE, schema=schema):
+        return None
+    table = _table(schema)
+    query = select(table.c.tenant).where(table.c.status.in_(UNFINISHED))
+    return sorted(str(name) for name in conn.scalars(query))
