@@ -196,7 +196,7 @@ def _requested(reader: OptionReader, names: list[str]) -> list[str]:
         return names
     if isinstance(value, bool):
         raise InvalidOption(f"invalid {source}: expected database names, got {value!r}")
-    wanted = [part.strip(" ") for part in value.split(",")]
+    wanted = value.split(",")  # names are exact: " main" is no database
     for name in wanted:
         if name not in names:
             raise InvalidOption(
@@ -324,7 +324,7 @@ class _AllOrNothing:
     def run(
         self, group: list[Database], migrate: Callable[[Connection, Database], None]
     ) -> None:
-        several = len(self.databases) > 1
+        several = len(self.settings.names) > 1  # also with -x db=one of them
         for database in group:
             conn = self.connections[database.name]
             log.info("Database %s (%s)", database.name, conn.dialect.name)

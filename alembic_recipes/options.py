@@ -8,6 +8,7 @@ callers (for whom ``-x`` is empty) use ``config.attributes``; the
 from __future__ import annotations
 
 import re
+import weakref
 
 from alembic.config import Config
 from alembic.util import CommandError
@@ -18,6 +19,7 @@ __all__ = [
     "InvalidOptionType",
     "get_bool_option",
     "get_option",
+    "keys_read",
     "main_option",
     "parse_bool",
     "parse_duration",
@@ -84,6 +86,15 @@ def x_arguments(config: Config) -> dict[str, str]:
     return {key: value for key, _, value in (arg.partition("=") for arg in raw)}
 
 
+_read: weakref.WeakKeyDictionary[Config, set[str]] = weakref.WeakKeyDictionary()
+
+
+def keys_read(config: Config) -> set[str]:
+    """The ``-x`` keys read through :func:`get_option` for *config* so far
+    (the package's and a user's env.py's own)."""
+    return _read.get(config, set())
+
+
 def get_option(
     config: Config,
     key: str,
@@ -98,6 +109,7 @@ def get_option(
     already parsed ``-x`` arguments.
     """
     x_args = x_arguments(config) if x_args is None else x_args
+    _read.setdefault(config, set()).add(key)
     if key in x_args:
         return x_args[key], f"-x {key}"
     if key in config.attributes:

@@ -21,6 +21,7 @@ import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from alembic.config import Config
@@ -41,6 +42,7 @@ from .option_table import option, options_for
 from .options import (
     InvalidOption,
     get_option,
+    keys_read,
     main_option,
     parse_bool,
     parse_duration,
@@ -172,10 +174,14 @@ class OptionReader:
         self.x_keys.add(key)
         return self.x_args.get(key)
 
-    def warn_unknown(self) -> None:
-        """Warn about ``[alembic]`` options and ``-x`` keys close to ours."""
-        for key in sorted(set(self.x_args) - self.x_keys):
-            _warn_if_close(key, f"-x {key}", self.x_keys)
+    def warn_unknown(self) -> list[str]:
+        """Warn about ``[alembic]`` options and ``-x`` keys close to ours;
+        the other unknown ``-x`` keys (see :meth:`warn_unread`)."""
+        far = [
+            key
+            for key in sorted(set(self.x_args) - self.x_keys)
+            if not _warn_if_close(key, f"-x {key}", self.x_keys)
+        ]
         section = f"[{self.config.config_ini_section}]"
         for where, keys in (
             (section, _ini_keys(self.config)),
@@ -184,6 +190,20 @@ class OptionReader:
             for key in sorted(set(keys) - self.ini_keys):
                 if key not in ALEMBIC_OPTIONS and not key.startswith("sqlalchemy."):
                     _warn_if_close(key, f"option {key} in {where}", self.ini_keys)
+        return far
+
+    def warn_unread(self, keys: list[str], env_py: str = "") -> None:
+        """Warn about the ``-x`` *keys* that are neither ours nor env.py's own:
+        read through :func:`~alembic_recipes.options.get_option` already, or
+        named in *env_py* (its source) as a string."""
+        for key in sorted(set(keys) - keys_read(self.config)):
+            if f'"{key}"' in env_py or f"'{key}'" in env_py:
+                continue
+            log.warning(
+                "unknown -x %s is ignored: this environment reads -x %s",
+                key,
+                ", ".join(sorted(self.x_keys)),
+            )
 
 
 def _ini_keys(config: Config) -> list[str]:
@@ -201,10 +221,12 @@ def _toml_keys(config: Config) -> list[tuple[str, list[str]]]:
     return [("[tool.alembic]", list(toml))] if toml else []
 
 
-def _warn_if_close(key: str, where: str, known: set[str]) -> None:
+def _warn_if_close(key: str, where: str, known: set[str]) -> bool:
+    """Warn when *key* is close to a *known* one; whether it was."""
     close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.8)
     if close:
         log.warning("unknown %s is ignored: did you mean %s?", where, close[0])
+    return bool(close)
 
 
 WRITING_COMMANDS = ("upgrade", "downgrade", "stamp")
@@ -246,6 +268,14 @@ def _check_revisions(env: EnvironmentContext) -> None:
             each(env.script)
 
     before_first_steps(env, check)
+
+
+def _env_py_text(env: EnvironmentContext) -> str:
+    """env.py's source: the ``-x`` keys of its own are named in it."""
+    try:
+        return (Path(env.script.dir) / "env.py").read_text()
+    except OSError:
+        return ""
 
 
 _COLUMN = re.compile(r"[^\s,*]+")
@@ -293,16 +323,20 @@ class Settings:
     def load(cls, config: Config) -> Self:
         """Read and check every option now; warn about near-miss unknown keys."""
         reader = OptionReader(config, cls.TEMPLATE)
+        far: list[str] = []
         try:
             settings = cls(config=config, **cls.read(reader))
         finally:  # a near-miss key may be why a value is missing or wrong
-            reader.warn_unknown()
+            far = reader.warn_unknown()
         env = environment()
         if env is not None and env.config is config:
             state = environment_state(env)
             if "settings" not in state:
+                reader.warn_unread(far, _env_py_text(env))
                 _check_revisions(env)
             state["settings"] = settings
+        else:
+            reader.warn_unread(far)
         return settings
 
     @classmethod

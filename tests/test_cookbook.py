@@ -56,7 +56,7 @@ def _one_ini(root: Path) -> str:
     urls = {
         "data": "sqlite:///%(here)s/data.db",
         "events": "sqlite+aiosqlite:///%(here)s/events.db",
-        "tenants": "sqlite:///%(here)s/tenants/{tenant}.db",
+        "tenants": "sqlite:///%(here)s/tenant_dbs/{tenant}.db",
     }
     hooks_and_logging = ""
     for env, (template, _) in ENVIRONMENTS.items():
@@ -115,8 +115,10 @@ def test_several_environments_in_one_ini(tmp_path: Path) -> None:
         == versions(f"{db}/analytics.db")
         == [revisions["dbs"]]
     )
-    assert "tenants_upgrade" in tables(f"{db}/tenants/acme.db")
-    assert versions(f"{db}/tenants/acme.db") == [revisions["tenants"]]
+    assert "tenants_upgrade" in tables(f"{db}/tenant_dbs/acme.db")
+    assert versions(f"{db}/tenant_dbs/acme.db") == [revisions["tenants"]]
+    # the tenant databases and their lock files stay out of the script directory
+    assert not list((root / "tenants").glob("*.db*"))
     # no environment touched another's database
     assert "events_upgrade" not in tables(f"{db}/data.db")
     current = proj.alembic("-n", "tenants", "-x", "tenant=acme", "current").stdout

@@ -659,12 +659,24 @@ def test_current_lines_are_labelled(
     assert tenants.alembic("-x", "tenant=acme", "current").stdout.strip() == (
         f"{rev} (head)"
     )
+    # no tenant: every known one (a stock habit, also with --check-heads)
+    for args in (("current",), ("current", "--check-heads")):
+        plain = tenants.alembic(*args)
+        assert plain.stdout.splitlines() == [
+            f"acme: {rev} (head)",
+            f"globex: {rev} (head)",
+        ]
+        assert "no -x tenant given, so every known tenant" in plain.stderr
+    strict = tenants.alembic("-x", "tenant= all", "current", ok=False)
+    assert "invalid tenant name ' all' from -x tenant" in strict.stdout
     multi = project("multidb-mixed", name="multi")
     monkeypatch.chdir(multi.root)
     mrev = multi.revision("one", upgrade_main=ACCOUNT)
     multi.alembic("upgrade", "head")
     out = multi.alembic("current").stdout
     assert out.splitlines() == [f"main: {mrev} (head)", f"analytics: {mrev} (head)"]
+    one = multi.alembic("-x", "db=analytics", "current").stdout  # labelled too
+    assert one.splitlines() == [f"analytics: {mrev} (head)"]
 
 
 # -- 14. misspelled options get a warning -----------------------------------------
@@ -684,8 +696,19 @@ def test_misspelled_options_are_named(
     ) in result.stderr
     assert "unknown -x contineu is ignored: did you mean continue?" in result.stderr
     assert "1 not attempted" in result.stderr  # really ignored: stopped at acme
+    said = proj.alembic("-x", "tenant=acme", "-x", "foo=bar", "current").stderr
+    assert "unknown -x foo is ignored: this environment reads -x " in said
+    env_py = proj.env_py.read_text()  # a key of the user's own env.py: quiet
+    proj.env_py.write_text(
+        env_py.replace(
+            "settings = TenantSettings.load(config)\n",
+            "settings = TenantSettings.load(config)\n"
+            "from alembic_recipes import get_option\n"
+            'mine, _ = get_option(config, "my_own_flag")\n',
+        )
+    )
     quiet = proj.alembic("-x", "tenant=acme", "-x", "my_own_flag=1", "current")
-    assert "my_own_flag" not in quiet.output  # keys of the user's own env.py
+    assert "my_own_flag" not in quiet.output
 
 
 # -- 16. the ini keeps stock Alembic's commented options -----------------------------

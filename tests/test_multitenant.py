@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from alembic.config import Config
 from alembic_recipes import TenantSettings
 from alembic_recipes.options import InvalidOption
+from alembic_recipes.tenants.record import RECORD_TABLE
 from conftest import Project, ServerDB, assert_ruff_clean
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -52,7 +53,7 @@ HOSTILE = [
     "pg_catalog",
     "../x",
     "information_schema",
-    "all,acme",
+    "acme,ALL",
     "acme\n",
 ]
 
@@ -81,8 +82,10 @@ class Schemas:
             return set(rows)
 
     def tables(self, schema: str) -> set[str]:
+        """Tables of *schema* (but the fleet's run record)."""
         with self.db.engine().connect() as conn:
-            return set(sa.inspect(conn).get_table_names(schema=schema))
+            names = set(sa.inspect(conn).get_table_names(schema=schema))
+        return names - {RECORD_TABLE}
 
     def version(self, schema: str) -> list[str]:
         if "alembic_version" not in self.tables(schema):

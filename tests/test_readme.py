@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -32,3 +33,11 @@ def test_quickstart_runs_as_written(tmp_path: Path) -> None:
     assert done.stdout.strip().endswith("[(1, 'acme')]")
     assert "Data migrations pending for 1 revision(s)" in done.stderr
     assert "Running data upgrade (catch-up)" in done.stderr
+    down = subprocess.run(
+        [BIN / "alembic", "downgrade", "base"], cwd=tmp_path, capture_output=True,
+        text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert "Running downgrade" in down.stderr
+    with sqlite3.connect(tmp_path / "app.db") as db:  # the quickstart's table is gone
+        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert "customer" not in names

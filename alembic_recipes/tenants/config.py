@@ -22,9 +22,10 @@ from alembic.config import Config
 from alembic.util import CommandError
 from sqlalchemy.engine import URL, Connection, make_url
 
-from ..alembic_internals import VERSION_TABLE
+from ..alembic_internals import VERSION_TABLE, running_command
 from ..connections import display_url
 from ..filters import IncludeName
+from ..logs import logger_for
 from ..option_table import option
 from ..options import InvalidOption, InvalidOptionType
 from ..settings import OptionReader, Settings, configure_arguments
@@ -43,6 +44,9 @@ from .names import (
 __all__ = ["STRATEGIES", "Tenant", "TenantSettings"]
 
 STRATEGIES = ("schema", "database")
+log = logger_for(__name__)
+RECORD_TABLE = "alembic_recipes_fleet_run"
+"""The fleet's run record (:mod:`.record`); autogenerate leaves it alone."""
 HOW_TO_CHOOSE = (
     "pass -x tenant=NAME[,NAME...] or -x tenant=all (the tenants known from"
     " tenants / tenants_query / tenants_pattern in [alembic]),"
@@ -126,10 +130,12 @@ class Tenant:
     def include_name(
         self, name: str | None, type_: str, parent_names: Mapping[str, str | None]
     ) -> bool:
-        """Autogenerate filter: hide the tenant's own version table (and the
-        shared scope's tables, seen through the search_path)."""
+        """Autogenerate filter: hide the tenant's own version table, the
+        fleet's run record, and the shared scope's tables (seen through the
+        search_path)."""
         return not (
-            type_ == "table" and (name == VERSION_TABLE or name in self.shared_tables)
+            type_ == "table"
+            and (name in (VERSION_TABLE, RECORD_TABLE) or name in self.shared_tables)
         )
 
     def select_offline(self) -> None:
@@ -198,6 +204,11 @@ class TenantSettings(Settings):
                 f" {', '.join(STRATEGIES)}"
             )
         selection = _requested(reader)
+        if not selection and running_command() == "current":
+            log.info(
+                "current: no -x tenant given, so every known tenant (-x tenant=all)"
+            )
+            selection = {"every": True, "selectors": (ALL,)}
         requested = selection.get("requested", ())
         raw_shared = reader.ini("shared_scope")
         shared = validate_shared(raw_shared.strip()) if raw_shared else None
@@ -292,7 +303,7 @@ def _requested(reader: OptionReader) -> dict[str, Any]:
     if raw is None:
         return {}
     if isinstance(raw, str):
-        items: list[object] = [part.strip(" ") for part in raw.split(",")]
+        items: list[object] = list(raw.split(","))  # exact: " all" is no tenant
     elif isinstance(raw, Sequence):
         items = list(raw)
     else:

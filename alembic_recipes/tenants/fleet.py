@@ -86,10 +86,13 @@ class Fleet:
     @property
     def records(self) -> bool:
         """This run's outcomes go into the run record (:mod:`.record`)."""
+        settings = self.settings
+        fleet = len(self.report.names) > 1 or settings.needs_known or settings.resumes
         return (
-            self.command in ("upgrade", "downgrade", "stamp")
+            fleet  # one named tenant: as stock Alembic, nothing kept elsewhere
+            and self.command in ("upgrade", "downgrade", "stamp")
             and not self.shared
-            and not self.settings.plan
+            and not settings.plan
         )
 
     def save_record(self, save: Callable[[list[dict[str, Any]]], None]) -> None:

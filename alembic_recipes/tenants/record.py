@@ -41,7 +41,7 @@ from sqlalchemy.engine import Connection, make_url
 
 from ..locks import lock_key
 from ..logs import logger_for
-from .config import TenantSettings
+from .config import RECORD_TABLE, TenantSettings
 
 __all__ = [
     "RECORD_FILE",
@@ -54,7 +54,6 @@ __all__ = [
 
 log = logger_for(__name__)
 
-RECORD_TABLE = "alembic_recipes_fleet_run"
 UNFINISHED = ("failed", "interrupted (rolled back)", "not attempted")
 """Statuses that ``-x tenant=failed`` selects."""
 RECORD_FILE = "alembic_recipes_fleet_run.db"
