@@ -184,8 +184,8 @@ def _parser() -> argparse.ArgumentParser:
         "revisions",
         metavar="RANGE",
         nargs="?",
-        default="base:head",
-        help="base:head (default), A:B (after A, up to B) or one revision",
+        help="A:B (after A, up to B), base:head, or one revision; default: those"
+        " not yet applied to the database (-x tenant=NAME: to that tenant), or all",
     )
     lint.add_argument("-c", "--config", default="alembic.ini", metavar="INI")
     lint.add_argument("-n", "--name", default="alembic", metavar="SECTION")
@@ -208,7 +208,7 @@ def run_lint(args: argparse.Namespace) -> int:
     """Print each problem; 1 when there is one, 0 when none, 255 on failure."""
     from alembic.config import Config
 
-    from .lint import lint
+    from .lint import lint, pending_range
 
     if not Path(args.config).is_file():
         print(f"FAILED: no config file {args.config!r}", file=sys.stderr)
@@ -226,10 +226,14 @@ def run_lint(args: argparse.Namespace) -> int:
         config = Config(
             args.config, ini_section=args.name, cmd_opts=argparse.Namespace(x=args.x)
         )
+    revisions = args.revisions
+    if revisions is None:
+        revisions, why = pending_range(config)
+        print(f"lint: revisions {revisions} ({why})", file=sys.stderr)
     try:
         problems = lint(
             config,
-            args.revisions,
+            revisions,
             squawk=not args.no_squawk,
             include=args.squawk_include,
             dialect=args.dialect,

@@ -216,3 +216,25 @@ def test_statements_are_split_outside_quotes_and_dollar_bodies() -> None:
     # a table created in the same revision is no live table
     new = ["CREATE TABLE x (id int)", "CREATE INDEX ix ON x (id)", "DROP TABLE x"]
     assert list(check_statements(new, "postgresql")) == []
+
+
+def test_default_range_is_what_the_database_has_not_run(
+    project: Callable[..., Project], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proj = project("data-flag")  # SQLite: app.db
+    monkeypatch.chdir(proj.root)
+    first = proj.revision("tables", schema_upgrades=TABLES)
+    drop = proj.revision("drop", schema_upgrades=RISKY["drop-table"])
+    _, found, output = lint(proj)  # app.db does not exist yet: all of them
+    assert (
+        "lint: revisions base:head (the SQLite database does not exist yet)" in output
+    )
+    assert not (proj.root / "app.db").exists()  # linting created nothing
+    assert [rev for _, rev, _ in found] == [drop]
+    proj.alembic("upgrade", first)
+    _, found, output = lint(proj)  # what is not applied yet: the drop
+    assert f"lint: revisions {first}:head (the database is at {first})" in output
+    assert [rev for _, rev, _ in found] == [drop]
+    proj.alembic("upgrade", "head")
+    code, found, output = lint(proj)  # everything applied: nothing to lint
+    assert (code, found) == (0, [])

@@ -1,6 +1,8 @@
 """Safety lint: revisions that would lock or rewrite what a live application uses.
 
-``python -m alembic_recipes lint [RANGE]`` renders each revision's SQL on its
+``python -m alembic_recipes lint [RANGE]`` (default: the revisions not yet
+applied to the database -- with ``-x tenant=NAME``, that tenant's -- or all
+of them when that cannot be read) renders each revision's SQL on its
 own (:mod:`.render`), checks it against the built-in rules (:mod:`.rules`)
 and, for PostgreSQL, against squawk where it is installed (:mod:`.squawk`),
 and prints one line per problem::
@@ -34,7 +36,15 @@ from .render import render, revisions_in
 from .rules import RULES, Finding, check_statements
 from .squawk import squawk_findings
 
-__all__ = ["HOOK_NAME", "RULES", "Finding", "Problem", "lint", "lint_hook"]
+__all__ = [
+    "HOOK_NAME",
+    "RULES",
+    "Finding",
+    "Problem",
+    "lint",
+    "lint_hook",
+    "pending_range",
+]
 
 HOOK_NAME = "alembic_recipes_lint"
 log = logger_for(__name__)
@@ -128,6 +138,41 @@ def lint(
             if finding.rule.removeprefix("squawk:") not in allowed:
                 problems.append(Problem(shown_path, each.script.revision, finding))
     return problems
+
+
+def pending_range(config: Config) -> tuple[str, str]:
+    """The revisions not yet applied: ``(range, why)``; ``base:head`` when the
+    database's revision cannot be read (no server, no tenant given, a SQLite
+    file not created yet -- reading would create it)."""
+    from ..commands import current_heads
+
+    url = config.get_main_option("sqlalchemy.url") or ""
+    try:
+        parsed = make_url(url) if url else None
+    except Exception:
+        parsed = None
+    if (
+        parsed is not None
+        and parsed.get_backend_name() == "sqlite"
+        and "{tenant}" not in url
+        and not Path(parsed.database or ":memory:").exists()
+    ):
+        return "base:head", "the SQLite database does not exist yet"
+    attributes = dict(config.attributes)
+    config.attributes.setdefault("configure_logger", False)
+    try:
+        heads = set(current_heads(config))
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return "base:head", f"its revision could not be read: {first}"
+    finally:
+        config.attributes.clear()
+        config.attributes.update(attributes)
+    if len(heads) != 1:
+        what = "at base" if not heads else "at several revisions"
+        return "base:head", f"the database is {what}"
+    (head,) = heads
+    return f"{head}:head", f"the database is at {head}"
 
 
 @write_hooks.register(HOOK_NAME)
