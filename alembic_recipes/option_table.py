@@ -499,6 +499,41 @@ OPTIONS: tuple[Option, ...] = (
         " adding a tenant moves no other.",
     ),
     Option(
+        "rollout",
+        (
+            "Fleet runs in ordered waves, canary first (-x rollout=...): waves"
+            " separated",
+            "by ';', each tenant names/patterns, a percentage of the tenants not"
+            " yet in",
+            "a wave (written %% in this file), or rest.  A wave starts only when the",
+            "one before it had at most max_failures failed tenants.",
+        ),
+        example="acme, beta; 10%%; rest",
+        toml_example='"acme, beta; 10%; rest"',
+        toml_help=(
+            "Fleet runs in ordered waves, canary first (-x rollout=...): waves"
+            " separated",
+            "by ';', each tenant names/patterns, a percentage of the tenants not"
+            " yet in",
+            "a wave, or rest.  A wave starts only when the one before it had at most",
+            "max_failures failed tenants.",
+        ),
+        accepted="waves separated by ';', each tenant names/patterns separated by"
+        " ',', a percentage such as 10%, or rest (last)",
+        x="rollout",
+        templates=frozenset({"multitenant"}),
+    ),
+    Option(
+        "max_failures",
+        ("Failed tenants a wave may have before the later waves are not run.",),
+        default="0",
+        kind="int",
+        accepted="a whole number from 0",
+        x="max_failures",
+        joined=True,
+        templates=frozenset({"multitenant"}),
+    ),
+    Option(
         "report",
         (),
         example="fleet-run.jsonl",

@@ -266,3 +266,48 @@ def test_offline_fleet_script_creates_the_schemas_on_a_fresh_database(
         assert _schema_dump(fresh.url) == _schema_dump(pg.url)
     finally:
         databases.close()  # drops it
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_rollout_waves_stop_at_a_failing_wave(
+    fleet: tuple[Project, str, str], pg: ServerDB, tmp_path: Path, workers: str
+) -> None:
+    proj, _, r2 = fleet
+    with pg.engine().begin() as conn:  # t003 fails on its table "b"
+        conn.exec_driver_sql("CREATE SCHEMA t003; CREATE TABLE t003.b (id int)")
+    proj.set_option("rollout", "t001; 50%%; rest")  # % doubled, as configparser has it
+    report = tmp_path / "run.jsonl"
+    args = ("-x", "tenant=all", "-x", f"workers={workers}", "-x", f"report={report}")
+    run = proj.alembic(*args, "upgrade", "head", ok=False)
+    out = run.stderr
+    assert "Rollout: wave 1 of 3 (t001) done: 1 tenant, 0 failed" in out
+    # 50% of the 7 left, rounded up: t002..t005, with t003 failing
+    assert "Rollout: wave 2 of 3 (50%) had 1 failed tenant (max_failures = 0)" in out
+    assert "rollout stopped at wave 2 of 3 (50%)" in out
+    assert "rollout stopped at wave 2 of 3 (50%)" in run.stdout
+    states = _schemas(pg)
+    assert states["t001"] == r2 and states["t003"] is None
+    assert "demo1" not in states and "demo2" not in states  # the last wave: not run
+    *tenants, summary = [json.loads(x) for x in report.read_text().splitlines()]
+    assert summary["stopped_at"] == "wave 2 of 3 (50%)"
+    assert {t["tenant"] for t in tenants if t["status"] == "not attempted"} >= {
+        "t006", "demo1", "demo2"
+    }  # fmt: skip
+    # tolerate one failure per wave: the rollout goes on to the end
+    proj.set_option("max_failures", "1")
+    again = proj.alembic(*args, "upgrade", "head", ok=False).stderr
+    assert "Rollout: wave 3 of 3 (rest) done: 3 tenants, 0 failed" in again
+    assert set(_schemas(pg).values()) == {r2, None}
+
+
+def test_rollout_is_checked_before_any_sql(fleet: tuple[Project, str, str]) -> None:
+    proj, _, _ = fleet
+    for bad, said in (
+        ("10%; rest; t001", "'rest' must be last"),
+        ("t001;;rest", "invalid value 't001;;rest' for -x rollout"),
+        ("0%", "invalid value '0%' for -x rollout: expected a percentage"),
+        ("T0*", "invalid tenant pattern 'T0*' from -x rollout"),
+    ):
+        run = proj.alembic("-x", "tenant=all", "-x", f"rollout={bad}", "upgrade",
+                           "head", ok=False)  # fmt: skip
+        assert run.code == 255 and said in run.stdout, (bad, run.output)

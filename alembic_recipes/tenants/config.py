@@ -40,6 +40,7 @@ from .names import (
     validate_selector,
     validate_shared,
 )
+from .rollout import parse_rollout
 
 __all__ = ["STRATEGIES", "Tenant", "TenantSettings"]
 
@@ -176,6 +177,10 @@ class TenantSettings(Settings):
     """``-x report=PATH``: the run's record as JSON Lines."""
     plan: bool = False
     """``-x plan=true``: say what would run for each tenant; change nothing."""
+    rollout: tuple[str, ...] = ()
+    """``rollout``: the waves of a fleet run (:mod:`.rollout`); empty: one."""
+    max_failures: int = 0
+    """Failed tenants a wave may have before the later waves are not run."""
     create: Create = "known"
     """Missing tenants: created ``always``, only ``known`` ones (listed in
     ``tenants`` or returned by ``tenants_query``), or ``never``."""
@@ -230,6 +235,8 @@ class TenantSettings(Settings):
             "shard": _shard(reader),
             "report": reader.text("report"),
             "plan": reader.flag("plan", default=False),
+            "rollout": _rollout(reader),
+            "max_failures": reader.whole("max_failures", low=0, high=1_000_000),
             "create": reader.flag_or_word(
                 "create", ini_key="create_tenants", word="known"
             ),
@@ -321,6 +328,15 @@ def _requested(reader: OptionReader) -> dict[str, Any]:
         "selectors": positive or (ALL,),
         "excluded": excluded,
     }
+
+
+def _rollout(reader: OptionReader) -> tuple[str, ...]:
+    value, source = reader.value("rollout")  # the ini writes 10%% (configparser)
+    if value is None:
+        return ()
+    if isinstance(value, bool):
+        raise InvalidOption.expected(value, source, option("rollout").accepted)
+    return parse_rollout(value, source)
 
 
 def _shard(reader: OptionReader) -> tuple[int, int] | None:

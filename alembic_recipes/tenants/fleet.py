@@ -28,6 +28,7 @@ from ..retries import LockTimeout, backoff, lock_timeout_of
 from .config import TenantSettings
 from .interrupts import stopping
 from .report import MIGRATED_ELSEWHERE, Outcome, Report, shown_revisions
+from .rollout import Wave, waves_of
 from .selection import AUTOGENERATE_COMMANDS, Selection
 
 __all__ = ["MIGRATED_ELSEWHERE", "Fleet", "Outcome", "Work"]
@@ -247,6 +248,48 @@ class Fleet:
             self.report.total,
             ", ".join(parts) or "none",
         )
+
+    def waves(self, names: Sequence[str]) -> list[Wave]:
+        """The waves of this run (``rollout``; one wave without it)."""
+        return waves_of(self.settings.rollout, names)
+
+    def wave_must_stop(self, failures_before: int) -> bool:
+        """After a tenant asked to stop: True unless a rollout wave may still
+        have failures (``max_failures``) and the run was not interrupted."""
+        if self.report.was_interrupted or not self.settings.rollout:
+            return True
+        failed = len(self.report.failures) - failures_before
+        return failed > self.settings.max_failures
+
+    def wave_done(
+        self, wave: Wave, count: int, failures_before: int, stopped: bool
+    ) -> bool:
+        """Log the end of *wave* (one of *count*); False when the later waves
+        must not start: the wave stopped, or had more than ``max_failures``
+        failed tenants."""
+        if count == 1 or self.report.was_interrupted:
+            return not stopped
+        failed = len(self.report.failures) - failures_before
+        label = wave.label(count)
+        if stopped or failed > self.settings.max_failures:
+            self.report.stopped_at = label
+            log.warning(
+                "Rollout: %s had %d failed tenant%s (max_failures = %d): the later"
+                " waves are not attempted",
+                label,
+                failed,
+                "" if failed == 1 else "s",
+                self.settings.max_failures,
+            )
+            return False
+        log.info(
+            "Rollout: %s done: %d tenant%s, %d failed",
+            label,
+            len(wave.names),
+            "" if len(wave.names) == 1 else "s",
+            failed,
+        )
+        return True
 
     def steps(self, before: Sequence[str], after: Sequence[str]) -> int:
         """How many revisions lie between versions *before* and *after*."""

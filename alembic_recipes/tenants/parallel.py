@@ -147,18 +147,27 @@ def _worker_main(
 # -- parent side ---------------------------------------------------------------
 def run_parallel(strategy: TenantStrategy, workers: int) -> None:
     """Run the fleet in *workers* forked processes (see the module docstring)."""
+    fleet = strategy.fleet
     names = strategy.on_connection(strategy.select)
     strategy.prepare_workers(names)
-    supervisor = _Supervisor(strategy.fleet.report, strategy.fleet.settings)
-    todo = []
-    for name in names:  # at head by the batched read: no worker needed
-        if strategy.at_head(name):
-            supervisor.done += 1
-            strategy.fleet.report.record(supervisor.done, name, None, 0.0)
-        else:
-            todo.append(name)
-    if todo:
-        supervisor.run(strategy, todo, min(workers, len(todo)))
+    waves = fleet.waves(names)
+    done = 0
+    for wave in waves:
+        failures = len(fleet.report.failures)
+        supervisor = _Supervisor(fleet.report, fleet.settings, done=done)
+        todo = []
+        for name in wave.names:  # at head by the batched read: no worker needed
+            if strategy.at_head(name):
+                supervisor.done += 1
+                fleet.report.record(supervisor.done, name, None, 0.0)
+            else:
+                todo.append(name)
+        if todo:
+            supervisor.run(strategy, todo, min(workers, len(todo)))
+        done = supervisor.done
+        stopped = supervisor.interrupted or supervisor.stop.is_set()
+        if not fleet.wave_done(wave, len(waves), failures, stopped):
+            break
     strategy.on_connection(strategy.save_record)
 
 
@@ -166,10 +175,15 @@ class _Supervisor:
     """The parent's side of a parallel run: starts the workers, logs what they
     report in completion order, stops them on a failure or a signal."""
 
-    def __init__(self, report: Report, settings: TenantSettings) -> None:
+    def __init__(
+        self, report: Report, settings: TenantSettings, *, done: int = 0
+    ) -> None:
         self.report = report
-        self.keep_going = settings.keep_going
-        self.done = 0
+        # a rollout wave may have max_failures failures: the wave goes on
+        self.keep_going = settings.keep_going or (
+            bool(settings.rollout) and settings.max_failures > 0
+        )
+        self.done = done
         self.interrupted = False
         self.exited = 0
         self.context = multiprocessing.get_context("fork")

@@ -55,6 +55,8 @@ class Report:
         self.command = command
         self.path = path
         """``-x report=PATH``: where the record goes (JSON Lines)."""
+        self.stopped_at: str | None = None
+        """The rollout wave that stopped the run (``wave 2 of 3 (10%)``)."""
         self.names: list[str] = []
         """The selected tenants, in order (set when selected)."""
         self.entries: dict[str, dict[str, Any]] = {}
@@ -205,6 +207,8 @@ class Report:
         parts = [f"{len(v)} {k}" for k, v in self.outcomes.items()]
         if done < self.total:
             parts.append(f"{self.total - done} not attempted")
+        if self.stopped_at:
+            parts.append(f"rollout stopped at {self.stopped_at}")
         log.info("Tenants: %d total: %s", self.total, ", ".join(parts) or "none")
         if self.command == "current":
             self._histogram()
@@ -244,6 +248,7 @@ class Report:
             "total": self.total,
             "statuses": dict(counts),
             "failed": [name for name, _ in self.failures],
+            "stopped_at": self.stopped_at,
             "started": _iso(self.started),
             "seconds": round(time.time() - self.started, 3),
         }
@@ -269,6 +274,8 @@ class Report:
                 if self.keep_going or done == self.total
                 else " (stopped at the first failure; -x continue=true goes on)"
             )
+            if self.stopped_at:
+                hint += f"; rollout stopped at {self.stopped_at}"
             raise CommandError(
                 f"{len(self.failures)} of {self.total} tenants failed: {names}"
                 f"{hint}; each failure is logged above"

@@ -71,15 +71,27 @@ def strategy_for(
 
 
 def run_serially(strategy: TenantStrategy) -> None:
-    """Run every selected tenant in this process, one after the other."""
+    """Run every selected tenant in this process, one after the other, wave
+    after wave (``rollout``)."""
     fleet = strategy.fleet
 
     def each() -> None:
-        for index, name in enumerate(strategy.select(), 1):
-            if not fleet.run_one(index, name, partial(strategy.one, name)):
+        names = strategy.select()
+        position = {name: index for index, name in enumerate(names, 1)}
+        waves = fleet.waves(names)
+        for wave in waves:
+            failures = len(fleet.report.failures)
+            stopped = False
+            for name in wave.names:
+                if fleet.run_one(position[name], name, partial(strategy.one, name)):
+                    continue
+                if fleet.wave_must_stop(failures):
+                    stopped = True
+                    break
+            else:
+                fleet.run_deferred(lambda name: partial(strategy.one, name))
+            if not fleet.wave_done(wave, len(waves), failures, stopped):
                 break
-        else:
-            fleet.run_deferred(lambda name: partial(strategy.one, name))
         strategy.save_record()
 
     strategy.on_connection(each)
