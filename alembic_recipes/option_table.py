@@ -534,6 +534,18 @@ OPTIONS: tuple[Option, ...] = (
         templates=frozenset({"multitenant"}),
     ),
     Option(
+        "progress_interval",
+        (
+            "A fleet run logs one Progress: line this often (done/total, failed, rate,",
+            "ETA) beside its per-tenant lines; 0: none.",
+        ),
+        default="30s",
+        kind="duration",
+        accepted=f"{DURATION}, or 0 for none",
+        x="progress_interval",
+        templates=frozenset({"multitenant"}),
+    ),
+    Option(
         "report",
         (),
         example="fleet-run.jsonl",

@@ -311,3 +311,20 @@ def test_rollout_is_checked_before_any_sql(fleet: tuple[Project, str, str]) -> N
         run = proj.alembic("-x", "tenant=all", "-x", f"rollout={bad}", "upgrade",
                            "head", ok=False)  # fmt: skip
         assert run.code == 255 and said in run.stdout, (bad, run.output)
+
+
+def test_progress_lines_in_logs(fleet: tuple[Project, str, str]) -> None:
+    proj, _, _ = fleet
+    proj.revision("slow", upgrade='op.execute("SELECT pg_sleep(0.15)")')
+    args = ("-x", "tenant=all", "upgrade", "head")
+    out = proj.alembic("-x", "progress_interval=200ms", *args).stderr
+    done = re.findall(
+        r"Progress: (\d)/8 tenants done \(0 failed\), [\d.]+ tenants/s, \d left,"
+        r" ETA \d+ s",
+        out,
+    )
+    assert done and all(1 <= int(n) <= 8 for n in done), out
+    assert "[8/8] demo2: upgraded" in out  # the per-tenant lines stay
+    proj.alembic("-x", "tenant=all", "downgrade", "base")
+    quiet = proj.alembic("-x", "progress_interval=0", *args).stderr
+    assert "Progress:" not in quiet

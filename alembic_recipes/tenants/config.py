@@ -181,6 +181,8 @@ class TenantSettings(Settings):
     """``rollout``: the waves of a fleet run (:mod:`.rollout`); empty: one."""
     max_failures: int = 0
     """Failed tenants a wave may have before the later waves are not run."""
+    progress_interval: float = 30.0
+    """Seconds between a fleet's ``Progress:`` lines (0: none)."""
     create: Create = "known"
     """Missing tenants: created ``always``, only ``known`` ones (listed in
     ``tenants`` or returned by ``tenants_query``), or ``never``."""
@@ -237,6 +239,7 @@ class TenantSettings(Settings):
             "plan": reader.flag("plan", default=False),
             "rollout": _rollout(reader),
             "max_failures": reader.whole("max_failures", low=0, high=1_000_000),
+            "progress_interval": reader.duration("progress_interval"),
             "create": reader.flag_or_word(
                 "create", ini_key="create_tenants", word="known"
             ),

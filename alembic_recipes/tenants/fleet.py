@@ -72,6 +72,7 @@ class Fleet:
             shared=shared,
             keep_going=settings.keep_going,
             path=None if shared else settings.report,
+            progress_every=settings.progress_interval,
         )
         self._ancestors: dict[tuple[str, ...], frozenset[str]] = {}
         self._planned: dict[str, list[str]] = {}

@@ -51,6 +51,7 @@ class Report:
         shared: bool = False,
         keep_going: bool = False,
         path: str | None = None,
+        progress_every: float = 0.0,
     ) -> None:
         self.command = command
         self.path = path
@@ -62,6 +63,9 @@ class Report:
         self.entries: dict[str, dict[str, Any]] = {}
         """The record: one entry per tenant that ran, by name."""
         self.started = time.time()
+        self.progress_every = progress_every
+        """Seconds between ``Progress:`` lines (0: none)."""
+        self._progress_at = time.monotonic()
         self.heads = heads
         self.steps = steps
         """How many revisions lie between two sets of versions."""
@@ -90,6 +94,7 @@ class Report:
             )
             status, before, after = self._line(prefix, name, result, seconds)
             self._entry(name, status, seconds, before, after)
+            self._progress()
 
     def record_failure(
         self,
@@ -137,6 +142,26 @@ class Report:
     def record_worker_error(self, exc: Exception) -> None:
         """A worker process failed outside any tenant (e.g. could not connect)."""
         self.worker_errors.append(exc)
+
+    def _progress(self) -> None:
+        """Every ``progress_interval``: one line of how far the run is."""
+        now = time.monotonic()
+        if not self.progress_every or now - self._progress_at < self.progress_every:
+            return
+        self._progress_at = now
+        done, elapsed = self.done, time.time() - self.started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        left = self.total - done
+        eta = f"{left / rate:.0f} s" if rate > 0 else "unknown"
+        log.info(
+            "Progress: %d/%d tenants done (%d failed), %.1f tenants/s, %d left, ETA %s",
+            done,
+            self.total,
+            len(self.failures),
+            rate,
+            left,
+            eta,
+        )
 
     def _entry(
         self,
