@@ -28,6 +28,7 @@ concurrent build is built again (:mod:`.online_ddl`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -36,6 +37,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from .blocking import BACKEND_KEY, explaining
 from .connections import OWN_READ, own_read
@@ -125,7 +127,10 @@ def _postgresql(connection: Connection, timeouts: Timeouts) -> Iterator[None]:
         event.remove(connection, "begin", on_begin)
         if not connection.invalidated and not connection.closed:
             if caller and connection.in_transaction():
-                _pg_restore(connection, caller, local=True)
+                # the caller's transaction, theirs again; if it failed, its
+                # rollback ends our settings with it
+                with contextlib.suppress(DBAPIError):
+                    _pg_restore(connection, caller, local=True)
             if previous:
                 with own_read(connection):
                     _pg_restore(connection, previous, local=False)
