@@ -23,6 +23,7 @@ from sqlalchemy import bindparam, event, text
 from sqlalchemy.engine import Connection, Engine, ExceptionContext
 from sqlalchemy.exc import DBAPIError
 
+from .connections import driver_errors, first_line
 from .logs import logger_for
 
 __all__ = ["Holder", "Timeout", "explaining", "timeout_of"]
@@ -86,23 +87,18 @@ class Timeout:
 
 def timeout_of(exc: BaseException | None) -> Timeout | None:
     """The lock or statement timeout that ended *exc* (or one of its causes)."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, DBAPIError):
-            found = getattr(exc, _ATTRIBUTE, None)
-            if isinstance(found, Timeout):
-                return found
-            kind = _kind(exc.orig)
-            if kind is not None:
-                return Timeout(kind, exc.statement or "", _first_line(exc.orig))
-        exc = exc.__cause__ or exc.__context__
+    for error in driver_errors(exc):
+        found = getattr(error, _ATTRIBUTE, None)
+        if isinstance(found, Timeout):
+            return found
+        kind = _kind(error.orig)
+        if kind is not None:
+            return Timeout(kind, error.statement or "", _first_line(error.orig))
     return None
 
 
 def _first_line(error: BaseException | None) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+    return f"{type(error).__name__}: {first_line(error)}"
 
 
 def _kind(orig: BaseException | None) -> Kind | None:

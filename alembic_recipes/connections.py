@@ -33,8 +33,10 @@ __all__ = [
     "connect_engine",
     "connection_lost",
     "display_url",
+    "driver_errors",
     "engine_from_options",
     "failing_as",
+    "first_line",
     "is_async_connection",
     "is_async_engine",
     "is_async_url",
@@ -131,6 +133,11 @@ def own_read(conn: Connection) -> Iterator[Connection]:
             conn.rollback()
 
 
+def first_line(message: object) -> str:
+    """The first line of *message* (an exception or text), for one-line errors."""
+    return (str(message).strip().splitlines() or [""])[0]
+
+
 @contextmanager
 def failing_as(what: str) -> Iterator[None]:
     """Turn any error inside into one ``CommandError``: ``"<what>: <Type>:
@@ -142,8 +149,7 @@ def failing_as(what: str) -> Iterator[None]:
     except CommandError:
         raise
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise CommandError(f"{what}: {type(exc).__name__}: {first}") from exc
+        raise CommandError(f"{what}: {type(exc).__name__}: {first_line(exc)}") from exc
 
 
 def connection_lost(exc: BaseException | None) -> CommandError | None:
@@ -151,18 +157,25 @@ def connection_lost(exc: BaseException | None) -> CommandError | None:
     connection -- the server restarted, ``pg_terminate_backend``, the network
     -- whose open transaction was therefore never committed; None otherwise.
     Raise it ``from exc`` so that the driver's error stays the cause."""
+    for each in driver_errors(exc):
+        if each.connection_invalidated:
+            orig = each.orig
+            return CommandError(
+                f"the connection was lost ({type(orig).__name__}: {first_line(orig)});"
+                " its open transaction was not committed"
+            )
+    return None
+
+
+def driver_errors(exc: BaseException | None) -> Iterator[DBAPIError]:
+    """The driver errors among *exc* and its causes (``__cause__``, else
+    ``__context__``), outermost first."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-            orig = exc.orig
-            first = (str(orig).strip().splitlines() or [""])[0]
-            return CommandError(
-                f"the connection was lost ({type(orig).__name__}: {first}); its open"
-                " transaction was not committed"
-            )
+        if isinstance(exc, DBAPIError):
+            yield exc
         exc = exc.__cause__ or exc.__context__
-    return None
 
 
 def is_async_url(url: str | URL) -> bool:

@@ -39,7 +39,7 @@ ALLOWED: dict[str, set[str]] = {
         "timeouts",
     },
     "output": {"alembic_internals"},
-    "blocking": {"logs"},
+    "blocking": {"connections", "logs"},
     "online_ddl": {"logs"},
     "timeouts": {"blocking", "connections", "online_ddl"},
     "retries": {"blocking", "connections", "logs"},

@@ -29,7 +29,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory, write_hooks
 from sqlalchemy.engine import make_url
 
-from ..connections import failing_as
+from ..connections import failing_as, first_line
 from ..logs import logger_for
 from ..settings import OptionReader
 from .render import render, revisions_in
@@ -163,8 +163,7 @@ def pending_range(config: Config) -> tuple[str, str]:
     try:
         heads = set(current_heads(config))
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
-        return "base:head", f"its revision could not be read: {first}"
+        return "base:head", f"its revision could not be read: {first_line(exc)}"
     finally:
         config.attributes.clear()
         config.attributes.update(attributes)

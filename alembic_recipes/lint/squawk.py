@@ -21,6 +21,7 @@ from pathlib import Path
 
 from alembic.util import CommandError
 
+from ..connections import first_line
 from .rules import Finding
 
 __all__ = ["STYLE_RULES", "squawk_executable", "squawk_findings"]
@@ -85,7 +86,7 @@ def squawk_findings(
     except json.JSONDecodeError:
         reported = None
     if not isinstance(reported, list):
-        first = (done.stderr.strip().splitlines() or ["no output"])[0]
+        first = first_line(done.stderr) or "no output"
         raise CommandError(f"squawk failed (exit {done.returncode}): {first}")
     found: dict[str, list[Finding]] = {}
     for item in reported:

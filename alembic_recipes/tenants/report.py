@@ -23,6 +23,7 @@ from typing import Any
 
 from alembic.util import CommandError
 
+from ..connections import first_line
 from ..logs import logger_for
 from .selection import AUTOGENERATE_COMMANDS
 
@@ -125,9 +126,7 @@ class Report:
             if isinstance(exc, CommandError)
             else f"{type(exc).__name__}: {exc}"
         )
-        self._entry(
-            name, "failed", seconds, error=(cause.strip().splitlines() or [""])[0]
-        )
+        self._entry(name, "failed", seconds, error=first_line(cause))
 
     def record_interrupted(self, name: str) -> None:
         """A worker was stopped on tenant *name* (its transaction rolled back)."""

@@ -31,7 +31,7 @@ from sqlalchemy.schema import CreateSchema
 
 from ..alembic_internals import VERSION_TABLE, transaction_alembic_may_end
 from ..blocking import SCHEMAS_KEY
-from ..connections import own_read
+from ..connections import first_line, own_read
 from ..execution import connect_and_run
 from ..logs import logger_for
 from .compiled import CompiledPaths, execute_script
@@ -332,7 +332,7 @@ class SchemaTenants:
                 " this tenant through Alembic instead",
                 name,
                 type(exc).__name__,
-                (str(exc).strip().splitlines() or [""])[0],
+                first_line(exc),
             )
             return False
         return True
