@@ -64,7 +64,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("mypy", ".")
+    session.install("mypy", "types-tqdm", ".")
     session.run("mypy")
 
 

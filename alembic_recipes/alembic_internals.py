@@ -14,6 +14,7 @@ The rest of the package imports nothing private from Alembic.
 from __future__ import annotations
 
 import functools
+import inspect
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -31,8 +32,10 @@ __all__ = [
     "VERSION_TABLE",
     "StepFunction",
     "alembic_may_end",
+    "autogenerate_ops",
     "before_first_steps",
     "column_copy",
+    "current_is_plain",
     "environment",
     "environment_state",
     "reflected_table",
@@ -101,6 +104,24 @@ def _command_of(fn: object) -> str:
         return ""
     # test tools wrap commands in methods: CommandExecutor.upgrade.<locals>...
     return qualname.rsplit(".<locals>.", 1)[0].rsplit(".", 1)[-1]
+
+
+def current_is_plain() -> bool:
+    """True when ``alembic current`` runs without ``--verbose`` and without
+    ``--check-heads``: it prints each head's ``cmd_format(False)``, nothing
+    more.  Read from the closure of ``current``'s step function
+    (``display_version``, whose free variables include ``verbose`` -- and
+    ``check_heads`` from Alembic 1.15); False when they cannot be read (a
+    wrapped step function): the caller then lets Alembic print."""
+    env = environment()
+    fn = (getattr(env, "context_opts", None) or {}).get("fn")
+    if callable(fn):
+        fn = inspect.unwrap(fn)  # through our own wrappers (functools.wraps)
+    code, cells = getattr(fn, "__code__", None), getattr(fn, "__closure__", None)
+    if code is None or not cells or "verbose" not in code.co_freevars:
+        return False
+    values = dict(zip(code.co_freevars, (c.cell_contents for c in cells), strict=False))
+    return not values.get("verbose") and not values.get("check_heads")
 
 
 @contextmanager
@@ -236,3 +257,29 @@ def column_copy(item: Any) -> Any:
     """A copy of a ``Column`` or constraint for another ``CreateTableOp``
     (SQLAlchemy's ``_copy()``, 2.0 and later)."""
     return item._copy()
+
+
+def autogenerate_ops(
+    migration_context: MigrationContext, *, take: bool = False
+) -> ops.UpgradeOps | None:
+    """The operations the comparison that just ran found (``check``,
+    ``revision --autogenerate``); None outside autogenerate.
+
+    Each ``run_migrations()`` of an autogenerate run fills the newest
+    ``UpgradeOps`` of the revision being built (``RevisionContext.
+    generated_revisions``, handed to env.py as ``context.opts
+    ["revision_context"]``, Alembic >= 1.0).  With *take* they are moved out,
+    upgrade and downgrade, so what Alembic reports at the end does not repeat
+    them.
+    """
+    revision_context = migration_context.opts.get("revision_context")
+    revisions = getattr(revision_context, "generated_revisions", None)
+    if not revisions:
+        return None
+    script = revisions[-1]
+    found = script.upgrade_ops_list[-1]
+    copy = ops.UpgradeOps(list(found.ops), upgrade_token=found.upgrade_token)
+    if take:
+        found.ops[:] = []
+        script.downgrade_ops_list[-1].ops[:] = []
+    return copy

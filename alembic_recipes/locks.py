@@ -23,6 +23,7 @@ while waiting, one log line names the holder where the database can tell.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,7 +38,7 @@ from .alembic_internals import VERSION_TABLE
 from .connections import own_read
 from .logs import logger_for
 
-__all__ = ["LOCK_FILE_SUFFIX", "lock_key", "migration_lock"]
+__all__ = ["LOCK_FILE_SUFFIX", "creation_lock", "lock_key", "migration_lock"]
 
 log = logger_for(__name__)
 
@@ -227,5 +228,30 @@ def migration_lock(
         return
     key = lock_key(url.database or "", schema)
     take = _pg_lock if dialect == "postgresql" else _mysql_lock
+    with take(conn, key, what, timeout):
+        yield
+
+
+@contextmanager
+def creation_lock(
+    conn: Connection | None, database: str, *, timeout: float
+) -> Iterator[None]:
+    """Hold the lock under which database *database* is created and first
+    migrated: on *conn*, a connection to its server's maintenance database
+    (PostgreSQL, MySQL/MariaDB), or -- *conn* None, *database* a SQLite
+    file's path -- a lock file in the temporary directory named by a hash of
+    that path.  A run that finds another
+    creating the same database waits here, then finds it created."""
+    what = f"the creation of database {database}"
+    if conn is None:
+        # in the temporary directory, not beside the file: a failed creation
+        # removes the directories it made, which must then be empty
+        digest = hashlib.blake2b(str(Path(database).resolve()).encode()).hexdigest()
+        path = Path(tempfile.gettempdir()) / f"alembic-recipes-create-{digest[:32]}"
+        with _file_lock(path, what, timeout):
+            yield
+        return
+    key = lock_key(database, None, "CREATE DATABASE")
+    take = _pg_lock if conn.dialect.name == "postgresql" else _mysql_lock
     with take(conn, key, what, timeout):
         yield

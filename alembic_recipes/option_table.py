@@ -534,10 +534,23 @@ OPTIONS: tuple[Option, ...] = (
         templates=frozenset({"multitenant"}),
     ),
     Option(
+        "progress",
+        (
+            "How a fleet run shows how far it is: auto - a live bar on a terminal,",
+            "lines otherwise; bar; lines - a line per tenant (and Progress: lines);",
+            "quiet - failures, warnings and the summary only.",
+        ),
+        default="auto",
+        kind="word",
+        accepted="one of auto, bar, lines, quiet",
+        x="progress",
+        templates=frozenset({"multitenant"}),
+    ),
+    Option(
         "progress_interval",
         (
-            "A fleet run logs one Progress: line this often (done/total, failed, rate,",
-            "ETA) beside its per-tenant lines; 0: none.",
+            "With progress = lines, a fleet run logs one Progress: line this often",
+            "(done/total, failed, rate, ETA) beside its per-tenant lines; 0: none.",
         ),
         default="30s",
         kind="duration",

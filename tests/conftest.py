@@ -15,14 +15,20 @@
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import os
+import pty
 import re
+import select
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -404,6 +410,40 @@ def spawn(
         text=True,
         env=env,
     )
+
+
+def on_terminal(proj: Project, *args: str, columns: int = 160) -> Run:
+    """Run ``alembic *args`` in *proj* on a real pseudo-terminal (*columns*
+    wide, as a person's terminal is): what it wrote there, as a person saw it
+    (both streams, carriage returns and all)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    process = subprocess.Popen(
+        [str(BIN / "alembic"), *args],
+        cwd=proj.root,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=cli_environment(),
+    )
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 1)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the terminal closed: the process is gone
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif process.poll() is not None:
+            break
+    os.close(master)
+    code = process.wait(timeout=DEADLINE)
+    return Run(code, seen.decode(errors="replace"), "")
 
 
 def together(proj: Project, count: int, *args: str) -> list[Run]:

@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from alembic_recipes.tenants.selection import in_shard, resolve
-from conftest import DEADLINE, Project, ServerDB, cli_environment, spawn, throwaway_on
+from conftest import (
+    DEADLINE,
+    Project,
+    ServerDB,
+    cli_environment,
+    on_terminal,
+    spawn,
+    throwaway_on,
+    use_models,
+)
 
 NAMES = ["t001", "t002", "t003", "t004", "t005", "t006", "demo1", "demo2"]
 
@@ -163,13 +172,30 @@ def test_plan_changes_nothing(fleet: tuple[Project, str, str], pg: ServerDB) -> 
 
 
 def test_current_ends_with_a_histogram(
-    fleet: tuple[Project, str, str], pg: ServerDB
+    fleet: tuple[Project, str, str], pg: ServerDB, tmp_path: Path
 ) -> None:
     proj, r1, r2 = fleet
-    proj.alembic("-x", "tenant=t00*", "upgrade", "head")
+    with pg.engine().begin() as conn:  # t003 fails on its table "b"
+        conn.exec_driver_sql("CREATE SCHEMA t003; CREATE TABLE t003.b (id int)")
+    proj.alembic(
+        "-x", "tenant=t00*", "-x", "continue=true", "upgrade", "head", ok=False
+    )
     proj.alembic("-x", "tenant=demo*", "upgrade", r1)
-    out = proj.alembic("-x", "tenant=all", "current").stderr
-    assert f"Revisions: 6 at {r2} (head); 2 at {r1} (1 behind)" in out
+    report = tmp_path / "current.jsonl"
+    run = proj.alembic("-x", "tenant=all", "-x", f"report={report}", "current")
+    out = run.stdout.splitlines()  # as stock current prints them, labelled
+    assert out[:2] == [f"t001: {r2} (head)", f"t002: {r2} (head)"]
+    assert f"demo1: {r1}" in out and not any("t003" in line for line in out)
+    verbose = proj.alembic("-x", "tenant=t001,t002", "current", "--verbose").stdout
+    assert "t001: Current revision(s) for postgresql+psycopg://" in verbose
+    out = run.stderr
+    assert (
+        f"Revisions: 5 at {r2} (head); 2 at {r1} (1 behind); 1 at base (2 behind);"
+        " 1 failed or not attempted in the last fleet run (t003)"
+    ) in out
+    *tenants, summary = [json.loads(x) for x in report.read_text().splitlines()]
+    assert {t["tenant"]: t["to"] for t in tenants}["demo1"] == r1
+    assert summary["unfinished_last_run"] == ["t003"]
 
 
 def _xmin(pg: ServerDB, schema: str) -> str:
@@ -330,3 +356,122 @@ def test_progress_lines_in_logs(fleet: tuple[Project, str, str]) -> None:
     )
     assert done and all(1 <= int(n) <= 8 for n in done), out
     assert "[8/8] demo2: upgraded" in out  # the per-tenant lines stay
+
+
+MODELS = """\
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+sa.Table("a", metadata, sa.Column("id", sa.Integer))
+sa.Table("b", metadata, sa.Column("id", sa.Integer))
+"""
+
+
+def test_check_over_the_fleet_finds_the_tenant_changed_by_hand(
+    fleet: tuple[Project, str, str], pg: ServerDB, tmp_path: Path
+) -> None:
+    proj, r1, _ = fleet
+    (proj.root / "models.py").write_text(MODELS)
+    use_models(proj)
+    proj.alembic("-x", "tenant=t00[1-3]", "upgrade", "head")
+    proj.alembic("-x", "tenant=t004", "upgrade", r1)
+    clean = proj.alembic("-x", "tenant=t00[1-3]", "check")
+    assert "Tenants: 3 total: 3 no changes" in clean.stderr
+    assert "No new upgrade operations detected." in clean.stdout
+    with pg.engine().begin() as conn:  # a hot fix, by hand, on one tenant
+        conn.exec_driver_sql("ALTER TABLE t002.b ADD COLUMN hotfix integer")
+    report = tmp_path / "check.jsonl"
+    run = proj.alembic(
+        "-x", "tenant=t00[1-4]", "-x", f"report={report}", "check", ok=False
+    )  # fmt: skip
+    assert run.code == 255
+    assert "[1/4] t001: no new upgrade operations detected" in run.stderr
+    assert (
+        "[2/4] t002: 1 new upgrade operation detected:\n"
+        "    op.drop_column('b', 'hotfix')" in run.stderr
+    )
+    assert "[4/4] t004: FAILED" in run.stderr and "not up to date" in run.stderr
+    assert (
+        "check: 1 of 4 tenants differ from the target metadata: t002; 1 failed"
+        in run.stdout
+    )
+    *tenants, summary = [json.loads(x) for x in report.read_text().splitlines()]
+    by_name = {t["tenant"]: t for t in tenants}
+    assert by_name["t002"]["diff"] == ["op.drop_column('b', 'hotfix')"]
+    assert by_name["t001"]["status"] == "no changes" and by_name["t001"]["diff"] == []
+    assert summary["statuses"] == {
+        "no changes": 2, "differs from the models": 1, "failed": 1
+    }  # fmt: skip
+    with pg.engine().connect() as conn:  # check changed nothing
+        columns = sa.inspect(conn).get_columns("b", schema="t002")
+        assert [c["name"] for c in columns] == ["id", "hotfix"]
+    one = proj.alembic("-x", "tenant=t002", "check", ok=False)  # stock's own words
+    assert "New upgrade operations detected" in one.stdout
+
+
+def test_check_over_tenant_databases(
+    project: Callable[..., Project], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proj = project("multitenant")  # acme, globex: SQLite files in tenants/
+    monkeypatch.chdir(proj.root)
+    (proj.root / "models.py").write_text(MODELS)
+    use_models(proj)
+    proj.revision("r1", upgrade='op.create_table("a", sa.Column("id", sa.Integer))')
+    proj.revision("r2", upgrade='op.create_table("b", sa.Column("id", sa.Integer))')
+    proj.alembic("-x", "tenant=all", "upgrade", "head")
+    engine = sa.create_engine(f"sqlite:///{proj.root / 'tenants' / 'globex.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE extra (id INTEGER)")
+    engine.dispose()
+    run = proj.alembic("-x", "tenant=all", "check", ok=False)
+    assert "acme: no new upgrade operations detected" in run.stderr
+    assert "globex: 1 new upgrade operation detected:\n    op.drop_table('extra')" in (
+        run.stderr
+    )
+    assert "check: 1 of 2 tenants differ from the target metadata: globex" in run.stdout
+
+
+def test_progress_bar_on_a_terminal(
+    fleet: tuple[Project, str, str], pg: ServerDB
+) -> None:
+    proj, _, _ = fleet
+    with pg.engine().begin() as conn:  # t003 fails on its table "b"
+        conn.exec_driver_sql("CREATE SCHEMA t003; CREATE TABLE t003.b (id int)")
+    proj.set_option("rollout", "t001; rest")
+    run = on_terminal(
+        proj, "-x", "tenant=all", "-x", "continue=true", "upgrade", "head"
+    )
+    assert run.code == 255, run.stdout
+    screen = run.stdout
+    # one live line: done/total, rate, ETA, failed tenants, the wave
+    assert re.search(r"\rTenants:\s+0%\|.*\| 0/8 \[00:00<\?", screen), screen
+    assert re.search(
+        r"\rTenants: 100%\|█+\| 8/8 \[[\d:]+<[\d:]+, +[\d.]+tenant/s, 1 failed,"
+        r" wave 2 of 2 \(rest\)\]",
+        screen,
+    ), screen
+    assert "wave 1 of 2 (t001)]" in screen
+    # in place of the per-tenant lines; the failure in full, then the summary
+    assert "[1/8] t001: upgraded" not in screen and "Running upgrade" not in screen
+    assert "[3/8] t003: FAILED" in screen and "DuplicateTable" in screen
+    assert "Tenants: 8 total: 7 upgraded, 1 failed" in screen
+    assert screen.index("8/8") < screen.index("Tenants: 8 total")
+    # asked for lines, a terminal gets lines
+    lines = on_terminal(proj, "-x", "tenant=t00*", "-x", "progress=lines", "current")
+    assert "[1/6] t001:" in lines.stdout and "Tenants:  " not in lines.stdout
+
+
+def test_progress_quiet_and_checked(fleet: tuple[Project, str, str]) -> None:
+    proj, _, _ = fleet
+    out = proj.alembic("-x", "tenant=all", "-x", "progress=quiet", "upgrade", "head")
+    assert out.stderr.splitlines() == [
+        "INFO  [alembic.recipes.tenants.report] Tenants: 8 total: 8 upgraded"
+    ]
+    for bad in ("fancy", " bar", "true"):
+        run = proj.alembic("-x", f"progress={bad}", "-x", "tenant=all", "upgrade",
+                           "head", ok=False)  # fmt: skip
+        assert run.code == 255
+        assert (
+            f"invalid value {bad!r} for -x progress: expected one of auto, bar,"
+            " lines, quiet" in run.stdout
+        ), run.output

@@ -40,6 +40,7 @@ from .names import (
     validate_selector,
     validate_shared,
 )
+from .progress import PROGRESS_MODES, ProgressMode
 from .rollout import parse_rollout
 
 __all__ = ["STRATEGIES", "Tenant", "TenantSettings"]
@@ -47,6 +48,9 @@ __all__ = ["STRATEGIES", "Tenant", "TenantSettings"]
 STRATEGIES = ("schema", "database")
 log = logger_for(__name__)
 RECORD_TABLE = "alembic_recipes_fleet_run"
+CREATING_TABLE = "alembic_recipes_creating"
+"""In a tenant database this package created, until its first migration has
+committed (:mod:`.databases`)."""
 """The fleet's run record (:mod:`.record`); autogenerate leaves it alone."""
 HOW_TO_CHOOSE = (
     "pass -x tenant=NAME[,NAME...] or -x tenant=all (the tenants known from"
@@ -136,7 +140,10 @@ class Tenant:
         search_path)."""
         return not (
             type_ == "table"
-            and (name in (VERSION_TABLE, RECORD_TABLE) or name in self.shared_tables)
+            and (
+                name in (VERSION_TABLE, RECORD_TABLE, CREATING_TABLE)
+                or name in self.shared_tables
+            )
         )
 
     def select_offline(self) -> None:
@@ -181,6 +188,8 @@ class TenantSettings(Settings):
     """``rollout``: the waves of a fleet run (:mod:`.rollout`); empty: one."""
     max_failures: int = 0
     """Failed tenants a wave may have before the later waves are not run."""
+    progress: ProgressMode = "auto"
+    """How a fleet run shows how far it is (:mod:`.progress`)."""
     progress_interval: float = 30.0
     """Seconds between a fleet's ``Progress:`` lines (0: none)."""
     create: Create = "known"
@@ -239,6 +248,7 @@ class TenantSettings(Settings):
             "plan": reader.flag("plan", default=False),
             "rollout": _rollout(reader),
             "max_failures": reader.whole("max_failures", low=0, high=1_000_000),
+            "progress": _progress(reader),
             "progress_interval": reader.duration("progress_interval"),
             "create": reader.flag_or_word(
                 "create", ini_key="create_tenants", word="known"
@@ -340,6 +350,16 @@ def _rollout(reader: OptionReader) -> tuple[str, ...]:
     if isinstance(value, bool):
         raise InvalidOption.expected(value, source, option("rollout").accepted)
     return parse_rollout(value, source)
+
+
+def _progress(reader: OptionReader) -> ProgressMode:
+    value, source = reader.value("progress")
+    if value is None:
+        return "auto"
+    for mode in PROGRESS_MODES:
+        if value == mode:
+            return mode
+    raise InvalidOption.expected(value, source, option("progress").accepted)
 
 
 def _shard(reader: OptionReader) -> tuple[int, int] | None:

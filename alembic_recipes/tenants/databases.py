@@ -4,6 +4,19 @@
 missing database is created when the tenant may be (see ``create_tenants``);
 when that tenant's migration then fails, the database or file created for it
 is removed again, so a later run does not take it for an existing tenant.
+
+Creating is safe beside other runs and after interruptions:
+
+* a database is created and first migrated under a creation lock (on the
+  server's maintenance database; a lock file beside a SQLite file), so runs
+  that find the same tenant missing take turns: the first creates and
+  migrates it, the others wait, then find it at head;
+* until its first migration has committed, a created database holds the
+  table ``alembic_recipes_creating``.  A run that finds a database with that
+  table and no version -- its creator was killed or its host went down --
+  removes it (under the creation lock, so never while its creator lives), and
+  creates it again where creating is allowed; it never migrates it as an
+  existing tenant.
 """
 
 from __future__ import annotations
@@ -26,11 +39,11 @@ from ..connections import (
     own_read,
     run_with_connection,
 )
-from ..locks import LOCK_FILE_SUFFIX
+from ..locks import LOCK_FILE_SUFFIX, creation_lock
 from ..logs import logger_for
 from ..timeouts import migration_safeguards
-from .config import Tenant
-from .discovery import admin_engine, server_databases
+from .config import CREATING_TABLE, Tenant
+from .discovery import admin_engine, server_databases, server_of
 from .fleet import Fleet, Outcome
 from .record import failed_tenants, record_location, save_record
 
@@ -55,15 +68,22 @@ def _on_server(url: str, sql: str) -> None:
     def run(conn: Connection) -> None:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         name = conn.dialect.identifier_preparer.quote_identifier(parsed.database or "")
-        conn.exec_driver_sql(sql.format(name=name))
+        version = conn.dialect.server_version_info or ()
+        force = (
+            " WITH (FORCE)"  # a killed run's backend may linger (PostgreSQL 13+)
+            if conn.dialect.name == "postgresql" and version >= (13,)
+            else ""
+        )
+        conn.exec_driver_sql(sql.format(name=name, force=force))
 
-    server = f"the server {display_url(parsed.set(database=None))}"
+    server = f"the server {display_url(server_of(url))}"
     with failing_as(f"{sql.split()[0]} DATABASE failed on {server}"):
         run_with_connection(admin_engine(url), run, owned=True, where=server)
 
 
 class _Created:
-    """What this run created for one tenant, to remove if its migration fails."""
+    """One tenant database this run creates: made with the
+    :data:`CREATING_TABLE` mark, removed again if its first migration fails."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -72,20 +92,29 @@ class _Created:
         self.path = Path(parsed.database or "")
         self.made_dirs: list[Path] = []
 
-    def create(self) -> None:
+    def create(self, options: dict[str, str]) -> None:
+        """Create the database (a SQLite file's directories), then mark it."""
         if not self.sqlite:
             _on_server(self.url, "CREATE DATABASE {name}")
-            return
-        for parent in reversed(self.path.parents):  # outermost first
-            try:
-                parent.mkdir()
-            except FileExistsError:  # there already, or made by another run
-                continue
-            self.made_dirs.append(parent)
+        else:
+            for parent in reversed(self.path.parents):  # outermost first
+                try:
+                    parent.mkdir()
+                except FileExistsError:  # there already, or made by another run
+                    continue
+                self.made_dirs.append(parent)
+        engine = engine_from_options({**options, "sqlalchemy.url": self.url})
+
+        def mark(conn: Connection) -> None:
+            with conn.begin():
+                conn.execute(text(f"CREATE TABLE {CREATING_TABLE} (pid INTEGER)"))
+
+        where = f"the new database ({display_url(self.url)})"
+        run_with_connection(engine, mark, owned=True, where=where)
 
     def remove(self) -> None:
         if not self.sqlite:
-            drop = "DROP DATABASE IF EXISTS {name}"
+            drop = "DROP DATABASE IF EXISTS {name}{force}"
             with contextlib.suppress(CommandError):  # keep the migration's error
                 _on_server(self.url, drop)
             return
@@ -94,6 +123,16 @@ class _Created:
         for directory in reversed(self.made_dirs):  # innermost first
             with contextlib.suppress(OSError):  # not empty: someone else's
                 directory.rmdir()
+
+
+class _Unfinished(Exception):
+    """The tenant's database holds the creating mark and no version: a run
+    created it and did not finish its first migration."""
+
+
+def _marked(conn: Connection) -> bool:
+    """The database holds the creating mark (:data:`CREATING_TABLE`)."""
+    return inspect(conn).has_table(CREATING_TABLE)
 
 
 def _versions(conn: Connection) -> list[str]:
@@ -141,6 +180,8 @@ class DatabaseTenants:
         there is none, see :func:`~.record.record_location`)."""
         url, schema = record_location(self.fleet.settings)
         if url is None:
+            if self.fleet.command == "current":
+                return None  # status: nothing to say about a record never kept
             log.info(
                 "No run record kept: with tenant_strategy = database on a server,"
                 " set tenants_url or shared_scope for a database to keep it in"
@@ -183,13 +224,22 @@ class DatabaseTenants:
         self.fleet.selection.load_listed(None, names)
         self._listed_loaded = True
 
-    def _migrate_on(self, conn: Connection, tenant: Tenant) -> Outcome:
+    def _migrate_on(
+        self, conn: Connection, tenant: Tenant, created: _Created | None = None
+    ) -> Outcome:
         fleet = self.fleet
         caller_txn = conn.in_transaction()
         timeouts = migration_safeguards(conn, fleet.settings.timeouts)
         with fleet.lock(conn), timeouts:  # then read: the versions are ours to trust
             with own_read(conn):
                 before = _versions(conn)
+                marked = (
+                    not before
+                    and fleet.command in ("upgrade", "stamp")
+                    and _marked(conn)
+                )
+            if marked and created is None:
+                raise _Unfinished
             if fleet.at_head(before):
                 return None
             with (
@@ -197,7 +247,20 @@ class DatabaseTenants:
             ):
                 self.migrate(conn, tenant)
                 after = list(context.get_context().get_current_heads())
+            if marked:  # the first migration has committed: no longer new
+                with conn.begin():
+                    conn.execute(text(f"DROP TABLE IF EXISTS {CREATING_TABLE}"))
         return before, after
+
+    def _run(self, tenant: Tenant, created: _Created | None = None) -> Outcome:
+        engine = engine_from_options({**self.options, "sqlalchemy.url": tenant.url})
+        where = f"tenant {tenant.name!r}'s database ({tenant.display_url})"
+        return run_with_connection(
+            engine,
+            lambda c: self._migrate_on(c, tenant, created),
+            owned=True,
+            where=where,
+        )
 
     def one(self, name: str) -> Outcome:
         """Migrate tenant *name* (creating its database when it may be)."""
@@ -207,24 +270,77 @@ class DatabaseTenants:
             return run_with_connection(
                 self.shared, lambda c: self._migrate_on(c, tenant)
             )
-        created = None
-        if not _database_exists(tenant.url):
-            if not self._listed_loaded:
-                fleet.selection.load_listed(None, [name])
-                self._listed_loaded = True
+        if _database_exists(tenant.url):
+            try:
+                return self._run(tenant)
+            except _Unfinished:
+                pass  # created by a run that has not finished: see below
+        else:
+            if fleet.command == "current":
+                return [], []
+            self._load_listed(name)
             if not fleet.selection.may_create(name):
-                if fleet.command == "current":
-                    return [], []
                 raise fleet.selection.missing(name)
-            created = _Created(tenant.url)
-            created.create()
-        try:
-            engine = engine_from_options({**self.options, "sqlalchemy.url": tenant.url})
-            where = f"tenant {name!r}'s database ({tenant.display_url})"
-            return run_with_connection(
-                engine, lambda c: self._migrate_on(c, tenant), owned=True, where=where
-            )
-        except BaseException:
-            if created is not None:
-                created.remove()
-            raise
+        return self._create_and_run(name, tenant)
+
+    def _load_listed(self, name: str) -> None:
+        if not self._listed_loaded:
+            self.fleet.selection.load_listed(None, [name])
+            self._listed_loaded = True
+
+    def _create_and_run(self, name: str, tenant: Tenant) -> Outcome:
+        """Under the creation lock: create tenant *name*'s database (removing
+        one an interrupted run left unfinished) when it may be, and migrate it."""
+        fleet = self.fleet
+        url = make_url(tenant.url)
+        timeout = fleet.settings.migration_lock_timeout
+        if url.get_backend_name() == "sqlite":
+            locked = creation_lock(None, url.database or "", timeout=timeout)
+            return self._under_lock(name, tenant, locked)
+        engine = admin_engine(tenant.url)
+        where = f"the server {display_url(server_of(url))}"
+
+        def run(admin: Connection) -> Outcome:
+            locked = creation_lock(admin, url.database or "", timeout=timeout)
+            return self._under_lock(name, tenant, locked)
+
+        return run_with_connection(engine, run, owned=True, where=where)
+
+    def _under_lock(
+        self, name: str, tenant: Tenant, locked: contextlib.AbstractContextManager[None]
+    ) -> Outcome:
+        fleet = self.fleet
+        with locked:
+            exists = _database_exists(tenant.url)
+            if exists and self._left_unfinished(tenant):
+                log.warning(
+                    "tenant %r: its database was created by a run that did not finish"
+                    " its first migration (interrupted); removed",
+                    name,
+                )
+                _Created(tenant.url).remove()
+                exists = False
+            created = None
+            if not exists:
+                self._load_listed(name)
+                if not fleet.selection.may_create(name):
+                    raise fleet.selection.missing(name)
+                created = _Created(tenant.url)
+                created.create(self.options)
+            try:
+                return self._run(tenant, created)
+            except BaseException:
+                if created is not None:
+                    created.remove()
+                raise
+
+    def _left_unfinished(self, tenant: Tenant) -> bool:
+        """The tenant's database holds the creating mark and no version."""
+
+        def read(conn: Connection) -> bool:
+            with own_read(conn):
+                return not _versions(conn) and _marked(conn)
+
+        engine = engine_from_options({**self.options, "sqlalchemy.url": tenant.url})
+        where = f"tenant {tenant.name!r}'s database ({tenant.display_url})"
+        return run_with_connection(engine, read, owned=True, where=where)

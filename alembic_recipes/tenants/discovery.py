@@ -8,7 +8,7 @@ from pathlib import Path
 
 from alembic.util import CommandError
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 
 from ..connections import (
     display_url,
@@ -20,7 +20,14 @@ from .config import TenantSettings
 from .names import is_reserved, validate_all
 from .record import RECORD_FILE
 
-__all__ = ["existing_databases", "known_tenants", "listed_tenants", "server_databases"]
+__all__ = [
+    "admin_engine",
+    "existing_databases",
+    "known_tenants",
+    "listed_tenants",
+    "server_databases",
+    "server_of",
+]
 
 
 def listed_tenants(settings: TenantSettings, conn: Connection | None) -> list[str]:
@@ -105,14 +112,21 @@ def existing_databases(settings: TenantSettings) -> list[str]:
 
 
 def admin_engine(url: str) -> object:
-    """An engine on the server's maintenance database (PostgreSQL: postgres)."""
+    """An engine on the server's maintenance database (PostgreSQL: postgres;
+    MySQL/MariaDB: none)."""
     parsed = make_url(url)
-    admin = parsed.set(
-        database="postgres" if parsed.get_backend_name() == "postgresql" else None
-    )
+    admin = server_of(url)
+    if parsed.get_backend_name() == "postgresql":
+        admin = admin.set(database="postgres")
     return engine_from_options(
         {"sqlalchemy.url": admin.render_as_string(hide_password=False)}
     )
+
+
+def server_of(url: str | URL) -> URL:
+    """*url* without its database: the server (``URL.set(database=None)``
+    would keep the database -- None there means unchanged)."""
+    return make_url(url)._replace(database=None)
 
 
 def server_databases(url: str) -> list[str]:
@@ -123,7 +137,7 @@ def server_databases(url: str) -> list[str]:
         if backend == "postgresql"
         else "SELECT schema_name FROM information_schema.schemata"
     )
-    server = f"the server {display_url(make_url(url).set(database=None))}"
+    server = f"the server {display_url(server_of(url))}"
     with failing_as(f"cannot list the databases on {server}"):
         return run_with_connection(
             admin_engine(url),

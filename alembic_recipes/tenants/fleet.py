@@ -9,6 +9,7 @@ as stock Alembic would.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -19,15 +20,16 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
-from ..alembic_internals import environment
-from ..connections import connection_lost
+from ..alembic_internals import autogenerate_ops, current_is_plain, environment
+from ..connections import connection_lost, first_line
 from ..locks import migration_lock
 from ..logs import logger_for
 from ..output import labelled_stdout
 from ..retries import LockTimeout, backoff, lock_timeout_of
-from .config import TenantSettings
+from .config import Tenant, TenantSettings
 from .interrupts import stopping
-from .report import MIGRATED_ELSEWHERE, Outcome, Report, shown_revisions
+from .progress import Progress
+from .report import MIGRATED_ELSEWHERE, Outcome, Report, diff_lines, shown_revisions
 from .rollout import Wave, waves_of
 from .selection import AUTOGENERATE_COMMANDS, Selection
 
@@ -72,13 +74,54 @@ class Fleet:
             shared=shared,
             keep_going=settings.keep_going,
             path=None if shared else settings.report,
-            progress_every=settings.progress_interval,
+            progress=Progress(
+                settings.progress,
+                settings.progress_interval,
+                changes=self.command in ("upgrade", "downgrade", "stamp")
+                and not shared
+                and not settings.plan,
+            ),
         )
         self._ancestors: dict[tuple[str, ...], frozenset[str]] = {}
         self._planned: dict[str, list[str]] = {}
+        self._current_lines: dict[tuple[str, ...], list[str]] = {}
         self.deferred: list[tuple[int, str]] = []
         """``(index, name)`` of tenants to run again after a lock timeout."""
         self._attempts: dict[str, int] = {}
+        self.differences: dict[str, list[str]] = {}
+        """``check`` over a fleet: each compared tenant's differences from
+        the target metadata, as the operations a revision would get."""
+
+    @property
+    def checks_fleet(self) -> bool:
+        """``check`` over a fleet (``all``, a pattern, several names): every
+        tenant is compared and reported, not only the first difference."""
+        settings = self.settings
+        return self.command == "check" and (
+            self.report.total > 1 or settings.needs_known or settings.resumes
+        )
+
+    def comparing(
+        self, migrate: Callable[[Connection, Tenant], None]
+    ) -> Callable[[Connection, Tenant], None]:
+        """*migrate*, which for a fleet ``check`` also keeps what each
+        tenant's comparison found (:attr:`differences`).  A tenant's findings
+        are taken out of the revision Alembic builds, so that Alembic's own
+        verdict at the end covers only what no tenant line reported (the shared
+        scope's)."""
+        if self.command != "check":
+            return migrate
+
+        def compare(conn: Connection, tenant: Tenant) -> None:
+            migrate(conn, tenant)
+            if self.checks_fleet:
+                migration_context = context.get_context()
+                found = autogenerate_ops(migration_context, take=not tenant.shared)
+                if found is not None:
+                    lines = diff_lines(found, migration_context)
+                    self.differences[tenant.name] = lines
+
+        return compare
 
     @property
     def autogenerates(self) -> bool:
@@ -122,9 +165,43 @@ class Fleet:
         """The tenants of this run, in order; validated, no SQL sent for them
         yet (*recorded*: reads the run record, for ``-x tenant=failed``)."""
         names = self.selection.names(conn, recorded)
-        self.report.total = len(names)
-        self.report.names = names
+        self.report.begin(names)
+        if self.command == "current" and self.checks_fleet_status:
+            try:  # status only: a record that cannot be read is said, not raised
+                self.report.unfinished = recorded()
+            except Exception as exc:
+                log.warning("could not read the run record: %s", first_line(exc))
         return names
+
+    @functools.cached_property
+    def prints_current(self) -> bool:
+        """``current`` over a fleet, plain (no ``--verbose``, no
+        ``--check-heads``): a strategy that read every tenant's versions at
+        once prints each tenant's revision itself (:meth:`print_current`),
+        as Alembic would, without running env.py per tenant."""
+        return (
+            self.command == "current"
+            and self.checks_fleet_status
+            and (current_is_plain())
+        )
+
+    def print_current(self, versions: Sequence[str]) -> None:
+        """Print *versions* as ``alembic current`` does (``3f2a9c (head)``)."""
+        key = tuple(sorted(versions))
+        if key not in self._current_lines:
+            self._current_lines[key] = [
+                revision.cmd_format(False)
+                for revision in self.script.get_all_current(key)
+            ]
+        for line in self._current_lines[key]:
+            self.config.print_stdout(line)
+
+    @property
+    def checks_fleet_status(self) -> bool:
+        """``current`` over a fleet: the histogram also says which tenants the
+        last recorded fleet run left unfinished."""
+        settings = self.settings
+        return len(self.report.names) > 1 or settings.needs_known or settings.resumes
 
     # -- one tenant --------------------------------------------------------------
     def lock(
@@ -165,8 +242,10 @@ class Fleet:
                 raise failure from exc
             seconds = time.perf_counter() - started
             self.report.record_failure(index, name, failure, seconds)
-            return self.settings.keep_going
-        self.report.record(index, name, result, time.perf_counter() - started)
+            return self.settings.keep_going or self.checks_fleet
+        seconds = time.perf_counter() - started
+        diff = self.differences.pop(name, None)
+        self.report.record(index, name, result, seconds, diff=diff)
         return True
 
     def _failure_of(self, index: int, name: str, exc: Exception) -> Exception | None:
@@ -253,6 +332,11 @@ class Fleet:
     def waves(self, names: Sequence[str]) -> list[Wave]:
         """The waves of this run (``rollout``; one wave without it)."""
         return waves_of(self.settings.rollout, names)
+
+    def wave_starts(self, wave: Wave, count: int) -> None:
+        """*wave* (one of *count*) begins: the progress display says so."""
+        if count > 1:
+            self.report.progress.in_wave(wave.label(count))
 
     def wave_must_stop(self, failures_before: int) -> bool:
         """After a tenant asked to stop: True unless a rollout wave may still

@@ -153,6 +153,7 @@ def run_parallel(strategy: TenantStrategy, workers: int) -> None:
     waves = fleet.waves(names)
     done = 0
     for wave in waves:
+        fleet.wave_starts(wave, len(waves))
         failures = len(fleet.report.failures)
         supervisor = _Supervisor(fleet.report, fleet.settings, done=done)
         todo = []

@@ -14,6 +14,7 @@ Lines to ``-x report=PATH`` (:meth:`Report.write`).
 from __future__ import annotations
 
 import json
+import textwrap
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -21,13 +22,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from alembic.autogenerate import render_python_code
+from alembic.operations import ops
+from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 
 from ..connections import first_line
 from ..logs import logger_for
+from .progress import Progress
 from .selection import AUTOGENERATE_COMMANDS
 
-__all__ = ["MIGRATED_ELSEWHERE", "Outcome", "Report", "shown_revisions"]
+__all__ = ["MIGRATED_ELSEWHERE", "Outcome", "Report", "diff_lines", "shown_revisions"]
 
 log = logger_for(__name__)
 
@@ -37,6 +42,7 @@ Outcome = tuple[Sequence[str], Sequence[str]] | str | None
 batched read found it at head; :data:`MIGRATED_ELSEWHERE` when it was found at
 head once locked."""
 
+DIFFERS = "differs from the models"
 _VERBS = {"upgrade": "upgraded", "downgrade": "downgraded", "stamp": "stamped"}
 
 
@@ -52,7 +58,7 @@ class Report:
         shared: bool = False,
         keep_going: bool = False,
         path: str | None = None,
-        progress_every: float = 0.0,
+        progress: Progress | None = None,
     ) -> None:
         self.command = command
         self.path = path
@@ -64,9 +70,8 @@ class Report:
         self.entries: dict[str, dict[str, Any]] = {}
         """The record: one entry per tenant that ran, by name."""
         self.started = time.time()
-        self.progress_every = progress_every
-        """Seconds between ``Progress:`` lines (0: none)."""
-        self._progress_at = time.monotonic()
+        self.progress = progress or Progress("lines", 0.0, changes=False)
+        """How the run shows how far it is (:mod:`.progress`)."""
         self.heads = heads
         self.steps = steps
         """How many revisions lie between two sets of versions."""
@@ -79,23 +84,66 @@ class Report:
         """Tenants a worker was on when interrupted (rolled back)."""
         self.was_interrupted = False
         self.worker_errors: list[Exception] = []
+        self.unfinished: list[str] | None = None
+        """``current``: the tenants the last recorded fleet run left failed or
+        not attempted (None: no run recorded)."""
+
+    def begin(self, names: list[str]) -> None:
+        """The run's tenants are chosen: *names*, in order."""
+        self.names = names
+        self.total = len(names)
+        self.progress.start(self.total)
 
     @property
     def done(self) -> int:
         """Tenants with an outcome so far."""
         return sum(len(v) for v in self.outcomes.values())
 
-    def record(self, index: int, name: str, result: Outcome, seconds: float) -> None:
-        """Log tenant *name*'s line (the *index*-th done) and count its outcome."""
-        if self.command not in AUTOGENERATE_COMMANDS:
-            prefix = (
-                f"shared scope {name}:"
-                if self.shared
-                else f"[{index}/{self.total}] {name}:"
-            )
+    def record(
+        self,
+        index: int,
+        name: str,
+        result: Outcome,
+        seconds: float,
+        *,
+        diff: list[str] | None = None,
+    ) -> None:
+        """Log tenant *name*'s line (the *index*-th done) and count its outcome
+        (*diff*: what a fleet ``check`` found, see :func:`diff_lines`)."""
+        prefix = (
+            f"shared scope {name}:"
+            if self.shared
+            else f"[{index}/{self.total}] {name}:"
+        )
+        if diff is not None:
+            self._compared(prefix, name, diff, seconds)
+        elif self.command not in AUTOGENERATE_COMMANDS:
             status, before, after = self._line(prefix, name, result, seconds)
             self._entry(name, status, seconds, before, after)
-            self._progress()
+        else:
+            return
+        self.progress.advance(self.done)
+
+    def _compared(
+        self, prefix: str, name: str, diff: list[str], seconds: float
+    ) -> None:
+        """A fleet ``check``'s line for one tenant: what differs, or nothing."""
+        if diff:
+            count = sum(1 for line in diff if line.startswith("op."))
+            log.warning(
+                "%s %d new upgrade operation%s detected:\n%s",
+                prefix,
+                count,
+                "" if count == 1 else "s",
+                textwrap.indent("\n".join(diff), "    "),
+            )
+            status = DIFFERS
+        else:
+            log.info("%s no new upgrade operations detected", prefix)
+            status = "no changes"
+        self.outcomes.setdefault(status, []).append(name)
+        self._entry(name, status, seconds, self.heads, self.heads)
+        self.entries[name]["diff"] = diff
 
     def record_failure(
         self,
@@ -127,6 +175,7 @@ class Report:
             else f"{type(exc).__name__}: {exc}"
         )
         self._entry(name, "failed", seconds, error=first_line(cause))
+        self.progress.advance(self.done, failed=True)
 
     def record_interrupted(self, name: str) -> None:
         """A worker was stopped on tenant *name* (its transaction rolled back)."""
@@ -141,26 +190,6 @@ class Report:
     def record_worker_error(self, exc: Exception) -> None:
         """A worker process failed outside any tenant (e.g. could not connect)."""
         self.worker_errors.append(exc)
-
-    def _progress(self) -> None:
-        """Every ``progress_interval``: one line of how far the run is."""
-        now = time.monotonic()
-        if not self.progress_every or now - self._progress_at < self.progress_every:
-            return
-        self._progress_at = now
-        done, elapsed = self.done, time.time() - self.started
-        rate = done / elapsed if elapsed > 0 else 0.0
-        left = self.total - done
-        eta = f"{left / rate:.0f} s" if rate > 0 else "unknown"
-        log.info(
-            "Progress: %d/%d tenants done (%d failed), %.1f tenants/s, %d left, ETA %s",
-            done,
-            self.total,
-            len(self.failures),
-            rate,
-            left,
-            eta,
-        )
 
     def _entry(
         self,
@@ -223,8 +252,11 @@ class Report:
 
     def finish(self) -> None:
         """Log the summary; raise (non-zero exit) if any tenant failed."""
-        if self.command in AUTOGENERATE_COMMANDS or self.shared:
+        self.progress.close()
+        if self.command == "revision" or self.shared:
             return
+        if self.command == "check" and not self.entries and not self.failures:
+            return  # one tenant: Alembic's own check says it
         if self.interrupted:
             self.outcomes["interrupted (rolled back)"] = self.interrupted
         done = self.done
@@ -237,6 +269,7 @@ class Report:
         if self.command == "current":
             self._histogram()
         self.write()
+        self._raise_for_differences()
         self._raise_for_failures(done)
 
     def _histogram(self) -> None:
@@ -252,6 +285,13 @@ class Report:
             else:
                 behind = self.steps(_split(revision), sorted(self.heads))
                 parts.append(f"{count} at {revision} ({behind} behind)")
+        unfinished = [n for n in self.unfinished or () if n in self.entries]
+        if unfinished:
+            shown = ", ".join(unfinished[:5]) + (", ..." if len(unfinished) > 5 else "")
+            parts.append(
+                f"{len(unfinished)} failed or not attempted in the last fleet run"
+                f" ({shown})"
+            )
         log.info("Revisions: %s", "; ".join(parts))
 
     def lines(self) -> list[dict[str, Any]]:
@@ -273,12 +313,29 @@ class Report:
             "statuses": dict(counts),
             "failed": [name for name, _ in self.failures],
             "stopped_at": self.stopped_at,
+            **(
+                {"unfinished_last_run": self.unfinished}
+                if self.unfinished is not None
+                else {}
+            ),
             "started": _iso(self.started),
             "seconds": round(time.time() - self.started, 3),
         }
         text = "".join(json.dumps(obj) + "\n" for obj in [*lines, summary])
         Path(self.path).write_text(text)
         log.info("Run record: %s", self.path)
+
+    def _raise_for_differences(self) -> None:
+        """A fleet ``check``: fail when a tenant differs from the models."""
+        differing = self.outcomes.get(DIFFERS, [])
+        if not differing:
+            return
+        failed = f"; {len(self.failures)} failed" if self.failures else ""
+        raise CommandError(
+            f"check: {len(differing)} of {self.total} tenants differ from the"
+            f" target metadata: {', '.join(differing)}{failed}; each difference is"
+            " logged above"
+        )
 
     def _raise_for_failures(self, done: int) -> None:
         if self.was_interrupted:
@@ -309,6 +366,29 @@ class Report:
 def shown_revisions(versions: Sequence[str] | frozenset[str]) -> str:
     """Versions as the lines show them: ``a1,b2``, or ``base`` for none."""
     return ",".join(sorted(versions)) or "base"
+
+
+def diff_lines(
+    upgrade_ops: ops.UpgradeOps, migration_context: MigrationContext
+) -> list[str]:
+    """What a comparison found, as the lines a revision's ``upgrade()`` would
+    get (``op.add_column('items', sa.Column('note', ...))``); [] for nothing."""
+    if upgrade_ops.is_empty():
+        return []
+    opts = migration_context.opts
+    code = render_python_code(
+        upgrade_ops,
+        sqlalchemy_module_prefix=opts.get("sqlalchemy_module_prefix") or "sa.",
+        alembic_module_prefix=opts.get("alembic_module_prefix") or "op.",
+        render_as_batch=bool(opts.get("render_as_batch")),
+        render_item=opts.get("render_item"),
+        user_module_prefix=opts.get("user_module_prefix"),
+        # the dialect's type rendering, without the env.py's script (whose
+        # context would insist on comparing again)
+        migration_context=MigrationContext.configure(dialect=migration_context.dialect),
+    )
+    kept = [line for line in code.splitlines() if not line.lstrip().startswith("#")]
+    return textwrap.dedent("\n".join(kept)).strip().splitlines()
 
 
 def _not_attempted(name: str) -> dict[str, Any]:

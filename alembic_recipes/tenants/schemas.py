@@ -15,16 +15,10 @@ from typing import TypeVar
 
 from alembic import context
 from sqlalchemy import (
-    String,
-    bindparam,
-    column,
     event,
     func,
-    literal,
     select,
-    table,
     text,
-    union_all,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateSchema
@@ -46,44 +40,53 @@ log = logger_for(__name__)
 T = TypeVar("T")
 
 
-_CHUNK = 500
-"""Tenants per batched version read: the statement (and compiling it) stays
-the same size however large the fleet."""
+_CHUNK = 100
+"""Tenants per version read: statements of a bounded size, and PostgreSQL
+plans a ``UNION ALL`` of 100 tables faster per table than one of 500 (5,000
+tenants: 0.70 s against 0.95)."""
 
 
 def _schema_state(
     conn: Connection, names: Sequence[str]
 ) -> tuple[set[str], set[str], dict[str, list[str]]]:
     """Existing schemas among *names*, those with a version table, and their
-    versions: two queries in all."""
+    versions: one query for the schemas, one per :data:`_CHUNK` of them for
+    the versions (SQL text: building and compiling the ``UNION ALL`` in
+    SQLAlchemy cost 0.2 ms per tenant, more than the database took)."""
     if not names:
         return set(), set(), {}
-    rows = conn.execute(
-        text(
-            "SELECT n.nspname, c.relname IS NOT NULL FROM pg_namespace n"
-            " LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = :table"
-            " AND c.relkind IN ('r', 'p') WHERE n.nspname IN :names"
-        ).bindparams(bindparam("names", expanding=True)),
-        {"table": VERSION_TABLE, "names": list(names)},
-    ).all()
+    with own_read(conn):
+        rows = conn.execute(
+            text(
+                # a join, not "= ANY(...)": 15 ms for 5,000 names, not 700
+                "SELECT n.nspname, c.relname IS NOT NULL"
+                " FROM unnest(CAST(:names AS text[])) AS s(name)"
+                " JOIN pg_namespace n ON n.nspname = s.name"
+                " LEFT JOIN pg_class c ON c.relnamespace = n.oid"
+                " AND c.relname = :table AND c.relkind IN ('r', 'p')"
+            ),
+            {"table": VERSION_TABLE, "names": list(names)},
+        ).all()
     existing = {str(schema) for schema, _ in rows}
     with_table = {str(schema) for schema, has_table in rows if has_table}
     versions: dict[str, list[str]] = {}
     ordered = sorted(with_table)
+    quote = conn.dialect.identifier_preparer.quote
+    table = quote(VERSION_TABLE)
     for start in range(0, len(ordered), _CHUNK):  # statements of a bounded size
-        query = union_all(
-            *(
-                select(
-                    literal(schema, String).label("tenant"),
-                    table(
-                        VERSION_TABLE, column("version_num"), schema=schema
-                    ).c.version_num,
-                )
-                for schema in ordered[start : start + _CHUNK]
-            )
+        chunk = ordered[start : start + _CHUNK]
+        query = " UNION ALL ".join(
+            f"SELECT CAST(:s{i} AS text), version_num FROM {quote(schema)}.{table}"
+            for i, schema in enumerate(chunk)
         )
-        for tenant, version in conn.execute(query):
-            versions.setdefault(tenant, []).append(version)
+        params = {f"s{i}": schema for i, schema in enumerate(chunk)}
+        # each chunk in a transaction of its own (when not in the caller's):
+        # reading a table locks it until the transaction ends, and PostgreSQL's
+        # lock table holds about 64 per connection -- 10,000 tenants at once
+        # failed with "out of shared memory"
+        with own_read(conn):
+            for tenant, version in conn.execute(text(query), params):
+                versions.setdefault(tenant, []).append(version)
     return existing, with_table, versions
 
 
@@ -258,7 +261,8 @@ class SchemaTenants:
         shared = self.fleet.settings.shared
         with own_read(conn):
             names = self.fleet.select(conn, lambda: failed_tenants(conn, shared))
-            self.existing, self.with_table, self.versions = _schema_state(conn, names)
+        self.existing, self.with_table, self.versions = _schema_state(conn, names)
+        with own_read(conn):
             missing = [n for n in names if n not in self.existing]
             self.fleet.selection.load_listed(conn, missing)
         return names
@@ -286,6 +290,11 @@ class SchemaTenants:
         if self.at_head(name):
             return None
         conn, fleet, settings = self.conn, self.fleet, self.fleet.settings
+        if fleet.prints_current:  # status: the batched read has it all
+            versions = self.current(name) or []
+            if name in self.existing:
+                fleet.print_current(versions)
+            return versions, versions
         with fleet.lock(conn, schema=name):
             if settings.locks():  # trust only what we read under the lock
                 with own_read(conn):

@@ -75,10 +75,10 @@ class Selection:
         if settings.shard is not None:
             k, n = settings.shard
             names = [name for name in names if in_shard(name, k, n)]
-        if settings.command in AUTOGENERATE_COMMANDS and len(names) != 1:
+        if settings.command == "revision" and len(names) != 1:
             raise CommandError(
                 "autogenerate compares against one tenant: pass -x tenant=NAME"
-                f" (got {len(names)} tenants)"
+                f" (got {len(names)} tenants; -x tenant=all check compares them all)"
             )
         return names
 

@@ -65,6 +65,7 @@ def strategy_for(
     fleet: Fleet, migrate: Callable[[Connection, Tenant], None]
 ) -> TenantStrategy:
     """The strategy ``tenant_strategy`` names, running *migrate* per tenant."""
+    migrate = fleet.comparing(migrate)
     if fleet.settings.strategy == "schema":
         return SchemaTenants(fleet, migrate)
     return DatabaseTenants(fleet, migrate)
@@ -80,6 +81,7 @@ def run_serially(strategy: TenantStrategy) -> None:
         position = {name: index for index, name in enumerate(names, 1)}
         waves = fleet.waves(names)
         for wave in waves:
+            fleet.wave_starts(wave, len(waves))
             failures = len(fleet.report.failures)
             stopped = False
             for name in wave.names:
