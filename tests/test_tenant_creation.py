@@ -209,23 +209,43 @@ def test_mariadb_database_per_tenant(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     base = mysql.url.database
-    names = [f"{base}_{t}" for t in ("a1", "a2", "a3")]
+    names = [f"{base}_{t}" for t in ("a1", "a2", "a3", "shared")]
     request.addfinalizer(lambda: _drop_mysql(mysql, names))
     proj = project("multitenant", url=mysql.driver_url("pymysql") + "_{tenant}")
     monkeypatch.chdir(proj.root)
     proj.set_option("tenants", "a1, a2")
+    proj.set_option("shared_scope", "shared")  # where the run record lives
     head = proj.revision(
         "r1", upgrade='op.create_table("a", sa.Column("id", sa.Integer))'
     )
     status = proj.alembic("-x", "tenant=all", "current").stderr
     assert "Revisions: 2 at base (1 behind)" in status  # missing: at base
     assert not set(names) & _mysql_databases(mysql)  # and nothing created
-    fleets = together(proj, 2, "-x", "tenant=all", "upgrade", "head")
-    assert [r.code for r in fleets] == [0, 0], [r.stderr for r in fleets]
+    fleets = [
+        spawn(proj, "-x", "tenant=all", "upgrade", "head"),
+        spawn(proj, "-x", "tenant=all", "-x", "workers=2", "upgrade", "head"),
+    ]
+    for fleet in fleets:
+        _, err = fleet.communicate(timeout=DEADLINE)
+        assert fleet.returncode == 0, err
     for name in names[:2]:
         assert _state(mysql.url.set(database=name)) == ([head], False)
-    proj.revision("boom", upgrade="undefined_helper()")
+    boom = proj.revision("boom", upgrade="undefined_helper()")
     failed = proj.alembic("-x", "tenant=a3", "-x", "create=true", "upgrade", "head",
                           ok=False)  # fmt: skip
     assert "NameError" in failed.output
     assert names[2] not in _mysql_databases(mysql)  # removed again
+    proj.alembic("-x", "tenant=all", "-x", "continue=true", "upgrade", "head", ok=False)
+    with mysql.engine().connect() as conn:  # the record, in the shared database
+        rows = conn.execute(
+            sa.text(
+                f"SELECT tenant, status FROM {base}_shared.alembic_recipes_fleet_run"
+            )
+        ).all()
+    assert dict(rows) == {"a1": "failed", "a2": "failed"}
+    revision_file = proj.revision_file(boom)
+    revision_file.write_text(
+        revision_file.read_text().replace("undefined_helper()", "pass")
+    )
+    resumed = proj.alembic("-x", "tenant=failed", "-x", "workers=2", "upgrade", "head")
+    assert "Tenants: 2 total: 2 upgraded" in resumed.stderr
