@@ -467,6 +467,11 @@ def test_progress_quiet_and_checked(fleet: tuple[Project, str, str]) -> None:
     assert out.stderr.splitlines() == [
         "INFO  [alembic.recipes.tenants.report] Tenants: 8 total: 8 upgraded"
     ]
+    plan = proj.alembic("-x", "tenant=all", "-x", "progress=quiet", "-x", "plan=true",
+                        "upgrade", "head").stderr  # fmt: skip
+    assert plan.splitlines()[-1].endswith(
+        "Plan: 8 tenants: 8 nothing to run; nothing was changed"
+    )
     for bad in ("fancy", " bar", "true"):
         run = proj.alembic("-x", f"progress={bad}", "-x", "tenant=all", "upgrade",
                            "head", ok=False)  # fmt: skip

@@ -147,6 +147,13 @@ def _worker_main(
 # -- parent side ---------------------------------------------------------------
 def run_parallel(strategy: TenantStrategy, workers: int) -> None:
     """Run the fleet in *workers* forked processes (see the module docstring)."""
+    try:
+        _run_parallel(strategy, workers)
+    finally:  # the bar down, the log level back (before the summary)
+        strategy.fleet.report.progress.close()
+
+
+def _run_parallel(strategy: TenantStrategy, workers: int) -> None:
     fleet = strategy.fleet
     names = strategy.on_connection(strategy.select)
     strategy.prepare_workers(names)

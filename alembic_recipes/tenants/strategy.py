@@ -96,7 +96,10 @@ def run_serially(strategy: TenantStrategy) -> None:
                 break
         strategy.save_record()
 
-    strategy.on_connection(each)
+    try:
+        strategy.on_connection(each)
+    finally:  # the bar down, the log level back (before the summary)
+        fleet.report.progress.close()
 
 
 def run_plan(strategy: TenantStrategy) -> None:
@@ -108,6 +111,10 @@ def run_plan(strategy: TenantStrategy) -> None:
         names = strategy.select()
         for index, name in enumerate(names, 1):
             fleet.plan_one(index, name, strategy.current(name))
+        fleet.report.progress.close()
         fleet.finish_plan()
 
-    strategy.on_connection(each)
+    try:
+        strategy.on_connection(each)
+    finally:
+        fleet.report.progress.close()
