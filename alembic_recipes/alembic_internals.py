@@ -33,6 +33,7 @@ __all__ = [
     "StepFunction",
     "alembic_may_end",
     "autogenerate_ops",
+    "before_each_step",
     "before_first_steps",
     "column_copy",
     "current_is_plain",
@@ -283,3 +284,26 @@ def autogenerate_ops(
         found.ops[:] = []
         script.downgrade_ops_list[-1].ops[:] = []
     return copy
+
+
+def before_each_step(steps: Iterable[Any], callback: Callable[[str], None]) -> None:
+    """Call ``callback(revision id)`` just before each revision step of
+    *steps* runs (wrapping ``RevisionStep.migration_fn``, read by
+    ``MigrationContext.run_migrations``, Alembic >= 1.0); stamp steps are
+    left alone."""
+    for step in steps:
+        revision = getattr(step, "revision", None)
+        original = getattr(step, "migration_fn", None)
+        if revision is None or original is None:
+            continue
+
+        def announced(
+            *args: Any,
+            _fn: Callable[..., Any] = original,
+            _id: str = revision.revision,
+            **kwargs: Any,
+        ) -> Any:
+            callback(_id)
+            return _fn(*args, **kwargs)
+
+        step.migration_fn = announced

@@ -336,3 +336,14 @@ def test_current_is_plain_without_verbose_or_check_heads(config: Config) -> None
         assert seen["plain"] is False
     command.upgrade(config, "head")  # not current: no such closure
     assert seen["plain"] is False
+
+
+def test_before_each_step_names_the_revision_about_to_run(config: Config) -> None:
+    script = ScriptDirectory.from_config(config)
+    steps = list(internals.upgrade_steps(script, "head", ()))
+    for step in steps:
+        step.migration_fn = lambda: "ran"  # the revision's upgrade(), stood in for
+    entered: list[str] = []
+    internals.before_each_step(steps, entered.append)
+    assert [step.migration_fn() for step in steps] == ["ran"]
+    assert entered == ["r1"]

@@ -38,7 +38,8 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.util.concurrency import await_only
 
-from ..alembic_internals import upgrade_steps, version_table
+from ..alembic_internals import before_each_step, upgrade_steps, version_table
+from ..connections import first_line
 from ..logs import logger_for
 
 __all__ = ["Compile", "CompiledPaths", "execute_script"]
@@ -76,6 +77,11 @@ class CompiledPaths:
         self.destination = destination
         self.mode = mode
         self._scripts: dict[tuple[tuple[str, ...], bool], str | None] = {}
+        self._running: str | None = None
+        """The revision being rendered (to name it when it fails)."""
+
+    def _entering(self, revision: str) -> None:
+        self._running = revision
 
     def sql_for(
         self,
@@ -113,7 +119,12 @@ class CompiledPaths:
             if self.mode == "auto":
                 second, _ = self._render(dialect, before, _SECOND)
         except Exception as exc:  # e.g. a revision reading data through op.get_bind()
-            reason = f"cannot be rendered offline ({type(exc).__name__}: {exc})"
+            cause = _first_raised(exc)  # not what broke while unwinding it
+            where = f"revision {self._running}" if self._running else "it"
+            reason = (
+                f"cannot be rendered offline: {where} raised"
+                f" {type(cause).__name__}: {first_line(cause)}"
+            )
             return self._normally(path, reason)
         if any(s.strip().rstrip(";").upper() == "COMMIT" for s in first):
             return self._normally(path, "a revision uses autocommit_block()")
@@ -149,9 +160,13 @@ class CompiledPaths:
         buffer = _Statements()
         destination = self.destination
 
+        self._running = None
+
         def steps(heads: object, context: MigrationContext) -> object:
             # what `alembic upgrade` itself runs: the steps from heads to destination
-            return upgrade_steps(self.script, destination, heads)
+            found = list(upgrade_steps(self.script, destination, heads))
+            before_each_step(found, self._entering)
+            return found
 
         context = MigrationContext.configure(
             dialect=dialect,
@@ -229,6 +244,19 @@ def _version_writes(
         return [render(write.values(version_num=destination))]
     create = [] if has_table else [render(CreateTable(version))]
     return [*create, render(version.insert().values(version_num=destination))]
+
+
+def _first_raised(exc: BaseException) -> BaseException:
+    """The exception that started *exc*'s chain: rendering offline fails in
+    a revision, and Alembic's cleanup can fail again on the mock connection
+    (``'MockConnection' object has no attribute 'close'``)."""
+    seen = {id(exc)}
+    while True:
+        earlier = exc.__cause__ or exc.__context__
+        if earlier is None or id(earlier) in seen:
+            return exc
+        seen.add(id(earlier))
+        exc = earlier
 
 
 def execute_script(conn: Connection, sql: str) -> None:
