@@ -295,6 +295,8 @@ def test_parallel_fleet_same_end_state_as_serial(
         "upgrade", "head",
     ).stderr  # fmt: skip
     assert "Running 12 tenants in 2 worker processes" in out
+    # the replay script is rendered once, in the parent, not once per worker
+    assert out.count("rendered") == (1 if compiled == "true" else 0), out
     assert sorted(re.findall(r"\[(\d+)/12\]", out), key=int) == [
         str(i) for i in range(1, 13)
     ]

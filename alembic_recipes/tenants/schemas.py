@@ -20,7 +20,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.schema import CreateSchema
 
 from ..alembic_internals import VERSION_TABLE, transaction_alembic_may_end
@@ -219,6 +219,7 @@ class SchemaTenants:
         self.fleet = fleet
         self.migrate = migrate
         self._conn: Connection | None = None
+        self._dialect: Dialect | None = None
         self.caller_txn = False
         self.existing: set[str] = set()
         self.with_table: set[str] = set()
@@ -257,6 +258,7 @@ class SchemaTenants:
     def select(self) -> list[str]:
         """The tenants of this run, and what one batched read knows of them."""
         conn = self.conn
+        self._dialect = conn.dialect
         self.caller_txn = conn.in_transaction()  # before we touch it: whose?
         shared = self.fleet.settings.shared
         with own_read(conn):
@@ -279,7 +281,15 @@ class SchemaTenants:
         return self.versions.get(name, []) if name in self.existing else None
 
     def prepare_workers(self, names: Sequence[str]) -> None:
-        """Nothing more to read before forking: :meth:`select` read it all."""
+        """Render, once and before forking, every replay script the workers
+        will need (each path from a starting revision): they inherit them."""
+        if self.compiled is None or self._dialect is None:
+            return
+        for name in names:
+            if not self.at_head(name):
+                before = self.versions.get(name, [])
+                has_table = name in self.with_table
+                self.compiled.sql_for(self._dialect, before, name, has_table)
 
     def at_head(self, name: str) -> bool:
         """At head according to the batched read (nothing to lock for)."""
