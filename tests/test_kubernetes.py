@@ -97,6 +97,7 @@ def _finish(pods: list[Any]) -> None:
         assert pod.returncode == 0, err
 
 
+@pytest.mark.concurrency
 def test_a_killed_pod_started_again_finishes_its_shard(
     job: Project, pg: ServerDB
 ) -> None:
@@ -110,6 +111,7 @@ def test_a_killed_pod_started_again_finishes_its_shard(
     assert _applied(pg) == dict.fromkeys(TENANTS, 1)  # every tenant, once
 
 
+@pytest.mark.concurrency
 def test_two_jobs_started_together_migrate_each_tenant_once(
     job: Project, pg: ServerDB
 ) -> None:

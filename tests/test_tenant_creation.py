@@ -60,6 +60,7 @@ def _state(url: sa.URL) -> tuple[list[str], bool]:
         engine.dispose()
 
 
+@pytest.mark.concurrency
 def test_replicas_and_fleets_creating_the_same_tenants_take_turns(
     project: Callable[..., Project],
     pg: ServerDB,
