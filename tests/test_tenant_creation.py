@@ -43,6 +43,17 @@ def tenant_dbs(pg: ServerDB) -> Iterator[Callable[[str], sa.URL]]:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+def _two_fleets_at_once(proj: Project) -> None:
+    """Start two fleet upgrades together (one with two workers); both succeed."""
+    fleets = [
+        spawn(proj, "-x", "tenant=all", "upgrade", "head"),
+        spawn(proj, "-x", "tenant=all", "-x", "workers=2", "upgrade", "head"),
+    ]
+    for fleet in fleets:
+        _, err = fleet.communicate(timeout=DEADLINE)
+        assert fleet.returncode == 0, err
+
+
 def _state(url: sa.URL) -> tuple[list[str], bool]:
     """A tenant database's versions, and whether it holds the creating mark."""
     driver = "postgresql+psycopg" if url.get_backend_name() == "postgresql" else None
@@ -83,13 +94,7 @@ def test_replicas_and_fleets_creating_the_same_tenants_take_turns(
     assert sum("upgraded base ->" in r.stderr or "Running upgrade" in r.stderr
                for r in runs) == 1  # fmt: skip
     # two fleets (one with workers) start at once on four new tenants
-    fleets = [
-        spawn(proj, "-x", "tenant=all", "upgrade", "head"),
-        spawn(proj, "-x", "tenant=all", "-x", "workers=2", "upgrade", "head"),
-    ]
-    for fleet in fleets:
-        _, err = fleet.communicate(timeout=DEADLINE)
-        assert fleet.returncode == 0, err
+    _two_fleets_at_once(proj)
     for name in ("t1", "t2", "t3", "t4"):
         assert _state(urls[name]) == ([head], False)
 
@@ -222,13 +227,7 @@ def test_mariadb_database_per_tenant(
     status = proj.alembic("-x", "tenant=all", "current").stderr
     assert "Revisions: 2 at base (1 behind)" in status  # missing: at base
     assert not set(names) & _mysql_databases(mysql)  # and nothing created
-    fleets = [
-        spawn(proj, "-x", "tenant=all", "upgrade", "head"),
-        spawn(proj, "-x", "tenant=all", "-x", "workers=2", "upgrade", "head"),
-    ]
-    for fleet in fleets:
-        _, err = fleet.communicate(timeout=DEADLINE)
-        assert fleet.returncode == 0, err
+    _two_fleets_at_once(proj)
     for name in names[:2]:
         assert _state(mysql.url.set(database=name)) == ([head], False)
     boom = proj.revision("boom", upgrade="undefined_helper()")
