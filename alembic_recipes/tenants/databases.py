@@ -8,7 +8,8 @@ is removed again, so a later run does not take it for an existing tenant.
 Creating is safe beside other runs and after interruptions:
 
 * a database is created and first migrated under a creation lock (on the
-  server's maintenance database; a lock file beside a SQLite file), so runs
+  server's maintenance database; for a SQLite file, a lock file in the
+  temporary directory), so runs
   that find the same tenant missing take turns: the first creates and
   migrates it, the others wait, then find it at head;
 * until its first migration has committed, a created database holds the
@@ -215,9 +216,7 @@ class DatabaseTenants:
             return run_with_connection(self.shared, read)
         if not _database_exists(tenant.url):
             return None
-        engine = engine_from_options({**self.options, "sqlalchemy.url": tenant.url})
-        where = f"tenant {name!r}'s database ({tenant.display_url})"
-        return run_with_connection(engine, read, owned=True, where=where)
+        return self._on_tenant(tenant, read)
 
     def prepare_workers(self, names: Sequence[str]) -> None:
         """Read which tenants are listed now, once, for every worker."""
@@ -252,15 +251,14 @@ class DatabaseTenants:
                     conn.execute(text(f"DROP TABLE IF EXISTS {CREATING_TABLE}"))
         return before, after
 
-    def _run(self, tenant: Tenant, created: _Created | None = None) -> Outcome:
+    def _on_tenant(self, tenant: Tenant, fn: Callable[[Connection], T]) -> T:
+        """``fn(connection)`` on a connection of the tenant's own database."""
         engine = engine_from_options({**self.options, "sqlalchemy.url": tenant.url})
         where = f"tenant {tenant.name!r}'s database ({tenant.display_url})"
-        return run_with_connection(
-            engine,
-            lambda c: self._migrate_on(c, tenant, created),
-            owned=True,
-            where=where,
-        )
+        return run_with_connection(engine, fn, owned=True, where=where)
+
+    def _run(self, tenant: Tenant, created: _Created | None = None) -> Outcome:
+        return self._on_tenant(tenant, lambda c: self._migrate_on(c, tenant, created))
 
     def one(self, name: str) -> Outcome:
         """Migrate tenant *name* (creating its database when it may be)."""
@@ -341,6 +339,4 @@ class DatabaseTenants:
             with own_read(conn):
                 return not _versions(conn) and _marked(conn)
 
-        engine = engine_from_options({**self.options, "sqlalchemy.url": tenant.url})
-        where = f"tenant {tenant.name!r}'s database ({tenant.display_url})"
-        return run_with_connection(engine, read, owned=True, where=where)
+        return self._on_tenant(tenant, read)
