@@ -93,13 +93,17 @@ class Fleet:
         the target metadata, as the operations a revision would get."""
 
     @property
-    def checks_fleet(self) -> bool:
-        """``check`` over a fleet (``all``, a pattern, several names): every
-        tenant is compared and reported, not only the first difference."""
+    def is_fleet(self) -> bool:
+        """Selected as a fleet (``all``, a pattern, ``failed``, several names),
+        not one named tenant -- which behaves as stock Alembic does."""
         settings = self.settings
-        return self.command == "check" and (
-            self.report.total > 1 or settings.needs_known or settings.resumes
-        )
+        return len(self.report.names) > 1 or settings.needs_known or settings.resumes
+
+    @property
+    def checks_fleet(self) -> bool:
+        """``check`` over a fleet: every tenant is compared and reported, not
+        only the first difference."""
+        return self.command == "check" and self.is_fleet
 
     def comparing(
         self, migrate: Callable[[Connection, Tenant], None]
@@ -131,13 +135,11 @@ class Fleet:
     @property
     def records(self) -> bool:
         """This run's outcomes go into the run record (:mod:`.record`)."""
-        settings = self.settings
-        fleet = len(self.report.names) > 1 or settings.needs_known or settings.resumes
         return (
-            fleet  # one named tenant: as stock Alembic, nothing kept elsewhere
+            self.is_fleet  # one named tenant: as stock Alembic, nothing kept
             and self.command in ("upgrade", "downgrade", "stamp")
             and not self.shared
-            and not settings.plan
+            and not self.settings.plan
         )
 
     def save_record(self, save: Callable[[list[dict[str, Any]]], None]) -> None:
@@ -166,7 +168,7 @@ class Fleet:
         yet (*recorded*: reads the run record, for ``-x tenant=failed``)."""
         names = self.selection.names(conn, recorded)
         self.report.begin(names)
-        if self.command == "current" and self.checks_fleet_status:
+        if self.command == "current" and self.is_fleet:
             try:  # status only: a record that cannot be read is said, not raised
                 self.report.unfinished = recorded()
             except Exception as exc:
@@ -179,11 +181,7 @@ class Fleet:
         ``--check-heads``): a strategy that read every tenant's versions at
         once prints each tenant's revision itself (:meth:`print_current`),
         as Alembic would, without running env.py per tenant."""
-        return (
-            self.command == "current"
-            and self.checks_fleet_status
-            and (current_is_plain())
-        )
+        return self.command == "current" and self.is_fleet and (current_is_plain())
 
     def print_current(self, versions: Sequence[str]) -> None:
         """Print *versions* as ``alembic current`` does (``3f2a9c (head)``)."""
@@ -195,13 +193,6 @@ class Fleet:
             ]
         for line in self._current_lines[key]:
             self.config.print_stdout(line)
-
-    @property
-    def checks_fleet_status(self) -> bool:
-        """``current`` over a fleet: the histogram also says which tenants the
-        last recorded fleet run left unfinished."""
-        settings = self.settings
-        return len(self.report.names) > 1 or settings.needs_known or settings.resumes
 
     # -- one tenant --------------------------------------------------------------
     def lock(
