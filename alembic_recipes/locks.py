@@ -38,7 +38,13 @@ from .alembic_internals import VERSION_TABLE
 from .connections import own_read
 from .logs import logger_for
 
-__all__ = ["LOCK_FILE_SUFFIX", "creation_lock", "lock_key", "migration_lock"]
+__all__ = [
+    "LOCK_FILE_SUFFIX",
+    "creation_lock",
+    "lock_key",
+    "migration_lock",
+    "table_lock",
+]
 
 log = logger_for(__name__)
 
@@ -254,4 +260,26 @@ def creation_lock(
     key = lock_key(database, None, "CREATE DATABASE")
     take = _pg_lock if conn.dialect.name == "postgresql" else _mysql_lock
     with take(conn, key, what, timeout):
+        yield
+
+
+@contextmanager
+def table_lock(
+    conn: Connection, schema: str | None, table: str, *, timeout: float
+) -> Iterator[None]:
+    """Serialise the runs that create *table* (in *schema*) on first use and
+    write it: check-then-``CREATE`` races otherwise (PostgreSQL: a duplicate
+    type; MySQL/MariaDB: a duplicate table, or a ``DESCRIBE`` failing beside
+    the other run's ``CREATE``).  Inside *conn*'s transaction on PostgreSQL;
+    on MySQL/MariaDB, whose DDL commits on its own, held until the block
+    ends.  Other dialects: nothing to do (SQLite has one writer)."""
+    key = lock_key(conn.engine.url.database or "", schema, table)
+    what = f"table {table}"
+    if conn.dialect.name == "postgresql":
+        with _pg_lock(conn, key, what, timeout):
+            yield
+    elif conn.dialect.name in ("mysql", "mariadb"):
+        with _mysql_lock(conn, key, what, timeout):
+            yield
+    else:
         yield

@@ -13,9 +13,10 @@ Creating is safe beside other runs and after interruptions:
   that find the same tenant missing take turns: the first creates and
   migrates it, the others wait, then find it at head;
 * until its first migration has committed, a created database holds the
-  table ``alembic_recipes_creating``.  A run that finds a database with that
-  table and no version -- its creator was killed or its host went down --
-  removes it (under the creation lock, so never while its creator lives), and
+  table ``alembic_recipes_creating``.  A run that finds a database with no
+  version takes the creation lock before it reads that mark (so never while
+  its creator lives, nor during its creator's DDL); when the mark is there --
+  its creator was killed or its host went down -- it removes the database and
   creates it again where creating is allowed; it never migrates it as an
   existing tenant.
 """
@@ -126,9 +127,11 @@ class _Created:
                 directory.rmdir()
 
 
-class _Unfinished(Exception):
-    """The tenant's database holds the creating mark and no version: a run
-    created it and did not finish its first migration."""
+class _Unsettled(Exception):
+    """The tenant's database holds no version yet: whether it is an empty
+    tenant, one a run is creating, or one a run left unfinished is decided
+    under the creation lock (reading the mark outside it would race the
+    creator's DDL: MariaDB fails a ``DESCRIBE`` of a table being created)."""
 
 
 def _marked(conn: Connection) -> bool:
@@ -224,29 +227,33 @@ class DatabaseTenants:
         self._listed_loaded = True
 
     def _migrate_on(
-        self, conn: Connection, tenant: Tenant, created: _Created | None = None
+        self,
+        conn: Connection,
+        tenant: Tenant,
+        created: _Created | None = None,
+        settled: bool = False,
     ) -> Outcome:
+        """Migrate *tenant* on *conn*; *created*: this run made its database
+        (under the creation lock); *settled*: a database without versions is
+        known to be an existing tenant's (the creation lock has been taken,
+        or the caller gave the connection)."""
         fleet = self.fleet
         caller_txn = conn.in_transaction()
         timeouts = migration_safeguards(conn, fleet.settings.timeouts)
         with fleet.lock(conn), timeouts:  # then read: the versions are ours to trust
             with own_read(conn):
                 before = _versions(conn)
-                marked = (
-                    not before
-                    and fleet.command in ("upgrade", "stamp")
-                    and _marked(conn)
-                )
-            if marked and created is None:
-                raise _Unfinished
             if fleet.at_head(before):
                 return None
+            new = not before and fleet.command in ("upgrade", "stamp")
+            if new and created is None and not settled:
+                raise _Unsettled
             with (
                 conn.begin_nested() if caller_txn else transaction_alembic_may_end(conn)
             ):
                 self.migrate(conn, tenant)
                 after = list(context.get_context().get_current_heads())
-            if marked:  # the first migration has committed: no longer new
+            if created is not None:  # the first migration has committed
                 with conn.begin():
                     conn.execute(text(f"DROP TABLE IF EXISTS {CREATING_TABLE}"))
         return before, after
@@ -257,8 +264,12 @@ class DatabaseTenants:
         where = f"tenant {tenant.name!r}'s database ({tenant.display_url})"
         return run_with_connection(engine, fn, owned=True, where=where)
 
-    def _run(self, tenant: Tenant, created: _Created | None = None) -> Outcome:
-        return self._on_tenant(tenant, lambda c: self._migrate_on(c, tenant, created))
+    def _run(
+        self, tenant: Tenant, created: _Created | None = None, settled: bool = False
+    ) -> Outcome:
+        return self._on_tenant(
+            tenant, lambda c: self._migrate_on(c, tenant, created, settled)
+        )
 
     def one(self, name: str) -> Outcome:
         """Migrate tenant *name* (creating its database when it may be)."""
@@ -266,13 +277,13 @@ class DatabaseTenants:
         tenant = fleet.settings.tenant(name)
         if self.shared is not None:
             return run_with_connection(
-                self.shared, lambda c: self._migrate_on(c, tenant)
+                self.shared, lambda c: self._migrate_on(c, tenant, settled=True)
             )
         if _database_exists(tenant.url):
             try:
                 return self._run(tenant)
-            except _Unfinished:
-                pass  # created by a run that has not finished: see below
+            except _Unsettled:
+                pass  # no version yet: see below, under the creation lock
         else:
             if fleet.command == "current":
                 return [], []
@@ -326,7 +337,7 @@ class DatabaseTenants:
                 created = _Created(tenant.url)
                 created.create(self.options)
             try:
-                return self._run(tenant, created)
+                return self._run(tenant, created, settled=True)
             except BaseException:
                 if created is not None:
                     created.remove()

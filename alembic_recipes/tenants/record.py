@@ -35,11 +35,10 @@ from sqlalchemy import (
     delete,
     insert,
     select,
-    text,
 )
 from sqlalchemy.engine import Connection, make_url
 
-from ..locks import lock_key
+from ..locks import table_lock
 from ..logs import logger_for
 from .config import RECORD_TABLE, TenantSettings
 
@@ -57,6 +56,8 @@ log = logger_for(__name__)
 UNFINISHED = ("failed", "interrupted (rolled back)", "not attempted")
 """Statuses that ``-x tenant=failed`` selects."""
 RECORD_FILE = "alembic_recipes_fleet_run.db"
+_SAVE_WAIT = 60.0
+"""Seconds a save waits for another run's save (each takes milliseconds)."""
 
 
 def _table(schema: str | None) -> Table:
@@ -112,10 +113,10 @@ def save_record(
     if not rows:
         return
     table = _table(schema)
-    with conn.begin_nested() if conn.in_transaction() else conn.begin():
-        if conn.dialect.name == "postgresql":  # CREATE TABLE IF NOT EXISTS races
-            key = lock_key(conn.engine.url.database or "", schema, RECORD_TABLE)
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    with (
+        conn.begin_nested() if conn.in_transaction() else conn.begin(),
+        table_lock(conn, schema, RECORD_TABLE, timeout=_SAVE_WAIT),
+    ):
         table.create(conn, checkfirst=True)
         names = [row["tenant"] for row in rows]
         for start in range(0, len(names), 500):
