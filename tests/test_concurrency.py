@@ -17,7 +17,7 @@ from conftest import DEADLINE, Project, ServerDB, add_database, spawn, together
 pytestmark = pytest.mark.concurrency
 
 REPLICAS = 8
-TRIALS = 5
+TRIALS = 3
 
 
 def count_rows(url: str, table: str) -> dict[str, int]:
@@ -35,7 +35,7 @@ op.execute("INSERT INTO runs (rev) VALUES ('r1')")
 """
 
 
-# -- replicas: 8 processes, one database, 5 trials ---------------------------------
+# -- replicas: 8 processes, one database, 3 trials ---------------------------------
 @pytest.mark.postgresql
 def test_async_shared_replicas_on_postgresql(
     project: Callable[..., Project], pg: ServerDB, monkeypatch: pytest.MonkeyPatch

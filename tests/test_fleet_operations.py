@@ -57,6 +57,7 @@ def fleet(
     return proj, r1, r2
 
 
+@pytest.mark.orchestration
 def test_patterns_and_exclusions_select_known_tenants(
     fleet: tuple[Project, str, str], pg: ServerDB
 ) -> None:
@@ -77,6 +78,7 @@ def test_patterns_and_exclusions_select_known_tenants(
     assert "demo2" not in _schemas(pg)  # nothing was sent for it
 
 
+@pytest.mark.orchestration
 def test_shards_are_disjoint_cover_everything_and_stay_put() -> None:
     names = [f"tenant_{i:05d}" for i in range(2000)]
     shards = {name: [k for k in range(7) if in_shard(name, k, 7)] for name in names}
@@ -88,6 +90,7 @@ def test_shards_are_disjoint_cover_everything_and_stay_put() -> None:
     assert resolve(["all"], ["tenant_0000*"], names[:20]) == names[10:20]
 
 
+@pytest.mark.orchestration
 def test_shards_as_concurrent_processes_migrate_each_tenant_once(
     fleet: tuple[Project, str, str], pg: ServerDB, tmp_path: Path
 ) -> None:
@@ -126,6 +129,7 @@ def test_shards_as_concurrent_processes_migrate_each_tenant_once(
     )
 
 
+@pytest.mark.orchestration
 def test_run_record_as_json_lines(
     fleet: tuple[Project, str, str], pg: ServerDB, tmp_path: Path
 ) -> None:
@@ -154,6 +158,7 @@ def test_run_record_as_json_lines(
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+\+00:00", by_name["t001"]["started"])
 
 
+@pytest.mark.orchestration
 def test_plan_changes_nothing(fleet: tuple[Project, str, str], pg: ServerDB) -> None:
     proj, r1, r2 = fleet
     proj.alembic("-x", "tenant=t001,t002", "upgrade", r1)
@@ -171,6 +176,7 @@ def test_plan_changes_nothing(fleet: tuple[Project, str, str], pg: ServerDB) -> 
     assert _schemas(pg) == before  # t004 not even created
 
 
+@pytest.mark.orchestration
 def test_current_ends_with_a_histogram(
     fleet: tuple[Project, str, str], pg: ServerDB, tmp_path: Path
 ) -> None:
@@ -204,6 +210,7 @@ def _xmin(pg: ServerDB, schema: str) -> str:
         return str(conn.scalar(sa.text(f"SELECT xmin FROM {schema}.alembic_version")))
 
 
+@pytest.mark.orchestration
 def test_resume_runs_only_what_failed_or_was_not_attempted(
     fleet: tuple[Project, str, str], pg: ServerDB
 ) -> None:
@@ -236,6 +243,7 @@ def test_resume_runs_only_what_failed_or_was_not_attempted(
     assert "the recorded runs left no tenant unfinished" in again
 
 
+@pytest.mark.orchestration
 def test_resume_with_tenant_databases_on_sqlite(
     project: Callable[..., Project], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -295,6 +303,7 @@ def test_offline_fleet_script_creates_the_schemas_on_a_fresh_database(
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.orchestration
 def test_rollout_waves_stop_at_a_failing_wave(
     fleet: tuple[Project, str, str], pg: ServerDB, tmp_path: Path, workers: str
 ) -> None:
@@ -326,6 +335,7 @@ def test_rollout_waves_stop_at_a_failing_wave(
     assert set(_schemas(pg).values()) == {r2, None}
 
 
+@pytest.mark.orchestration
 def test_rollout_is_checked_before_any_sql(fleet: tuple[Project, str, str]) -> None:
     proj, _, _ = fleet
     for bad, said in (
@@ -339,6 +349,7 @@ def test_rollout_is_checked_before_any_sql(fleet: tuple[Project, str, str]) -> N
         assert run.code == 255 and said in run.stdout, (bad, run.output)
 
 
+@pytest.mark.orchestration
 def test_progress_lines_in_logs(fleet: tuple[Project, str, str]) -> None:
     proj, _, _ = fleet
     proj.revision("slow", upgrade='op.execute("SELECT pg_sleep(0.15)")')
@@ -431,6 +442,7 @@ def test_check_over_tenant_databases(
     assert "check: 1 of 2 tenants differ from the target metadata: globex" in run.stdout
 
 
+@pytest.mark.orchestration
 def test_progress_bar_on_a_terminal(
     fleet: tuple[Project, str, str], pg: ServerDB
 ) -> None:
@@ -461,6 +473,7 @@ def test_progress_bar_on_a_terminal(
     assert "[1/6] t001:" in lines.stdout and "Tenants:  " not in lines.stdout
 
 
+@pytest.mark.orchestration
 def test_progress_quiet_and_checked(fleet: tuple[Project, str, str]) -> None:
     proj, _, _ = fleet
     out = proj.alembic("-x", "tenant=all", "-x", "progress=quiet", "upgrade", "head")

@@ -77,6 +77,7 @@ def fleet(
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.orchestration
 def test_blocked_tenant_fails_fast_naming_who_blocks_it(
     fleet: tuple[Project, list[str]], pg: ServerDB, workers: str
 ) -> None:
@@ -114,6 +115,7 @@ def test_blocked_tenant_fails_fast_naming_who_blocks_it(
     assert _columns(pg, "t003") == ["id", "x"]
 
 
+@pytest.mark.orchestration
 def test_lock_released_during_the_retry_pause_succeeds(
     fleet: tuple[Project, list[str]], pg: ServerDB
 ) -> None:
@@ -133,6 +135,7 @@ def test_lock_released_during_the_retry_pause_succeeds(
     assert _columns(pg, "t002") == ["id", "x"]
 
 
+@pytest.mark.orchestration
 def test_single_tenant_lock_timeout_is_one_line(
     fleet: tuple[Project, list[str]], pg: ServerDB
 ) -> None:
@@ -152,6 +155,7 @@ def test_single_tenant_lock_timeout_is_one_line(
 
 
 @pytest.mark.parametrize("template", ["async-shared", "data-flag"])
+@pytest.mark.orchestration
 def test_single_database_retries_then_names_the_holder(
     template: str,
     project: Callable[..., Project],
@@ -180,6 +184,7 @@ def test_single_database_retries_then_names_the_holder(
     proj.alembic("upgrade", "head")
 
 
+@pytest.mark.orchestration
 def test_timeouts_are_set_in_the_migration_transaction(
     project: Callable[..., Project], pg: ServerDB, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -211,6 +216,7 @@ def test_timeouts_are_set_in_the_migration_transaction(
     assert seen == [("10s", "1h"), ("1500ms", "2min"), tuple(server)]
 
 
+@pytest.mark.orchestration
 def test_statement_timeout_stops_a_runaway_statement(
     project: Callable[..., Project], pg: ServerDB, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -224,6 +230,7 @@ def test_statement_timeout_stops_a_runaway_statement(
     assert "retry" not in run.stderr  # runs again only after lock timeouts
 
 
+@pytest.mark.orchestration
 def test_mariadb_lock_wait_timeout(
     project: Callable[..., Project], mysql: ServerDB, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -251,6 +258,7 @@ def test_mariadb_lock_wait_timeout(
         assert "x" in [c["name"] for c in sa.inspect(conn).get_columns("tbl")]
 
 
+@pytest.mark.orchestration
 def test_sqlite_busy_timeout(
     project: Callable[..., Project], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -301,6 +309,7 @@ def _wait_until(check: Callable[[], bool], what: str, seconds: float = 30) -> No
     pytest.fail(f"timed out waiting for {what}")
 
 
+@pytest.mark.orchestration
 def test_sigterm_stops_a_serial_fleet_and_leaves_no_waiting_session(
     fleet: tuple[Project, list[str]], pg: ServerDB
 ) -> None:
@@ -330,6 +339,7 @@ def test_sigterm_stops_a_serial_fleet_and_leaves_no_waiting_session(
     assert _columns(pg, "t004") == ["id"]
 
 
+@pytest.mark.orchestration
 def test_killed_parent_stops_its_workers_within_a_second(
     project: Callable[..., Project], pg: ServerDB, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -525,6 +535,7 @@ def _terminate_when_sleeping(pg: ServerDB) -> None:
         )
 
 
+@pytest.mark.orchestration
 def test_killed_connection_is_one_failed_line(
     project: Callable[..., Project], pg: ServerDB, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -548,6 +559,7 @@ def test_killed_connection_is_one_failed_line(
         assert not sa.inspect(conn).has_table("tbl")
 
 
+@pytest.mark.orchestration
 def test_killed_tenant_connection_names_the_tenant(
     fleet: tuple[Project, list[str]], pg: ServerDB
 ) -> None:

@@ -449,6 +449,7 @@ def test_database_strategy_on_postgresql(
 
 
 @pytest.mark.postgresql
+@pytest.mark.orchestration
 def test_benchmark_script_runs(pg: ServerDB) -> None:
     """bench/multitenant.py keeps working (tiny size; no timing is asserted)."""
     import subprocess

@@ -114,6 +114,7 @@ def _wait_for(found: Callable[[], bool], process: object) -> None:
         pytest.param("mysql", marks=pytest.mark.mysql),
     ],
 )
+@pytest.mark.orchestration
 def test_a_database_whose_creating_run_was_killed_is_never_taken_for_a_tenant(
     project: Callable[..., Project],
     request: pytest.FixtureRequest,
@@ -185,6 +186,7 @@ def test_a_database_whose_creating_run_was_killed_is_never_taken_for_a_tenant(
     assert not marked() and exists()
 
 
+@pytest.mark.orchestration
 def test_a_database_created_by_hand_is_still_a_tenant(
     project: Callable[..., Project], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
