@@ -2,6 +2,8 @@
 
 * ``lint``: ruff check + ruff format --check (package, tests, templates' Python).
 * ``typecheck``: mypy --strict on ``alembic_recipes``.
+* ``docs``: the documentation site, ``mkdocs build --strict`` (``nox -s docs --
+  serve`` serves it at http://127.0.0.1:8000 instead).
 * ``tests``: the suite against the newest Alembic/SQLAlchemy/drivers.
 * ``tests_oldest``: the same suite with every dependency at the floor that
   pyproject.toml declares (``>=X`` installed as ``==X``).
@@ -28,6 +30,7 @@ os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
 nox.options.sessions = [
     "lint",
     "typecheck",
+    "docs",
     "tests",
     "tests_oldest",
     "tests_pyproject_oldest",
@@ -36,6 +39,7 @@ nox.options.error_on_missing_interpreters = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 TEST_DEPS = nox.project.dependency_groups(PYPROJECT, "test")
+DOCS_DEPS = nox.project.dependency_groups(PYPROJECT, "docs")
 PYPROJECT_ALEMBIC = "1.16.0"  # the first Alembic that reads [tool.alembic]
 PYTEST = ("pytest", "-n", "2", "-p", "no:cacheprovider", "-ra")
 
@@ -66,6 +70,22 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("mypy", "types-tqdm", ".")
     session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    session.install(".", *DOCS_DEPS)
+    session.env["NO_MKDOCS_2_WARNING"] = "1"  # Material's banner about its successor
+    if session.posargs == ["serve"]:
+        session.run("mkdocs", "serve")
+    else:
+        session.run(
+            "mkdocs",
+            "build",
+            "--strict",
+            "--site-dir",
+            f"{session.virtualenv.location}/site",
+        )
 
 
 @nox.session

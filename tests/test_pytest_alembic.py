@@ -1,6 +1,6 @@
 """pytest-alembic's built-in tests (the experimental downgrade_leaves_no_trace
 included) pass on projects generated from every template, with the fixtures
-the README's "Testing your migrations" section gives, copied from it."""
+the documentation's "Testing your migrations" page gives, copied from it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import BIN, Project, ServerDB, use_models
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+TESTING_PAGE = Path(__file__).resolve().parent.parent / "docs" / "testing.md"
 
 MODELS = """\
 import sqlalchemy as sa
@@ -45,15 +45,13 @@ BUILT_IN = [
 
 
 def readme_fixtures(template: str) -> str:
-    """The ``conftest.py`` the README gives for *template*."""
-    text = README.read_text()
-    start = text.index("## Testing your migrations")
+    """The ``conftest.py`` the testing page gives for *template*."""
     block = re.search(
         rf"<!-- conftest: {re.escape(template)} -->\n```python\n(.*?)```",
-        text[start:],
+        TESTING_PAGE.read_text(),
         re.S,
     )
-    assert block, f"no conftest for {template} in the README"
+    assert block, f"no conftest for {template} in docs/testing.md"
     return block.group(1)
 
 

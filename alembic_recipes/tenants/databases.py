@@ -179,10 +179,21 @@ class DatabaseTenants:
         """Nothing is known before the tenant's own connection reads it."""
         return False
 
-    def _on_record(self, fn: Callable[[Connection, str | None], T]) -> T | None:
+    def _on_record(
+        self, fn: Callable[[Connection, str | None], T], *, write: bool = False
+    ) -> T | None:
         """``fn(connection, schema)`` on the run record's database (None:
-        there is none, see :func:`~.record.record_location`)."""
+        there is none, see :func:`~.record.record_location`; or, to read, a
+        SQLite record file no fleet run has written yet -- not created by
+        reading)."""
         url, schema = record_location(self.fleet.settings)
+        if (
+            not write
+            and url is not None
+            and make_url(url).get_backend_name() == "sqlite"
+            and not _database_exists(url)
+        ):
+            return None
         if url is None:
             if self.fleet.command == "current":
                 return None  # status: nothing to say about a record never kept
@@ -203,7 +214,9 @@ class DatabaseTenants:
     def save_record(self) -> None:
         """Store this run's outcomes in the record (:mod:`.record`)."""
         self.fleet.save_record(
-            lambda lines: self._on_record(lambda c, s: save_record(c, s, lines))
+            lambda lines: self._on_record(
+                lambda c, s: save_record(c, s, lines), write=True
+            )
         )
 
     def current(self, name: str) -> list[str] | None:

@@ -1,0 +1,235 @@
+"""Every example in the documentation runs -- or, for an excerpt, parses.
+
+Each page under ``docs/`` runs in a fresh directory, its code blocks in order,
+so a page reads as one session a user could type.  An HTML comment on the line
+before a block (invisible on the site) says what to do with it:
+
+* ``<!-- example: run -->`` -- run it (the default for ``bash`` and
+  ``console``; for ``python``: ``python -`` in the page's directory);
+* ``<!-- example: file PATH -->`` -- write it to PATH (later blocks use it);
+* ``<!-- example: excerpt -->`` -- part of a larger file, or commands that
+  need what a page cannot set up (``nox`` itself, a server of yours): only
+  parsed (``bash -n``, ``compile()``, configparser, tomllib, YAML); the
+  default for ``python``, ``ini``, ``toml`` and ``yaml``.
+
+``console`` blocks hold ``$ command`` lines, each followed by the output it
+shows, compared with what the command prints (stdout and stderr, as a terminal
+shows them): a line ``...`` stands for any number of lines, ``...`` within a
+line for any text, and revision ids are compared as ids.  A command whose
+shown output has ``FAILED:`` must fail.  ``pip install`` lines are skipped:
+the test session has the package installed.
+
+A page whose first line is ``<!-- examples: postgresql -->`` runs against a
+throwaway database: the page's URL ``postgresql://postgres@127.0.0.1:5432/app``
+(with any driver) is replaced by it.
+"""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import re
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ServerDB, cli_environment
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+PAGE_URL = re.compile(r"postgresql(\+\w+)?://postgres@127\.0\.0\.1:5432/app")
+FENCE = re.compile(
+    r"^(?:<!-- example: (?P<directive>[^>]*?) -->\n)?"
+    r"```(?P<lang>\w*)\n(?P<body>.*?)^```$",
+    re.M | re.S,
+)
+RUN_BY_DEFAULT = ("bash", "console")
+REVISION = re.compile(r"\b[0-9a-f]{12}\b")
+TIMEOUT = 300
+
+
+@dataclass
+class Block:
+    page: str
+    line: int
+    lang: str
+    directive: str
+    body: str
+
+    @property
+    def where(self) -> str:
+        return f"docs/{self.page}:{self.line}"
+
+
+def blocks(page: Path) -> list[Block]:
+    text = page.read_text()
+    return [
+        Block(
+            page.relative_to(DOCS).as_posix(),
+            text.count("\n", 0, m.start("body")),
+            m.group("lang"),
+            (m.group("directive") or "").strip(),
+            m.group("body"),
+        )
+        for m in FENCE.finditer(text)
+    ]
+
+
+def _pages() -> list[object]:
+    params: list[object] = []
+    for page in sorted(DOCS.rglob("*.md")):
+        if not blocks(page):
+            continue
+        name = page.relative_to(DOCS).as_posix()
+        marks = []
+        if page.read_text().startswith("<!-- examples: postgresql -->"):
+            marks.append(pytest.mark.postgresql)
+        params.append(pytest.param(name, marks=marks, id=name))
+    return params
+
+
+def _excerpt(block: Block) -> None:
+    """An excerpt parses in its language."""
+    if block.lang == "python":
+        compile(block.body, block.where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    elif block.lang in ("bash", "console"):
+        commands = block.body
+        if block.lang == "console":
+            commands = "\n".join(
+                line[2:] for line in commands.splitlines() if line.startswith("$ ")
+            )
+        done = subprocess.run(
+            ["bash", "-n"], input=commands, capture_output=True, text=True
+        )
+        assert done.returncode == 0, f"{block.where}: {done.stderr}"
+    elif block.lang == "ini":
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read_string(block.body, source=block.where)
+    elif block.lang == "toml":
+        tomllib.loads(block.body)
+    elif block.lang in ("yaml", "yml"):
+        yaml.safe_load(block.body)
+    elif block.lang not in ("text", ""):
+        raise AssertionError(
+            f"{block.where}: no check for an excerpt in {block.lang!r}"
+        )
+
+
+def _shell(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", command],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    return done.returncode, done.stdout
+
+
+def matches(shown: list[str], printed: list[str]) -> bool:
+    """*printed* lines fit the *shown* ones (``...`` wildcards, ids as ids)."""
+    if not shown:
+        return not printed
+    first, rest = shown[0], shown[1:]
+    if first == "...":
+        return any(matches(rest, printed[i:]) for i in range(len(printed) + 1))
+    if not printed:
+        return False
+    line = REVISION.sub("<rev>", printed[0].rstrip())
+    want = REVISION.sub("<rev>", first.rstrip())
+    pattern = ".*".join(re.escape(part) for part in want.split("..."))
+    return bool(re.fullmatch(pattern, line)) and matches(rest, printed[1:])
+
+
+def _console(block: Block, cwd: Path, env: dict[str, str]) -> None:
+    """Run each ``$ command`` and compare its output with the lines shown."""
+    sessions: list[tuple[str, list[str]]] = []
+    for line in block.body.splitlines():
+        if line.startswith("$ "):
+            sessions.append((line[2:], []))
+        elif sessions:
+            sessions[-1][1].append(line)
+    assert sessions, f"{block.where}: a console block without `$ ` commands"
+    for command, shown in sessions:
+        if command.startswith("pip install"):
+            continue
+        code, printed = _shell(command, cwd, env)
+        failing = any("FAILED:" in line for line in shown)
+        assert (code != 0) == failing, (
+            f"{block.where}: `{command}` exit {code}\n{printed}"
+        )
+        assert matches(shown, printed.splitlines()), (
+            f"{block.where}: `{command}` printed\n{printed}\nbut the page shows\n"
+            + "\n".join(shown)
+        )
+
+
+def run_page(name: str, cwd: Path, url: str | None) -> None:
+    env = cli_environment()
+    for block in blocks(DOCS / name):
+        body = PAGE_URL.sub(url, block.body) if url else block.body
+        block = Block(block.page, block.line, block.lang, block.directive, body)
+        kind, _, argument = block.directive.partition(" ")
+        if kind == "file":
+            path = cwd / argument
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(block.body)
+        elif kind == "excerpt" or (not kind and block.lang not in RUN_BY_DEFAULT):
+            _excerpt(block)
+        elif block.lang == "console":
+            _console(block, cwd, env)
+        elif block.lang == "bash":
+            code, printed = _shell(block.body, cwd, env)
+            assert code == 0, f"{block.where}: exit {code}\n{printed}"
+        elif block.lang == "python":
+            done = subprocess.run(
+                [sys.executable, "-"], input=block.body, cwd=cwd, env=env,
+                capture_output=True, text=True, timeout=TIMEOUT,
+            )  # fmt: skip
+            assert done.returncode == 0, f"{block.where}:\n{done.stderr}"
+        else:
+            raise AssertionError(f"{block.where}: cannot run a {block.lang!r} block")
+
+
+@pytest.mark.parametrize("page", _pages())
+def test_every_example_runs(
+    page: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = None
+    if (DOCS / page).read_text().startswith("<!-- examples: postgresql -->"):
+        server: ServerDB = request.getfixturevalue("pg")
+        url = server.url.render_as_string(hide_password=False)
+    run_page(page, tmp_path, url)
+
+
+def test_every_block_is_run_or_parsed() -> None:
+    """No block escapes: every directive is known, every language handled."""
+    for page in DOCS.rglob("*.md"):
+        for block in blocks(page):
+            kind = block.directive.partition(" ")[0]
+            assert kind in ("", "run", "file", "excerpt"), block.where
+            assert block.lang in (
+                "bash",
+                "console",
+                "python",
+                "ini",
+                "toml",
+                "yaml",
+                "text",
+            ), f"{block.where}: a block needs a language ({block.lang!r})"
+
+
+def test_matching_rules() -> None:
+    assert matches(["a", "...", "z"], ["a", "b", "c", "z"])
+    assert matches(["Running upgrade  -> 1a2b3c4d5e6f, first"],
+                   ["Running upgrade  -> 0123456789ab, first"])  # fmt: skip
+    assert matches(["async-shared - Async ..."], ["async-shared - Async engines"])
+    assert matches(["Creating directory .../migrations ...  done"],
+                   ["Creating directory /tmp/x/migrations ...  done"])  # fmt: skip
+    assert not matches(["a"], ["a", "b"])
+    assert not matches(["a", "...", "z"], ["a", "b"])
