@@ -180,6 +180,22 @@ def cli_environment() -> dict[str, str]:
     return {**os.environ, "PATH": path, "PYTHONDONTWRITEBYTECODE": "1"}
 
 
+def set_ini_option(ini: Path, key: str, value: str, section: str = "alembic") -> None:
+    """Set ``key = value`` in *section* of the ini file *ini*, editing its text
+    as a user would (a commented ``# key = ...`` line is uncommented)."""
+    text = ini.read_text()
+    pattern = re.compile(rf"^#? ?{re.escape(key)} = .*$", re.M)
+    start = text.index(f"[{section}]")
+    end = text.find("\n[", start + 1)
+    end = len(text) if end == -1 else end
+    body = text[start:end]
+    if pattern.search(body):
+        body = pattern.sub(lambda _: f"{key} = {value}", body, count=1)
+    else:
+        body = body.rstrip("\n") + f"\n{key} = {value}\n\n"
+    ini.write_text(text[:start] + body + text[end:])
+
+
 @dataclass
 class Result:
     """What one ``alembic`` invocation did."""
@@ -232,17 +248,7 @@ class Project:
 
     def set_option(self, key: str, value: str, section: str = "alembic") -> None:
         """Set ``key = value`` in an ini section, editing the text like a user."""
-        text = self.ini.read_text()
-        pattern = re.compile(rf"^#? ?{re.escape(key)} = .*$", re.M)
-        start = text.index(f"[{section}]")
-        end = text.find("\n[", start + 1)
-        end = len(text) if end == -1 else end
-        body = text[start:end]
-        if pattern.search(body):
-            body = pattern.sub(lambda _: f"{key} = {value}", body, count=1)
-        else:
-            body = body.rstrip("\n") + f"\n{key} = {value}\n\n"
-        self.ini.write_text(text[:start] + body + text[end:])
+        set_ini_option(self.ini, key, value, section)
 
     def revision(self, message: str, **bodies: str) -> str:
         """``alembic revision -m message``, then fill function bodies.

@@ -7,6 +7,8 @@ before a block (invisible on the site) says what to do with it:
 * ``<!-- example: run -->`` -- run it (the default for ``bash`` and
   ``console``; for ``python``: ``python -`` in the page's directory);
 * ``<!-- example: file PATH -->`` -- write it to PATH (later blocks use it);
+* ``<!-- example: set PATH -->`` -- an ini excerpt: set each of its options in
+  the ini file PATH, as a user edits it (commented stock lines uncommented);
 * ``<!-- example: excerpt -->`` -- part of a larger file, or commands that
   need what a page cannot set up (``nox`` itself, a server of yours): only
   parsed (``bash -n``, ``compile()``, configparser, tomllib, YAML); the
@@ -16,8 +18,8 @@ before a block (invisible on the site) says what to do with it:
 shows, compared with what the command prints (stdout and stderr, as a terminal
 shows them): a line ``...`` stands for any number of lines, ``...`` within a
 line for any text, and revision ids are compared as ids.  A command whose
-shown output has ``FAILED:`` must fail.  ``pip install`` lines are skipped:
-the test session has the package installed.
+shown output has a ``FAILED:`` line or a traceback must fail.  ``pip
+install`` lines are skipped: the test session has the package installed.
 
 A page whose first line is ``<!-- examples: postgresql -->`` runs against a
 throwaway database: the page's URL ``postgresql://postgres@127.0.0.1:5432/app``
@@ -37,16 +39,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ServerDB, cli_environment
+from conftest import ServerDB, cli_environment, set_ini_option
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-PAGE_URL = re.compile(r"postgresql(\+\w+)?://postgres@127\.0\.0\.1:5432/app")
+PAGE_URL = re.compile(r"postgresql(?P<driver>\+\w+)?://postgres@127\.0\.0\.1:5432/app")
 FENCE = re.compile(
     r"^(?:<!-- example: (?P<directive>[^>]*?) -->\n)?"
     r"```(?P<lang>\w*)\n(?P<body>.*?)^```$",
     re.M | re.S,
 )
 RUN_BY_DEFAULT = ("bash", "console")
+FAILURES = ("FAILED:", "Traceback (most recent call last):")
 REVISION = re.compile(r"\b[0-9a-f]{12}\b")
 TIMEOUT = 300
 
@@ -159,7 +162,7 @@ def _console(block: Block, cwd: Path, env: dict[str, str]) -> None:
         if command.startswith("pip install"):
             continue
         code, printed = _shell(command, cwd, env)
-        failing = any("FAILED:" in line for line in shown)
+        failing = any(line.startswith(FAILURES) for line in shown)
         assert (code != 0) == failing, (
             f"{block.where}: `{command}` exit {code}\n{printed}"
         )
@@ -172,10 +175,21 @@ def _console(block: Block, cwd: Path, env: dict[str, str]) -> None:
 def run_page(name: str, cwd: Path, url: str | None) -> None:
     env = cli_environment()
     for block in blocks(DOCS / name):
-        body = PAGE_URL.sub(url, block.body) if url else block.body
+        body = block.body
+        if url:
+            body = PAGE_URL.sub(
+                lambda m: url.replace("postgresql", m[0].split(":")[0], 1), body
+            )
         block = Block(block.page, block.line, block.lang, block.directive, body)
         kind, _, argument = block.directive.partition(" ")
-        if kind == "file":
+        if kind == "set":
+            parser = configparser.ConfigParser(interpolation=None)
+            parser.optionxform = str  # type: ignore[assignment,method-assign]
+            parser.read_string(block.body, source=block.where)
+            for section in parser.sections():
+                for key, value in parser.items(section, raw=True):
+                    set_ini_option(cwd / argument, key, value, section)
+        elif kind == "file":
             path = cwd / argument
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(block.body)
@@ -196,6 +210,7 @@ def run_page(name: str, cwd: Path, url: str | None) -> None:
             raise AssertionError(f"{block.where}: cannot run a {block.lang!r} block")
 
 
+@pytest.mark.docs
 @pytest.mark.parametrize("page", _pages())
 def test_every_example_runs(
     page: str, tmp_path: Path, request: pytest.FixtureRequest
@@ -212,7 +227,7 @@ def test_every_block_is_run_or_parsed() -> None:
     for page in DOCS.rglob("*.md"):
         for block in blocks(page):
             kind = block.directive.partition(" ")[0]
-            assert kind in ("", "run", "file", "excerpt"), block.where
+            assert kind in ("", "run", "file", "set", "excerpt"), block.where
             assert block.lang in (
                 "bash",
                 "console",
