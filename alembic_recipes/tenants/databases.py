@@ -231,6 +231,8 @@ class DatabaseTenants:
         if self.shared is not None:
             return run_with_connection(self.shared, read)
         if not _database_exists(tenant.url):
+            if self.fleet.command != "current":  # a plan: would it be created?
+                self._load_listed(name)
             return None
         return self._on_tenant(tenant, read)
 
