@@ -18,9 +18,11 @@ import inspect
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from alembic import context
+from alembic.config import Config
 from alembic.operations import ops
 from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
@@ -43,6 +45,7 @@ __all__ = [
     "replace_step_function",
     "run_step_instead",
     "running_command",
+    "toml_beside_ini",
     "transaction_alembic_may_end",
     "upgrade_steps",
     "version_table",
@@ -307,3 +310,29 @@ def before_each_step(steps: Iterable[Any], callback: Callable[[str], None]) -> N
             return _fn(*args, **kwargs)
 
         step.migration_fn = announced
+
+
+def toml_beside_ini(config: Config) -> None:
+    """Give *config* the ``pyproject.toml`` beside its ini file when it was made
+    without one (``Config("alembic.ini")`` in a test, pytest-alembic's copy of
+    a config), as the ``alembic`` command reads ``./pyproject.toml``: its
+    ``[tool.alembic]`` options are then read as from the command line.
+
+    Alembic >= 1.16 (``toml_file_name``); nothing when the config has a toml
+    file, no ini file, or no ``pyproject.toml`` with a ``[tool.alembic]``
+    table is there.  Private: ``toml_alembic_config`` is memoized in the
+    instance ``__dict__`` (as ``{}`` when it was read without a file).
+    """
+    if not hasattr(config, "toml_file_name") or config.toml_file_name:
+        return
+    if not config.config_file_name:
+        return
+    beside = Path(config.config_file_name).with_name("pyproject.toml")
+    try:
+        text = beside.read_text(encoding="utf-8")
+    except OSError:
+        return
+    if "[tool.alembic]" not in text:
+        return
+    config.toml_file_name = str(beside)
+    config.__dict__.pop("toml_alembic_config", None)

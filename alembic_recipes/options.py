@@ -13,6 +13,8 @@ import weakref
 from alembic.config import Config
 from alembic.util import CommandError
 
+from .alembic_internals import toml_beside_ini
+
 __all__ = [
     "BOOLEAN_WORDS",
     "InvalidOption",
@@ -130,6 +132,7 @@ def main_option(config: Config, key: str) -> tuple[str | bool | None, str]:
     TOML values keep their type where we have one: booleans stay booleans,
     numbers become text, lists are joined with ``", "``.
     """
+    toml_beside_ini(config)
     section = config.config_ini_section
     if config.file_config.has_option(section, key) or not hasattr(
         config, "get_alembic_option"

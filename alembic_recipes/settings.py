@@ -34,6 +34,7 @@ from .alembic_internals import (
     environment,
     environment_state,
     running_command,
+    toml_beside_ini,
 )
 from .connections import transactional_ddl
 from .filters import IncludeName, all_names
@@ -217,6 +218,7 @@ def _ini_keys(config: Config) -> list[str]:
 
 def _toml_keys(config: Config) -> list[tuple[str, list[str]]]:
     """``[tool.alembic]`` keys of pyproject.toml (Alembic >= 1.16), if any."""
+    toml_beside_ini(config)
     toml = getattr(config, "toml_alembic_config", None)
     return [("[tool.alembic]", list(toml))] if toml else []
 

@@ -347,3 +347,23 @@ def test_before_each_step_names_the_revision_about_to_run(config: Config) -> Non
     internals.before_each_step(steps, entered.append)
     assert [step.migration_fn() for step in steps] == ["ran"]
     assert entered == ["r1"]
+
+
+@pytest.mark.pyproject  # also on Alembic 1.16.0, the first that reads it
+@pytest.mark.skipif(
+    not hasattr(Config, "toml_file_name"), reason="pyproject.toml needs Alembic 1.16"
+)
+def test_toml_beside_ini(tmp_path: Path) -> None:
+    """A config made from the ini alone reads ``[tool.alembic]`` beside it."""
+    ini = tmp_path / "alembic.ini"
+    ini.write_text("[alembic]\nsqlalchemy.url = sqlite://\n")
+    config = Config(str(ini))
+    assert config.toml_alembic_config == {}  # memoized without a file
+    internals.toml_beside_ini(config)  # nothing there yet
+    assert config.toml_file_name is None
+    (tmp_path / "pyproject.toml").write_text('[tool.alembic]\ndatabases = "a, b"\n')
+    internals.toml_beside_ini(config)
+    assert config.get_alembic_option("databases") == "a, b"
+    given = Config(str(ini), toml_file=str(tmp_path / "other.toml"))
+    internals.toml_beside_ini(given)  # one the caller chose stays
+    assert given.toml_file_name == str(tmp_path / "other.toml")

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import alembic
 import pytest
 from conftest import BIN, Project, ServerDB, use_models
 
@@ -197,3 +198,39 @@ def test_multidb_each_database(
     fresh(proj, "main.db", "analytics.db")
     for database in ("main", "analytics"):
         run_pytest_alembic(proj, readme_fixtures("multidb-mixed"), ALEMBIC_DB=database)
+
+
+# -- the pyproject flavours: options in [tool.alembic] -----------------------------
+PYPROJECT_CASES = {
+    "async-shared": ((), ("app.db",), {"TEST_DATABASE_URL": ""}),
+    "data-flag": ((), ("app.db",), {"TEST_DATABASE_URL": ""}),
+    "multitenant": (
+        ("-x", "tenant=acme"),
+        ("tenants/acme.db",),
+        {"TEST_DATABASE_URL": ""},
+    ),
+    "multidb-mixed": ((), ("main.db", "analytics.db"), {"ALEMBIC_DB": "main"}),
+}
+
+
+@pytest.mark.pyproject
+@pytest.mark.skipif(
+    tuple(int(p) for p in alembic.__version__.split(".")[:2]) < (1, 16),
+    reason="pyproject.toml configuration needs Alembic >= 1.16",
+)
+@pytest.mark.parametrize("template", sorted(PYPROJECT_CASES))
+def test_pyproject_flavours(
+    template: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each ``-pyproject`` flavour, unmodified pytest-alembic, the same fixtures."""
+    args, files, env = PYPROJECT_CASES[template]
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "pyproject.toml").write_text('[project]\nname = "app"\n')
+    proj = Project(root, f"{template}-pyproject")
+    proj.alembic("init", "-t", f"{template}-pyproject", "migrations")
+    monkeypatch.chdir(root)
+    use_models(proj)
+    autogenerate_two(proj, *args)
+    fresh(proj, *files)
+    run_pytest_alembic(proj, readme_fixtures(template), **env)

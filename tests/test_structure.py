@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "connections": {"alembic_internals"},
     "logs": set(),
     "locks": {"alembic_internals", "connections", "logs"},
-    "options": set(),
+    "options": {"alembic_internals"},
     "option_table": set(),
     "filters": set(),
     "config_text": {"option_table"},
