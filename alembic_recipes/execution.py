@@ -11,12 +11,13 @@ after a lock timeout (:mod:`.retries`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
 from typing import TypeVar
 
 from alembic.config import Config
 from alembic.util import CommandError
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from .connections import (
@@ -90,10 +91,15 @@ def _guarded(
     a lock timeout where that is safe."""
 
     def guarded(connection: Connection) -> T:
+        schema = settings.target_schema
         with ExitStack() as stack:
             if lock and settings.locks():
                 timeout = settings.migration_lock_timeout
-                stack.enter_context(migration_lock(connection, timeout=timeout))
+                stack.enter_context(
+                    migration_lock(connection, schema=schema, timeout=timeout)
+                )
+            if schema is not None:
+                stack.enter_context(enter_schema(connection, schema))
             stack.enter_context(migration_safeguards(connection, settings.timeouts))
             if not lock:  # the caller retries (a fleet: per tenant)
                 return fn(connection)
@@ -110,3 +116,33 @@ def _guarded(
                 raise CommandError(f"{what}: {lost}") from exc
 
     return guarded
+
+
+@contextmanager
+def enter_schema(connection: Connection, schema: str) -> Iterator[None]:
+    """Migrate into PostgreSQL schema *schema* (``target_schema``): create it
+    if missing and put it first on the search_path -- for the caller's open
+    transaction only (``SET LOCAL``); else for the session, with its previous
+    search_path set back afterwards."""
+    if connection.dialect.name != "postgresql":
+        raise CommandError(
+            f"target_schema {schema!r} is a PostgreSQL schema; the database is"
+            f" {connection.dialect.name} ({display_url(connection.engine.url)})"
+        )
+    quoted = connection.dialect.identifier_preparer.quote_identifier(schema)
+    set_path = text("SELECT set_config('search_path', :path, :local)")
+    if connection.in_transaction():
+        connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+        connection.execute(set_path, {"path": quoted, "local": True})
+        yield
+        return
+    with connection.begin():
+        before = connection.scalar(text("SELECT current_setting('search_path')"))
+        connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+        connection.execute(set_path, {"path": quoted, "local": False})
+    try:
+        yield
+    finally:
+        if not connection.invalidated and not connection.closed:
+            with nullcontext() if connection.in_transaction() else connection.begin():
+                connection.execute(set_path, {"path": before, "local": False})

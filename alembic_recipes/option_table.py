@@ -637,6 +637,23 @@ OPTIONS: tuple[Option, ...] = (
         joined=True,
     ),
     Option(
+        "target_schema",
+        kind="text",
+        accepted="a PostgreSQL schema name of 1 to 63 characters",
+        x="target_schema",
+        templates=frozenset({"async-shared", "data-flag", "multitenant"}),
+        in_ini=False,
+        reference=(
+            "The PostgreSQL schema to migrate into, as alembic-gauntlet's tests set"
+            ' it (`config.attributes["target_schema"]`): created if missing, first'
+            " on the search_path for the migration's transaction only (`SET LOCAL`"
+            " on a caller's connection), and holding `alembic_version`.  Its own"
+            " migration lock.  multitenant: that schema is the one tenant migrated;"
+            " on a caller's connection whatever `tenant_strategy` says.  Online"
+            " only."
+        ),
+    ),
+    Option(
         "column_order",
         ("Column order in generated CREATE TABLE; * stands for the other columns.",),
         example="id, *, created_at, updated_at",

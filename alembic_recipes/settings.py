@@ -234,6 +234,19 @@ def _warn_if_close(key: str, where: str, known: set[str]) -> bool:
 WRITING_COMMANDS = ("upgrade", "downgrade", "stamp")
 
 
+def _target_schema(reader: OptionReader) -> str | None:
+    """``target_schema``: a schema name PostgreSQL takes (1 to 63 characters,
+    no NUL), or None."""
+    if "target_schema" not in reader.x_keys:  # not this template's (multidb-mixed)
+        return None
+    name, source = reader.value("target_schema")
+    if name is None:
+        return None
+    if isinstance(name, bool) or not 0 < len(name) <= 63 or "\x00" in name:
+        raise InvalidOption.expected(name, source, option("target_schema").accepted)
+    return name
+
+
 def configure_arguments(
     connection: Connection | None, *name_filters: IncludeName | None
 ) -> dict[str, Any]:
@@ -320,6 +333,9 @@ class Settings:
     """Lock and statement timeouts of every migration transaction."""
     lock_retries: int = 3
     """Runs again after a lock timeout, with backoff (``lock_retries``)."""
+    target_schema: str | None = None
+    """PostgreSQL schema to migrate into (``config.attributes["target_schema"]``,
+    as alembic-gauntlet sets it), or None: the connection's own."""
 
     @classmethod
     def load(cls, config: Config) -> Self:
@@ -362,6 +378,7 @@ class Settings:
                 statement=reader.duration("statement_timeout"),
             ),
             "lock_retries": reader.whole("lock_retries", low=0, high=100),
+            "target_schema": _target_schema(reader),
         }
 
     def configure_options(
@@ -373,7 +390,10 @@ class Settings:
         """The ``context.configure()`` arguments this environment needs:
         ``transactional_ddl`` for *connection* (online), and the package's
         ``include_name`` filters combined with yours (*include_name*)."""
-        return configure_arguments(connection, *self.name_filters(), include_name)
+        options = configure_arguments(connection, *self.name_filters(), include_name)
+        if self.target_schema is not None:
+            options["version_table_schema"] = self.target_schema
+        return options
 
     def name_filters(self) -> list[IncludeName]:
         """The package's own ``include_name`` filters for this environment."""

@@ -219,7 +219,16 @@ class TenantSettings(Settings):
                 f"invalid tenant_strategy {strategy!r}: expected one of"
                 f" {', '.join(STRATEGIES)}"
             )
+        base = super().read(reader)
+        # alembic-gauntlet's target_schema: that schema is the one tenant; on
+        # a caller's connection it is a schema there, whatever the strategy
+        target = base.pop("target_schema")
         selection = _requested(reader)
+        if target is not None and not selection:
+            name = validate_selector(target, source="target_schema")
+            selection = {"every": False, "requested": (name,), "selectors": (name,)}
+            if reader.config.attributes.get("connection") is not None:
+                strategy = "schema"
         if not selection and running_command() == "current":
             log.info(
                 "current: no -x tenant given, so every known tenant (-x tenant=all)"
@@ -237,10 +246,13 @@ class TenantSettings(Settings):
                 f"{shared!r} is the shared scope (shared_scope), not a tenant: use"
                 f" -x tenant={SHARED} for it"
             )
+        shared_connection = reader.config.attributes.get("connection") is not None
         return {
-            **super().read(reader),
+            **base,
             "strategy": strategy,
-            "url": _url(reader.config, strategy),
+            "url": None
+            if target is not None and shared_connection
+            else _url(reader.config, strategy),
             **selection,
             "requested": requested,
             "shard": _shard(reader),
