@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
-from conftest import Project, ServerDB, spawn, tables, versions
+from conftest import DEADLINE, Project, ServerDB, spawn, tables, versions
 
 APP = "app-under-test"
 
@@ -42,6 +42,27 @@ def _tenants(pg: ServerDB, names: list[str]) -> None:
     with pg.engine().begin() as conn:
         for name in names:
             conn.exec_driver_sql(f"CREATE SCHEMA {name}")
+
+
+def _first_wait_timed_out(pg: ServerDB, schema: str, table: str) -> None:
+    """Return once a session has waited for a lock on *schema*.*table* and
+    stopped waiting (its lock timeout fired), polling from a third session."""
+    waiting = sa.text(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE NOT l.granted AND n.nspname = :schema AND c.relname = :table"
+    )
+    seen = False
+    deadline = time.monotonic() + DEADLINE
+    with pg.engine().connect() as conn:
+        while time.monotonic() < deadline:
+            now = bool(conn.scalar(waiting, {"schema": schema, "table": table}))
+            conn.rollback()
+            if seen and not now:
+                return
+            seen = seen or now
+            time.sleep(0.01)
+    raise AssertionError(f"no lock wait on {schema}.{table} came and went")
 
 
 def _columns(pg: ServerDB, schema: str) -> list[str]:
@@ -127,9 +148,10 @@ def test_lock_released_during_the_retry_pause_succeeds(
             proj, "-x", "tenant=all", "-x", "lock_timeout=200ms", "-x",
             "lock_retries=5", "upgrade", "head",
         )  # fmt: skip
-        time.sleep(1.5)  # the first attempt timed out; t002 waits to run again
+        _first_wait_timed_out(pg, "t002", "tbl")  # t002 now waits to run again
     _out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
+
     assert "runs again after the other tenants (retry 1 of 5)" in err
     assert "Tenants: 6 total: 6 upgraded" in err
     assert _columns(pg, "t002") == ["id", "x"]

@@ -24,8 +24,8 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.schema import CreateSchema
 
 from ..alembic_internals import VERSION_TABLE, transaction_alembic_may_end
-from ..blocking import SCHEMAS_KEY
-from ..connections import first_line, own_read
+from ..blocking import SCHEMAS_KEY, timeout_of
+from ..connections import connection_lost, first_line, own_read
 from ..execution import connect_and_run
 from ..logs import logger_for
 from .compiled import CompiledPaths, execute_script
@@ -338,14 +338,17 @@ class SchemaTenants:
     def _replay(self, conn: Connection, name: str, missing: bool, sql: str) -> bool:
         """Run the path's script for tenant *name*; False when it failed (rolled
         back), so that Alembic runs the tenant and reports the failing
-        statement the usual way: the revision file, the line, the one SQL."""
+        statement the usual way: the revision file, the line, the one SQL.
+        A lock or statement timeout, or a lost connection, is raised as is:
+        the retry after the other tenants (or the failure) is the same as
+        for a tenant Alembic runs."""
         path = self.fleet.settings.tenant(name).search_path
         try:
             with schema_scope(conn, name, create=missing, path=path):
                 execute_script(conn, sql)
         except Exception as exc:
-            if stopping():
-                raise
+            if stopping() or timeout_of(exc) is not None or connection_lost(exc):
+                raise  # the database's state, not the script: Alembic would meet it too
             log.info(
                 "%s: the replayed script failed (%s: %s); rolled back, running"
                 " this tenant through Alembic instead",
