@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import BIN, Project, ServerDB
+from conftest import BIN, Project, ServerDB, autogenerate_two
 
 pytestmark = pytest.mark.postgresql
 
@@ -64,12 +64,7 @@ def _use_declarative_models(proj: Project) -> None:
 
 
 def _two_revisions(proj: Project, *args: str) -> None:
-    models = proj.root / "models.py"
-    models.write_text(MODELS)
-    proj.alembic(*args, "revision", "--autogenerate", "-m", "customers")
-    proj.alembic(*args, "upgrade", "head")
-    models.write_text(MODELS + MORE)
-    proj.alembic(*args, "revision", "--autogenerate", "-m", "lines")
+    autogenerate_two(proj, MODELS, MORE, *args)
     proj.alembic(*args, "downgrade", "base")
 
 
