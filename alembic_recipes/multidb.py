@@ -36,6 +36,7 @@ from .connections import (
     own_read,
     run_with_connections,
 )
+from .execution import enter_schema
 from .filters import IncludeName
 from .locks import migration_lock
 from .logs import logger_for
@@ -72,6 +73,8 @@ class Database:
     """The ini section holding its options: ``[<environment>.<name>]`` when the
     ini has one (several environments in one ini, ``alembic -n``), else
     ``[<name>]``."""
+    schema: str | None = None
+    """``target_schema``: the PostgreSQL schema to migrate into, or None."""
 
     @property
     def upgrade_token(self) -> str:
@@ -106,6 +109,7 @@ class Database:
         return {
             "upgrade_token": self.upgrade_token,
             "downgrade_token": self.downgrade_token,
+            **({"version_table_schema": self.schema} if self.schema else {}),
             **configure_arguments(connection, include_name),
         }
 
@@ -161,6 +165,7 @@ class DatabaseSettings(Settings):
 
     @classmethod
     def read(cls, reader: OptionReader) -> dict[str, Any]:
+        base = super().read(reader)
         reader.ini("databases")
         names = database_names(reader.config)
         wanted = _requested(reader, names)
@@ -179,11 +184,18 @@ class DatabaseSettings(Settings):
                 with failing_as(f"invalid sqlalchemy.url in [{section}]"):
                     make_url(url).get_dialect()  # an unknown dialect fails now
             databases.append(
-                Database(name, url, options, runs=len(wanted), section=section)
+                Database(
+                    name,
+                    url,
+                    options,
+                    runs=len(wanted),
+                    section=section,
+                    schema=base["target_schema"],
+                )
             )
         databases.sort(key=lambda db: db.backend in _NON_TRANSACTIONAL_DDL)
         return {
-            **super().read(reader),
+            **base,
             "databases": tuple(databases),
             "names": tuple(names),
             "two_phase": reader.flag("two_phase", default=False),
@@ -430,8 +442,14 @@ def run_databases(
             if options.locks():  # every database, in the same order everywhere
                 for db in databases:
                     timeout = options.migration_lock_timeout
-                    held.enter_context(migration_lock(views[db.name], timeout=timeout))
+                    held.enter_context(
+                        migration_lock(
+                            views[db.name], schema=db.schema, timeout=timeout
+                        )
+                    )
             for db in databases:
+                if db.schema is not None:
+                    held.enter_context(enter_schema(views[db.name], db.schema))
                 held.enter_context(
                     migration_safeguards(views[db.name], options.timeouts)
                 )

@@ -641,7 +641,6 @@ OPTIONS: tuple[Option, ...] = (
         kind="text",
         accepted="a PostgreSQL schema name of 1 to 63 characters",
         x="target_schema",
-        templates=frozenset({"async-shared", "data-flag", "multitenant"}),
         in_ini=False,
         reference=(
             "The PostgreSQL schema to migrate into, as alembic-gauntlet's tests set"
@@ -649,8 +648,9 @@ OPTIONS: tuple[Option, ...] = (
             " on the search_path for the migration's transaction only (`SET LOCAL`"
             " on a caller's connection), and holding `alembic_version`.  Its own"
             " migration lock.  multitenant: that schema is the one tenant migrated;"
-            " on a caller's connection whatever `tenant_strategy` says.  Online"
-            " only."
+            " on a caller's connection whatever `tenant_strategy` says.  multidb-mixed:"
+            " in every selected database (one shared connection: name its database"
+            ' with `config.attributes["db"]`).  Online only.'
         ),
     ),
     Option(

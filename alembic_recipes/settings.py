@@ -237,8 +237,6 @@ WRITING_COMMANDS = ("upgrade", "downgrade", "stamp")
 def _target_schema(reader: OptionReader) -> str | None:
     """``target_schema``: a schema name PostgreSQL takes (1 to 63 characters,
     no NUL), or None."""
-    if "target_schema" not in reader.x_keys:  # not this template's (multidb-mixed)
-        return None
     name, source = reader.value("target_schema")
     if name is None:
         return None

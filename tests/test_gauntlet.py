@@ -58,6 +58,10 @@ def _use_declarative_models(proj: Project) -> None:
     new = text.replace(
         "target_metadata = None",
         "from models import Base\n\ntarget_metadata = Base.metadata",
+    ).replace(
+        "target_metadata: dict[str, MetaData] = {}",
+        "from models import Base\n\n"
+        'target_metadata = {"main": Base.metadata, "analytics": Base.metadata}',
     )
     assert new != text
     proj.env_py.write_text(new)
@@ -68,14 +72,19 @@ def _two_revisions(proj: Project, *args: str) -> None:
     proj.alembic(*args, "downgrade", "base")
 
 
-def _run_gauntlet(proj: Project, pg: ServerDB) -> str:
+def _page_block(marker: str) -> str:
+    found = re.search(
+        rf"<!-- {marker} -->\n```python\n(.*?)```", TESTING_PAGE.read_text(), re.S
+    )
+    assert found, f"no {marker} block in docs/testing.md"
+    return found.group(1)
+
+
+def _run_gauntlet(proj: Project, pg: ServerDB, *extra: str) -> str:
     tests = proj.root / "tests"
     tests.mkdir()
-    suite = re.search(
-        r"<!-- gauntlet suite -->\n```python\n(.*?)```", TESTING_PAGE.read_text(), re.S
-    )
-    assert suite, "no alembic-gauntlet suite in docs/testing.md"
-    (tests / "test_migrations.py").write_text(suite.group(1))
+    suite = "\n".join([_page_block("gauntlet suite"), *map(_page_block, extra)])
+    (tests / "test_migrations.py").write_text(suite)
     (proj.root / "pytest.ini").write_text(
         "[pytest]\nasyncio_mode = auto\npythonpath = .\n"
     )
@@ -170,3 +179,15 @@ def test_target_schema_from_the_command_line(
             sa.create_engine(f"sqlite:///{proj.root / 'app.db'}")
         ).get_table_names()
     )
+
+
+def test_multidb_mixed_as_generated(
+    project: Callable[..., Project], pg: ServerDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The generated multidb-mixed project (two SQLite files): its main
+    database migrated into the suite's schema, named by the page's fixture."""
+    proj = project("multidb-mixed")
+    monkeypatch.chdir(proj.root)
+    _use_declarative_models(proj)
+    _two_revisions(proj)
+    _run_gauntlet(proj, pg, "gauntlet multidb-mixed")
