@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.schema import CreateSchema
 
 from ..alembic_internals import VERSION_TABLE, transaction_alembic_may_end
-from ..blocking import SCHEMAS_KEY, timeout_of
+from ..blocking import SCHEMAS_KEY
 from ..connections import connection_lost, first_line, own_read
 from ..execution import connect_and_run
 from ..logs import logger_for
@@ -338,17 +338,17 @@ class SchemaTenants:
     def _replay(self, conn: Connection, name: str, missing: bool, sql: str) -> bool:
         """Run the path's script for tenant *name*; False when it failed (rolled
         back), so that Alembic runs the tenant and reports the failing
-        statement the usual way: the revision file, the line, the one SQL.
-        A lock or statement timeout, or a lost connection, is raised as is:
-        the retry after the other tenants (or the failure) is the same as
-        for a tenant Alembic runs."""
+        statement the usual way: the revision file, the line, the one SQL
+        (a lock timeout too: Alembic's run of the tenant meets the lock again,
+        and its timeout names the one statement and leads to the retry after
+        the other tenants).  A lost connection is raised as is."""
         path = self.fleet.settings.tenant(name).search_path
         try:
             with schema_scope(conn, name, create=missing, path=path):
                 execute_script(conn, sql)
         except Exception as exc:
-            if stopping() or timeout_of(exc) is not None or connection_lost(exc):
-                raise  # the database's state, not the script: Alembic would meet it too
+            if stopping() or connection_lost(exc):
+                raise
             log.info(
                 "%s: the replayed script failed (%s: %s); rolled back, running"
                 " this tenant through Alembic instead",
