@@ -33,6 +33,7 @@ import configparser
 import re
 import subprocess
 import sys
+import textwrap
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,9 +44,9 @@ from conftest import ServerDB, cli_environment, set_ini_option
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGE_URL = re.compile(r"postgresql(?P<driver>\+\w+)?://postgres@127\.0\.0\.1:5432/app")
-FENCE = re.compile(
-    r"^(?:<!-- example: (?P<directive>[^>]*?) -->\n)?"
-    r"```(?P<lang>\w*)\n(?P<body>.*?)^```$",
+FENCE = re.compile(  # at the margin or indented in a list item
+    r"^(?:[ ]*<!-- example: (?P<directive>[^>]*?) -->\n)?"
+    r"(?P<indent>[ ]*)```(?P<lang>\w*)\n(?P<body>.*?)^(?P=indent)```$",
     re.M | re.S,
 )
 RUN_BY_DEFAULT = ("bash", "console")
@@ -75,7 +76,7 @@ def blocks(page: Path) -> list[Block]:
             text.count("\n", 0, m.start("body")),
             m.group("lang"),
             (m.group("directive") or "").strip(),
-            m.group("body"),
+            textwrap.dedent(m.group("body")),
         )
         for m in FENCE.finditer(text)
     ]
@@ -223,8 +224,11 @@ def test_every_example_runs(
 
 
 def test_every_block_is_run_or_parsed() -> None:
-    """No block escapes: every directive is known, every language handled."""
+    """No block escapes: every fence is a block's, every directive is known,
+    every language handled."""
     for page in DOCS.rglob("*.md"):
+        fences = re.findall(r"^[ ]*```", page.read_text(), re.M)
+        assert len(fences) == 2 * len(blocks(page)), f"docs/{page}: a fence not read"
         for block in blocks(page):
             kind = block.directive.partition(" ")[0]
             assert kind in ("", "run", "file", "set", "excerpt"), block.where
