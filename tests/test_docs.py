@@ -174,7 +174,8 @@ def _console(block: Block, cwd: Path, env: dict[str, str]) -> None:
 
 
 def run_page(name: str, cwd: Path, url: str | None) -> None:
-    env = cli_environment()
+    # stdout line by line, as on a terminal, so it interleaves with the logs
+    env = {**cli_environment(), "PYTHONUNBUFFERED": "1"}
     for block in blocks(DOCS / name):
         body = block.body
         if url:
