@@ -438,6 +438,7 @@ def test_tenant_placeholder_in_project_path_is_left_alone(
 
 
 # -- 9. one case for tenant names ----------------------------------------------------
+@pytest.mark.orchestration
 @pytest.mark.postgresql
 def test_upper_case_tenant_names_are_refused(
     project: Callable[..., Project], pg: ServerDB, monkeypatch: pytest.MonkeyPatch
@@ -467,6 +468,7 @@ BAD_OPTIONS = [
 ]
 
 
+@pytest.mark.orchestration
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_bad_options_fail_before_connecting(
     template: str,
@@ -507,6 +509,7 @@ def test_bad_options_fail_before_connecting(
         assert key in message
 
 
+@pytest.mark.orchestration
 def test_bad_option_fails_when_every_tenant_is_at_head(
     project: Callable[..., Project], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -532,6 +535,7 @@ def _one_failed_line(result: object) -> str:
     return lines[0]
 
 
+@pytest.mark.orchestration
 @pytest.mark.postgresql
 def test_tenant_sources_fail_in_one_line(
     project: Callable[..., Project], pg: ServerDB, monkeypatch: pytest.MonkeyPatch
@@ -552,6 +556,7 @@ def test_tenant_sources_fail_in_one_line(
     assert "cannot connect to tenants_url (postgresql+psycopg://postgres:***@" in line
 
 
+@pytest.mark.orchestration
 def test_config_problems_fail_in_one_line(
     project: Callable[..., Project], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -682,6 +687,7 @@ def test_current_lines_are_labelled(
 
 
 # -- 14. misspelled options get a warning -----------------------------------------
+@pytest.mark.orchestration
 def test_misspelled_options_are_named(
     project: Callable[..., Project], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import BIN, Project, ServerDB, autogenerate_two
 
-pytestmark = pytest.mark.postgresql
+pytestmark = [pytest.mark.postgresql, pytest.mark.third_party]
 
 MODELS = """\
 import sqlalchemy as sa

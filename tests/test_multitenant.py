@@ -170,6 +170,7 @@ def test_schema_all_from_pattern_and_list(s: Schemas) -> None:
 @pytest.mark.parametrize(
     "s", [pytest.param("psycopg", marks=pytest.mark.postgresql)], indirect=True
 )  # validation happens before any driver is involved
+@pytest.mark.orchestration
 def test_schema_hostile_names_rejected_before_any_sql(s: Schemas) -> None:
     """One hostile name through the CLI, on the database; every one where
     env.py checks them (TenantSettings.load, before any connection)."""
@@ -193,6 +194,7 @@ def test_schema_hostile_names_rejected_before_any_sql(s: Schemas) -> None:
         assert "1 to 63 lower-case ASCII letters" in message
 
 
+@pytest.mark.orchestration
 def test_hostile_name_fails_without_connecting(s: Schemas) -> None:
     s.proj.set_option("sqlalchemy.url", "postgresql+psycopg://nobody@127.0.0.1:1/none")
     result = s.proj.alembic("-x", "tenant=acme;drop", "upgrade", "head", ok=False)
@@ -384,6 +386,7 @@ def test_database_pattern_discovers_files(d: Databases) -> None:
     assert d.version("alpha") == d.version("zeta") == [d.rev2]
 
 
+@pytest.mark.orchestration
 @pytest.mark.parametrize("d", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("name", HOSTILE)
 def test_database_hostile_names(d: Databases, name: str) -> None:

@@ -15,6 +15,8 @@ import alembic
 import pytest
 from conftest import BIN, Project, ServerDB, autogenerate_two, use_models
 
+pytestmark = pytest.mark.third_party
+
 TESTING_PAGE = Path(__file__).resolve().parent.parent / "docs" / "testing.md"
 
 MODELS = """\
