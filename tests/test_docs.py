@@ -11,8 +11,9 @@ before a block (invisible on the site) says what to do with it:
   the ini file PATH, as a user edits it (commented stock lines uncommented);
 * ``<!-- example: excerpt -->`` -- part of a larger file, or commands that
   need what a page cannot set up (``nox`` itself, a server of yours): only
-  parsed (``bash -n``, ``compile()``, configparser, tomllib, YAML); the
-  default for ``python``, ``ini``, ``toml`` and ``yaml``.
+  parsed (``bash -n``, ``compile()``, configparser, tomllib, YAML), and what
+  a Python excerpt takes from ``alembic_recipes`` must exist; the default
+  for ``python``, ``ini``, ``toml`` and ``yaml``.
 
 ``console`` blocks hold ``$ command`` lines, each followed by the output it
 shows, compared with what the command prints (stdout and stderr, as a terminal
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import importlib
 import re
 import subprocess
 import sys
@@ -38,6 +40,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import alembic_recipes
 import pytest
 import yaml
 from conftest import ServerDB, cli_environment, set_ini_option
@@ -98,7 +101,13 @@ def _pages() -> list[object]:
 def _excerpt(block: Block) -> None:
     """An excerpt parses in its language."""
     if block.lang == "python":
-        compile(block.body, block.where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        tree = compile(
+            block.body,
+            block.where,
+            "exec",
+            flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT | ast.PyCF_ONLY_AST,
+        )
+        _our_names_exist(tree, block)
     elif block.lang in ("bash", "console"):
         commands = block.body
         if block.lang == "console":
@@ -120,6 +129,29 @@ def _excerpt(block: Block) -> None:
         raise AssertionError(
             f"{block.where}: no check for an excerpt in {block.lang!r}"
         )
+
+
+def _our_names_exist(tree: ast.AST, block: Block) -> None:
+    """What an excerpt imports from alembic_recipes (and the attributes it
+    uses of ``alembic_recipes``) exists: an excerpt cannot name a function
+    that was renamed or removed."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+            "alembic_recipes"
+        ):
+            module = importlib.import_module(node.module or "")
+            for alias in node.names:
+                assert hasattr(module, alias.name), (
+                    f"{block.where}: {node.module} has no {alias.name}"
+                )
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "alembic_recipes"
+        ):
+            assert hasattr(alembic_recipes, node.attr), (
+                f"{block.where}: alembic_recipes has no {node.attr}"
+            )
 
 
 def _shell(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
