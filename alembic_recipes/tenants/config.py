@@ -224,11 +224,14 @@ class TenantSettings(Settings):
         # a caller's connection it is a schema there, whatever the strategy
         target = base.pop("target_schema")
         selection = _requested(reader)
-        if target is not None and not selection:
+        from_target = target is not None and not selection
+        on_callers = (
+            from_target and reader.config.attributes.get("connection") is not None
+        )
+        if from_target:
             name = validate_selector(target, source="target_schema")
             selection = {"every": False, "requested": (name,), "selectors": (name,)}
-            if reader.config.attributes.get("connection") is not None:
-                strategy = "schema"
+            strategy = "schema" if on_callers else strategy
         if not selection and running_command() == "current":
             log.info(
                 "current: no -x tenant given, so every known tenant (-x tenant=all)"
@@ -246,13 +249,10 @@ class TenantSettings(Settings):
                 f"{shared!r} is the shared scope (shared_scope), not a tenant: use"
                 f" -x tenant={SHARED} for it"
             )
-        shared_connection = reader.config.attributes.get("connection") is not None
         return {
             **base,
             "strategy": strategy,
-            "url": None
-            if target is not None and shared_connection
-            else _url(reader.config, strategy),
+            "url": None if on_callers else _url(reader.config, strategy),
             **selection,
             "requested": requested,
             "shard": _shard(reader),
