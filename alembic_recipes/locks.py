@@ -26,7 +26,7 @@ import hashlib
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from alembic.util import CommandError
@@ -180,6 +180,16 @@ def _mysql_lock(
                 conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
 
 
+def _server_lock(
+    conn: Connection,
+) -> Callable[[Connection, int, str, float], AbstractContextManager[None]] | None:
+    """The advisory lock of *conn*'s server (PostgreSQL, MySQL/MariaDB), or
+    None for a database that has none."""
+    return {"postgresql": _pg_lock, "mysql": _mysql_lock, "mariadb": _mysql_lock}.get(
+        conn.dialect.name
+    )
+
+
 # -- SQLite ----------------------------------------------------------------------
 @contextmanager
 def _file_lock(path: Path, what: str, timeout: float) -> Iterator[None]:
@@ -226,14 +236,14 @@ def migration_lock(
         with _file_lock(Path(database).resolve(), what, timeout):
             yield
         return
-    if dialect not in ("postgresql", "mysql", "mariadb"):
+    take = _server_lock(conn)
+    if take is None:
         if dialect not in _unsupported_said:
             _unsupported_said.add(dialect)
             log.info("No migration lock for %s: runs are not serialised", dialect)
         yield
         return
     key = lock_key(url.database or "", schema)
-    take = _pg_lock if dialect == "postgresql" else _mysql_lock
     with take(conn, key, what, timeout):
         yield
 
@@ -258,7 +268,7 @@ def creation_lock(
             yield
         return
     key = lock_key(database, None, "CREATE DATABASE")
-    take = _pg_lock if conn.dialect.name == "postgresql" else _mysql_lock
+    take = _server_lock(conn) or _mysql_lock  # a server: PostgreSQL or MySQL
     with take(conn, key, what, timeout):
         yield
 
@@ -273,13 +283,10 @@ def table_lock(
     the other run's ``CREATE``).  Inside *conn*'s transaction on PostgreSQL;
     on MySQL/MariaDB, whose DDL commits on its own, held until the block
     ends.  Other dialects: nothing to do (SQLite has one writer)."""
+    take = _server_lock(conn)
+    if take is None:
+        yield
+        return
     key = lock_key(conn.engine.url.database or "", schema, table)
-    what = f"table {table}"
-    if conn.dialect.name == "postgresql":
-        with _pg_lock(conn, key, what, timeout):
-            yield
-    elif conn.dialect.name in ("mysql", "mariadb"):
-        with _mysql_lock(conn, key, what, timeout):
-            yield
-    else:
+    with take(conn, key, f"table {table}", timeout):
         yield
