@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from alembic import context
 from alembic.config import Config
@@ -28,7 +28,7 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Table
-from sqlalchemy.engine import Connection, Transaction
+from sqlalchemy.engine import Connection
 
 __all__ = [
     "VERSION_TABLE",
@@ -173,8 +173,17 @@ def before_first_steps(env: EnvironmentContext, callback: Callable[[], None]) ->
     opts["fn"] = steps
 
 
+class Endable(Protocol):
+    """What Alembic's migration context does with its transaction."""
+
+    @property
+    def is_active(self) -> bool: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+
+
 @contextmanager
-def alembic_may_end(transactions: Mapping[Connection, Transaction]) -> Iterator[None]:
+def alembic_may_end(transactions: Mapping[Connection, Endable]) -> Iterator[None]:
     """Meanwhile, a migration context env.py configures on one of these
     connections takes the transaction we began there as its own, as if it had
     begun it: ``autocommit_block()`` may commit it and begin the next, as in
@@ -186,6 +195,7 @@ def alembic_may_end(transactions: Mapping[Connection, Transaction]) -> Iterator[
     attribute, ``MigrationContext._transaction`` (Alembic >= 1.5), set when
     the command computes its steps; ``begin_transaction()`` still sees the
     transaction as external, so ``transaction_per_migration`` changes nothing.
+    A transaction may be any :class:`Endable`: one that refuses to end, say.
     """
 
     def wrap(original: StepFunction) -> StepFunction:
@@ -196,7 +206,8 @@ def alembic_may_end(transactions: Mapping[Connection, Transaction]) -> Iterator[
                 and migration_context._transaction is None
                 and transaction.is_active
             ):
-                migration_context._transaction = transaction
+                # Alembic only calls commit()/rollback() and reads is_active
+                migration_context._transaction = transaction  # type: ignore[assignment]
             return original(heads, migration_context)
 
         return steps

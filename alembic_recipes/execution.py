@@ -31,6 +31,7 @@ from .connections import (
 )
 from .locks import migration_lock
 from .options import InvalidOptionType
+from .poolers import one_transaction, pooled
 from .retries import why_not_retry, with_lock_retries
 from .settings import Settings
 from .timeouts import migration_safeguards
@@ -88,32 +89,49 @@ def _guarded(
 ) -> Callable[[Connection], T]:
     """*fn* with the configured timeouts, and with *lock*: holding the
     database's migration lock when the command writes, running again after
-    a lock timeout where that is safe."""
+    a lock timeout where that is safe.  Behind a connection pooler
+    (:mod:`.poolers`) each attempt is one transaction, its lock and
+    search_path the transaction's own (a fleet, *lock* false, does the same
+    per tenant)."""
+    locks = lock and settings.locks()
+
+    def enter(connection: Connection, stack: ExitStack) -> None:
+        if locks:
+            timeout = settings.migration_lock_timeout
+            schema = settings.target_schema
+            stack.enter_context(
+                migration_lock(connection, schema=schema, timeout=timeout)
+            )
+        if settings.target_schema is not None:
+            stack.enter_context(enter_schema(connection, settings.target_schema))
+        stack.enter_context(migration_safeguards(connection, settings.timeouts))
+
+    def attempted(connection: Connection, attempt: Callable[[], T]) -> T:
+        what = f"the database {display_url(connection.engine.url)}"
+        why_not = why_not_retry(connection)
+        try:
+            return with_lock_retries(
+                attempt, settings.lock_retries, what, why_not=why_not
+            )
+        except Exception as exc:
+            lost = connection_lost(exc)
+            if lost is None:
+                raise
+            raise CommandError(f"{what}: {lost}") from exc
+
+    def in_one_transaction(connection: Connection) -> T:
+        with one_transaction(connection), ExitStack() as stack:
+            enter(connection, stack)
+            return fn(connection)
 
     def guarded(connection: Connection) -> T:
-        schema = settings.target_schema
+        if lock and not connection.in_transaction() and pooled(connection):
+            return attempted(connection, lambda: in_one_transaction(connection))
         with ExitStack() as stack:
-            if lock and settings.locks():
-                timeout = settings.migration_lock_timeout
-                stack.enter_context(
-                    migration_lock(connection, schema=schema, timeout=timeout)
-                )
-            if schema is not None:
-                stack.enter_context(enter_schema(connection, schema))
-            stack.enter_context(migration_safeguards(connection, settings.timeouts))
+            enter(connection, stack)
             if not lock:  # the caller retries (a fleet: per tenant)
                 return fn(connection)
-            what = f"the database {display_url(connection.engine.url)}"
-            why_not = why_not_retry(connection)
-            try:
-                return with_lock_retries(
-                    lambda: fn(connection), settings.lock_retries, what, why_not=why_not
-                )
-            except Exception as exc:
-                lost = connection_lost(exc)
-                if lost is None:
-                    raise
-                raise CommandError(f"{what}: {lost}") from exc
+            return attempted(connection, lambda: fn(connection))
 
     return guarded
 

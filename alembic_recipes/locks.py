@@ -8,7 +8,9 @@ replica that waited finds the database at head and does nothing.
 
 * PostgreSQL: a session-level advisory lock -- it survives
   ``autocommit_block()``, which ends transactions -- polled with
-  ``pg_try_advisory_lock``; it dies with the session.
+  ``pg_try_advisory_lock``; it dies with the session.  Behind a connection
+  pooler (:mod:`.poolers`) only the transaction-level lock is taken, inside
+  the migration's one transaction; a session-level one is refused.
 * MySQL/MariaDB: ``GET_LOCK`` (session-level; released when the session ends).
 * SQLite files (pysqlite, aiosqlite): an OS file lock beside the database
   (``<file>.alembic-lock``), released when the process ends.
@@ -31,12 +33,13 @@ from pathlib import Path
 
 from alembic.util import CommandError
 from filelock import FileLock, Timeout
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 
 from .alembic_internals import VERSION_TABLE
 from .connections import own_read
 from .logs import logger_for
+from .poolers import pooled, session_required
 
 __all__ = [
     "LOCK_FILE_SUFFIX",
@@ -118,8 +121,12 @@ def _pg_lock(conn: Connection, key: int, what: str, timeout: float) -> Iterator[
             return bool(conn.scalar(sql, {"key": key}))
 
         _wait(try_xact, lambda: _pg_holder(conn, key), what, timeout)
-        yield
+        with _kept_past_commits(conn, key):
+            yield
         return
+
+    if pooled(conn):  # a session lock would stay behind on the pooler's session
+        raise session_required(conn, f"the session-level lock on {what}")
 
     def try_session() -> bool:
         sql = text("SELECT pg_try_advisory_lock(CAST(:key AS bigint))")
@@ -135,6 +142,36 @@ def _pg_lock(conn: Connection, key: int, what: str, timeout: float) -> Iterator[
         yield
     finally:
         if not conn.invalidated and not conn.closed:
+            sql = text("SELECT pg_advisory_unlock(CAST(:key AS bigint))")
+            with own_read(conn):
+                conn.execute(sql, {"key": key})
+
+
+@contextmanager
+def _kept_past_commits(conn: Connection, key: int) -> Iterator[None]:
+    """Meanwhile, a commit on *conn* -- ``autocommit_block()`` ending the
+    migration's transaction -- first takes the session-level lock too (the
+    session holds the transaction-level one: granted at once), so the lock
+    outlives the transaction; it is released when the block ends.  Behind a
+    pooler such a commit is refused before it happens (:mod:`.poolers`)."""
+    kept: list[bool] = []
+
+    def keep(connection: Connection) -> None:
+        if not kept:
+            cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:  # not conn.execute(): the connection is committing
+                cursor.execute(f"SELECT pg_advisory_lock({int(key)})")
+                cursor.fetchall()
+            finally:
+                cursor.close()
+            kept.append(True)
+
+    event.listen(conn, "commit", keep)
+    try:
+        yield
+    finally:
+        event.remove(conn, "commit", keep)
+        if kept and not conn.invalidated and not conn.closed:
             sql = text("SELECT pg_advisory_unlock(CAST(:key AS bigint))")
             with own_read(conn):
                 conn.execute(sql, {"key": key})

@@ -8,6 +8,8 @@
   pg_ctl as the ``postgres`` OS user, on a free port, with
   ``max_prepared_transactions = 10``) where the shared server's settings get in
   the way; stopped and removed afterwards.
+* ``pgbouncer``: PgBouncer in transaction mode in front of the shared
+  PostgreSQL, on a free port; ``through(db)`` is *db*'s URL through it.
 * ``project``: ``make(template, url=...)`` runs ``alembic init -t template`` in
   a temp dir and returns a :class:`Project` that runs the real ``alembic``
   console script and edits revisions the way a user would.
@@ -161,6 +163,64 @@ def pg_cluster() -> Iterator[URL]:
             [*as_postgres, str(pg_ctl), "-D", f"{root}/data", "-m", "immediate",
              "stop"], capture_output=True, timeout=60,
         )  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer() -> Iterator[Callable[[ServerDB], str]]:
+    """PgBouncer (Debian's package) on a free port in front of the shared
+    PostgreSQL, as it is commonly set up: ``pool_mode = transaction``,
+    ``default_pool_size = 4``, every database passed through.  Yields
+    ``through(db)``: a psycopg URL of *db* through the pooler."""
+    binary = _tool("pgbouncer")
+    server = make_url(PG_URL)
+    if not binary:
+        _unreachable("PgBouncer", server, FileNotFoundError("pgbouncer not found"))
+    root = Path(tempfile.mkdtemp(prefix="ar-pgbouncer-"))
+    root.chmod(0o777)  # it runs as the postgres OS user when we are root
+    port = _free_port()
+    (root / "users.txt").write_text(f'"{server.username}" ""\n')
+    (root / "pgbouncer.ini").write_text(
+        f"[databases]\n* = host={server.host} port={server.port or 5432}\n"
+        f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n"
+        f"unix_socket_dir =\nauth_type = trust\nauth_file = {root}/users.txt\n"
+        "pool_mode = transaction\ndefault_pool_size = 4\n"
+        f"logfile = {root}/log\npidfile = {root}/pid\n"
+    )
+    as_root = ["-u", "postgres"] if os.geteuid() == 0 else []
+    done = subprocess.run(
+        [binary, "-d", *as_root, str(root / "pgbouncer.ini")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    try:
+        if done.returncode:
+            _unreachable("PgBouncer", server, RuntimeError(done.stderr))
+        deadline = time.monotonic() + 30
+        while True:  # it forks: wait until it answers
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                _unreachable(
+                    "PgBouncer", server, TimeoutError((root / "log").read_text())
+                )
+            time.sleep(0.05)
+
+        def through(db: ServerDB) -> str:
+            return (
+                make_url(db.driver_url("psycopg"))
+                .set(port=port)
+                .render_as_string(hide_password=False)
+            )
+
+        yield through
+    finally:
+        if (root / "pid").exists():
+            pid = int((root / "pid").read_text())
+            os.kill(pid, 15)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                time.sleep(0.05)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -474,7 +534,12 @@ def together(proj: Project, count: int, *args: str) -> list[Run]:
     return runs
 
 
-_SERVER_MARKERS = {"pg": "postgresql", "pg_cluster": "postgresql", "mysql": "mysql"}
+_SERVER_MARKERS = {
+    "pg": "postgresql",
+    "pg_cluster": "postgresql",
+    "pgbouncer": "postgresql",
+    "mysql": "mysql",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -424,6 +424,41 @@ def _index_state(pg: ServerDB, schema: str) -> tuple[bool | None, bool, int]:
     return valid, after, rows
 
 
+@pytest.mark.concurrency
+def test_tenant_lock_outlives_the_commit_of_an_autocommit_block(
+    fleet: tuple[Project, list[str]], pg: ServerDB
+) -> None:
+    """A tenant migrates in one transaction holding a transaction-level lock;
+    when ``autocommit_block()`` commits it, the lock is kept (session-level)
+    until the tenant is done: a second run arriving meanwhile waits, then
+    finds the tenant at head."""
+    proj, _ = fleet
+    proj.revision(
+        "slow block",
+        upgrade=(
+            "with op.get_context().autocommit_block():\n"
+            '    op.execute("SELECT pg_sleep(2)")\n'
+            'op.create_table("after_block", sa.Column("id", sa.Integer))'
+        ),
+        args="--head head",
+    )
+    first = spawn(proj, "-x", "tenant=t001", "upgrade", "head")
+    deadline = time.monotonic() + DEADLINE
+    with pg.engine().connect() as conn:
+        q = "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(2)'"
+        while not conn.scalar(sa.text(q)):  # the first run is inside the block
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.05)
+            conn.rollback()
+    second = spawn(proj, "-x", "tenant=t001", "upgrade", "head")
+    _, first_err = first.communicate(timeout=DEADLINE)
+    _, second_err = second.communicate(timeout=DEADLINE)
+    assert first.returncode == second.returncode == 0, first_err + second_err
+    assert "Running upgrade" in first_err and "Running upgrade" not in second_err
+    assert "Waiting for the migration lock" in second_err
+    assert _index_state(pg, "t001")[1:] == (True, 1)  # after_block, one version row
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -1,7 +1,8 @@
 """The package's layers, read from its source: what each module may import.
 
 Bottom up: ``alembic_internals`` (Alembic's private API) and ``connections``
-(the sync/async bridge) import nothing above them; ``locks``, ``blocking``
+(the sync/async bridge) import nothing above them; ``poolers`` (PgBouncer
+in front), ``locks``, ``blocking``
 (who held a lock), ``online_ddl``, ``timeouts`` and ``retries`` build on
 those; ``options``, ``option_table`` and ``settings`` (configuration) import
 no runner;
@@ -24,7 +25,8 @@ ALLOWED: dict[str, set[str]] = {
     "alembic_internals": set(),
     "connections": {"alembic_internals"},
     "logs": set(),
-    "locks": {"alembic_internals", "connections", "logs"},
+    "poolers": {"alembic_internals", "connections", "logs"},
+    "locks": {"alembic_internals", "connections", "logs", "poolers"},
     "options": {"alembic_internals"},
     "option_table": set(),
     "filters": set(),
@@ -43,7 +45,15 @@ ALLOWED: dict[str, set[str]] = {
     "online_ddl": {"logs"},
     "timeouts": {"blocking", "connections", "online_ddl"},
     "retries": {"blocking", "connections", "logs"},
-    "execution": {"connections", "locks", "options", "retries", "settings", "timeouts"},
+    "execution": {
+        "connections",
+        "locks",
+        "options",
+        "poolers",
+        "retries",
+        "settings",
+        "timeouts",
+    },
 }
 
 

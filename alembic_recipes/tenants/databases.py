@@ -43,6 +43,7 @@ from ..connections import (
 )
 from ..locks import LOCK_FILE_SUFFIX, creation_lock
 from ..logs import logger_for
+from ..poolers import tenant_transaction
 from ..timeouts import migration_safeguards
 from .config import CREATING_TABLE, Tenant
 from .discovery import admin_engine, server_databases, server_of
@@ -253,9 +254,12 @@ class DatabaseTenants:
         known to be an existing tenant's (the creation lock has been taken,
         or the caller gave the connection)."""
         fleet = self.fleet
-        caller_txn = conn.in_transaction()
-        timeouts = migration_safeguards(conn, fleet.settings.timeouts)
-        with fleet.lock(conn), timeouts:  # then read: the versions are ours to trust
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(tenant_transaction(conn))  # behind a pooler
+            # the caller's transaction or, behind a pooler, ours: a savepoint
+            caller_txn = conn.in_transaction()
+            stack.enter_context(fleet.lock(conn))  # then read: versions to trust
+            stack.enter_context(migration_safeguards(conn, fleet.settings.timeouts))
             with own_read(conn):
                 before = _versions(conn)
             if fleet.at_head(before):

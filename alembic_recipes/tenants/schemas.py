@@ -28,6 +28,7 @@ from ..blocking import SCHEMAS_KEY
 from ..connections import connection_lost, first_line, own_read
 from ..execution import connect_and_run
 from ..logs import logger_for
+from ..poolers import tenant_transaction
 from .compiled import CompiledPaths, execute_script
 from .config import Tenant
 from .fleet import MIGRATED_ELSEWHERE, Fleet, Outcome
@@ -296,19 +297,41 @@ class SchemaTenants:
         return name in self.existing and self.fleet.at_head(self.versions.get(name, []))
 
     def one(self, name: str) -> Outcome:
-        """Migrate tenant *name*; what it did."""
+        """Migrate tenant *name*; what it did.
+
+        One transaction: its search_path and timeouts, the tenant's lock
+        (transaction-level; kept past a commit ``autocommit_block()`` makes),
+        a fresh read of its version, its schema when missing, then the
+        replayed script or Alembic's run, one commit.  A replay that fails
+        rolls the whole tenant back, and Alembic runs it again.
+        """
         if self.at_head(name):
             return None
-        conn, fleet, settings = self.conn, self.fleet, self.fleet.settings
+        fleet = self.fleet
         if fleet.prints_current:  # status: the batched read has it all
             versions = self.current(name) or []
             if name in self.existing:
                 fleet.print_current(versions)
             return versions, versions
-        with fleet.lock(conn, schema=name):
+        try:
+            return self._one(name, replay=self.compiled is not None)
+        except _ReplayFailed as failed:
+            log.info(
+                "%s: the replayed script failed (%s: %s); rolled back, running"
+                " this tenant through Alembic instead",
+                name,
+                type(failed.error).__name__,
+                first_line(failed.error),
+            )
+            return self._one(name, replay=False)
+
+    def _one(self, name: str, *, replay: bool) -> Outcome:
+        conn, fleet, settings = self.conn, self.fleet, self.fleet.settings
+        tenant = settings.tenant(name)
+        scope = schema_scope(conn, name, path=tenant.search_path)
+        with tenant_transaction(conn), scope, fleet.lock(conn, schema=name):
             if settings.locks():  # trust only what we read under the lock
-                with own_read(conn):
-                    state = _schema_state(conn, [name])
+                state = _schema_state(conn, [name])
                 _refresh(name, state, self.existing, self.with_table, self.versions)
             before = self.versions.get(name, [])
             missing = name not in self.existing
@@ -318,43 +341,46 @@ class SchemaTenants:
                 if fleet.command == "current":
                     return before, before
                 raise fleet.selection.missing(name)
-            if self.compiled is not None:
-                has_table = name in self.with_table
-                sql = self.compiled.sql_for(conn.dialect, before, name, has_table)
-                if sql is not None and self._replay(conn, name, missing, sql):
-                    self.existing.add(name)
-                    return before, [fleet.targets[0]]
-            tenant = settings.tenant(name)
+            if missing:
+                conn.execute(CreateSchema(name, if_not_exists=True))
+            if replay and self._replay(conn, name, before):
+                self.existing.add(name)
+                return before, [fleet.targets[0]]
             if tenant.shared_schema and fleet.autogenerates:
                 tenant = replace(
                     tenant, shared_tables=_shared_only(conn, tenant.shared_schema, name)
                 )
-            with schema_scope(conn, name, create=missing, path=tenant.search_path):
-                self.migrate(conn, tenant)
-                after = list(context.get_context().get_current_heads())
+            self.migrate(conn, tenant)
+            after = list(context.get_context().get_current_heads())
         self.existing.add(name)
         return before, after
 
-    def _replay(self, conn: Connection, name: str, missing: bool, sql: str) -> bool:
-        """Run the path's script for tenant *name*; False when it failed (rolled
-        back), so that Alembic runs the tenant and reports the failing
-        statement the usual way: the revision file, the line, the one SQL
-        (a lock timeout too: Alembic's run of the tenant meets the lock again,
-        and its timeout names the one statement and leads to the retry after
-        the other tenants).  A lost connection is raised as is."""
-        path = self.fleet.settings.tenant(name).search_path
+    def _replay(self, conn: Connection, name: str, before: list[str]) -> bool:
+        """Run the path's script for tenant *name* in its transaction; False
+        when it has none (a path Alembic must run).  A failure is raised as
+        :class:`_ReplayFailed` -- the tenant rolls back, and Alembic runs it
+        and reports the failing statement the usual way: the revision file,
+        the line, the one SQL (a lock timeout too: Alembic's run meets the
+        lock again, its timeout names the statement and leads to the retry
+        after the other tenants).  A lost connection, or a stop, is raised as
+        is."""
+        assert self.compiled is not None
+        has_table = name in self.with_table
+        sql = self.compiled.sql_for(conn.dialect, before, name, has_table)
+        if sql is None:
+            return False
         try:
-            with schema_scope(conn, name, create=missing, path=path):
-                execute_script(conn, sql)
+            execute_script(conn, sql)
         except Exception as exc:
             if stopping() or connection_lost(exc):
                 raise
-            log.info(
-                "%s: the replayed script failed (%s: %s); rolled back, running"
-                " this tenant through Alembic instead",
-                name,
-                type(exc).__name__,
-                first_line(exc),
-            )
-            return False
+            raise _ReplayFailed(exc) from exc
         return True
+
+
+class _ReplayFailed(Exception):
+    """A tenant's replayed script failed (:attr:`error`); Alembic runs it."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
