@@ -149,6 +149,26 @@ def replace_step_function(
         opts["fn"] = original
 
 
+@contextmanager
+def steps_until(stop: str) -> Iterator[None]:
+    """Meanwhile, the command's next run of migrations stops after revision
+    *stop*: its steps are the command's own, up to that one."""
+
+    def wrap(original: StepFunction) -> StepFunction:
+        def steps(heads: Any, migration_context: MigrationContext) -> Iterable[Any]:
+            found = []
+            for step in original(heads, migration_context):
+                found.append(step)
+                if getattr(getattr(step, "revision", None), "revision", None) == stop:
+                    break
+            return found
+
+        return steps
+
+    with replace_step_function(wrap):
+        yield
+
+
 def before_first_steps(env: EnvironmentContext, callback: Callable[[], None]) -> None:
     """Call *callback* once, when the command has first computed its steps --
     Alembic has loaded the revision files it needs by then -- before any step

@@ -17,12 +17,17 @@ Then the default in-process with and without the lock and statement
 timeouts (``lock_timeout`` and ``statement_timeout`` at 0: nothing set per
 transaction), alternating over several rounds, for what the timeouts cost.
 Plus one ``alembic -x tenant=X upgrade head`` process per tenant (a sample,
-extrapolated), for the process-per-tenant ratio.  Prints ms per tenant, the
-ratios the targets name, and whether each is met.  Usage::
+extrapolated), for the process-per-tenant ratio.  And a 10-revision chain
+with one revision that reads the database (it cannot be rendered offline, so
+the path is split around it: the rest replayed, it run by Alembic) against
+the same chain without it, alternating over rounds: the ratio and its
+spread.  Prints ms per tenant, the ratios the targets name, and whether each
+is met.  Usage::
 
     python bench/multitenant.py [--tenants 100 1000 5000] [--sample 20]
         [--many-revisions 50 --many-tenants 200]
-        [--timeouts-tenants 300 --timeouts-rounds 5] [--pg-url URL]
+        [--timeouts-tenants 300 --timeouts-rounds 5]
+        [--segments-tenants 200 --segments-rounds 5] [--pg-url URL]
 """
 
 from __future__ import annotations
@@ -280,12 +285,20 @@ def main() -> None:
     parser.add_argument("--many-tenants", type=int, default=200)
     parser.add_argument("--timeouts-tenants", type=int, default=300)
     parser.add_argument("--timeouts-rounds", type=int, default=5)
+    parser.add_argument("--segments-tenants", type=int, default=200)
+    parser.add_argument("--segments-rounds", type=int, default=5)
+    parser.add_argument(
+        "--only-segments", action="store_true", help="run the segment comparison only"
+    )
     add_pg_url(parser)
     args = parser.parse_args()
     logging.getLogger("alembic").setLevel(logging.WARNING)
     server = sa.engine.make_url(args.pg_url).set(drivername="postgresql+psycopg")
     workdir = Path(tempfile.mkdtemp(prefix="ar-bench-"))
     try:
+        if args.only_segments:
+            segments(server, workdir, args.segments_tenants, args.segments_rounds)
+            return
         five, many = workdir / "five", workdir / "many"
         five.mkdir()
         many.mkdir()
@@ -309,6 +322,7 @@ def main() -> None:
         )
         report(sizes, lots, process_ms, args.many_revisions)
         timeouts_cost(server, five, args.timeouts_tenants, args.timeouts_rounds)
+        segments(server, workdir, args.segments_tenants, args.segments_rounds)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -363,6 +377,58 @@ def timeouts_cost(server: sa.URL, root: Path, n: int, rounds: int) -> None:
           f" {statistics.median(without_ms):.2f} ms/tenant; difference median"
           f" {median:+.3f} ms (from {diffs[0]:+.3f} to {diffs[-1]:+.3f});"
           f" <= 1 ms: {verdict(median <= 1)}")  # fmt: skip
+
+
+READS = (
+    "reads",
+    'op.create_table("reads", sa.Column("id", sa.Integer, primary_key=True),'
+    ' sa.Column("n", sa.Integer))\n'
+    'n = op.get_bind().execute(sa.text("SELECT count(*) FROM customer")).scalar()\n'
+    'op.execute(sa.text("INSERT INTO reads (n) VALUES (:n)").bindparams(n=n))',
+)
+
+
+def segments(server: sa.URL, workdir: Path, n: int, rounds: int) -> None:
+    """A 10-revision chain with one database-reading revision (5th) against
+    the same chain with a plain one there, alternating, each on a fresh
+    database; and the reading chain with nothing replayed (compiled=false:
+    what every tenant paid before paths were split)."""
+    chain = many_revisions(10)
+    plain_root, reads_root = workdir / "seg-plain", workdir / "seg-reads"
+    placeholder = server.set(database="placeholder")
+    for root, revisions in (
+        (plain_root, chain),
+        (reads_root, [*chain[:4], READS, *chain[5:]]),
+    ):
+        root.mkdir()
+        make_project(root, placeholder.render_as_string(hide_password=False), revisions)
+    names = [f"t_{i:05d}" for i in range(n)]
+    results: dict[str, list[float]] = {"plain": [], "split": [], "unsplit": []}
+    for _ in range(rounds):
+        for label, root, attributes in (
+            ("plain", plain_root, {}),
+            ("split", reads_root, {}),
+            ("unsplit", reads_root, {"compiled": False}),
+        ):
+            with throwaway_database(server) as url:
+                set_url(root, url)
+                create_schemas(url, names)
+                os.chdir(root)
+                results[label].append(ms_per(in_process(root, names, **attributes), n))
+    ratios = sorted(
+        s / p for s, p in zip(results["split"], results["plain"], strict=True)
+    )
+    before = sorted(
+        u / p for u, p in zip(results["unsplit"], results["plain"], strict=True)
+    )
+    median = statistics.median
+    print(f"\nOne database-reading revision in 10 ({rounds} alternating rounds of"
+          f" {n} tenants): plain chain {median(results['plain']):.2f}, split"
+          f" {median(results['split']):.2f}, not replayed at all"
+          f" {median(results['unsplit']):.2f} ms/tenant; split / plain median"
+          f" {median(ratios):.2f}x (from {ratios[0]:.2f} to {ratios[-1]:.2f});"
+          f" <= 1.3x: {verdict(median(ratios) <= 1.3)}; not replayed / plain"
+          f" {median(before):.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

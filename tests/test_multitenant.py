@@ -523,6 +523,42 @@ def test_compiled_upgrades_isolate_failures_and_fall_back(s: Schemas) -> None:
     assert s.version("acme") == [rev3]
 
 
+def test_path_is_split_around_a_revision_that_reads_the_database(
+    s: Schemas,
+) -> None:
+    """base -> rev1 -> rev2 -> reads -> last: the revision that reads the
+    database runs through Alembic against each tenant's own data, the
+    stretches before and after it are replayed -- all in the tenant's one
+    transaction: a failure after the split rolls the whole tenant back."""
+    reads = s.proj.revision(
+        "reads data",
+        upgrade=(
+            'count = op.get_bind().execute(sa.text("SELECT count(*) FROM item"))'
+            ".scalar()\n"
+            "op.execute(f\"INSERT INTO item (id, note) VALUES (2, '{count}')\")"
+        ),
+    )
+    last = s.proj.revision(
+        "last", upgrade='op.create_table("last", sa.Column("id", sa.Integer))'
+    )
+    out = s.proj.alembic("-x", "tenant=acme,globex", "upgrade", "head").stderr
+    assert out.count(f"but for {reads} (cannot be rendered offline: revision") == 1
+    assert "Alembic runs it per tenant, in the same transaction" in out
+    assert "MockConnection" not in out
+    assert out.count(f"Running upgrade {s.rev2} -> {reads}") == 2  # Alembic's
+    assert f"Running upgrade {reads} -> {last}" not in out  # replayed
+    for tenant in ("acme", "globex"):
+        assert s.version(tenant) == [last]
+        assert {"item", "last", "alembic_version"} <= s.tables(tenant)
+        with s.db.engine().connect() as conn:
+            q = f"SELECT note FROM {tenant}.item WHERE id = 2"
+            assert conn.scalar(sa.text(q)) == "1"  # its own data was read
+    s.sql("CREATE TABLE initech.last (id int)")  # the last revision fails there
+    failed = s.proj.alembic("-x", "tenant=initech,acme", "upgrade", "head", ok=False)
+    assert "[1/2] initech: FAILED" in failed.stderr
+    assert s.tables("initech") == {"last"}  # rolled back whole: nothing else
+
+
 def test_batched_version_read_in_chunks(
     s: Schemas, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -591,7 +627,7 @@ def test_python_side_values_are_not_replayed_by_default(s: Schemas) -> None:
 
 
 def test_autocommit_block_is_not_replayed(s: Schemas) -> None:
-    s.proj.revision(
+    rev3 = s.proj.revision(
         "concurrently",
         upgrade=(
             "with op.get_context().autocommit_block():\n"
@@ -600,7 +636,7 @@ def test_autocommit_block_is_not_replayed(s: Schemas) -> None:
         ),
     )
     out = s.proj.alembic("-x", "tenant=acme", "upgrade", "head").stderr
-    assert "a revision uses autocommit_block(); Alembic runs each tenant" in out
+    assert f"but for {rev3} (uses autocommit_block()): Alembic runs it" in out
     assert len(s.version("acme")) == 1
     with s.db.engine().connect() as conn:
         indexes = sa.inspect(conn).get_indexes("item", schema="acme")

@@ -17,9 +17,13 @@ table probes and one version write per revision, for every tenant.
   (``uuid4()``, ``datetime.now()``) are computed once and shared;
 * ``false``: never; Alembic runs every tenant.
 
-A path that cannot be replayed runs the normal way, with one log line saying
-why: a revision that reads the database (``op.get_bind().execute(...)``
-results, an inspector) keeps running against each tenant's own data.
+A revision that cannot be replayed -- it reads the database
+(``op.get_bind().execute(...)`` results, an inspector), uses
+``autocommit_block()``, or (``auto``) renders differently each time -- runs
+the normal way, against each tenant's own data: the path is split around it
+into :class:`Segment` s, the stretches that render replayed (one version
+write each), the others run by Alembic, all in the tenant's one transaction.
+One log line per path names each such revision and why.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
@@ -42,7 +47,7 @@ from ..alembic_internals import before_each_step, upgrade_steps, version_table
 from ..connections import first_line
 from ..logs import logger_for
 
-__all__ = ["Compile", "CompiledPaths", "execute_script"]
+__all__ = ["Compile", "CompiledPaths", "Segment", "execute_script"]
 
 log = logger_for(__name__)
 
@@ -67,6 +72,27 @@ class _Statements:
         pass
 
 
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of an upgrade path ending at revision :attr:`stop`: replayed
+    (:attr:`sql`, its version write included, for the placeholder schema)
+    or, :attr:`sql` None, run by Alembic."""
+
+    stop: str
+    sql: str | None = None
+
+    def for_schema(self, dialect: Dialect, schema: str) -> Segment:
+        """This segment with *schema* in place of the placeholder."""
+        if self.sql is None:
+            return self
+        quote = dialect.identifier_preparer.quote_identifier
+        return Segment(self.stop, self.sql.replace(quote(PLACEHOLDER), quote(schema)))
+
+
+class _Unrendered(Exception):
+    """A revision (or path) that is not replayed, and why."""
+
+
 class CompiledPaths:
     """Upgrade scripts per starting revision, rendered on first use."""
 
@@ -76,23 +102,23 @@ class CompiledPaths:
         self.script = script
         self.destination = destination
         self.mode = mode
-        self._scripts: dict[tuple[tuple[str, ...], bool], str | None] = {}
+        self._scripts: dict[tuple[tuple[str, ...], bool], list[Segment] | None] = {}
         self._running: str | None = None
         """The revision being rendered (to name it when it fails)."""
 
     def _entering(self, revision: str) -> None:
         self._running = revision
 
-    def sql_for(
+    def segments_for(
         self,
         dialect: Dialect,
         before: Sequence[str],
         schema: str,
         has_version_table: bool = False,
-    ) -> str | None:
-        """The SQL taking *schema* from *before* to the destination, version
-        write included, or None when that path is not replayed (the caller
-        migrates normally).
+    ) -> list[Segment] | None:
+        """The segments taking *schema* from *before* to the destination, or
+        None when nothing of that path is replayed (the caller migrates
+        normally).
 
         *has_version_table*: the schema has its version table already (at base:
         empty, e.g. after a downgrade), so the script must not create it.
@@ -101,64 +127,127 @@ class CompiledPaths:
         key = (revisions, has_version_table or bool(revisions))
         if key not in self._scripts:
             self._scripts[key] = self._compile(dialect, *key)
-        sql = self._scripts[key]
-        if sql is None:
+        segments = self._scripts[key]
+        if segments is None:
             return None
-        quote = dialect.identifier_preparer.quote_identifier
-        return sql.replace(quote(PLACEHOLDER), quote(schema))
+        return [segment.for_schema(dialect, schema) for segment in segments]
 
     def _compile(
         self, dialect: Dialect, before: tuple[str, ...], has_version_table: bool
-    ) -> str | None:
+    ) -> list[Segment] | None:
         start = before[0] if before else "base"
         path = f"{start} -> {self.destination}"
         if len(before) > 1:
-            return self._normally(path, f"several heads {', '.join(before)}")
+            self._normally(path, f"several heads {', '.join(before)}")
+            return None
         try:
-            first, version = self._render(dialect, before, PLACEHOLDER)
-            if self.mode == "auto":
-                second, _ = self._render(dialect, before, _SECOND)
-        except Exception as exc:  # e.g. a revision reading data through op.get_bind()
-            cause = _first_raised(exc)  # not what broke while unwinding it
-            where = f"revision {self._running}" if self._running else "it"
-            reason = (
-                f"cannot be rendered offline: {where} raised"
-                f" {type(cause).__name__}: {first_line(cause)}"
-            )
-            return self._normally(path, reason)
-        if any(s.strip().rstrip(";").upper() == "COMMIT" for s in first):
-            return self._normally(path, "a revision uses autocommit_block()")
-        if self.mode == "auto":
-            quote = dialect.identifier_preparer.quote_identifier
-            again = [s.replace(quote(_SECOND), quote(PLACEHOLDER)) for s in second]
-            if again != first:
-                reason = (
-                    "its SQL differs from one rendering to the next (a value"
-                    " computed in Python, such as uuid4() or now())"
-                )
-                return self._normally(path, reason)
-        body = [s for s in first if not _is_bookkeeping(s, version)]
+            body, version = self._statements(dialect, before, self.destination)
+        except _Unrendered as whole:
+            return self._split(dialect, before, has_version_table, path, str(whole))
         writes = _version_writes(
             dialect, version, before, self.destination, has_version_table
         )
         log.info("fleet upgrade: rendered %s once; replaying it per tenant", path)
-        return "".join([*body, *writes])
+        return [Segment(self.destination, "".join([*body, *writes]))]
 
-    def _normally(self, path: str, reason: str) -> str | None:
-        """Log why *path* is not replayed; None (no script)."""
+    def _statements(
+        self, dialect: Dialect, before: tuple[str, ...], stop: str
+    ) -> tuple[list[str], Table]:
+        """The statements from *before* to *stop* (no bookkeeping) and the
+        version table; :class:`_Unrendered` when they cannot be replayed."""
+        start = before[0] if before else "base"
+        try:
+            first, version = self._render(dialect, before, stop, PLACEHOLDER)
+            if self.mode == "auto":
+                second, _ = self._render(dialect, before, stop, _SECOND)
+        except Exception as exc:  # e.g. a revision reading data through op.get_bind()
+            cause = _first_raised(exc)  # not what broke while unwinding it
+            where = f"revision {self._running}" if self._running else start
+            raise _Unrendered(
+                f"cannot be rendered offline: {where} raised"
+                f" {type(cause).__name__}: {first_line(cause)}"
+            ) from exc
+        if any(s.strip().rstrip(";").upper() == "COMMIT" for s in first):
+            raise _Unrendered("uses autocommit_block()")
+        if self.mode == "auto":
+            quote = dialect.identifier_preparer.quote_identifier
+            again = [s.replace(quote(_SECOND), quote(PLACEHOLDER)) for s in second]
+            if again != first:
+                raise _Unrendered(
+                    "its SQL differs from one rendering to the next (a value"
+                    " computed in Python, such as uuid4() or now())"
+                )
+        return [s for s in first if not _is_bookkeeping(s, version)], version
+
+    def _split(
+        self,
+        dialect: Dialect,
+        before: tuple[str, ...],
+        has_version_table: bool,
+        path: str,
+        why: str,
+    ) -> list[Segment] | None:
+        """*path* revision by revision: consecutive revisions that render form
+        a replayed segment, the others Alembic's.  None when the path is not
+        a simple chain, or no revision of it renders."""
+        chain = _chain(upgrade_steps(self.script, self.destination, before), before)
+        if chain is None:
+            self._normally(path, why)
+            return None
+        segments: list[Segment] = []
+        normally: list[str] = []
+        pending: list[str] = []  # statements of the replayed stretch so far
+        start: tuple[str, ...] = before  # where the pending stretch starts
+        has_table = has_version_table
+        version: Table | None = None
+        for previous, revision in chain:
+            try:
+                body, version = self._statements(dialect, previous, revision)
+            except _Unrendered as exc:
+                normally.append(f"{revision} ({exc})")
+                if pending and version is not None:
+                    end = previous[0]
+                    writes = _version_writes(dialect, version, start, end, has_table)
+                    segments.append(Segment(end, "".join([*pending, *writes])))
+                    pending = []
+                if segments and segments[-1].sql is None:
+                    segments[-1] = Segment(revision)  # one Alembic run for both
+                else:
+                    segments.append(Segment(revision))
+                start, has_table = (revision,), True
+                continue
+            pending.extend(body)
+        if pending and version is not None:
+            writes = _version_writes(
+                dialect, version, start, self.destination, has_table
+            )
+            segments.append(Segment(self.destination, "".join([*pending, *writes])))
+        if all(segment.sql is None for segment in segments):
+            self._normally(path, why)
+            return None
+        log.info(
+            "fleet upgrade: rendered %s once, but for %s: Alembic runs %s per"
+            " tenant, in the same transaction; replaying the rest",
+            path,
+            "; ".join(normally),
+            "it" if len(normally) == 1 else "them",
+        )
+        return segments
+
+    def _normally(self, path: str, reason: str) -> None:
+        """Log why *path* is not replayed."""
         log.info(
             "fleet upgrade: %s %s; Alembic runs each tenant on that path instead",
             path,
             reason,
         )
-        return None
 
     def _render(
-        self, dialect: Dialect, before: tuple[str, ...], schema: str
+        self, dialect: Dialect, before: tuple[str, ...], destination: str, schema: str
     ) -> tuple[list[str], Table]:
-        """The statements of the path, one per item, for placeholder *schema*."""
+        """The statements from *before* to *destination*, one per item, for
+        placeholder *schema*."""
         buffer = _Statements()
-        destination = self.destination
 
         self._running = None
 
@@ -244,6 +333,26 @@ def _version_writes(
         return [render(write.values(version_num=destination))]
     create = [] if has_table else [render(CreateTable(version))]
     return [*create, render(version.insert().values(version_num=destination))]
+
+
+def _chain(
+    steps: Any, before: tuple[str, ...]
+) -> list[tuple[tuple[str, ...], str]] | None:
+    """``(revisions before, revision)`` of each step, when the steps are a
+    simple chain from *before* (no merge, no branch point); else None."""
+    chain: list[tuple[tuple[str, ...], str]] = []
+    previous = before
+    for step in steps:
+        revision = getattr(step, "revision", None)
+        if revision is None:
+            return None
+        down = revision.down_revision
+        downs = tuple(down) if isinstance(down, (tuple, list)) else (down,)
+        if tuple(d for d in downs if d) != previous:
+            return None
+        chain.append((previous, str(revision.revision)))
+        previous = (str(revision.revision),)
+    return chain
 
 
 def _first_raised(exc: BaseException) -> BaseException:

@@ -23,7 +23,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.schema import CreateSchema
 
-from ..alembic_internals import VERSION_TABLE, transaction_alembic_may_end
+from ..alembic_internals import (
+    VERSION_TABLE,
+    steps_until,
+    transaction_alembic_may_end,
+)
 from ..blocking import SCHEMAS_KEY
 from ..connections import connection_lost, first_line, own_read
 from ..execution import connect_and_run
@@ -290,7 +294,7 @@ class SchemaTenants:
             if not self.at_head(name):
                 before = self.versions.get(name, [])
                 has_table = name in self.with_table
-                self.compiled.sql_for(self._dialect, before, name, has_table)
+                self.compiled.segments_for(self._dialect, before, name, has_table)
 
     def at_head(self, name: str) -> bool:
         """At head according to the batched read (nothing to lock for)."""
@@ -316,14 +320,17 @@ class SchemaTenants:
         try:
             return self._one(name, replay=self.compiled is not None)
         except _ReplayFailed as failed:
-            log.info(
-                "%s: the replayed script failed (%s: %s); rolled back, running"
-                " this tenant through Alembic instead",
-                name,
-                type(failed.error).__name__,
-                first_line(failed.error),
-            )
-            return self._one(name, replay=False)
+            error = failed.error
+        # outside the except block: Alembic's own failure, if any, is not
+        # chained to the replay's
+        log.info(
+            "%s: the replayed script failed (%s: %s); rolled back, running"
+            " this tenant through Alembic instead",
+            name,
+            type(error).__name__,
+            first_line(error),
+        )
+        return self._one(name, replay=False)
 
     def _one(self, name: str, *, replay: bool) -> Outcome:
         conn, fleet, settings = self.conn, self.fleet, self.fleet.settings
@@ -343,7 +350,7 @@ class SchemaTenants:
                 raise fleet.selection.missing(name)
             if missing:
                 conn.execute(CreateSchema(name, if_not_exists=True))
-            if replay and self._replay(conn, name, before):
+            if replay and self._replay(conn, tenant, before):
                 self.existing.add(name)
                 return before, [fleet.targets[0]]
             if tenant.shared_schema and fleet.autogenerates:
@@ -355,26 +362,35 @@ class SchemaTenants:
         self.existing.add(name)
         return before, after
 
-    def _replay(self, conn: Connection, name: str, before: list[str]) -> bool:
-        """Run the path's script for tenant *name* in its transaction; False
-        when it has none (a path Alembic must run).  A failure is raised as
-        :class:`_ReplayFailed` -- the tenant rolls back, and Alembic runs it
-        and reports the failing statement the usual way: the revision file,
-        the line, the one SQL (a lock timeout too: Alembic's run meets the
-        lock again, its timeout names the statement and leads to the retry
-        after the other tenants).  A lost connection, or a stop, is raised as
-        is."""
+    def _replay(self, conn: Connection, tenant: Tenant, before: list[str]) -> bool:
+        """Take *tenant* to the destination in its transaction, segment by
+        segment (:class:`~.compiled.Segment`): the replayed scripts, and
+        Alembic's run of the revisions that are not replayed; False when
+        nothing of the path is replayed (the caller runs Alembic).  A
+        script's failure is raised as :class:`_ReplayFailed` -- the tenant
+        rolls back, and Alembic runs it and reports the failing statement the
+        usual way: the revision file, the line, the one SQL (a lock timeout
+        too: Alembic's run meets the lock again, its timeout names the
+        statement and leads to the retry after the other tenants).  A lost
+        connection, or a stop, is raised as is."""
         assert self.compiled is not None
-        has_table = name in self.with_table
-        sql = self.compiled.sql_for(conn.dialect, before, name, has_table)
-        if sql is None:
+        has_table = tenant.name in self.with_table
+        segments = self.compiled.segments_for(
+            conn.dialect, before, tenant.name, has_table
+        )
+        if segments is None:
             return False
-        try:
-            execute_script(conn, sql)
-        except Exception as exc:
-            if stopping() or connection_lost(exc):
-                raise
-            raise _ReplayFailed(exc) from exc
+        for segment in segments:
+            if segment.sql is None:
+                with steps_until(segment.stop):
+                    self.migrate(conn, tenant)
+                continue
+            try:
+                execute_script(conn, segment.sql)
+            except Exception as exc:
+                if stopping() or connection_lost(exc):
+                    raise
+                raise _ReplayFailed(exc) from exc
         return True
 
 
