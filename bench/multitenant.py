@@ -3,15 +3,23 @@
 A project (``alembic init -t multitenant``, schema strategy) with a chain of
 revisions (tables, indexes, column adds; 5 by default, and 50 for the
 revision-count comparison), and for each fleet size (default 100, 1,000 and
-5,000 tenant schemas) these contenders, each on a fresh database of its own so
-one contender's tables never slow the next:
+10,000 tenant schemas; ``--quick``: 20 and 100, for a CI-sized run) these
+contenders, each on a fresh database of its own so one contender's tables
+never slow the next:
 
 * default: one ``alembic -x tenant=all upgrade head`` process (wall clock; its
   peak RSS through ``wait4``), and the same command in-process;
 * compiled: ``-x compiled=true`` in-process;
 * floor: the ``--sql`` script of one tenant executed per schema on one
   connection, one transaction each (what no tool can beat);
-* no-op: the default command again once every tenant is at head, in-process.
+* no-op: the default command again once every tenant is at head, in-process;
+* workers=4: ``-x workers=4`` (wall clock of the CLI), against a parallel
+  floor: the floor's script over 4 processes, a quarter of the tenants each.
+
+The default in-process run and the floor also count their transactions
+(``pg_stat_database``: commits and rollbacks per tenant), and at 1,000
+tenants (``--ratio-rounds``) they alternate over several rounds for the
+default / floor ratio with its spread.
 
 Then the default in-process with and without the lock and statement
 timeouts (``lock_timeout`` and ``statement_timeout`` at 0: nothing set per
@@ -24,7 +32,8 @@ the same chain without it, alternating over rounds: the ratio and its
 spread.  Prints ms per tenant, the ratios the targets name, and whether each
 is met.  Usage::
 
-    python bench/multitenant.py [--tenants 100 1000 5000] [--sample 20]
+    python bench/multitenant.py [--quick] [--tenants 100 1000 10000] [--sample 20]
+        [--ratio-rounds 3]
         [--many-revisions 50 --many-tenants 200]
         [--timeouts-tenants 300 --timeouts-rounds 5]
         [--segments-tenants 200 --segments-rounds 5] [--pg-url URL]
@@ -234,31 +243,140 @@ class Size:
     tenants: int
     ms: dict[str, float] = field(default_factory=dict)
     rss_kib: int = 0
+    transactions: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Commits and rollbacks per tenant, by contender."""
+    catalog: tuple[int, float] = (0, 0.0)
+    """Rows and MiB of ``pg_class`` (indexes included) once every tenant is
+    migrated."""
 
 
-def measure(server: sa.URL, root: Path, n: int) -> Size:
+def catalog_size(url: sa.URL) -> tuple[int, float]:
+    """``pg_class``: its rows, and its size with indexes in MiB."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        rows = conn.scalar(sa.text("SELECT count(*) FROM pg_class"))
+        size = conn.scalar(sa.text("SELECT pg_total_relation_size('pg_class')"))
+    engine.dispose()
+    return int(rows or 0), int(size or 0) / 2**20
+
+
+def transactions(url: sa.URL) -> tuple[int, int]:
+    """Commits and rollbacks in *url*'s database so far (the statistics of
+    sessions that have ended; what a session does is counted when it ends)."""
+    time.sleep(0.6)  # ended sessions' counts reach the statistics
+    admin = sa.create_engine(url.set(database="postgres"), poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT xact_commit, xact_rollback FROM pg_stat_database"
+                " WHERE datname = :name"
+            ),
+            {"name": url.database},
+        ).one()
+    admin.dispose()
+    return int(row[0]), int(row[1])
+
+
+def parallel_floor(root: Path, url: sa.URL, names: list[str], workers: int) -> float:
+    """The floor's script over *workers* processes, a share of the tenants
+    each: seconds from their start to the last one's end."""
+    script = alembic(root, "-x", "tenant=floor_template", "upgrade", "head", "--sql")
+    rendered = url.render_as_string(hide_password=False)
+    code = (
+        "import sys, psycopg\n"
+        "script, url, names = sys.stdin.read(), sys.argv[1], sys.argv[2:]\n"
+        "with psycopg.connect(url.replace('postgresql+psycopg', 'postgresql')) as c:\n"
+        "    for name in names:\n"
+        "        c.execute(script.replace('floor_template', name))\n"
+        "        c.commit()\n"
+    )
+    shares = [names[k::workers] for k in range(workers)]
+    started = time.perf_counter()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, rendered, *share],
+            stdin=subprocess.PIPE,
+            text=True,
+        )
+        for share in shares
+    ]
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write(script)
+        process.stdin.close()
+    for process in processes:
+        if process.wait():
+            raise SystemExit("the parallel floor failed")
+    return time.perf_counter() - started
+
+
+def measure(server: sa.URL, root: Path, n: int, workers: bool = True) -> Size:
     size = Size(n)
     names = [f"t_{i:05d}" for i in range(n)]
-    contenders = ("default cli", "default", "compiled", "floor")
+    contenders = ["default cli", "default", "compiled", "floor"]
+    if workers:
+        contenders += ["workers=4", "parallel floor"]
     for contender in contenders:
         with throwaway_database(server) as url:
             set_url(root, url)
             create_schemas(url, names)
+            counted = transactions(url)
             if contender == "default cli":
                 seconds, size.rss_kib = cli(root, "-x", "tenant=all", "upgrade", "head")
             elif contender == "default":
                 seconds = in_process(root, names)
-                size.ms["no-op"] = ms_per(in_process(root, names), n)
             elif contender == "compiled":
                 seconds = in_process(root, names, compiled=True)
-            else:
+            elif contender == "floor":
                 seconds = floor(root, url, names)
+            elif contender == "workers=4":
+                seconds, _ = cli(
+                    root, "-x", "tenant=all", "-x", "workers=4", "upgrade", "head"
+                )
+            else:
+                seconds = parallel_floor(root, url, names, 4)
+            if contender in ("default", "floor"):
+                after = transactions(url)
+                size.transactions[contender] = (
+                    (after[0] - counted[0]) / n,
+                    (after[1] - counted[1]) / n,
+                )
+            if contender == "default":
+                size.ms["no-op"] = ms_per(in_process(root, names), n)
+                size.catalog = catalog_size(url)
             size.ms[contender] = ms_per(seconds, n)
-        print(f"  {n:>5} tenants  {contender:<12} {size.ms[contender]:8.2f} ms/tenant",
+        print(f"  {n:>5} tenants  {contender:<14} {size.ms[contender]:8.2f} ms/tenant",
               flush=True)  # fmt: skip
-    print(f"  {n:>5} tenants  no-op        {size.ms['no-op']:8.2f} ms/tenant;"
+    print(f"  {n:>5} tenants  no-op          {size.ms['no-op']:8.2f} ms/tenant;"
           f" CLI peak RSS {size.rss_kib / 1024:.0f} MiB", flush=True)  # fmt: skip
+    rows, mib = size.catalog
+    print(f"  {n:>5} tenants  pg_class: {rows} rows, {mib:.1f} MiB; a fleet-wide"
+          f" version read (the no-op run): {size.ms['no-op'] * n / 1000:.2f} s",
+          flush=True)  # fmt: skip
+    for contender, (commits, rollbacks) in size.transactions.items():
+        print(f"  {n:>5} tenants  {contender:<14} {commits:.2f} commits and"
+              f" {rollbacks:.2f} rollbacks per tenant", flush=True)  # fmt: skip
     return size
+
+
+def floor_ratio(server: sa.URL, root: Path, n: int, rounds: int) -> list[float]:
+    """default in-process / floor at *n* tenants, alternating over *rounds*,
+    each on a fresh database: the ratios, sorted."""
+    names = [f"t_{i:05d}" for i in range(n)]
+    ratios = []
+    for _ in range(rounds):
+        seconds = {}
+        for contender in ("default", "floor"):
+            with throwaway_database(server) as url:
+                set_url(root, url)
+                create_schemas(url, names)
+                seconds[contender] = (
+                    in_process(root, names)
+                    if contender == "default"
+                    else floor(root, url, names)
+                )
+        ratios.append(seconds["default"] / seconds["floor"])
+    return sorted(ratios)
 
 
 def per_process(server: sa.URL, root: Path, sample: int) -> float:
@@ -279,7 +397,11 @@ def verdict(met: bool) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tenants", type=int, nargs="+", default=[100, 1000, 5000])
+    parser.add_argument(
+        "--quick", action="store_true", help="CI-sized: 20 and 100 tenants, 1 round"
+    )
+    parser.add_argument("--tenants", type=int, nargs="+", default=[100, 1000, 10000])
+    parser.add_argument("--ratio-rounds", type=int, default=3)
     parser.add_argument("--sample", type=int, default=20)
     parser.add_argument("--many-revisions", type=int, default=50)
     parser.add_argument("--many-tenants", type=int, default=200)
@@ -292,6 +414,11 @@ def main() -> None:
     )
     add_pg_url(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.tenants, args.sample, args.ratio_rounds = [20, 100], 3, 2
+        args.many_revisions, args.many_tenants = 10, 20
+        args.timeouts_tenants, args.timeouts_rounds = 20, 1
+        args.segments_tenants, args.segments_rounds = 20, 1
     logging.getLogger("alembic").setLevel(logging.WARNING)
     server = sa.engine.make_url(args.pg_url).set(drivername="postgresql+psycopg")
     workdir = Path(tempfile.mkdtemp(prefix="ar-bench-"))
@@ -314,41 +441,65 @@ def main() -> None:
         sizes = [measure(server, five, n) for n in args.tenants]
         os.chdir(many)
         print(f"\n{args.many_revisions} revisions:")
-        lots = measure(server, many, args.many_tenants)
+        lots = measure(server, many, args.many_tenants, workers=False)
         os.chdir(five)
         process_ms = per_process(server, five, args.sample)
         print(
             f"\n  one process per tenant (sample of {args.sample}): {process_ms:.1f} ms"
         )
-        report(sizes, lots, process_ms, args.many_revisions)
+        ratio_n = 1000 if 1000 in args.tenants else args.tenants[-1]
+        ratios = floor_ratio(server, five, ratio_n, args.ratio_rounds)
+        report(sizes, lots, process_ms, args.many_revisions, (ratio_n, ratios))
         timeouts_cost(server, five, args.timeouts_tenants, args.timeouts_rounds)
         segments(server, workdir, args.segments_tenants, args.segments_rounds)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def report(sizes: list[Size], lots: Size, process_ms: float, revisions: int) -> None:
+def report(
+    sizes: list[Size],
+    lots: Size,
+    process_ms: float,
+    revisions: int,
+    ratios: tuple[int, list[float]],
+) -> None:
     small, large = sizes[0], sizes[-1]
     by_n = {s.tenants: s for s in sizes}
     mid = by_n.get(1000, sizes[len(sizes) // 2])
     print("\nTargets:")
-    ratio = mid.ms["default"] / mid.ms["floor"]
-    print(f"  default in-process / floor at {mid.tenants}: {ratio:.2f}x"
-          f" (<= 1.5x: {verdict(ratio <= 1.5)})")  # fmt: skip
-    speedup = process_ms / large.ms["default cli"]
-    print(f"  process per tenant / default CLI at {large.tenants}: {speedup:.1f}x"
-          f" (>= 30x: {verdict(speedup >= 30)})")  # fmt: skip
-    for contender in ("default cli", "default", "compiled", "floor", "no-op"):
-        growth = large.ms[contender] / small.ms[contender]
-        print(f"  linear, {contender}: {large.tenants} vs {small.tenants} tenants"
-              f" {growth:.2f}x (<= 1.2x: {verdict(growth <= 1.2)})")  # fmt: skip
-    noop = large.ms["no-op"]
-    print(f"  no-op at {large.tenants}: {noop:.2f} ms/tenant"
-          f" (<= 1 ms: {verdict(noop <= 1)})")  # fmt: skip
+    growth = large.ms["default"] / mid.ms["default"]
+    print(f"  default in-process, {large.tenants} vs {mid.tenants} tenants:"
+          f" {growth:.2f}x (<= 1.2x: {verdict(growth <= 1.2)})")  # fmt: skip
+    ratio = large.ms["default"] / large.ms["floor"]
+    print(f"  default in-process / floor at {large.tenants}: {ratio:.2f}x"
+          f" (<= 1.2x: {verdict(ratio <= 1.2)})")  # fmt: skip
+    n, spread = ratios
+    median = statistics.median(spread)
+    print(f"  default in-process / floor at {n}, {len(spread)} alternating"
+          f" rounds: median {median:.2f}x (from {spread[0]:.2f} to"
+          f" {spread[-1]:.2f})")  # fmt: skip
+    for size in sizes:
+        commits, rollbacks = size.transactions["default"]
+        floor_commits, floor_rollbacks = size.transactions["floor"]
+        print(f"  transactions per tenant at {size.tenants}: default {commits:.2f}"
+              f" commits + {rollbacks:.2f} rollbacks, floor {floor_commits:.2f} +"
+              f" {floor_rollbacks:.2f}")  # fmt: skip
+    noop = [size.ms["no-op"] for size in sizes]
+    flat = large.ms["no-op"] / small.ms["no-op"]
+    print(f"  no-op: {', '.join(f'{ms:.2f}' for ms in noop)} ms/tenant at"
+          f" {', '.join(str(size.tenants) for size in sizes)} (<= 0.3 ms:"
+          f" {verdict(max(noop) <= 0.3)}; {large.tenants} vs {small.tenants}"
+          f" {flat:.2f}x, flat (<= 1.2x): {verdict(flat <= 1.2)})")  # fmt: skip
+    parallel = large.ms["parallel floor"] / large.ms["workers=4"]
+    print(f"  workers=4 speed / parallel floor's at {large.tenants}: {parallel:.2f}"
+          f" (>= 0.8: {verdict(parallel >= 0.8)})")  # fmt: skip
     rss = large.rss_kib / small.rss_kib
     print(f"  peak RSS {large.tenants} vs {small.tenants} tenants: {rss:.2f}x"
           f" ({large.rss_kib / 1024:.0f} vs {small.rss_kib / 1024:.0f} MiB;"
-          f" <= 1.2x: {verdict(rss <= 1.2)})")  # fmt: skip
+          f" <= 1.3x: {verdict(rss <= 1.3)})")  # fmt: skip
+    speedup = process_ms / large.ms["default cli"]
+    print(f"  process per tenant / default CLI at {large.tenants}: {speedup:.1f}x"
+          f" (>= 30x: {verdict(speedup >= 30)})")  # fmt: skip
     for contender in ("default", "compiled", "floor"):
         per_rev_5 = mid.ms[contender] / len(REVISIONS)
         per_rev_n = lots.ms[contender] / revisions
