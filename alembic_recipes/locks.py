@@ -141,10 +141,7 @@ def _pg_lock(conn: Connection, key: int, what: str, timeout: float) -> Iterator[
     try:
         yield
     finally:
-        if not conn.invalidated and not conn.closed:
-            sql = text("SELECT pg_advisory_unlock(CAST(:key AS bigint))")
-            with own_read(conn):
-                conn.execute(sql, {"key": key})
+        _pg_unlock(conn, key)
 
 
 @contextmanager
@@ -171,10 +168,16 @@ def _kept_past_commits(conn: Connection, key: int) -> Iterator[None]:
         yield
     finally:
         event.remove(conn, "commit", keep)
-        if kept and not conn.invalidated and not conn.closed:
-            sql = text("SELECT pg_advisory_unlock(CAST(:key AS bigint))")
-            with own_read(conn):
-                conn.execute(sql, {"key": key})
+        if kept:
+            _pg_unlock(conn, key)
+
+
+def _pg_unlock(conn: Connection, key: int) -> None:
+    """Release the session-level lock *key* (a closed connection has)."""
+    if not conn.invalidated and not conn.closed:
+        sql = text("SELECT pg_advisory_unlock(CAST(:key AS bigint))")
+        with own_read(conn):
+            conn.execute(sql, {"key": key})
 
 
 # -- MySQL / MariaDB -------------------------------------------------------------

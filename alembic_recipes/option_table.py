@@ -414,7 +414,8 @@ OPTIONS: tuple[Option, ...] = (
             " rendered",
             "          twice identically (no uuid4()/now() computed in Python),"
             " reading no",
-            "          data, no autocommit_block(); other paths run Alembic per tenant",
+            "          data, no autocommit_block(); a path is split around the",
+            "          revisions that are not: Alembic runs those per tenant",
             "  true  - every path that renders offline; Python-side values are shared",
             "  false - Alembic runs every tenant",
         ),

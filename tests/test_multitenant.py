@@ -157,6 +157,24 @@ def test_schema_all_from_query(s: Schemas) -> None:
     assert s.tables("public") == {"tenants"}
 
 
+@pytest.mark.parametrize(
+    "s", [pytest.param("psycopg", marks=pytest.mark.postgresql)], indirect=True
+)
+@pytest.mark.orchestration
+def test_tenants_query_with_two_columns_is_an_error(s: Schemas) -> None:
+    """Not silently its first column: one line naming the columns."""
+    s.sql(
+        "CREATE TABLE public.tenants (slug text, server text);"
+        "INSERT INTO public.tenants VALUES ('acme', 'eu1')"
+    )
+    s.proj.set_option("tenants_query", "SELECT slug, server FROM public.tenants")
+    failed = s.proj.alembic("-x", "tenant=all", "upgrade", "head", ok=False)
+    assert failed.code == 255
+    (line,) = [x for x in failed.stdout.splitlines() if x.startswith("FAILED:")]
+    assert "returns 2 columns (slug, server); it must return one" in line
+    assert s.version("acme") == [] and s.tables("acme") == set()
+
+
 def test_schema_all_from_pattern_and_list(s: Schemas) -> None:
     s.sql("CREATE SCHEMA t_one; CREATE SCHEMA t_two")
     s.proj.set_option("tenants_pattern", "t_*")

@@ -7,7 +7,7 @@ import fnmatch
 from pathlib import Path
 
 from alembic.util import CommandError
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.engine import URL, Connection, make_url
 
 from ..connections import (
@@ -68,13 +68,27 @@ def _tenants_query(settings: TenantSettings, conn: Connection | None) -> list[ob
         assert conn is not None  # schema strategy: the shared database
         where = f"sqlalchemy.url ({display_url(conn.engine.url)})"
         with failing_as(f"tenants_query failed on {where}"):
-            return list(conn.scalars(query))
+            return _names(conn, query, where)
     where = f"tenants_url ({display_url(settings.tenants_url)})"
     engine = engine_from_options({"sqlalchemy.url": settings.tenants_url})
     with failing_as(f"tenants_query failed on {where}"):
         return run_with_connection(
-            engine, lambda c: list(c.scalars(query)), owned=True, where=where
+            engine, lambda c: _names(c, query, where), owned=True, where=where
         )
+
+
+def _names(conn: Connection, query: TextClause, where: str) -> list[object]:
+    """The one column of *query*'s rows; a query returning more columns is an
+    error naming them (it is not silently cut to its first)."""
+    result = conn.execute(query)
+    columns = list(result.keys())
+    if len(columns) != 1:
+        result.close()
+        raise CommandError(
+            f"tenants_query on {where} returns {len(columns)} columns"
+            f" ({', '.join(columns)}); it must return one: the tenant name"
+        )
+    return list(result.scalars())
 
 
 def _schemas(conn: Connection | None) -> list[str]:
