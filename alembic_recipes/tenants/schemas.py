@@ -341,8 +341,7 @@ class SchemaTenants:
         scope = schema_scope(conn, name, path=tenant.search_path)
         with tenant_transaction(conn), scope, fleet.lock(conn, schema=name):
             if settings.locks():  # trust only what we read under the lock
-                state = _schema_state(conn, [name])
-                _refresh(name, state, self.existing, self.with_table, self.versions)
+                self._refresh(conn, name)
             before = self.versions.get(name, [])
             missing = name not in self.existing
             if not missing and fleet.at_head(before):
@@ -364,6 +363,19 @@ class SchemaTenants:
             after = list(context.get_context().get_current_heads())
         self.existing.add(name)
         return before, after
+
+    def _refresh(self, conn: Connection, name: str) -> None:
+        """Read tenant *name*'s versions again (under its lock): only them
+        when the batched read found its version table -- a tenant's version
+        table is not dropped while migrations run -- else its whole state."""
+        if name in self.with_table:
+            quote = conn.dialect.identifier_preparer.quote
+            table = f"{quote(name)}.{quote(VERSION_TABLE)}"
+            rows = conn.exec_driver_sql(f"SELECT version_num FROM {table}")
+            self.versions[name] = [str(version) for (version,) in rows]
+            return
+        state = _schema_state(conn, [name])
+        _refresh(name, state, self.existing, self.with_table, self.versions)
 
     def _replay(self, conn: Connection, tenant: Tenant, before: list[str]) -> bool:
         """Take *tenant* to the destination in its transaction, segment by
