@@ -125,7 +125,8 @@ def _guarded(
             return fn(connection)
 
     def guarded(connection: Connection) -> T:
-        if lock and not connection.in_transaction() and pooled(connection):
+        behind_pooler = pooled(connection)  # first: psycopg then prepares nothing
+        if lock and not connection.in_transaction() and behind_pooler:
             return attempted(connection, lambda: in_one_transaction(connection))
         with ExitStack() as stack:
             enter(connection, stack)
