@@ -21,7 +21,7 @@ from alembic_recipes.replaceable import (
     Trigger,
     View,
 )
-from alembic_recipes.tenants.compiled import PLACEHOLDER, CompiledPaths
+from alembic_recipes.tenants.compiled import PLACEHOLDER, CompiledPaths, Segment
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 PG, LITE, MY = postgresql.dialect(), sqlite.dialect(), mysql.dialect()
@@ -137,11 +137,20 @@ def _script(tmp_path: Path) -> ScriptDirectory:
     return ScriptDirectory.from_config(config)
 
 
+def _one_script(paths: CompiledPaths, before: list[str], schema: str) -> str | None:
+    """The path's script when it is replayed whole (one segment), else None."""
+    segments = paths.segments_for(PG, before, schema)
+    if segments is None:
+        return None
+    (segment,) = segments
+    return segment.sql
+
+
 def test_compiled_path_is_rendered_once_per_start_and_put_in_each_schema(
     tmp_path: Path,
 ) -> None:
     paths = CompiledPaths(_script(tmp_path), "r2")
-    from_base = paths.sql_for(PG, [], "acme")
+    from_base = _one_script(paths, [], "acme")
     assert from_base is not None
     # the tenant's tables by its search_path, its version table by name
     assert "CREATE TABLE t (" in from_base
@@ -151,9 +160,9 @@ def test_compiled_path_is_rendered_once_per_start_and_put_in_each_schema(
     write = """INSERT INTO "acme".alembic_version (version_num) VALUES ('r2')"""
     assert write in from_base
     assert PLACEHOLDER not in from_base
-    other = paths.sql_for(PG, [], "globex")
+    other = _one_script(paths, [], "globex")
     assert other == from_base.replace('"acme"', '"globex"')
-    from_r1 = paths.sql_for(PG, ["r1"], "acme")
+    from_r1 = _one_script(paths, ["r1"], "acme")
     assert from_r1 is not None and "CREATE TABLE" not in from_r1
     assert """UPDATE "acme".alembic_version SET version_num='r2'""" in from_r1
     assert len(paths._scripts) == 2  # rendered once per starting revision
@@ -171,6 +180,17 @@ def test_compiled_path_refuses_python_side_values_in_auto_mode(
         )
     )
     script = ScriptDirectory(str(tmp_path / "migrations"))
-    assert CompiledPaths(script, "r2", "auto").sql_for(PG, ["r1"], "acme") is None
-    always = CompiledPaths(script, "r2", "always").sql_for(PG, ["r1"], "acme")
+    assert _one_script(CompiledPaths(script, "r2", "auto"), ["r1"], "acme") is None
+    always = _one_script(CompiledPaths(script, "r2", "always"), ["r1"], "acme")
     assert always is not None and "INSERT INTO t VALUES" in always
+    # from base, auto: r1 replayed (its own version write), r2 left to Alembic
+    first, second = (
+        CompiledPaths(script, "r2", "auto").segments_for(PG, [], "acme") or []
+    )
+    assert first.stop == "r1" and first.sql is not None
+    assert 'CREATE TABLE "acme".alembic_version' in first.sql
+    assert """INSERT INTO "acme".alembic_version (version_num) VALUES ('r1')""" in (
+        first.sql
+    )
+    assert "INSERT INTO t VALUES" not in first.sql
+    assert second == Segment("r2")  # sql None: Alembic runs it
