@@ -7,6 +7,8 @@ tenant's schema, no lock is left behind on the pooler's sessions."""
 from __future__ import annotations
 
 import re
+import signal
+import time
 from collections.abc import Callable
 
 import pytest
@@ -155,3 +157,66 @@ def test_what_needs_a_session_is_refused_through_pgbouncer(
     assert POOLER in failed.output and "asyncpg prepares" in failed.output
     assert _schema_tables(pg) == {}
     assert _advisory_locks(pg) == 0
+
+
+@pytest.mark.concurrency
+def test_held_lock_and_sigkill_through_pgbouncer(
+    project: Callable[..., Project],
+    pg: ServerDB,
+    pgbouncer: Callable[[ServerDB], str],
+) -> None:
+    """Beside a live application, through the pooler: a session holding a
+    tenant's table makes that tenant fail on its lock timeout, the others go
+    on; a run killed (SIGKILL) while it waits leaves nothing behind on the
+    pooler's sessions, and the next run migrates the tenant.  The URL's
+    password is never printed."""
+    url = pgbouncer(pg).replace("postgres@", "postgres:s3cret-pw@")  # trust auth
+    proj = project("multitenant", url=url)
+    proj.set_option("tenant_strategy", "schema")
+    proj.set_option("tenants", "t001, t002, t003")
+    proj.set_option("create_tenants", "true")
+    proj.revision("a", upgrade=_table("a"))
+    proj.alembic("-x", "tenant=all", "upgrade", "head")
+    last = proj.revision("b", upgrade='op.add_column("a", sa.Column("note", sa.Text))')
+    outputs = []
+    with pg.engine().connect() as holder:
+        holder.execute(sa.text("SELECT * FROM t002.a"))  # blocks ALTER TABLE
+        started = time.monotonic()
+        failed = proj.alembic(
+            "-x", "tenant=all", "-x", "lock_timeout=1s", "-x", "lock_retries=0",
+            "-x", "continue=true", "upgrade", "head", ok=False,
+        )  # fmt: skip
+        assert time.monotonic() - started < 60
+        outputs.append(failed.output)
+        assert "[2/3] t002: FAILED" in failed.stderr
+        assert "lock timeout" in failed.output.lower()
+
+        waiting = spawn(proj, "-x", "tenant=t002", "upgrade", "head")
+        deadline = time.monotonic() + DEADLINE
+        with pg.engine().connect() as watch:
+            q = (
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()"
+            )
+            while not watch.scalar(sa.text(q)):  # it waits for the holder
+                assert time.monotonic() < deadline and waiting.poll() is None
+                time.sleep(0.05)
+                watch.rollback()
+        waiting.send_signal(signal.SIGKILL)
+        waiting.communicate(timeout=DEADLINE)
+        holder.rollback()
+    deadline = time.monotonic() + 30  # the killed run's server session ends
+    while _advisory_locks(pg) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _advisory_locks(pg) == 0
+    again = proj.alembic("-x", "tenant=all", "upgrade", "head")
+    outputs.append(again.output)
+    assert "[2/3] t002: upgraded" in again.stderr
+    with pg.engine().connect() as conn:
+        for name in ("t001", "t002", "t003"):
+            q = f"SELECT version_num FROM {name}.alembic_version"
+            assert list(conn.scalars(sa.text(q))) == [last]
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("a", name)}
+            assert "note" in columns
+    assert not any("s3cret-pw" in out for out in outputs)
+    assert any("postgres:***@" in out for out in outputs)
