@@ -359,6 +359,50 @@ OPTIONS: tuple[Option, ...] = (
         joined=True,
     ),
     Option(
+        "servers",
+        (
+            "Tenants on several servers (by region or size): name them here, and give",
+            "each a [name] section below with its sqlalchemy.url (for the database",
+            "strategy with {tenant} in its database part) and, optionally, its own",
+            "tenants / tenants_pattern.  A tenants_query on tenants_url may then",
+            "return two columns, tenant and server.  sqlalchemy.url above is unused.",
+        ),
+        example="eu1, us1",
+        kind="list",
+        accepted="server names (letters, digits, '_', '-'), separated by commas or"
+        " spaces",
+        templates=frozenset({"multitenant"}),
+        reference="One fleet command migrates the tenants of every server: each"
+        " tenant in its own transaction under its own lock, workers spread over"
+        " the servers (server_workers per server), one summary line and one run"
+        " record per server.  A server that cannot be reached fails its own"
+        " tenants; with continue_on_error the other servers go on.",
+    ),
+    Option(
+        "server",
+        kind="list",
+        accepted="names listed in servers",
+        x="server",
+        templates=frozenset({"multitenant"}),
+        in_ini=False,
+        reference="With servers: the servers this command runs on (default: all);"
+        " a tenant known on no server is created on the one server given.",
+    ),
+    Option(
+        "server_workers",
+        (
+            "With servers and fleet_workers > 1: at most this many workers (each one",
+            "connection) on one server at a time (-x server_workers=N).",
+        ),
+        example="4",
+        kind="int",
+        accepted="a whole number of worker processes from 1 to 256",
+        x="server_workers",
+        templates=frozenset({"multitenant"}),
+        joined=True,
+        doc_default="fleet_workers",
+    ),
+    Option(
         "shared_scope",
         (
             "Tables that exist once, beside the tenants' (plans, users, the tenant"

@@ -7,7 +7,8 @@
 * ``pg_cluster``: a PostgreSQL cluster of the test session's own (initdb +
   pg_ctl as the ``postgres`` OS user, on a free port, with
   ``max_prepared_transactions = 10``) where the shared server's settings get in
-  the way; stopped and removed afterwards.
+  the way; stopped and removed afterwards.  ``pg_second``: another one, per
+  test, a second server the test may stop (:class:`Cluster`).
 * ``pgbouncer``: PgBouncer in transaction mode in front of the shared
   PostgreSQL, on a free port; ``through(db)`` is *db*'s URL through it.
 * ``project``: ``make(template, url=...)`` runs ``alembic init -t template`` in
@@ -126,44 +127,77 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class Cluster:
+    """A PostgreSQL cluster of a test's own: initdb + pg_ctl as the
+    ``postgres`` OS user, on a free port; :meth:`stop` / :meth:`start` it."""
+
+    def __init__(self, settings: str = "") -> None:
+        initdb, pg_ctl, runuser = _tool("initdb"), _tool("pg_ctl"), _tool("runuser")
+        self.url = make_url("postgresql://postgres@127.0.0.1/postgres")
+        if not initdb or not pg_ctl or (os.geteuid() == 0 and not runuser):
+            missing = FileNotFoundError("initdb, pg_ctl or runuser not found")
+            _unreachable("a PostgreSQL cluster of our own", self.url, missing)
+        self.pg_ctl = str(pg_ctl)
+        self.as_postgres = (
+            [str(runuser), "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        )
+        self.root = Path(tempfile.mkdtemp(prefix="ar-pg-"))
+        self.root.chmod(0o755)
+        if self.as_postgres:
+            shutil.chown(self.root, "postgres", "postgres")
+        port = _free_port()
+        self.options = (
+            f"-p {port} -c listen_addresses=127.0.0.1"
+            f" -c unix_socket_directories={self.root} -c fsync=off {settings}"
+        )
+        self._run(initdb, "-D", f"{self.root}/data", "-A", "trust", "-U", "postgres",
+                  "-N")  # fmt: skip
+        self.start()
+        self.url = self.url.set(port=port)
+
+    def _run(self, *cmd: str) -> None:
+        done = subprocess.run(
+            [*self.as_postgres, *cmd], capture_output=True, text=True, timeout=60
+        )
+        if done.returncode:
+            _unreachable(
+                "a PostgreSQL cluster of our own", self.url, RuntimeError(done.stderr)
+            )
+
+    def start(self) -> None:
+        self._run(self.pg_ctl, "-D", f"{self.root}/data", "-o", self.options, "-w",
+                  "-l", f"{self.root}/log", "start")  # fmt: skip
+
+    def stop(self) -> None:
+        """Stop it at once (``-m immediate``): a server going down."""
+        subprocess.run(
+            [*self.as_postgres, self.pg_ctl, "-D", f"{self.root}/data", "-m",
+             "immediate", "stop"], capture_output=True, timeout=60,
+        )  # fmt: skip
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[URL]:
     """A throwaway PostgreSQL cluster with prepared transactions enabled."""
-    initdb, pg_ctl, runuser = _tool("initdb"), _tool("pg_ctl"), _tool("runuser")
-    url = make_url("postgresql://postgres@127.0.0.1/postgres")
-    if not initdb or not pg_ctl or (os.geteuid() == 0 and not runuser):
-        missing = FileNotFoundError("initdb, pg_ctl or runuser not found")
-        _unreachable("a PostgreSQL cluster of our own", url, missing)
-    as_postgres = [str(runuser), "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    root = Path(tempfile.mkdtemp(prefix="ar-pg-"))
-    root.chmod(0o755)
-    if as_postgres:
-        shutil.chown(root, "postgres", "postgres")
-    port = _free_port()
-    options = (
-        f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root}"
-        " -c max_prepared_transactions=10 -c fsync=off"
-    )
+    cluster = Cluster("-c max_prepared_transactions=10")
     try:
-        for cmd in (
-            [initdb, "-D", f"{root}/data", "-A", "trust", "-U", "postgres", "-N"],
-            [pg_ctl, "-D", f"{root}/data", "-o", options, "-w", "-l", f"{root}/log",
-             "start"],
-        ):  # fmt: skip
-            done = subprocess.run(
-                [*as_postgres, *cmd], capture_output=True, text=True, timeout=60
-            )
-            if done.returncode:
-                _unreachable(
-                    "a PostgreSQL cluster of our own", url, RuntimeError(done.stderr)
-                )
-        yield url.set(port=port)
+        yield cluster.url
     finally:
-        subprocess.run(
-            [*as_postgres, str(pg_ctl), "-D", f"{root}/data", "-m", "immediate",
-             "stop"], capture_output=True, timeout=60,
-        )  # fmt: skip
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.remove()
+
+
+@pytest.fixture
+def pg_second() -> Iterator[Cluster]:
+    """A second PostgreSQL server of this test's own, which it may stop."""
+    cluster = Cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
 
 
 @pytest.fixture(scope="session")
@@ -537,6 +571,7 @@ def together(proj: Project, count: int, *args: str) -> list[Run]:
 _SERVER_MARKERS = {
     "pg": "postgresql",
     "pg_cluster": "postgresql",
+    "pg_second": "postgresql",
     "pgbouncer": "postgresql",
     "mysql": "mysql",
 }

@@ -10,11 +10,13 @@ template whose database part holds ``{tenant}``
 
 from __future__ import annotations
 
+import configparser
 import os
+import re
 from collections import ChainMap
 from collections.abc import Mapping, Sequence
 from configparser import BasicInterpolation
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 
 from alembic import context
@@ -23,7 +25,7 @@ from alembic.util import CommandError
 from sqlalchemy.engine import URL, Connection, make_url
 
 from ..alembic_internals import VERSION_TABLE, running_command
-from ..connections import display_url
+from ..connections import display_url, first_line
 from ..filters import IncludeName
 from ..logs import logger_for
 from ..option_table import option
@@ -86,6 +88,8 @@ class Tenant:
     search_path but does not have; not the tenant's to compare."""
     create: bool = False
     """Offline (``--sql``): the script creates the tenant's schema first."""
+    server: str | None = None
+    """With ``servers``: the server the tenant lives on."""
 
     @property
     def upgrade_token(self) -> str:
@@ -150,15 +154,39 @@ class Tenant:
         """Offline: open the tenant's section of the script (and select its schema)."""
         impl = context.get_context().impl
         what = "Shared scope" if self.shared else "Tenant"
+        where = f" on server {self.server}" if self.server else ""
         if self.schema is None:
-            impl.static_output(f"-- {what} {self.name}: database {self.display_url}\n")
+            impl.static_output(
+                f"-- {what} {self.name}{where}: database {self.display_url}\n"
+            )
             return
-        impl.static_output(f"-- {what} {self.name}: schema {self.name}\n")
+        shown = f" ({self.display_url})" if self.server else ""
+        impl.static_output(f"-- {what} {self.name}{where}{shown}: schema {self.name}\n")
         quote = impl.dialect.identifier_preparer.quote_identifier
         if self.create:
             context.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.name)}")
         path = ", ".join(quote(schema) for schema in self.search_path)
         context.execute(f"SET search_path TO {path}")
+
+
+@dataclass(frozen=True)
+class Server:
+    """One of the ``servers``: its ``[name]`` section of the ini."""
+
+    name: str
+    url: URL
+    """``sqlalchemy.url`` (marked ``{tenant}`` for the database strategy)."""
+    tenants: tuple[str, ...] = ()
+    """Its ``tenants`` list."""
+    tenants_pattern: str | None = None
+    """Its ``tenants_pattern`` (else ``[alembic]``'s)."""
+    section: str = ""
+    """Its ini section (``[eu1]``, or ``[alembic.eu1]`` beside ``alembic -n``)."""
+
+    @property
+    def display_url(self) -> str:
+        """:attr:`url` with the password masked (``{tenant}`` as written)."""
+        return display_url(self.url).replace(_MARK, "{tenant}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,6 +238,17 @@ class TenantSettings(Settings):
     in the ``{tenant}`` URL for the shared database; None: no shared scope."""
     with_shared: bool = False
     """``-x tenant=shared`` (alone or with tenants) was given."""
+    servers: tuple[Server, ...] = ()
+    """``servers``: those this command runs on (all, or ``-x server=``);
+    empty: one server, ``sqlalchemy.url``."""
+    configured_servers: str = ""
+    """Every name of ``servers`` (also those ``-x server=`` leaves out)."""
+    server_workers: int = 0
+    """Workers on one server at a time (0: no cap but ``fleet_workers``)."""
+    server: str | None = None
+    """The settings of one of the :attr:`servers` (:meth:`on_server`)."""
+    section: str | None = None
+    """Where this server's ``sqlalchemy.*`` options are (None: ``[alembic]``)."""
 
     @classmethod
     def read(cls, reader: OptionReader) -> dict[str, Any]:
@@ -249,10 +288,19 @@ class TenantSettings(Settings):
                 f"{shared!r} is the shared scope (shared_scope), not a tenant: use"
                 f" -x tenant={SHARED} for it"
             )
+        servers = _servers(reader, strategy)
+        if servers and shared:
+            raise CommandError(
+                "shared_scope is not supported with servers: each server would need"
+                " its own shared scope; migrate it in an environment of its own"
+            )
         return {
             **base,
             "strategy": strategy,
-            "url": None if on_callers else _url(reader.config, strategy),
+            "url": None if on_callers or servers else _url(reader.config, strategy),
+            "servers": servers,
+            "configured_servers": reader.ini("servers") or "",
+            "server_workers": _server_workers(reader),
             **selection,
             "requested": requested,
             "shard": _shard(reader),
@@ -292,7 +340,26 @@ class TenantSettings(Settings):
         if url is not None and self.strategy == "database":
             url = url.set(database=(url.database or "").replace(_MARK, name))
         shown = url.render_as_string(hide_password=False) if url is not None else ""
-        return Tenant(name, self.strategy, shown, shared, shared_schema, runs)
+        return Tenant(
+            name, self.strategy, shown, shared, shared_schema, runs, server=self.server
+        )
+
+    def on_server(self, name: str, catalog: Sequence[str] = ()) -> TenantSettings:
+        """These settings for server *name* of :attr:`servers`: its URL, its
+        ``tenants`` then *catalog* (those ``tenants_query`` on ``tenants_url``
+        placed there), its ``tenants_pattern``; ``tenants_query`` only where
+        it runs on the server itself (no ``tenants_url``)."""
+        server = next(s for s in self.servers if s.name == name)
+        return replace(
+            self,
+            url=server.url,
+            server=name,
+            section=server.section,
+            servers=(),
+            tenants=tuple(dict.fromkeys((*server.tenants, *catalog))),
+            tenants_pattern=server.tenants_pattern or self.tenants_pattern,
+            tenants_query=None if self.tenants_url else self.tenants_query,
+        )
 
     def named(self) -> list[str]:
         """The tenants this command was given by name (not ``all``)."""
@@ -412,30 +479,98 @@ def _workers(reader: OptionReader) -> int:
     return int(value)
 
 
-def _raw_url(config: Config) -> str:
+_SERVER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}")
+
+
+def _servers(reader: OptionReader, strategy: str) -> tuple[Server, ...]:
+    """``servers`` and their sections; only those of ``-x server=`` if given."""
+    raw = reader.ini("servers")
+    wanted = reader.x_only("server")
+    names = split_list(raw)
+    if not names:
+        if wanted is not None:
+            raise InvalidOption(
+                f"-x server={wanted}: no servers are configured (servers = ... in"
+                " [alembic])"
+            )
+        return ()
+    for name in names:
+        if not _SERVER_NAME.fullmatch(name):
+            raise InvalidOption.expected(name, "servers", option("servers").accepted)
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise InvalidOption(f"servers lists {', '.join(duplicates)} more than once")
+    if wanted is not None:
+        chosen = split_list(wanted)
+        unknown = [name for name in chosen if name not in names]
+        if unknown or not chosen:
+            raise InvalidOption(
+                f"invalid -x server={wanted}: expected names listed in servers"
+                f" ({', '.join(names)})"
+            )
+        names = [name for name in names if name in chosen]
+    return tuple(_server(reader, name, strategy) for name in names)
+
+
+def _server(reader: OptionReader, name: str, strategy: str) -> Server:
+    config = reader.config
+    scoped = f"{config.config_ini_section}.{name}"
+    section = scoped if config.file_config.has_section(scoped) else name
+    if not config.file_config.has_section(section):
+        raise CommandError(
+            f"server {name!r} has no [{name}] section: add one with its"
+            " sqlalchemy.url to the ini file"
+        )
+    url = _url(config, strategy, section=section)
+    if url is None:
+        raise CommandError(f"server {name!r}: [{section}] has no sqlalchemy.url")
+    items = dict(config.file_config.items(section))
+    source = f"tenants in [{section}]"
+    tenants = tuple(validate_all(split_list(items.get("tenants")), source))
+    pattern = (items.get("tenants_pattern") or "").strip() or None
+    return Server(name, url, tenants, pattern, section)
+
+
+def _server_workers(reader: OptionReader) -> int:
+    value = reader.text("server_workers")
+    if value is None:
+        return 0
+    if not value.isdigit() or not 1 <= int(value) <= 256:
+        accepted = option("server_workers").accepted
+        raise InvalidOption.expected(value, "server_workers", accepted)
+    return int(value)
+
+
+def _raw_url(config: Config, section: str | None = None) -> str:
     """``sqlalchemy.url`` with ``{tenant}`` marked before ``%(...)s`` expands."""
     parser = config.file_config
-    section = config.config_ini_section
+    section = section or config.config_ini_section
     if not parser.has_option(section, "sqlalchemy.url"):
         return ""
     raw = parser.get(section, "sqlalchemy.url", raw=True).replace("{tenant}", _MARK)
     lookup = ChainMap(dict(parser.items(section, raw=True)))
-    return (
-        BasicInterpolation()
-        .before_get(parser, section, "sqlalchemy.url", raw, lookup)
-        .strip()
-    )
+    try:
+        expanded = BasicInterpolation().before_get(
+            parser, section, "sqlalchemy.url", raw, lookup
+        )
+    except configparser.Error as exc:
+        raise InvalidOption(
+            f"invalid sqlalchemy.url in [{section}]: {first_line(exc)}"
+            " (write a literal % as %%)"
+        ) from None
+    return expanded.strip()
 
 
-def _url(config: Config, strategy: str) -> URL | None:
-    raw = _raw_url(config)
+def _url(config: Config, strategy: str, section: str | None = None) -> URL | None:
+    raw = _raw_url(config, section)
     if not raw:
         return None  # only a caller-shared connection can serve
     try:
         url = make_url(raw)
     except Exception as exc:
         shown = display_url(raw)
-        raise InvalidOption(f"invalid sqlalchemy.url {shown}: {exc}") from None
+        where = f" in [{section}]" if section else ""
+        raise InvalidOption(f"invalid sqlalchemy.url{where} {shown}: {exc}") from None
     shown = display_url(url).replace(_MARK, "{tenant}")
     marked = _MARK in (url.database or "")
     elsewhere = (url.username, url.password, url.host, *url.query.values())

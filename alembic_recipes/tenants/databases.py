@@ -24,7 +24,7 @@ Creating is safe beside other runs and after interruptions:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -46,7 +46,7 @@ from ..logs import logger_for
 from ..poolers import tenant_transaction
 from ..timeouts import migration_safeguards
 from .config import CREATING_TABLE, Tenant
-from .discovery import admin_engine, server_databases, server_of
+from .discovery import admin_engine, known_tenants, server_databases, server_of
 from .fleet import Fleet, Outcome
 from .record import failed_tenants, record_location, save_record
 
@@ -163,18 +163,36 @@ class DatabaseTenants:
         self._listed_loaded = False
 
     def on_connection(self, fn: Callable[[], T]) -> T:
-        """Call *fn*: the tenants share no connection (each opens its own)."""
+        """Call *fn*: the tenants share no connection (each opens its own).
+        One of several ``servers`` is asked first whether it answers."""
+        url = make_url(self.fleet.settings.tenant("placeholder").url)
+        if self.fleet.settings.server is not None and url.get_backend_name() not in (
+            "sqlite",
+        ):
+            server_databases(url.render_as_string(hide_password=False))
         return fn()
 
     def select(self) -> list[str]:
         """The tenants of this run."""
-        names = self.fleet.select(None, lambda: self._on_record(failed_tenants))
+        names = self.fleet.select(None, self.recorded)
+        self.take(names)
+        return names
+
+    def known(self) -> list[str]:
+        """The known tenants of this server (or SQLite directory)."""
+        return known_tenants(self.fleet.settings, None)
+
+    def recorded(self) -> list[str] | None:
+        """The tenants the run record has unfinished."""
+        return self._on_record(failed_tenants)
+
+    def take(self, names: Sequence[str]) -> None:
+        """Nothing is read ahead: each tenant's own connection reads it."""
         if self.shared is not None and len(names) != 1:
             raise CommandError(
                 "config.attributes['connection'] is one database: with"
                 f" tenant_strategy = database give one tenant (got {len(names)})"
             )
-        return names
 
     def at_head(self, name: str) -> bool:
         """Nothing is known before the tenant's own connection reads it."""
@@ -212,12 +230,13 @@ class DatabaseTenants:
         where = f"the run record's database ({display_url(url)})"
         return run_with_connection(engine, run, owned=True, where=where)
 
-    def save_record(self) -> None:
+    def save_record(self, only: Collection[str] | None = None) -> None:
         """Store this run's outcomes in the record (:mod:`.record`)."""
         self.fleet.save_record(
             lambda lines: self._on_record(
                 lambda c, s: save_record(c, s, lines), write=True
-            )
+            ),
+            only,
         )
 
     def current(self, name: str) -> list[str] | None:

@@ -17,11 +17,12 @@ from ..connections import (
     run_with_connection,
 )
 from .config import TenantSettings
-from .names import is_reserved, validate_all
+from .names import is_reserved, split_list, validate_all
 from .record import RECORD_FILE
 
 __all__ = [
     "admin_engine",
+    "catalog",
     "existing_databases",
     "known_tenants",
     "listed_tenants",
@@ -80,15 +81,54 @@ def _tenants_query(settings: TenantSettings, conn: Connection | None) -> list[ob
 def _names(conn: Connection, query: TextClause, where: str) -> list[object]:
     """The one column of *query*'s rows; a query returning more columns is an
     error naming them (it is not silently cut to its first)."""
+    return [row[0] for row in _rows(conn, query, where, 1)]
+
+
+def _rows(
+    conn: Connection, query: TextClause, where: str, width: int
+) -> list[tuple[object, ...]]:
+    """*query*'s rows, which must have *width* columns (an error naming them)."""
     result = conn.execute(query)
     columns = list(result.keys())
-    if len(columns) != 1:
+    if len(columns) != width:
         result.close()
-        raise CommandError(
-            f"tenants_query on {where} returns {len(columns)} columns"
-            f" ({', '.join(columns)}); it must return one: the tenant name"
+        expected = (
+            "one: the tenant name"
+            if width == 1
+            else "two with servers: the tenant name and its server"
         )
-    return list(result.scalars())
+        raise CommandError(
+            f"tenants_query on {where} returns {len(columns)} column"
+            f"{'' if len(columns) == 1 else 's'} ({', '.join(columns)}); it must"
+            f" return {expected}"
+        )
+    return [tuple(row) for row in result]
+
+
+def catalog(settings: TenantSettings) -> dict[str, str]:
+    """With ``servers``, ``tenants_query`` on ``tenants_url``: each tenant's
+    server, from its two columns; {} without such a query.  A row naming a
+    server that is not configured is an error naming both."""
+    if not (settings.servers and settings.tenants_query and settings.tenants_url):
+        return {}
+    query = text(settings.tenants_query)
+    where = f"tenants_url ({display_url(settings.tenants_url)})"
+    engine = engine_from_options({"sqlalchemy.url": settings.tenants_url})
+    with failing_as(f"tenants_query failed on {where}"):
+        rows = run_with_connection(
+            engine, lambda c: _rows(c, query, where, 2), owned=True, where=where
+        )
+    configured = split_list(settings.configured_servers)
+    placed: dict[str, str] = {}
+    names = validate_all([name for name, _ in rows], "tenants_query")
+    for name, (_, server) in zip(names, rows, strict=True):
+        if str(server) not in configured:
+            raise CommandError(
+                f"tenants_query on {where} places tenant {name!r} on server"
+                f" {server!r}, which is not one of servers ({', '.join(configured)})"
+            )
+        placed[name] = str(server)
+    return placed
 
 
 def _schemas(conn: Connection | None) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -42,7 +42,13 @@ log = logger_for(__name__)
 class Fleet:
     """The state of one multitenant command over its tenants."""
 
-    def __init__(self, settings: TenantSettings, *, shared: bool = False) -> None:
+    def __init__(
+        self,
+        settings: TenantSettings,
+        *,
+        shared: bool = False,
+        report: Report | None = None,
+    ) -> None:
         self.settings = settings
         self.shared = shared
         """This run migrates the shared scope (``shared_scope``) alone."""
@@ -67,7 +73,7 @@ class Fleet:
             frozenset(self.targets) == self.heads
         )
         self.selection = Selection(settings, shared=shared)
-        self.report = Report(
+        self.report = report or Report(
             self.command,
             self.heads,
             self.steps,
@@ -97,7 +103,12 @@ class Fleet:
         """Selected as a fleet (``all``, a pattern, ``failed``, several names),
         not one named tenant -- which behaves as stock Alembic does."""
         settings = self.settings
-        return len(self.report.names) > 1 or settings.needs_known or settings.resumes
+        return (
+            len(self.report.names) > 1
+            or settings.needs_known
+            or settings.resumes
+            or bool(self.report.servers)
+        )
 
     @property
     def checks_fleet(self) -> bool:
@@ -142,13 +153,23 @@ class Fleet:
             and not self.settings.plan
         )
 
-    def save_record(self, save: Callable[[list[dict[str, Any]]], None]) -> None:
-        """Hand this run's record to *save* (the strategy's store); a failure
-        to store it is logged, never raised over the run's own outcome."""
+    def save_record(
+        self,
+        save: Callable[[list[dict[str, Any]]], None],
+        only: Collection[str] | None = None,
+    ) -> None:
+        """Hand this run's record to *save* (the strategy's store) -- of the
+        tenants *only* (one server's), or all; a failure to store it is
+        logged, never raised over the run's own outcome."""
         if not self.records or not self.report.names:
             return
+        lines = self.report.lines()
+        if only is not None:
+            lines = [line for line in lines if line["tenant"] in only]
+        if not lines:
+            return
         try:
-            save(self.report.lines())
+            save(lines)
         except Exception as exc:
             log.warning(
                 "could not store the run record: %s: %s", type(exc).__name__, exc
@@ -163,10 +184,12 @@ class Fleet:
         self,
         conn: Connection | None,
         recorded: Callable[[], list[str] | None] = lambda: None,
+        known: Callable[[], list[str]] | None = None,
     ) -> list[str]:
         """The tenants of this run, in order; validated, no SQL sent for them
-        yet (*recorded*: reads the run record, for ``-x tenant=failed``)."""
-        names = self.selection.names(conn, recorded)
+        yet (*recorded*: reads the run record, for ``-x tenant=failed``;
+        *known*: the known tenants, when not those of this one server)."""
+        names = self.selection.names(conn, recorded, known)
         self.report.begin(names)
         if self.command == "current" and self.is_fleet:
             try:  # status only: a record that cannot be read is said, not raised
@@ -256,7 +279,7 @@ class Fleet:
             failure = LockTimeout(name, timeout, attempts)
             failure.__cause__ = exc
             return failure
-        prefix = f"[{index}/{self.report.total}] {name}:"
+        prefix = self.report.prefix(index, name)
         log.warning(
             "%s %s; rolled back, runs again after the other tenants (retry %d of %d)",
             prefix,
@@ -281,7 +304,7 @@ class Fleet:
     def plan_one(self, index: int, name: str, before: list[str] | None) -> None:
         """Log what this command would do to tenant *name* (at *before*; None:
         missing), changing nothing."""
-        prefix = f"[{index}/{self.report.total}] {name}:"
+        prefix = self.report.prefix(index, name)
         targets = list(self.targets)
         if before is None:
             if self.command != "upgrade" or not self.selection.may_create(name):

@@ -31,13 +31,14 @@ from typing import Any
 
 from alembic.util import CommandError
 
-from ..connections import connection_lost
+from ..connections import connection_lost, first_line
 from ..logs import logger_for
 from ..retries import with_lock_retries
 from .config import TenantSettings
 from .fleet import Fleet
 from .interrupts import exit_with_parent, parent_is_gone, sigterm_interrupts
 from .report import Outcome, Report
+from .servers import Group, groups_of
 from .strategy import TenantStrategy
 
 __all__ = ["can_fork", "run_parallel"]
@@ -93,20 +94,44 @@ class _Failure:
 
 
 # -- worker side ---------------------------------------------------------------
+class _Tasks:
+    """One group's tenants, taken in order by any number of workers: the
+    list is inherited at the fork, a shared counter says how far it is."""
+
+    def __init__(self, group: Group, context: Any, slots: int) -> None:
+        self.group = group
+        self.next = context.Value("i", 0)
+        self.slots = context.BoundedSemaphore(slots)
+        """Workers on this group's server at once (``server_workers``)."""
+
+    def take(self) -> str | None:
+        """The next tenant, or None when every one was taken."""
+        with self.next.get_lock():
+            index = self.next.value
+            if index >= len(self.group.names):
+                return None
+            self.next.value = index + 1
+        return str(self.group.names[index])
+
+    def left(self) -> bool:
+        return bool(self.next.value < len(self.group.names))
+
+
 def _work(
     one: Callable[[str], Outcome],
-    tasks: Any,
+    tasks: _Tasks,
     results: Any,
     stop: Any,
     retries: int,
     parent: int,
-) -> None:
-    """Take tenants from *tasks* until it is empty or *stop* is set; a lock
-    timeout runs the tenant again in place (the other workers go on)."""
+) -> bool:
+    """Take tenants from *tasks* until none is left or *stop* is set; a lock
+    timeout runs the tenant again in place (the other workers go on).  True
+    when a tenant lost the connection: the caller opens a new one."""
     while not stop.is_set() and not parent_is_gone(parent):
-        name = tasks.get()
-        if name is None:  # one sentinel per worker: the queue is done
-            return
+        name = tasks.take()
+        if name is None:
+            return False
         started = time.perf_counter()
         try:
             outcome: Outcome | _Failure = with_lock_retries(
@@ -114,34 +139,68 @@ def _work(
             )
         except KeyboardInterrupt:  # rolled back on the way out
             results.put((name, "interrupted", None, time.perf_counter() - started))
-            return
+            return False
         except Exception as exc:
             lost = connection_lost(exc)
             outcome = _Failure.of(
                 exc if lost is None else CommandError(f"{name}: {lost}")
             )
+            if lost is not None:
+                results.put((name, "done", outcome, time.perf_counter() - started))
+                return True
         results.put((name, "done", outcome, time.perf_counter() - started))
+    return False
 
 
-def _worker_main(
-    strategy: TenantStrategy,
-    tasks: Any,
-    results: Any,
-    stop: Any,
-) -> None:
+def _worker_main(groups: list[_Tasks], first: int, results: Any, stop: Any) -> None:
     """A forked worker: its own connection, tenants from the shared queue;
-    it ends when the parent dies, whatever killed it."""
+    it ends when the parent dies, whatever killed it.  With several servers
+    it takes them in turn from *first*, on those with a free slot."""
     parent = exit_with_parent()
     try:
-        retries = strategy.fleet.settings.lock_retries
-        strategy.on_connection(
-            lambda: _work(strategy.one, tasks, results, stop, retries, parent)
-        )
+        for tasks in groups[first:] + groups[:first]:
+            if stop.is_set() or parent_is_gone(parent):
+                break
+            if tasks.left() and tasks.slots.acquire(block=False):
+                try:
+                    _on_group(tasks, results, stop, parent)
+                finally:
+                    tasks.slots.release()
     except BaseException as exc:  # cannot even connect: the parent reports it
         failure = _Failure.of(exc if isinstance(exc, Exception) else RuntimeError(exc))
         results.put(("", "worker failed", failure, 0.0))
     finally:
         results.put(("", "exit", None, 0.0))
+
+
+def _on_group(tasks: _Tasks, results: Any, stop: Any, parent: int) -> None:
+    """Run *tasks* on a connection of the group's; after a lost connection,
+    on a new one.  When a server of several does not answer, the group's
+    tenants left fail, one line each."""
+    strategy = tasks.group.strategy
+    retries = strategy.fleet.settings.lock_retries
+    entered = False
+
+    def work() -> bool:
+        nonlocal entered
+        entered = True
+        return _work(strategy.one, tasks, results, stop, retries, parent)
+
+    while True:
+        entered = False
+        try:
+            if not strategy.on_connection(work) or not tasks.left():
+                return
+        except Exception as exc:
+            server = tasks.group.server
+            if entered or server is None:
+                raise
+            failure = _Failure.of(
+                CommandError(f"server {server} cannot be reached: {first_line(exc)}")
+            )
+            while (name := tasks.take()) is not None:
+                results.put((name, "done", failure, 0.0))
+            return
 
 
 # -- parent side ---------------------------------------------------------------
@@ -170,8 +229,12 @@ def _run_parallel(strategy: TenantStrategy, workers: int) -> None:
                 fleet.report.record(supervisor.done, name, None, 0.0)
             else:
                 todo.append(name)
-        if todo:
-            supervisor.run(strategy, todo, min(workers, len(todo)))
+        groups, unreachable = groups_of(strategy, todo)
+        for name in unreachable:  # their server did not answer
+            supervisor.fail_unreachable(strategy, name)
+        if groups and not supervisor.stop.is_set():
+            cap = fleet.settings.server_workers or workers
+            supervisor.run(groups, min(workers, len(todo) - len(unreachable)), cap)
         done = supervisor.done
         stopped = supervisor.interrupted or supervisor.stop.is_set()
         if not fleet.wave_done(wave, len(waves), failures, stopped):
@@ -197,28 +260,40 @@ class _Supervisor:
         self.context = multiprocessing.get_context("fork")
         self.stop = self.context.Event()
 
-    def run(self, strategy: TenantStrategy, todo: list[str], count: int) -> None:
-        log.info("Running %d tenants in %d worker processes", len(todo), count)
-        tasks, results = self.context.Queue(), self.context.Queue()
+    def run(self, groups: list[Group], count: int, cap: int) -> None:
+        """Run *groups* in *count* worker processes, at most *cap* on one
+        group (server) at a time."""
+        total = sum(len(group.names) for group in groups)
+        servers = f" on {len(groups)} servers" if len(groups) > 1 else ""
+        log.info("Running %d tenants in %d worker processes%s", total, count, servers)
+        tasks = [_Tasks(group, self.context, min(cap, count)) for group in groups]
+        results = self.context.Queue()
         processes = [
             self.context.Process(
                 target=_worker_main,
-                args=(strategy, tasks, results, self.stop),
-                name=f"alembic-recipes-worker-{i}",
+                args=(tasks, i % len(tasks), results, self.stop),
+                name=f"alembic-recipes-worker-{i + 1}",
             )
-            for i in range(1, count + 1)
+            for i in range(count)
         ]
         for process in processes:
             process.start()
-        # queued after the fork: the queue's feeder thread must not exist before it
-        for task in [*todo, *[None] * count]:
-            tasks.put(task)
         with sigterm_interrupts():
             self._collect(results, processes, count)
         for process in processes:
             process.join(timeout=30)
         if self.interrupted:
             self.report.interrupt()
+
+    def fail_unreachable(self, strategy: TenantStrategy, name: str) -> None:
+        """Tenant *name*'s server did not answer: its one-line failure."""
+        try:
+            strategy.one(name)  # raises the server's error at once
+        except Exception as exc:
+            self.done += 1
+            self.report.record_failure(self.done, name, exc, 0.0)
+            if not self.keep_going:
+                self.stop.set()
 
     def _collect(self, results: Any, processes: list[Any], count: int) -> None:
         while self.exited < count:

@@ -87,6 +87,14 @@ class Report:
         self.unfinished: list[str] | None = None
         """``current``: the tenants the last recorded fleet run left failed or
         not attempted (None: no run recorded)."""
+        self.servers: dict[str, str] = {}
+        """With ``servers``: each selected tenant's server."""
+
+    def prefix(self, index: int, name: str) -> str:
+        """A tenant line's start: ``[3/200] acme:``, ``[3/200] acme (eu1):``."""
+        server = self.servers.get(name)
+        where = f" ({server})" if server else ""
+        return f"[{index}/{self.total}] {name}{where}:"
 
     def begin(self, names: list[str]) -> None:
         """The run's tenants are chosen: *names*, in order."""
@@ -110,11 +118,7 @@ class Report:
     ) -> None:
         """Log tenant *name*'s line (the *index*-th done) and count its outcome
         (*diff*: what a fleet ``check`` found, see :func:`diff_lines`)."""
-        prefix = (
-            f"shared scope {name}:"
-            if self.shared
-            else f"[{index}/{self.total}] {name}:"
-        )
+        prefix = f"shared scope {name}:" if self.shared else self.prefix(index, name)
         if diff is not None:
             self._compared(prefix, name, diff, seconds)
         elif self.command not in AUTOGENERATE_COMMANDS:
@@ -156,7 +160,7 @@ class Report:
     ) -> None:
         """Log tenant *name*'s failure once, in full: traceback and SQL (*text*
         when it happened in a worker process); a CommandError as one line."""
-        prefix = f"[{index}/{self.total}] {name}:"
+        prefix = self.prefix(index, name)
         ms = seconds * 1000
         if text is not None:
             log.error("%s FAILED after %.0f ms: %s", prefix, ms, text)
@@ -203,6 +207,7 @@ class Report:
     ) -> None:
         self.entries[name] = {
             "tenant": name,
+            **({"server": self.servers[name]} if name in self.servers else {}),
             "status": status,
             "from": shown_revisions(before) if status != "failed" else None,
             "to": shown_revisions(after) if status != "failed" else None,
@@ -266,11 +271,28 @@ class Report:
         if self.stopped_at:
             parts.append(f"rollout stopped at {self.stopped_at}")
         log.info("Tenants: %d total: %s", self.total, ", ".join(parts) or "none")
+        self._per_server()
         if self.command == "current":
             self._histogram()
         self.write()
         self._raise_for_differences()
         self._raise_for_failures(done)
+
+    def _per_server(self) -> None:
+        """With ``servers``: one summary line per server."""
+        for server, counts in self.server_statuses().items():
+            total = sum(counts.values())
+            parts = ", ".join(f"{count} {status}" for status, count in counts.items())
+            log.info("Server %s: %d tenants: %s", server, total, parts)
+
+    def server_statuses(self) -> dict[str, dict[str, int]]:
+        """Per server (``servers``), how many tenants ended in each status."""
+        found: dict[str, Counter[str]] = {}
+        for line in self.lines():
+            server = self.servers.get(line["tenant"])
+            if server is not None:
+                found.setdefault(server, Counter())[line["status"]] += 1
+        return {server: dict(counts) for server, counts in found.items()}
 
     def _histogram(self) -> None:
         """``current``: how many tenants are at each revision."""
@@ -297,7 +319,10 @@ class Report:
     def lines(self) -> list[dict[str, Any]]:
         """The record: one entry per selected tenant, in order (those not
         reached: ``not attempted``)."""
-        return [self.entries.get(name) or _not_attempted(name) for name in self.names]
+        return [
+            self.entries.get(name) or _not_attempted(name, self.servers.get(name))
+            for name in self.names
+        ]
 
     def write(self) -> None:
         """Write the record to ``-x report=PATH``: one JSON object per tenant
@@ -313,6 +338,7 @@ class Report:
             "statuses": dict(counts),
             "failed": [name for name, _ in self.failures],
             "stopped_at": self.stopped_at,
+            **({"servers": self.server_statuses()} if self.servers else {}),
             **(
                 {"unfinished_last_run": self.unfinished}
                 if self.unfinished is not None
@@ -391,9 +417,10 @@ def diff_lines(
     return textwrap.dedent("\n".join(kept)).strip().splitlines()
 
 
-def _not_attempted(name: str) -> dict[str, Any]:
+def _not_attempted(name: str, server: str | None) -> dict[str, Any]:
     keys = ("from", "to", "started", "seconds", "error")
-    return {"tenant": name, "status": "not attempted", **dict.fromkeys(keys)}
+    where = {"server": server} if server else {}
+    return {"tenant": name, **where, "status": "not attempted", **dict.fromkeys(keys)}
 
 
 def _split(revs: str) -> list[str]:

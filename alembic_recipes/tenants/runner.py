@@ -98,6 +98,9 @@ def _offline_shared(options: TenantSettings) -> Iterator[Tenant]:
 
 
 def _offline_fleet(options: TenantSettings) -> Iterator[Tenant]:
+    if options.servers:
+        yield from _offline_servers(options)
+        return
     if options.every:
         names = list(options.tenants)
         if not names:
@@ -114,6 +117,35 @@ def _offline_fleet(options: TenantSettings) -> Iterator[Tenant]:
         )
         yield replace(
             options.tenant(name), create=create and options.command == "upgrade"
+        )
+
+
+def _offline_servers(options: TenantSettings) -> Iterator[Tenant]:
+    """Offline over ``servers``: each tenant's section says its server, as
+    listed in the servers' ``tenants`` (the catalog is not read)."""
+    listed = {name: s.name for s in options.servers for name in s.tenants}
+    names = list(listed) if options.every else options.named()
+    if not names:
+        raise CommandError(
+            "offline (--sql) runs connect to nothing: pass -x tenant=NAME[,NAME...]"
+            " or list each server's tenants in its section (tenants = ...)"
+        )
+    for name in names:
+        server = listed.get(name)
+        if server is None and len(options.servers) == 1:
+            server = options.servers[0].name
+        if server is None:
+            raise CommandError(
+                f"offline (--sql): tenant {name!r} is listed on none of the servers"
+                f" ({', '.join(s.name for s in options.servers)}): list it in its"
+                " server's tenants, or pass -x server=NAME"
+            )
+        on_server = options.on_server(server)
+        create = options.create == "always" or (
+            options.create == "known" and name in on_server.tenants
+        )
+        yield replace(
+            on_server.tenant(name), create=create and options.command == "upgrade"
         )
 
 

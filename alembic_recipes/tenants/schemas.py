@@ -8,7 +8,7 @@ the transaction ends, nothing formatted into SQL), and env.py migrates with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import TypeVar
@@ -35,6 +35,7 @@ from ..logs import logger_for
 from ..poolers import tenant_transaction
 from .compiled import CompiledPaths, execute_script
 from .config import Tenant
+from .discovery import known_tenants
 from .fleet import MIGRATED_ELSEWHERE, Fleet, Outcome
 from .interrupts import stopping
 from .record import failed_tenants, save_record
@@ -250,13 +251,14 @@ class SchemaTenants:
         each tenant takes its own."""
 
         def bound(conn: Connection) -> T:
-            self._conn = conn
+            previous, self._conn = self._conn, conn
             try:
                 return fn()
             finally:
-                self._conn = None
+                self._conn = previous
 
-        return connect_and_run(self.fleet.settings, bound, lock=False)
+        settings = self.fleet.settings
+        return connect_and_run(settings, bound, lock=False, section=settings.section)
 
     @property
     def conn(self) -> Connection:
@@ -265,23 +267,38 @@ class SchemaTenants:
 
     def select(self) -> list[str]:
         """The tenants of this run, and what one batched read knows of them."""
+        self.caller_txn = self.conn.in_transaction()  # before we touch it: whose?
+        with own_read(self.conn):
+            names = self.fleet.select(self.conn, self.recorded)
+        self.take(names)
+        return names
+
+    def known(self) -> list[str]:
+        """The known tenants of this database."""
+        with own_read(self.conn):
+            return known_tenants(self.fleet.settings, self.conn)
+
+    def recorded(self) -> list[str] | None:
+        """The tenants this database's run record has unfinished."""
+        with own_read(self.conn):
+            return failed_tenants(self.conn, self.fleet.settings.shared)
+
+    def take(self, names: Sequence[str]) -> None:
+        """One batched read of *names*' schemas and versions."""
         conn = self.conn
         self._dialect = conn.dialect
-        self.caller_txn = conn.in_transaction()  # before we touch it: whose?
-        shared = self.fleet.settings.shared
-        with own_read(conn):
-            names = self.fleet.select(conn, lambda: failed_tenants(conn, shared))
         self.existing, self.with_table, self.versions = _schema_state(conn, names)
         with own_read(conn):
             missing = [n for n in names if n not in self.existing]
             self.fleet.selection.load_listed(conn, missing)
-        return names
 
-    def save_record(self) -> None:
+    def save_record(self, only: Collection[str] | None = None) -> None:
         """Store this run's outcomes in the record (:mod:`.record`), in the
         shared database's shared-scope (or default) schema."""
         shared = self.fleet.settings.shared
-        self.fleet.save_record(lambda lines: save_record(self.conn, shared, lines))
+        self.fleet.save_record(
+            lambda lines: save_record(self.conn, shared, lines), only
+        )
 
     def current(self, name: str) -> list[str] | None:
         """Tenant *name*'s versions from the batched read; None when its

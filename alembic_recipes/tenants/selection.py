@@ -36,10 +36,12 @@ class Selection:
         self,
         conn: Connection | None,
         recorded: Callable[[], list[str] | None] = lambda: None,
+        known: Callable[[], list[str]] | None = None,
     ) -> list[str]:
         """The tenants of this run, in order (*conn*: the shared database,
         for ``tenants_query`` and ``tenants_pattern`` of the schema strategy;
-        *recorded*: the tenants the run record has unfinished)."""
+        *recorded*: the tenants the run record has unfinished; *known*: the
+        known tenants, when they are read elsewhere -- on several servers)."""
         settings = self.settings
         if self.shared:
             return [str(settings.shared)]
@@ -59,13 +61,13 @@ class Selection:
                 return []
             selectors = [n for s in selectors for n in (failed if s == FAILED else [s])]
         if settings.needs_known:
-            known = known_tenants(settings, conn)
-            if not known:
+            found = known() if known is not None else known_tenants(settings, conn)
+            if not found:
                 raise CommandError(
                     "-x tenant=all found no tenants: list them in tenants, or set"
                     " tenants_query or tenants_pattern in [alembic]"
                 )
-            names = resolve(selectors, settings.excluded, known)
+            names = resolve(selectors, settings.excluded, found)
         else:
             names = resolve(
                 selectors if settings.resumes else settings.named(),

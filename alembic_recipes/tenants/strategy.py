@@ -7,7 +7,7 @@ A fleet, the shared scope and the worker processes run tenants through a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from functools import partial
 from typing import Protocol, TypeVar
 
@@ -17,6 +17,7 @@ from .config import Tenant
 from .databases import DatabaseTenants
 from .fleet import Fleet, Outcome
 from .schemas import SchemaTenants
+from .servers import ServerTenants
 
 __all__ = ["TenantStrategy", "run_plan", "run_serially", "strategy_for"]
 
@@ -38,6 +39,21 @@ class TenantStrategy(Protocol):
         """The tenants of this run (inside :meth:`on_connection`)."""
         ...
 
+    def known(self) -> list[str]:
+        """The known tenants (``tenants``, ``tenants_query``,
+        ``tenants_pattern``; inside :meth:`on_connection`)."""
+        ...
+
+    def recorded(self) -> list[str] | None:
+        """The tenants the run record has unfinished; None: no run recorded
+        (inside :meth:`on_connection`)."""
+        ...
+
+    def take(self, names: Sequence[str]) -> None:
+        """Run on *names*, selected elsewhere (across servers): read what
+        :meth:`select` would have read of them (inside :meth:`on_connection`)."""
+        ...
+
     def at_head(self, name: str) -> bool:
         """Known to be at head already, with nothing to lock or read."""
         ...
@@ -46,9 +62,9 @@ class TenantStrategy(Protocol):
         """Read now what forked workers must share (before they start)."""
         ...
 
-    def save_record(self) -> None:
-        """Store this run's outcomes in the run record (inside
-        :meth:`on_connection`)."""
+    def save_record(self, only: Collection[str] | None = None) -> None:
+        """Store this run's outcomes -- of the tenants *only*, or all -- in
+        the run record (inside :meth:`on_connection`)."""
         ...
 
     def current(self, name: str) -> list[str] | None:
@@ -64,11 +80,18 @@ class TenantStrategy(Protocol):
 def strategy_for(
     fleet: Fleet, migrate: Callable[[Connection, Tenant], None]
 ) -> TenantStrategy:
-    """The strategy ``tenant_strategy`` names, running *migrate* per tenant."""
+    """The strategy ``tenant_strategy`` names, running *migrate* per tenant;
+    with ``servers``, one per server behind :class:`~.servers.ServerTenants`."""
     migrate = fleet.comparing(migrate)
-    if fleet.settings.strategy == "schema":
-        return SchemaTenants(fleet, migrate)
-    return DatabaseTenants(fleet, migrate)
+
+    def on_one_server(server_fleet: Fleet) -> TenantStrategy:
+        if server_fleet.settings.strategy == "schema":
+            return SchemaTenants(server_fleet, migrate)
+        return DatabaseTenants(server_fleet, migrate)
+
+    if fleet.settings.servers:
+        return ServerTenants(fleet, on_one_server)
+    return on_one_server(fleet)
 
 
 def run_serially(strategy: TenantStrategy) -> None:

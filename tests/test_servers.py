@@ -1,0 +1,331 @@
+"""Tenants on several servers (``servers = eu1, us1``): the shared PostgreSQL
+and a second cluster each test starts on a free port -- and stops, mid-run,
+where a server going down is the point."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import sqlalchemy as sa
+from conftest import DEADLINE, Cluster, Project, ServerDB, spawn, throwaway_on
+from sqlalchemy.engine import make_url
+
+EU = [f"e{i:02}" for i in range(1, 7)]
+US = [f"u{i:02}" for i in range(1, 7)]
+PASSWORD = "s3cret-pw"  # trust auth: accepted, and must never be printed
+
+
+def _two(proj: Project) -> list[str]:
+    return [
+        proj.revision(
+            name,
+            upgrade=f'op.create_table("{name}", sa.Column("id", sa.Integer,'
+            " primary_key=True))",
+            downgrade=f'op.drop_table("{name}")',
+        )
+        for name in ("a", "b")
+    ]
+
+
+@pytest.fixture
+def second(pg_second: Cluster) -> Iterator[ServerDB]:
+    """A database on the second server."""
+    yield from throwaway_on(pg_second.url)
+
+
+def _with_password(url: str) -> str:
+    return make_url(url).set(password=PASSWORD).render_as_string(hide_password=False)
+
+
+def _servers(proj: Project, **sections: dict[str, str]) -> None:
+    """``servers = <names>`` and a ``[name]`` section per server."""
+    proj.set_option("servers", ", ".join(sections))
+    text = proj.ini.read_text()
+    blocks = "".join(
+        f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in options.items()) + "\n"
+        for name, options in sections.items()
+    )
+    proj.ini.write_text(
+        text.replace("[post_write_hooks]", blocks + "[post_write_hooks]")
+    )
+
+
+def _versions(db: ServerDB, schemas: list[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    with db.engine().connect() as conn:
+        for schema in schemas:
+            exists = conn.scalar(
+                sa.text("SELECT to_regclass(:t) IS NOT NULL"),
+                {"t": f"{schema}.alembic_version"},
+            )
+            rows = (
+                conn.scalars(
+                    sa.text(f"SELECT version_num FROM {schema}.alembic_version")
+                )
+                if exists
+                else []
+            )
+            found[schema] = list(rows)
+    return found
+
+
+def _schemas(db: ServerDB) -> set[str]:
+    with db.engine().connect() as conn:
+        q = "SELECT schema_name FROM information_schema.schemata"
+        return {str(s) for s in conn.scalars(sa.text(q))}
+
+
+def _catalog(db: ServerDB, rows: list[tuple[str, str]]) -> None:
+    with db.engine().begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE catalog (slug text, region text)")
+        conn.execute(
+            sa.text("INSERT INTO catalog VALUES (:s, :r)"),
+            [{"s": s, "r": r} for s, r in rows],
+        )
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_schema_fleet_over_two_servers_one_stopped_mid_run(
+    project: Callable[..., Project],
+    pg: ServerDB,
+    second: ServerDB,
+    pg_second: Cluster,
+    workers: str,
+) -> None:
+    """A catalog places 6 tenants on each server; serially, or with
+    ``workers=2`` and ``server_workers=1``: both servers at once.  The second server is
+    stopped mid-run: its tenants left fail one line each, the first server's
+    all finish (``continue``), the summary and the record are per server; the
+    password is never printed.  Started again, a rerun finishes the rest."""
+    proj = project("multitenant", prepare=_two)
+    head = proj.prepared[-1]
+    slow = proj.revision(
+        "slow", upgrade='op.execute("SELECT pg_sleep(0.4)")', downgrade="pass"
+    )
+    proj.set_option("tenant_strategy", "schema")
+    proj.set_option("create_tenants", "known")
+    proj.set_option("tenants_url", pg.url)
+    proj.set_option(
+        "tenants_query", "SELECT slug, region FROM catalog ORDER BY region, slug"
+    )
+    _catalog(pg, [*[(n, "eu1") for n in EU], *[(n, "us1") for n in US]])
+    _servers(
+        proj,
+        eu1={"sqlalchemy.url": _with_password(pg.url)},
+        us1={"sqlalchemy.url": _with_password(second.url)},
+    )
+    assert head != slow
+    run = spawn(
+        proj, "-x", "tenant=all", "-x", "continue=true", "-x", f"workers={workers}",
+        "-x", "server_workers=1", "-x", f"report={proj.root / 'run.jsonl'}",
+        "upgrade", "head",
+    )  # fmt: skip
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:  # two of us1's tenants done: stop it
+        done = [v for v in _versions(second, US).values() if v == [slow]]
+        if len(done) >= 2:
+            break
+        assert run.poll() is None, run.communicate()
+        time.sleep(0.05)
+    pg_second.stop()
+    out, err = run.communicate(timeout=DEADLINE)
+    assert run.returncode != 0, err
+    assert PASSWORD not in out + err
+    assert "postgres:***@" in err
+
+    assert _versions(pg, EU) == {name: [slow] for name in EU}  # eu1: all finished
+    assert not _schemas(pg) & set(US)  # each tenant on its own server only
+    failed = re.findall(r"\] (u\d+) \(us1\): FAILED", err)
+    assert failed, err
+    assert "Traceback" not in err  # one line each
+    assert len(re.findall(r"\(us1\): FAILED", err)) == len(failed)
+    assert re.search(r"Server eu1: 6 tenants: 6 upgraded", err), err
+    assert re.search(r"Server us1: 6 tenants: .*failed", err), err
+    lines = [json.loads(x) for x in (proj.root / "run.jsonl").read_text().splitlines()]
+    assert {e["tenant"]: e["server"] for e in lines[:-1]} == {
+        **dict.fromkeys(EU, "eu1"),
+        **dict.fromkeys(US, "us1"),
+    }
+    assert lines[-1]["servers"]["eu1"] == {"upgraded": 6}
+    with pg.engine().connect() as conn:  # eu1's record: eu1's tenants only
+        q = "SELECT tenant, status FROM alembic_recipes_fleet_run"
+        assert dict(conn.execute(sa.text(q)).all()) == dict.fromkeys(EU, "upgraded")
+
+    pg_second.start()
+    again = proj.alembic("-x", "tenant=all", "-x", "continue=true", "upgrade", "head")
+    assert re.search(r"Server eu1: 6 tenants: 6 already at head", again.stderr)
+    assert _versions(second, US) == {name: [slow] for name in US}
+    current = proj.alembic("current")
+    for name in EU + US:
+        assert f"{name}: {slow} (head)" in current.stdout
+
+
+def test_unreachable_server_fails_its_own_tenants(
+    project: Callable[..., Project], pg: ServerDB
+) -> None:
+    """A server that does not answer at the start: each of its tenants fails
+    with one line naming it (password masked); with ``continue`` the other
+    server's tenants migrate, without it the run stops at the first."""
+    proj = project("multitenant", prepare=_two)
+    head = proj.prepared[-1]
+    proj.set_option("tenant_strategy", "schema")
+    proj.set_option("create_tenants", "true")
+    closed = make_url(pg.url).set(port=1, password=PASSWORD)  # nothing listens
+    _servers(
+        proj,
+        eu1={"sqlalchemy.url": pg.url, "tenants": "e01, e02"},
+        us1={
+            "sqlalchemy.url": closed.render_as_string(hide_password=False),
+            "tenants": "u01, u02",
+        },
+    )
+    stopped = proj.alembic("-x", "tenant=u01,e01,u02,e02", "upgrade", "head", ok=False)
+    assert PASSWORD not in stopped.output
+    assert "server us1 (postgresql://postgres:***@127.0.0.1:1/" in stopped.output
+    assert "2 not attempted" in stopped.stderr or "not attempted" in stopped.stderr
+    kept = proj.alembic(
+        "-x", "tenant=all", "-x", "continue=true", "upgrade", "head", ok=False
+    )
+    assert PASSWORD not in kept.output
+    assert (
+        len(
+            re.findall(r"\] u0\d \(us1\): FAILED after \d+ ms: server us1", kept.stderr)
+        )
+        == 2
+    )
+    assert _versions(pg, ["e01", "e02"]) == {"e01": [head], "e02": [head]}
+    assert "2 of 4 tenants failed: u01, u02" in kept.output
+
+
+def test_database_strategy_over_two_servers(
+    project: Callable[..., Project],
+    pg: ServerDB,
+    second: ServerDB,
+    pg_second: Cluster,
+) -> None:
+    """Database per tenant on two servers: each tenant's database is created on
+    its own server; ``-x server=`` runs one; ``current`` reads both."""
+    proj = project("multitenant", prepare=_two)
+    head = proj.prepared[-1]
+    prefix = make_url(pg.url).database
+    eu = str(pg.url).replace(f"/{prefix}", f"/{prefix}_{{tenant}}")
+    us = str(second.url).replace(
+        f"/{make_url(second.url).database}", f"/{prefix}_{{tenant}}"
+    )
+    proj.set_option("tenant_strategy", "database")
+    proj.set_option("create_tenants", "known")
+    _servers(
+        proj,
+        eu1={"sqlalchemy.url": eu, "tenants": "e01, e02"},
+        us1={"sqlalchemy.url": us, "tenants": "u01"},
+    )
+
+    def databases(url: str) -> set[str]:
+        with sa.create_engine(url, poolclass=sa.pool.NullPool).connect() as conn:
+            q = "SELECT datname FROM pg_database WHERE datname LIKE :p"
+            return set(conn.scalars(sa.text(q), {"p": f"{prefix}_%"}))
+
+    try:
+        only = proj.alembic("-x", "tenant=all", "-x", "server=us1", "upgrade", "head")
+        assert "u01 (us1): upgraded" in only.stderr and "e01" not in only.stderr
+        proj.alembic("-x", "tenant=all", "-x", "workers=2", "upgrade", "head")
+        assert databases(pg.url) == {f"{prefix}_e01", f"{prefix}_e02"}
+        assert databases(second.url) == {f"{prefix}_u01"}
+        u01 = make_url(second.url).set(database=f"{prefix}_u01")
+        with sa.create_engine(u01, poolclass=sa.pool.NullPool).connect() as conn:
+            assert (
+                conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == head
+            )
+        current = proj.alembic("current")
+        for name in ("e01", "e02", "u01"):
+            assert f"{name}: {head} (head)" in current.stdout
+    finally:
+        for url in (pg.url, second.url):
+            engine = sa.create_engine(
+                url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
+            )
+            with engine.connect() as conn:
+                for name in databases(url):
+                    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_offline_sql_labels_each_tenants_server(
+    project: Callable[..., Project],
+) -> None:
+    """``--sql`` connects to nothing: the servers' lists say where each
+    tenant is, and each tenant's part of the script says so."""
+    proj = project("multitenant", prepare=_two)
+    proj.set_option("tenant_strategy", "schema")
+    url = "postgresql://postgres:" + PASSWORD + "@db-{n}.example/app"
+    _servers(
+        proj,
+        eu1={"sqlalchemy.url": url.format(n="eu"), "tenants": "e01"},
+        us1={"sqlalchemy.url": url.format(n="us"), "tenants": "u01"},
+    )
+    out = proj.alembic("-x", "tenant=all", "upgrade", "head", "--sql").stdout
+    assert (
+        "-- Tenant e01 on server eu1 (postgresql://postgres:***@db-eu.example/app)"
+        in out
+    )
+    assert (
+        "-- Tenant u01 on server us1 (postgresql://postgres:***@db-us.example/app)"
+        in out
+    )
+    assert PASSWORD not in out
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        ({"servers": "eu1, us1"}, ["-x", "server=ap1"],
+         "invalid -x server=ap1: expected names listed in servers (eu1, us1)"),
+        ({"servers": "eu1, eu1"}, [], "servers lists eu1 more than once"),
+        ({"servers": "eu1, ap/1"}, [], "'ap/1'"),
+        ({"servers": "eu1, ap1"}, [], "server 'ap1' has no [ap1] section"),
+        ({}, ["-x", "tenant=x01"], "tenant 'x01' is on none of the servers (eu1, us1)"),
+    ],
+)  # fmt: skip
+def test_bad_server_configuration_is_one_line(
+    project: Callable[..., Project],
+    pg: ServerDB,
+    setup: dict[str, str],
+    args: list[str],
+    message: str,
+) -> None:
+    proj = project("multitenant", prepare=_two)
+    proj.set_option("tenant_strategy", "schema")
+    _servers(
+        proj,
+        eu1={"sqlalchemy.url": pg.url, "tenants": "e01"},
+        us1={"sqlalchemy.url": pg.url, "tenants": "u01"},
+    )
+    for key, value in setup.items():
+        proj.set_option(key, value)
+    result = proj.alembic(*(args or ["-x", "tenant=all"]), "upgrade", "head", ok=False)
+    assert result.code == 255
+    failed = [line for line in result.output.splitlines() if "FAILED" in line]
+    assert len(failed) == 1 and message in failed[0], result.output
+    assert not _schemas(pg) & {"e01", "u01", "x01"}  # nothing ran
+
+
+def test_catalog_row_on_an_unknown_server_is_one_line(
+    project: Callable[..., Project], pg: ServerDB
+) -> None:
+    proj = project("multitenant", prepare=_two)
+    proj.set_option("tenant_strategy", "schema")
+    proj.set_option("tenants_url", pg.url)
+    _catalog(pg, [("e01", "eu1"), ("x01", "ap1")])
+    _servers(proj, eu1={"sqlalchemy.url": pg.url}, us1={"sqlalchemy.url": pg.url})
+    proj.set_option("tenants_query", "SELECT slug, region FROM catalog")
+    bad = proj.alembic("-x", "tenant=all", "upgrade", "head", ok=False)
+    assert "places tenant 'x01' on server 'ap1', which is not one of servers" in (
+        bad.output
+    )
+    proj.set_option("tenants_query", "SELECT slug FROM catalog")
+    one = proj.alembic("-x", "tenant=all", "upgrade", "head", ok=False)
+    assert "must return two with servers: the tenant name and its server" in one.output
+    assert not _schemas(pg) & {"e01", "x01"}
