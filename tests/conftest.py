@@ -276,9 +276,12 @@ def cli_environment() -> dict[str, str]:
 
 def set_ini_option(ini: Path, key: str, value: str, section: str = "alembic") -> None:
     """Set ``key = value`` in *section* of the ini file *ini*, editing its text
-    as a user would (a commented ``# key = ...`` line is uncommented)."""
+    as a user would (a commented ``# key = ...`` line is uncommented; a
+    missing section is added at the end)."""
     text = ini.read_text()
     pattern = re.compile(rf"^#? ?{re.escape(key)} = .*$", re.M)
+    if f"[{section}]" not in text:  # a new section, at the end
+        text = text.rstrip("\n") + f"\n\n[{section}]\n"
     start = text.index(f"[{section}]")
     end = text.find("\n[", start + 1)
     end = len(text) if end == -1 else end

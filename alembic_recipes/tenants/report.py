@@ -283,7 +283,8 @@ class Report:
         for server, counts in self.server_statuses().items():
             total = sum(counts.values())
             parts = ", ".join(f"{count} {status}" for status, count in counts.items())
-            log.info("Server %s: %d tenants: %s", server, total, parts)
+            plural = "" if total == 1 else "s"
+            log.info("Server %s: %d tenant%s: %s", server, total, plural, parts)
 
     def server_statuses(self) -> dict[str, dict[str, int]]:
         """Per server (``servers``), how many tenants ended in each status."""
