@@ -396,7 +396,7 @@ OPTIONS: tuple[Option, ...] = (
         ),
         example="4",
         kind="int",
-        accepted="a whole number of worker processes from 1 to 256",
+        accepted="a whole number of worker processes up to 256 (0: no cap)",
         x="server_workers",
         templates=frozenset({"multitenant"}),
         joined=True,

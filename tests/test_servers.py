@@ -287,6 +287,10 @@ def test_offline_sql_labels_each_tenants_server(
         ({"servers": "eu1, ap/1"}, [], "'ap/1'"),
         ({"servers": "eu1, ap1"}, [], "server 'ap1' has no [ap1] section"),
         ({}, ["-x", "tenant=x01"], "tenant 'x01' is on none of the servers (eu1, us1)"),
+        ({"us1:tenants": "u01, e01"}, [],
+         "tenant 'e01' is known on servers eu1 and us1"),
+        ({}, ["-x", "tenant=all", "-x", "server_workers=x"],
+         "invalid value 'x' for server_workers: expected a whole number"),
     ],
 )  # fmt: skip
 def test_bad_server_configuration_is_one_line(
@@ -304,7 +308,8 @@ def test_bad_server_configuration_is_one_line(
         us1={"sqlalchemy.url": pg.url, "tenants": "u01"},
     )
     for key, value in setup.items():
-        proj.set_option(key, value)
+        section, _, option = key.rpartition(":")
+        proj.set_option(option, value, section or "alembic")
     result = proj.alembic(*(args or ["-x", "tenant=all"]), "upgrade", "head", ok=False)
     assert result.code == 255
     failed = [line for line in result.output.splitlines() if "FAILED" in line]
@@ -329,3 +334,88 @@ def test_catalog_row_on_an_unknown_server_is_one_line(
     one = proj.alembic("-x", "tenant=all", "upgrade", "head", ok=False)
     assert "must return two with servers: the tenant name and its server" in one.output
     assert not _schemas(pg) & {"e01", "x01"}
+
+
+def test_database_tenants_on_mariadb_and_postgresql(
+    project: Callable[..., Project], pg: ServerDB, mysql: ServerDB
+) -> None:
+    """A catalog on MariaDB places tenant databases on MariaDB and on
+    PostgreSQL: created where they belong (``create_tenants = known``), with
+    two workers; the run record is kept beside the catalog."""
+    proj = project("multitenant", prepare=_two)
+    head = proj.prepared[-1]
+    prefix = str(mysql.url.database)
+    catalog_url = mysql.driver_url("pymysql")
+    maria = catalog_url.replace(f"/{prefix}", f"/{prefix}_{{tenant}}")
+    post = str(pg.url).replace(f"/{pg.url.database}", f"/{prefix}_{{tenant}}")
+    with sa.create_engine(catalog_url).begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE catalog (slug VARCHAR(63), region TEXT)")
+        conn.exec_driver_sql(
+            "INSERT INTO catalog VALUES ('m01', 'maria'), ('m02', 'maria'),"
+            " ('p01', 'post')"
+        )
+    proj.set_option("tenant_strategy", "database")
+    proj.set_option("create_tenants", "known")
+    proj.set_option("tenants_url", catalog_url)
+    proj.set_option("tenants_query", "SELECT slug, region FROM catalog ORDER BY slug")
+    _servers(proj, maria={"sqlalchemy.url": maria}, post={"sqlalchemy.url": post})
+
+    def databases(url: str, sql: str) -> set[str]:
+        with sa.create_engine(url, poolclass=sa.pool.NullPool).connect() as conn:
+            return {str(n) for n in conn.scalars(sa.text(sql), {"p": f"{prefix}_%"})}
+
+    on_maria = (
+        "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE :p"
+    )
+    on_post = "SELECT datname FROM pg_database WHERE datname LIKE :p"
+    try:
+        run = proj.alembic("-x", "tenant=all", "-x", "workers=2", "upgrade", "head")
+        assert "Server maria: 2 tenants: 2 upgraded" in run.stderr
+        assert "Server post: 1 tenant: 1 upgraded" in run.stderr
+        assert databases(catalog_url, on_maria) == {f"{prefix}_m01", f"{prefix}_m02"}
+        assert databases(str(pg.url), on_post) == {f"{prefix}_p01"}
+        with sa.create_engine(catalog_url).connect() as conn:
+            q = "SELECT tenant, to_revision FROM alembic_recipes_fleet_run"
+            assert dict(conn.execute(sa.text(q)).all()) == {
+                "m01": head, "m02": head, "p01": head,
+            }  # fmt: skip
+        current = proj.alembic("current")
+        for name in ("m01", "m02", "p01"):
+            assert f"{name}: {head} (head)" in current.stdout
+    finally:
+        for url, sql, force in (
+            (catalog_url, on_maria, ""),
+            (str(pg.url), on_post, " WITH (FORCE)"),
+        ):
+            found = databases(url, sql)
+            engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+            with engine.connect() as conn:
+                for name in found:
+                    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}{force}")
+            engine.dispose()
+
+
+def test_servers_in_pyproject(project: Callable[..., Project]) -> None:
+    """The pyproject flavour: ``servers`` in ``[tool.alembic]``, the servers'
+    sections in alembic.ini beside the URLs."""
+    proj = project("multitenant-pyproject")
+    proj.alembic("revision", "-m", "a")
+    path = proj.root / "pyproject.toml"
+    text = path.read_text().replace(
+        "[tool.alembic]\n",
+        '[tool.alembic]\nservers = ["eu1", "us1"]\ntenant_strategy = "schema"\n',
+    )
+    path.write_text(
+        re.sub(r'^#? ?tenant_strategy = "database"\n', "", text, flags=re.M)
+    )
+    _servers_sections = {
+        "eu1": {"sqlalchemy.url": "postgresql://app@eu.example/app", "tenants": "e01"},
+        "us1": {"sqlalchemy.url": "postgresql://app@us.example/app", "tenants": "u01"},
+    }
+    text = proj.ini.read_text()
+    for name, options in _servers_sections.items():
+        text += f"\n[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in options.items())
+    proj.ini.write_text(text)
+    out = proj.alembic("-x", "tenant=all", "upgrade", "head", "--sql").stdout
+    assert "-- Tenant e01 on server eu1 (postgresql://app@eu.example/app)" in out
+    assert "-- Tenant u01 on server us1 (postgresql://app@us.example/app)" in out

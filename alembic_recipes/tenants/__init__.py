@@ -8,8 +8,10 @@
 * :mod:`.selection` -- which tenants a command runs on, which may be created;
 * :mod:`.fleet` -- one command over its tenants: skips, locks, each tenant's run;
 * :mod:`.report` -- progress lines, failures, the summary;
-* :mod:`.strategy` -- :class:`~.strategy.TenantStrategy`, the one interface of
-  :mod:`.schemas` / :mod:`.databases`, the two strategies;
+* :mod:`.interface` -- :class:`~.interface.TenantStrategy`, the one interface of
+  :mod:`.schemas` / :mod:`.databases`, the two strategies, and of
+  :mod:`.servers` (tenants on several servers);
+* :mod:`.strategy` -- which strategy runs, and running it in this process;
 * :mod:`.compiled` -- upgrade scripts rendered once, replayed per tenant;
 * :mod:`.shared` -- the shared scope (``shared_scope``) beside the tenants;
 * :mod:`.runner` -- env.py's entry points and the application helpers.

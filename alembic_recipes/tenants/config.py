@@ -300,7 +300,7 @@ class TenantSettings(Settings):
             "url": None if on_callers or servers else _url(reader.config, strategy),
             "servers": servers,
             "configured_servers": reader.ini("servers") or "",
-            "server_workers": _server_workers(reader),
+            "server_workers": reader.whole("server_workers", low=0, high=256),
             **selection,
             "requested": requested,
             "shard": _shard(reader),
@@ -319,7 +319,9 @@ class TenantSettings(Settings):
             "compiled": reader.flag_or_word(
                 "compiled", ini_key="compiled_upgrades", word="auto"
             ),
-            "workers": _workers(reader),
+            "workers": reader.whole(
+                "workers", ini_key="fleet_workers", low=1, high=256
+            ),
             "tenants": tenants,
             "shared": shared,
             "with_shared": with_shared,
@@ -469,16 +471,6 @@ def _shard(reader: OptionReader) -> tuple[int, int] | None:
     return int(k), int(n)
 
 
-def _workers(reader: OptionReader) -> int:
-    value = reader.text("workers", ini_key="fleet_workers")
-    if value is None:
-        return 1
-    if not value.isdigit() or not 1 <= int(value) <= 256:
-        accepted = option("fleet_workers").accepted
-        raise InvalidOption.expected(value, "workers / fleet_workers", accepted)
-    return int(value)
-
-
 _SERVER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}")
 
 
@@ -529,16 +521,6 @@ def _server(reader: OptionReader, name: str, strategy: str) -> Server:
     tenants = tuple(validate_all(split_list(items.get("tenants")), source))
     pattern = (items.get("tenants_pattern") or "").strip() or None
     return Server(name, url, tenants, pattern, section)
-
-
-def _server_workers(reader: OptionReader) -> int:
-    value = reader.text("server_workers")
-    if value is None:
-        return 0
-    if not value.isdigit() or not 1 <= int(value) <= 256:
-        accepted = option("server_workers").accepted
-        raise InvalidOption.expected(value, "server_workers", accepted)
-    return int(value)
 
 
 def _raw_url(config: Config, section: str | None = None) -> str:

@@ -3,10 +3,12 @@
 Alembic's ``context`` and ``op`` are module globals, so tenants run in
 parallel in processes, not threads.  The parent reads the fleet once (which
 tenants, who is at head), then forks N workers; each opens its own
-connection(s) and takes tenants from one shared queue, so a slow tenant does
-not hold back the others' share.  Every tenant still runs under its own lock,
-in its own transaction.  The parent logs the per-tenant lines in completion
-order (``[k/n]``) and the one summary.
+connection(s) and takes the next tenant of one shared list (a counter shared
+by the workers), so a slow tenant does not hold back the others' share.  With
+``servers``, a list per server: workers take the servers in turn, at most
+``server_workers`` on one at a time (:mod:`.servers`).  Every tenant still
+runs under its own lock, in its own transaction.  The parent logs the
+per-tenant lines in completion order (``[k/n]``) and the one summary.
 
 Stop at the first failure (the default): no worker starts another tenant; those
 in flight finish their transaction.  ``continue=true`` goes on.  Ctrl-C or
@@ -36,10 +38,10 @@ from ..logs import logger_for
 from ..retries import with_lock_retries
 from .config import TenantSettings
 from .fleet import Fleet
+from .interface import TenantStrategy
 from .interrupts import exit_with_parent, parent_is_gone, sigterm_interrupts
 from .report import Outcome, Report
 from .servers import Group, groups_of
-from .strategy import TenantStrategy
 
 __all__ = ["can_fork", "run_parallel"]
 
@@ -153,7 +155,7 @@ def _work(
 
 
 def _worker_main(groups: list[_Tasks], first: int, results: Any, stop: Any) -> None:
-    """A forked worker: its own connection, tenants from the shared queue;
+    """A forked worker: its own connection, tenants from the shared list;
     it ends when the parent dies, whatever killed it.  With several servers
     it takes them in turn from *first*, on those with a free slot."""
     parent = exit_with_parent()

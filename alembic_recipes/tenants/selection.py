@@ -31,6 +31,12 @@ class Selection:
         self.shared = shared
         """The run migrates the shared scope (``shared_scope``) alone."""
         self._listed: frozenset[str] | None = None
+        self._on_server: Callable[[str], Selection] | None = None
+
+    def across_servers(self, of: Callable[[str], Selection]) -> None:
+        """With ``servers``: whether a tenant may be created is for *of(name)*,
+        its server's selection, to say (its lists, its catalog rows)."""
+        self._on_server = of
 
     def names(
         self,
@@ -92,6 +98,8 @@ class Selection:
 
     def may_create(self, name: str) -> bool:
         """Whether tenant *name*'s missing schema/database is created now."""
+        if self._on_server is not None:
+            return self._on_server(name).may_create(name)
         create = self.settings.create
         if self.settings.command == "current":
             return False  # status never creates anything

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from alembic.util import CommandError
 
@@ -29,9 +29,7 @@ from ..logs import logger_for
 from .config import Server
 from .discovery import catalog
 from .fleet import Fleet, Outcome
-
-if TYPE_CHECKING:
-    from .strategy import TenantStrategy
+from .interface import TenantStrategy
 
 __all__ = ["Group", "ServerTenants", "groups_of"]
 
@@ -135,12 +133,7 @@ class ServerTenants:
         seen: dict[str, str] = {}
         for part in self.parts.values():
             for name in self._known_on(part):
-                other = seen.setdefault(name, part.server.name)
-                if other != part.server.name:
-                    raise CommandError(
-                        f"tenant {name!r} is known on servers {other} and"
-                        f" {part.server.name}: a tenant lives on one server"
-                    )
+                _one_server(name, seen.setdefault(name, part.server.name), part)
         self.owner.update(seen)
         return list(seen)
 
@@ -176,6 +169,9 @@ class ServerTenants:
         self._place(names)
         report = self.fleet.report
         report.servers = {name: self.owner[name] for name in names}
+        self.fleet.selection.across_servers(
+            lambda name: self._part_of(name).strategy.fleet.selection
+        )
         for part in self.parts.values():
             part.names = [
                 name for name in names if self.owner[name] == part.server.name
@@ -187,11 +183,10 @@ class ServerTenants:
         """The server of every tenant in *names*: from the lists and the
         catalog, else from what the servers hold, else the one server given."""
         unplaced = [name for name in names if name not in self.owner]
-        listed = {
-            name: part.server.name
-            for part in self.parts.values()
-            for name in part.strategy.fleet.settings.tenants
-        }
+        listed: dict[str, str] = {}
+        for part in self.parts.values():
+            for name in part.strategy.fleet.settings.tenants:
+                _one_server(name, listed.setdefault(name, part.server.name), part)
         for name in unplaced:
             if name in listed:
                 self.owner[name] = listed[name]
@@ -262,6 +257,15 @@ class ServerTenants:
             elif mine:
                 groups.append(Group(part.strategy, mine, part.server.name))
         return groups, unreachable
+
+
+def _one_server(name: str, first: str, part: _Part) -> None:
+    """Tenant *name*, seen on server *first*, is also on *part*'s: an error."""
+    if first != part.server.name:
+        raise CommandError(
+            f"tenant {name!r} is known on servers {first} and {part.server.name}:"
+            " a tenant lives on one server"
+        )
 
 
 def groups_of(
