@@ -88,6 +88,7 @@ def _catalog(db: ServerDB, rows: list[tuple[str, str]]) -> None:
         )
 
 
+@pytest.mark.orchestration
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_schema_fleet_over_two_servers_one_stopped_mid_run(
     project: Callable[..., Project],
@@ -104,19 +105,19 @@ def test_schema_fleet_over_two_servers_one_stopped_mid_run(
     proj = project("multitenant", prepare=_two)
     head = proj.prepared[-1]
     slow = proj.revision(
-        "slow", upgrade='op.execute("SELECT pg_sleep(0.4)")', downgrade="pass"
+        "slow", upgrade='op.execute("SELECT pg_sleep(0.25)")', downgrade="pass"
     )
     proj.set_option("tenant_strategy", "schema")
     proj.set_option("create_tenants", "known")
-    proj.set_option("tenants_url", pg.url)
+    proj.set_option("tenants_url", pg.driver_url("psycopg"))
     proj.set_option(
         "tenants_query", "SELECT slug, region FROM catalog ORDER BY region, slug"
     )
     _catalog(pg, [*[(n, "eu1") for n in EU], *[(n, "us1") for n in US]])
     _servers(
         proj,
-        eu1={"sqlalchemy.url": _with_password(pg.url)},
-        us1={"sqlalchemy.url": _with_password(second.url)},
+        eu1={"sqlalchemy.url": _with_password(pg.driver_url("psycopg"))},
+        us1={"sqlalchemy.url": _with_password(second.driver_url("psycopg"))},
     )
     assert head != slow
     run = spawn(
@@ -174,10 +175,12 @@ def test_unreachable_server_fails_its_own_tenants(
     head = proj.prepared[-1]
     proj.set_option("tenant_strategy", "schema")
     proj.set_option("create_tenants", "true")
-    closed = make_url(pg.url).set(port=1, password=PASSWORD)  # nothing listens
+    closed = make_url(pg.driver_url("psycopg")).set(
+        port=1, password=PASSWORD
+    )  # nothing listens
     _servers(
         proj,
-        eu1={"sqlalchemy.url": pg.url, "tenants": "e01, e02"},
+        eu1={"sqlalchemy.url": pg.driver_url("psycopg"), "tenants": "e01, e02"},
         us1={
             "sqlalchemy.url": closed.render_as_string(hide_password=False),
             "tenants": "u01, u02",
@@ -185,7 +188,9 @@ def test_unreachable_server_fails_its_own_tenants(
     )
     stopped = proj.alembic("-x", "tenant=u01,e01,u02,e02", "upgrade", "head", ok=False)
     assert PASSWORD not in stopped.output
-    assert "server us1 (postgresql://postgres:***@127.0.0.1:1/" in stopped.output
+    assert (
+        "server us1 (postgresql+psycopg://postgres:***@127.0.0.1:1/" in stopped.output
+    )
     assert "2 not attempted" in stopped.stderr or "not attempted" in stopped.stderr
     kept = proj.alembic(
         "-x", "tenant=all", "-x", "continue=true", "upgrade", "head", ok=False
@@ -211,10 +216,10 @@ def test_database_strategy_over_two_servers(
     its own server; ``-x server=`` runs one; ``current`` reads both."""
     proj = project("multitenant", prepare=_two)
     head = proj.prepared[-1]
-    prefix = make_url(pg.url).database
-    eu = str(pg.url).replace(f"/{prefix}", f"/{prefix}_{{tenant}}")
-    us = str(second.url).replace(
-        f"/{make_url(second.url).database}", f"/{prefix}_{{tenant}}"
+    prefix = make_url(pg.driver_url("psycopg")).database
+    eu = pg.driver_url("psycopg").replace(f"/{prefix}", f"/{prefix}_{{tenant}}")
+    us = second.driver_url("psycopg").replace(
+        f"/{make_url(second.driver_url('psycopg')).database}", f"/{prefix}_{{tenant}}"
     )
     proj.set_option("tenant_strategy", "database")
     proj.set_option("create_tenants", "known")
@@ -233,9 +238,9 @@ def test_database_strategy_over_two_servers(
         only = proj.alembic("-x", "tenant=all", "-x", "server=us1", "upgrade", "head")
         assert "u01 (us1): upgraded" in only.stderr and "e01" not in only.stderr
         proj.alembic("-x", "tenant=all", "-x", "workers=2", "upgrade", "head")
-        assert databases(pg.url) == {f"{prefix}_e01", f"{prefix}_e02"}
-        assert databases(second.url) == {f"{prefix}_u01"}
-        u01 = make_url(second.url).set(database=f"{prefix}_u01")
+        assert databases(pg.driver_url("psycopg")) == {f"{prefix}_e01", f"{prefix}_e02"}
+        assert databases(second.driver_url("psycopg")) == {f"{prefix}_u01"}
+        u01 = make_url(second.driver_url("psycopg")).set(database=f"{prefix}_u01")
         with sa.create_engine(u01, poolclass=sa.pool.NullPool).connect() as conn:
             assert (
                 conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == head
@@ -244,7 +249,7 @@ def test_database_strategy_over_two_servers(
         for name in ("e01", "e02", "u01"):
             assert f"{name}: {head} (head)" in current.stdout
     finally:
-        for url in (pg.url, second.url):
+        for url in (pg.driver_url("psycopg"), second.driver_url("psycopg")):
             engine = sa.create_engine(
                 url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
             )
@@ -293,6 +298,7 @@ def test_offline_sql_labels_each_tenants_server(
          "invalid value 'x' for server_workers: expected a whole number"),
     ],
 )  # fmt: skip
+@pytest.mark.orchestration
 def test_bad_server_configuration_is_one_line(
     project: Callable[..., Project],
     pg: ServerDB,
@@ -304,8 +310,8 @@ def test_bad_server_configuration_is_one_line(
     proj.set_option("tenant_strategy", "schema")
     _servers(
         proj,
-        eu1={"sqlalchemy.url": pg.url, "tenants": "e01"},
-        us1={"sqlalchemy.url": pg.url, "tenants": "u01"},
+        eu1={"sqlalchemy.url": pg.driver_url("psycopg"), "tenants": "e01"},
+        us1={"sqlalchemy.url": pg.driver_url("psycopg"), "tenants": "u01"},
     )
     for key, value in setup.items():
         section, _, option = key.rpartition(":")
@@ -317,14 +323,19 @@ def test_bad_server_configuration_is_one_line(
     assert not _schemas(pg) & {"e01", "u01", "x01"}  # nothing ran
 
 
+@pytest.mark.orchestration
 def test_catalog_row_on_an_unknown_server_is_one_line(
     project: Callable[..., Project], pg: ServerDB
 ) -> None:
     proj = project("multitenant", prepare=_two)
     proj.set_option("tenant_strategy", "schema")
-    proj.set_option("tenants_url", pg.url)
+    proj.set_option("tenants_url", pg.driver_url("psycopg"))
     _catalog(pg, [("e01", "eu1"), ("x01", "ap1")])
-    _servers(proj, eu1={"sqlalchemy.url": pg.url}, us1={"sqlalchemy.url": pg.url})
+    _servers(
+        proj,
+        eu1={"sqlalchemy.url": pg.driver_url("psycopg")},
+        us1={"sqlalchemy.url": pg.driver_url("psycopg")},
+    )
     proj.set_option("tenants_query", "SELECT slug, region FROM catalog")
     bad = proj.alembic("-x", "tenant=all", "upgrade", "head", ok=False)
     assert "places tenant 'x01' on server 'ap1', which is not one of servers" in (
@@ -347,7 +358,9 @@ def test_database_tenants_on_mariadb_and_postgresql(
     prefix = str(mysql.url.database)
     catalog_url = mysql.driver_url("pymysql")
     maria = catalog_url.replace(f"/{prefix}", f"/{prefix}_{{tenant}}")
-    post = str(pg.url).replace(f"/{pg.url.database}", f"/{prefix}_{{tenant}}")
+    post = pg.driver_url("psycopg").replace(
+        f"/{pg.url.database}", f"/{prefix}_{{tenant}}"
+    )
     with sa.create_engine(catalog_url).begin() as conn:
         conn.exec_driver_sql("CREATE TABLE catalog (slug VARCHAR(63), region TEXT)")
         conn.exec_driver_sql(
@@ -373,7 +386,7 @@ def test_database_tenants_on_mariadb_and_postgresql(
         assert "Server maria: 2 tenants: 2 upgraded" in run.stderr
         assert "Server post: 1 tenant: 1 upgraded" in run.stderr
         assert databases(catalog_url, on_maria) == {f"{prefix}_m01", f"{prefix}_m02"}
-        assert databases(str(pg.url), on_post) == {f"{prefix}_p01"}
+        assert databases(pg.driver_url("psycopg"), on_post) == {f"{prefix}_p01"}
         with sa.create_engine(catalog_url).connect() as conn:
             q = "SELECT tenant, to_revision FROM alembic_recipes_fleet_run"
             assert dict(conn.execute(sa.text(q)).all()) == {
@@ -385,7 +398,7 @@ def test_database_tenants_on_mariadb_and_postgresql(
     finally:
         for url, sql, force in (
             (catalog_url, on_maria, ""),
-            (str(pg.url), on_post, " WITH (FORCE)"),
+            (pg.driver_url("psycopg"), on_post, " WITH (FORCE)"),
         ):
             found = databases(url, sql)
             engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
@@ -395,6 +408,7 @@ def test_database_tenants_on_mariadb_and_postgresql(
             engine.dispose()
 
 
+@pytest.mark.pyproject
 def test_servers_in_pyproject(project: Callable[..., Project]) -> None:
     """The pyproject flavour: ``servers`` in ``[tool.alembic]``, the servers'
     sections in alembic.ini beside the URLs."""

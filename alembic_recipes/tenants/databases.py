@@ -159,7 +159,9 @@ class DatabaseTenants:
         self.migrate = migrate
         config = fleet.config
         self.shared = config.attributes.get("connection")
-        self.options = dict(config.get_section(config.config_ini_section, {}))
+        # a server's own section (``servers``), else [alembic]
+        self.section = fleet.settings.section or config.config_ini_section
+        self.options = dict(config.get_section(self.section, {}))
         self._listed_loaded = False
 
     def on_connection(self, fn: Callable[[], T]) -> T:
@@ -298,7 +300,9 @@ class DatabaseTenants:
 
     def _on_tenant(self, tenant: Tenant, fn: Callable[[Connection], T]) -> T:
         """``fn(connection)`` on a connection of the tenant's own database."""
-        engine = engine_from_options({**self.options, "sqlalchemy.url": tenant.url})
+        engine = engine_from_options(
+            {**self.options, "sqlalchemy.url": tenant.url}, where=f"[{self.section}]"
+        )
         where = f"tenant {tenant.name!r}'s database ({tenant.display_url})"
         return run_with_connection(engine, fn, owned=True, where=where)
 

@@ -71,7 +71,9 @@ def _tenants_query(settings: TenantSettings, conn: Connection | None) -> list[ob
         with failing_as(f"tenants_query failed on {where}"):
             return _names(conn, query, where)
     where = f"tenants_url ({display_url(settings.tenants_url)})"
-    engine = engine_from_options({"sqlalchemy.url": settings.tenants_url})
+    engine = engine_from_options(
+        {"sqlalchemy.url": settings.tenants_url}, where="tenants_url"
+    )
     with failing_as(f"tenants_query failed on {where}"):
         return run_with_connection(
             engine, lambda c: _names(c, query, where), owned=True, where=where
@@ -113,7 +115,9 @@ def catalog(settings: TenantSettings) -> dict[str, str]:
         return {}
     query = text(settings.tenants_query)
     where = f"tenants_url ({display_url(settings.tenants_url)})"
-    engine = engine_from_options({"sqlalchemy.url": settings.tenants_url})
+    engine = engine_from_options(
+        {"sqlalchemy.url": settings.tenants_url}, where="tenants_url"
+    )
     with failing_as(f"tenants_query failed on {where}"):
         rows = run_with_connection(
             engine, lambda c: _rows(c, query, where, 2), owned=True, where=where
