@@ -211,6 +211,41 @@ def _xmin(pg: ServerDB, schema: str) -> str:
 
 
 @pytest.mark.orchestration
+def test_rerun_at_head_writes_no_record(
+    fleet: tuple[Project, str, str], pg: ServerDB
+) -> None:
+    """A rerun over a fleet at head leaves the record's rows as they are (no
+    write, no commit); a tenant recorded as failed but found at head gets its
+    new row."""
+    proj, _, r2 = fleet
+    proj.alembic("-x", "tenant=all", "upgrade", "head")
+    query = sa.text("SELECT tenant, xmin::text FROM public.alembic_recipes_fleet_run")
+    with pg.engine().connect() as conn:
+        before = dict(conn.execute(query).all())
+    with pg.engine().begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE public.alembic_recipes_fleet_run SET status = 'failed'"
+            " WHERE tenant = 't003'"
+        )
+    with pg.engine().connect() as conn:
+        before["t003"] = dict(conn.execute(query).all())["t003"]
+    out = proj.alembic("-x", "tenant=all", "upgrade", "head").stderr
+    assert "Tenants: 8 total: 8 already at head" in out
+    with pg.engine().connect() as conn:
+        after = dict(conn.execute(query).all())
+        status = conn.scalar(
+            sa.text(
+                "SELECT status || ' ' || to_revision FROM"
+                " public.alembic_recipes_fleet_run WHERE tenant = 't003'"
+            )
+        )
+    assert {n: x for n, x in after.items() if n != "t003"} == {
+        n: x for n, x in before.items() if n != "t003"
+    }
+    assert after["t003"] != before["t003"] and status == f"already at head {r2}"
+
+
+@pytest.mark.orchestration
 def test_resume_runs_only_what_failed_or_was_not_attempted(
     fleet: tuple[Project, str, str], pg: ServerDB
 ) -> None:

@@ -38,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, make_url
 
+from ..connections import own_read
 from ..locks import table_lock
 from ..logs import logger_for
 from .config import RECORD_TABLE, TenantSettings
@@ -56,6 +57,7 @@ log = logger_for(__name__)
 UNFINISHED = ("failed", "interrupted (rolled back)", "not attempted")
 """Statuses that ``-x tenant=failed`` selects."""
 RECORD_FILE = "alembic_recipes_fleet_run.db"
+_AT_HEAD = "already at head"
 _SAVE_WAIT = 60.0
 """Seconds a save waits for another run's save (each takes milliseconds)."""
 
@@ -95,7 +97,9 @@ def save_record(
     conn: Connection, schema: str | None, entries: Iterable[Mapping[str, Any]]
 ) -> None:
     """Replace the rows of *entries*' tenants with their outcomes, in one
-    transaction (created on first use; concurrent runs take turns)."""
+    transaction (created on first use; concurrent runs take turns).  A
+    tenant found already at head keeps a row that says it finished at that
+    revision: a rerun over a fleet at head writes nothing."""
     rows = [
         {
             "tenant": e["tenant"],
@@ -110,9 +114,11 @@ def save_record(
         }
         for e in entries
     ]
-    if not rows:
-        return
     table = _table(schema)
+    with own_read(conn):
+        rows = _changed(conn, table, rows)
+    if not rows:
+        return  # a no-op run over finished tenants: nothing to write, no commit
     with (
         conn.begin_nested() if conn.in_transaction() else conn.begin(),
         table_lock(conn, schema, RECORD_TABLE, timeout=_SAVE_WAIT),
@@ -123,6 +129,26 @@ def save_record(
             chunk = names[start : start + 500]
             conn.execute(delete(table).where(table.c.tenant.in_(chunk)))
         conn.execute(insert(table), rows)
+
+
+def _changed(
+    conn: Connection, table: Table, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """*rows* without those of tenants already at head whose recorded row is
+    finished at the same revision (read first, in a transaction of its own
+    when not in the caller's)."""
+    at_head = {r["tenant"]: r["to_revision"] for r in rows if r["status"] == _AT_HEAD}
+    if not at_head or not conn.dialect.has_table(conn, RECORD_TABLE, table.schema):
+        return rows
+    kept: set[str] = set()
+    names = sorted(at_head)
+    for start in range(0, len(names), 500):
+        query = select(table.c.tenant, table.c.to_revision).where(
+            table.c.tenant.in_(names[start : start + 500]),
+            table.c.status.not_in(UNFINISHED),
+        )
+        kept.update(t for t, to in conn.execute(query) if at_head[t] == to)
+    return [r for r in rows if not (r["status"] == _AT_HEAD and r["tenant"] in kept)]
 
 
 def failed_tenants(conn: Connection, schema: str | None) -> list[str] | None:
