@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 from collections.abc import Callable, Iterator
 
@@ -433,3 +434,65 @@ def test_servers_in_pyproject(project: Callable[..., Project]) -> None:
     out = proj.alembic("-x", "tenant=all", "upgrade", "head", "--sql").stdout
     assert "-- Tenant e01 on server eu1 (postgresql://app@eu.example/app)" in out
     assert "-- Tenant u01 on server us1 (postgresql://app@us.example/app)" in out
+
+
+@pytest.fixture
+def pg_other(pg: ServerDB) -> Iterator[ServerDB]:
+    """Another database on the shared server: a second "server" in the ini."""
+    yield from throwaway_on(pg.url.set(database="postgres"))
+
+
+def _advisory_locks(db: ServerDB) -> int:
+    with db.engine().connect() as conn:
+        q = (
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+            " WHERE l.locktype = 'advisory' AND d.datname = current_database()"
+        )
+        return int(conn.scalar(sa.text(q)) or 0)
+
+
+@pytest.mark.concurrency
+def test_sigterm_over_servers_leaves_whole_tenants_and_no_lock(
+    project: Callable[..., Project], pg: ServerDB, pg_other: ServerDB
+) -> None:
+    """A pod stopped with SIGTERM during a fleet over two servers (two
+    workers, one per server): each tenant is at head or untouched, no lock
+    is left on either server, the summary says what was not attempted, and
+    the next run finishes the rest."""
+    proj = project("multitenant", prepare=_two)
+    slow = proj.revision(
+        "slow", upgrade='op.execute("SELECT pg_sleep(0.3)")', downgrade="pass"
+    )
+    proj.set_option("tenant_strategy", "schema")
+    proj.set_option("create_tenants", "known")
+    eu, us = EU[:5], US[:5]
+    _servers(
+        proj,
+        eu1={"sqlalchemy.url": _with_password(pg.driver_url("psycopg")),
+             "tenants": ", ".join(eu)},
+        us1={"sqlalchemy.url": _with_password(pg_other.driver_url("psycopg")),
+             "tenants": ", ".join(us)},
+    )  # fmt: skip
+    run = spawn(
+        proj, "-x", "tenant=all", "-x", "workers=2", "-x", "server_workers=1",
+        "upgrade", "head",
+    )  # fmt: skip
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:  # a few tenants done, most not
+        versions = {**_versions(pg, eu), **_versions(pg_other, us)}
+        if sum(v == [slow] for v in versions.values()) >= 2:
+            break
+        assert run.poll() is None, run.communicate()
+        time.sleep(0.05)
+    run.send_signal(signal.SIGTERM)
+    out, err = run.communicate(timeout=DEADLINE)
+    assert run.returncode == 255, err
+    assert "FAILED: interrupted:" in out and "not attempted" in err
+    assert PASSWORD not in out + err
+    versions = {**_versions(pg, eu), **_versions(pg_other, us)}
+    assert set(map(tuple, versions.values())) <= {(slow,), ()}  # whole tenants only
+    assert 0 < sum(v == [slow] for v in versions.values()) < 10
+    assert _advisory_locks(pg) == 0 and _advisory_locks(pg_other) == 0
+    proj.alembic("-x", "tenant=all", "upgrade", "head")
+    versions = {**_versions(pg, eu), **_versions(pg_other, us)}
+    assert all(v == [slow] for v in versions.values())
