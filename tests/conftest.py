@@ -258,6 +258,16 @@ def pgbouncer() -> Iterator[Callable[[ServerDB], str]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def advisory_locks(db: ServerDB) -> int:
+    """Advisory locks held in *db* (PostgreSQL), by any session."""
+    with db.engine().connect() as conn:
+        q = (
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+            " WHERE l.locktype = 'advisory' AND d.datname = current_database()"
+        )
+        return int(conn.scalar(sa.text(q)) or 0)
+
+
 def throwaway_on(server: URL) -> Iterator[ServerDB]:
     """A throwaway database on *server* (e.g. the ``pg_cluster``)."""
     yield from _throwaway(

@@ -13,7 +13,14 @@ from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
-from conftest import DEADLINE, Project, ServerDB, add_database, spawn
+from conftest import (
+    DEADLINE,
+    Project,
+    ServerDB,
+    add_database,
+    advisory_locks,
+    spawn,
+)
 
 TENANTS = [f"t{i:03}" for i in range(1, 25)]
 POOLER = "goes through a connection pooler"
@@ -28,15 +35,6 @@ def _three(proj: Project) -> list[str]:
         proj.revision(name, upgrade=_table(name), downgrade=f'op.drop_table("{name}")')
         for name in ("a", "b", "c")
     ]
-
-
-def _advisory_locks(pg: ServerDB) -> int:
-    with pg.engine().connect() as conn:
-        q = (
-            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
-            " WHERE l.locktype = 'advisory' AND d.datname = current_database()"
-        )
-        return int(conn.scalar(sa.text(q)) or 0)
 
 
 def _schema_tables(pg: ServerDB) -> dict[str, set[str]]:
@@ -83,9 +81,9 @@ def test_two_fleets_through_pgbouncer(
             for name in TENANTS:
                 q = f"SELECT version_num FROM {name}.alembic_version"
                 assert list(conn.scalars(sa.text(q))) == [head]
-        assert _advisory_locks(pg) == 0  # nothing left on the pooler's sessions
+        assert advisory_locks(pg) == 0  # nothing left on the pooler's sessions
         proj.alembic("-x", "tenant=all", "downgrade", "base")
-        assert _advisory_locks(pg) == 0
+        assert advisory_locks(pg) == 0
 
 
 def test_replicas_and_autocommit_block_through_pgbouncer(
@@ -104,7 +102,7 @@ def test_replicas_and_autocommit_block_through_pgbouncer(
     assert sum("Running upgrade  -> " in out for out in outputs) == 1
     with pg.engine().connect() as conn:
         assert list(conn.scalars(sa.text("SELECT * FROM alembic_version"))) == [first]
-    assert _advisory_locks(pg) == 0
+    assert advisory_locks(pg) == 0
 
     proj.revision(
         "index",
@@ -121,7 +119,7 @@ def test_replicas_and_autocommit_block_through_pgbouncer(
     with pg.engine().connect() as conn:
         assert list(conn.scalars(sa.text("SELECT * FROM alembic_version"))) == [first]
         assert not sa.inspect(conn).get_indexes("a")
-    assert _advisory_locks(pg) == 0
+    assert advisory_locks(pg) == 0
 
 
 def test_what_needs_a_session_is_refused_through_pgbouncer(
@@ -156,7 +154,7 @@ def test_what_needs_a_session_is_refused_through_pgbouncer(
     failed = asyncpg.alembic("upgrade", "head", ok=False)
     assert POOLER in failed.output and "asyncpg prepares" in failed.output
     assert _schema_tables(pg) == {}
-    assert _advisory_locks(pg) == 0
+    assert advisory_locks(pg) == 0
 
 
 @pytest.mark.concurrency
@@ -206,9 +204,9 @@ def test_held_lock_and_sigkill_through_pgbouncer(
         waiting.communicate(timeout=DEADLINE)
         holder.rollback()
     deadline = time.monotonic() + 30  # the killed run's server session ends
-    while _advisory_locks(pg) and time.monotonic() < deadline:
+    while advisory_locks(pg) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _advisory_locks(pg) == 0
+    assert advisory_locks(pg) == 0
     again = proj.alembic("-x", "tenant=all", "upgrade", "head")
     outputs.append(again.output)
     assert "[2/3] t002: upgraded" in again.stderr

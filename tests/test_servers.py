@@ -12,7 +12,15 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
-from conftest import DEADLINE, Cluster, Project, ServerDB, spawn, throwaway_on
+from conftest import (
+    DEADLINE,
+    Cluster,
+    Project,
+    ServerDB,
+    advisory_locks,
+    spawn,
+    throwaway_on,
+)
 from sqlalchemy.engine import make_url
 
 EU = [f"e{i:02}" for i in range(1, 7)]
@@ -442,15 +450,6 @@ def pg_other(pg: ServerDB) -> Iterator[ServerDB]:
     yield from throwaway_on(pg.url.set(database="postgres"))
 
 
-def _advisory_locks(db: ServerDB) -> int:
-    with db.engine().connect() as conn:
-        q = (
-            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
-            " WHERE l.locktype = 'advisory' AND d.datname = current_database()"
-        )
-        return int(conn.scalar(sa.text(q)) or 0)
-
-
 @pytest.mark.concurrency
 def test_sigterm_over_servers_leaves_whole_tenants_and_no_lock(
     project: Callable[..., Project], pg: ServerDB, pg_other: ServerDB
@@ -492,7 +491,7 @@ def test_sigterm_over_servers_leaves_whole_tenants_and_no_lock(
     versions = {**_versions(pg, eu), **_versions(pg_other, us)}
     assert set(map(tuple, versions.values())) <= {(slow,), ()}  # whole tenants only
     assert 0 < sum(v == [slow] for v in versions.values()) < 10
-    assert _advisory_locks(pg) == 0 and _advisory_locks(pg_other) == 0
+    assert advisory_locks(pg) == 0 and advisory_locks(pg_other) == 0
     proj.alembic("-x", "tenant=all", "upgrade", "head")
     versions = {**_versions(pg, eu), **_versions(pg_other, us)}
     assert all(v == [slow] for v in versions.values())
