@@ -173,9 +173,7 @@ class ServerTenants:
             lambda name: self._part_of(name).strategy.fleet.selection
         )
         for part in self.parts.values():
-            part.names = [
-                name for name in names if self.owner[name] == part.server.name
-            ]
+            part.names = self._on(part, names)
             if part.down is None and part.names:
                 part.strategy.take(part.names)
 
@@ -205,6 +203,10 @@ class ServerTenants:
                 )
             self.owner[name] = servers[0].name
 
+    def _on(self, part: _Part, names: Sequence[str]) -> list[str]:
+        """Those of *names* that live on *part*'s server, in order."""
+        return [name for name in names if self.owner[name] == part.server.name]
+
     def _part_of(self, name: str) -> _Part:
         return self.parts[self.owner[name]]
 
@@ -214,7 +216,7 @@ class ServerTenants:
 
     def prepare_workers(self, names: Sequence[str]) -> None:
         for part in self.parts.values():
-            mine = [name for name in names if self.owner[name] == part.server.name]
+            mine = self._on(part, names)
             if part.down is None and mine:
                 part.strategy.prepare_workers(mine)
 
@@ -251,7 +253,7 @@ class ServerTenants:
         groups = []
         unreachable = []
         for part in self.parts.values():
-            mine = [name for name in names if self.owner[name] == part.server.name]
+            mine = self._on(part, names)
             if part.down is not None:
                 unreachable += mine
             elif mine:
