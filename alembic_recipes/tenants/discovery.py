@@ -70,13 +70,18 @@ def _tenants_query(settings: TenantSettings, conn: Connection | None) -> list[ob
         where = f"sqlalchemy.url ({display_url(conn.engine.url)})"
         with failing_as(f"tenants_query failed on {where}"):
             return _names(conn, query, where)
-    where = f"tenants_url ({display_url(settings.tenants_url)})"
-    engine = engine_from_options(
-        {"sqlalchemy.url": settings.tenants_url}, where="tenants_url"
-    )
+    return [row[0] for row in _on_tenants_url(settings.tenants_url, query, 1)]
+
+
+def _on_tenants_url(
+    url: str, query: TextClause, width: int
+) -> list[tuple[object, ...]]:
+    """*query*'s rows of *width* columns, run on the ``tenants_url`` database."""
+    where = f"tenants_url ({display_url(url)})"
+    engine = engine_from_options({"sqlalchemy.url": url}, where="tenants_url")
     with failing_as(f"tenants_query failed on {where}"):
         return run_with_connection(
-            engine, lambda c: _names(c, query, where), owned=True, where=where
+            engine, lambda c: _rows(c, query, where, width), owned=True, where=where
         )
 
 
@@ -113,15 +118,8 @@ def catalog(settings: TenantSettings) -> dict[str, str]:
     server that is not configured is an error naming both."""
     if not (settings.servers and settings.tenants_query and settings.tenants_url):
         return {}
-    query = text(settings.tenants_query)
+    rows = _on_tenants_url(settings.tenants_url, text(settings.tenants_query), 2)
     where = f"tenants_url ({display_url(settings.tenants_url)})"
-    engine = engine_from_options(
-        {"sqlalchemy.url": settings.tenants_url}, where="tenants_url"
-    )
-    with failing_as(f"tenants_query failed on {where}"):
-        rows = run_with_connection(
-            engine, lambda c: _rows(c, query, where, 2), owned=True, where=where
-        )
     configured = split_list(settings.configured_servers)
     placed: dict[str, str] = {}
     names = validate_all([name for name, _ in rows], "tenants_query")
