@@ -134,18 +134,17 @@ def make_project(
     # -x tenant=all selects the CLI contender's schemas
     text = text.replace("tenants = acme, globex", "tenants_pattern = t_*")
     ini.write_text(text)
+    config = Config(str(ini))  # revisions written in-process: setup, not measured
     for message, body in revisions:
-        alembic(root, "revision", "-m", message)
-        path = max(
-            (root / "migrations" / "versions").glob("*.py"), key=os.path.getmtime
-        )
+        script = command.revision(config, message=message)
+        assert script is not None and not isinstance(script, list)
+        path = Path(script.path)
         source = path.read_text()  # imports op and sa, as stock Alembic's do
         indented = "\n".join(f"    {line}" for line in body.splitlines())
         source = source.replace(
             '"""Upgrade schema."""\n', f'"""Upgrade schema."""\n{indented}\n'
         )
         path.write_text(source)
-        time.sleep(0.01)  # distinct mtimes: revisions chain in order
 
 
 def add_pg_url(parser: argparse.ArgumentParser) -> None:
@@ -262,10 +261,23 @@ def catalog_size(url: sa.URL) -> tuple[int, float]:
 
 def transactions(url: sa.URL) -> tuple[int, int]:
     """Commits and rollbacks in *url*'s database so far (the statistics of
-    sessions that have ended; what a session does is counted when it ends)."""
-    time.sleep(0.6)  # ended sessions' counts reach the statistics
-    admin = sa.create_engine(url.set(database="postgres"), poolclass=sa.pool.NullPool)
+    sessions that have ended: a backend reports its counts as it exits, before
+    it leaves ``pg_stat_activity``, so wait until the database has none)."""
+    admin = sa.create_engine(
+        url.set(database="postgres"),
+        poolclass=sa.pool.NullPool,
+        isolation_level="AUTOCOMMIT",  # each read a fresh statistics snapshot
+    )
     with admin.connect() as conn:
+        deadline = time.monotonic() + 10
+        while (
+            time.monotonic() < deadline
+            and conn.execute(
+                sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :name"),
+                {"name": url.database},
+            ).scalar_one()
+        ):
+            time.sleep(0.01)
         row = conn.execute(
             sa.text(
                 "SELECT xact_commit, xact_rollback FROM pg_stat_database"
