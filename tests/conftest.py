@@ -387,7 +387,7 @@ class Project:
         for name, code in bodies.items():
             text = set_body(text, name, code)  # op and sa: imported by the template
         path.write_text(text)
-        return re.findall(r'^revision: str = "(\w+)"', text, re.M)[0]
+        return re.findall(r'^revision: str = ["\x27](\w+)', text, re.M)[0]
 
     def revision_file(self, revision: str) -> Path:
         return next(self.versions.glob(f"{revision}_*.py"))

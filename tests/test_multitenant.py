@@ -597,6 +597,38 @@ def test_batched_version_read_in_chunks(
     assert "Tenants: 3 total: 3 already at head" in caplog.text
 
 
+@pytest.mark.postgresql
+def test_version_read_reports_each_schema_state(
+    pg: ServerDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server-side version read (chunks of 2 here): a missing schema, one
+    without a version table, two heads, and a revision id with the characters
+    XML escapes come back as they are."""
+    from alembic_recipes.tenants import schemas
+
+    monkeypatch.setattr(schemas, "_CHUNK", 2)
+    with pg.engine().begin() as conn:
+        for name, versions in (("v_none", None), ("v_two", ["b1", "b2"]),
+                               ("v_odd", ["a&b<c>'\""]), ("v_empty", [])):  # fmt: skip
+            conn.execute(sa.schema.CreateSchema(name))
+            if versions is None:
+                continue
+            column = sa.Column("version_num", sa.String(32))
+            table = sa.Table("alembic_version", sa.MetaData(), column, schema=name)
+            table.create(conn)
+            for version in versions:
+                conn.execute(table.insert().values(version_num=version))
+    with pg.engine().connect() as conn:
+        names = ["v_none", "v_two", "v_odd", "v_empty", "v_missing"]
+        existing, with_table, found = schemas._schema_state(conn, names)
+    assert existing == {"v_none", "v_two", "v_odd", "v_empty"}
+    assert with_table == {"v_two", "v_odd", "v_empty"}
+    assert {k: sorted(v) for k, v in found.items()} == {
+        "v_two": ["b1", "b2"],
+        "v_odd": ["a&b<c>'\""],
+    }
+
+
 # -- fleet upgrades replay a once-rendered script where it is provably the same --
 def _tenant_state(s: Schemas, schema: str) -> tuple[object, ...]:
     with s.db.engine().connect() as conn:
