@@ -42,6 +42,8 @@ is met.  Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import os
 import shutil
@@ -136,7 +138,8 @@ def make_project(
     ini.write_text(text)
     config = Config(str(ini))  # revisions written in-process: setup, not measured
     for message, body in revisions:
-        script = command.revision(config, message=message)
+        with contextlib.redirect_stdout(io.StringIO()):  # "Generating ..."
+            script = command.revision(config, message=message)
         assert script is not None and not isinstance(script, list)
         path = Path(script.path)
         source = path.read_text()  # imports op and sa, as stock Alembic's do
