@@ -95,7 +95,7 @@ def timing(spent: list[float]) -> Iterator[None]:
 def without_record() -> Iterator[None]:
     """Meanwhile fleet runs save no run record (for the measurement only)."""
     original = Fleet.save_record
-    Fleet.save_record = lambda self, save: None  # type: ignore[method-assign]
+    Fleet.save_record = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
     try:
         yield
     finally:

@@ -138,7 +138,9 @@ def make_project(
     ini.write_text(text)
     config = Config(str(ini))  # revisions written in-process: setup, not measured
     for message, body in revisions:
-        with contextlib.redirect_stdout(io.StringIO()):  # "Generating ..."
+        # in the project directory, as a user runs it ("prepend_sys_path = ."
+        # is the project's); quiet: no "Generating ..."
+        with contextlib.chdir(root), contextlib.redirect_stdout(io.StringIO()):
             script = command.revision(config, message=message)
         assert script is not None and not isinstance(script, list)
         path = Path(script.path)
