@@ -376,12 +376,14 @@ class Project:
         extra = bodies.pop("args", "")
         before = set(self.root.rglob("*.py"))
         argv = ["--raiseerr", "revision", "-m", message, *extra.split()]
+        path_before = sys.path[:]  # Alembic prepends the ini's prepend_sys_path
         with contextlib.chdir(self.root), contextlib.redirect_stdout(io.StringIO()):
             sys.dont_write_bytecode, writes = True, sys.dont_write_bytecode
             try:  # no .pyc: the body written below may keep the file's size
                 CommandLine(prog="alembic").main(argv=argv)
             finally:
                 sys.dont_write_bytecode = writes
+                sys.path[:] = path_before
         (path,) = set(self.root.rglob("*.py")) - before
         text = path.read_text()
         for name, code in bodies.items():
