@@ -73,11 +73,16 @@ def _tenants_query(settings: TenantSettings, conn: Connection | None) -> list[ob
     return [row[0] for row in _on_tenants_url(settings.tenants_url, query, 1)]
 
 
+def _tenants_url_label(url: str) -> str:
+    """How errors name the ``tenants_url`` database (password masked)."""
+    return f"tenants_url ({display_url(url)})"
+
+
 def _on_tenants_url(
     url: str, query: TextClause, width: int
 ) -> list[tuple[object, ...]]:
     """*query*'s rows of *width* columns, run on the ``tenants_url`` database."""
-    where = f"tenants_url ({display_url(url)})"
+    where = _tenants_url_label(url)
     engine = engine_from_options({"sqlalchemy.url": url}, where="tenants_url")
     with failing_as(f"tenants_query failed on {where}"):
         return run_with_connection(
@@ -119,7 +124,7 @@ def catalog(settings: TenantSettings) -> dict[str, str]:
     if not (settings.servers and settings.tenants_query and settings.tenants_url):
         return {}
     rows = _on_tenants_url(settings.tenants_url, text(settings.tenants_query), 2)
-    where = f"tenants_url ({display_url(settings.tenants_url)})"
+    where = _tenants_url_label(settings.tenants_url)
     configured = split_list(settings.configured_servers)
     placed: dict[str, str] = {}
     names = validate_all([name for name, _ in rows], "tenants_query")
