@@ -51,6 +51,8 @@ ACCOUNT = 'op.create_table("account", sa.Column("id", sa.Integer, primary_key=Tr
 DEAD_PG = "postgresql+psycopg://postgres:s3cret@127.0.0.1:1/nowhere"
 
 
+pytestmark = pytest.mark.console_script  # one end-to-end path per template
+
 MODELS = """import sqlalchemy as sa
 
 metadata = sa.MetaData()
