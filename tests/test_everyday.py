@@ -1,7 +1,9 @@
-"""An ordinary day with every template, through the real ``alembic`` CLI:
+"""An ordinary day with every template, through Alembic's command line:
 hand-written revisions, failures that keep their cause, no password in any
 output, options checked before any connection, output that says only what
-is true."""
+is true.  The tests marked ``console_script`` start the real ``alembic``
+script (one end-to-end path per template and per kind of failure); the rest
+run it in-process."""
 
 from __future__ import annotations
 
@@ -51,8 +53,6 @@ ACCOUNT = 'op.create_table("account", sa.Column("id", sa.Integer, primary_key=Tr
 DEAD_PG = "postgresql+psycopg://postgres:s3cret@127.0.0.1:1/nowhere"
 
 
-pytestmark = pytest.mark.console_script  # one end-to-end path per template
-
 MODELS = """import sqlalchemy as sa
 
 metadata = sa.MetaData()
@@ -86,6 +86,7 @@ def database_of(proj: Project) -> str:
 
 
 # -- 1. revisions that just work ---------------------------------------------------
+@pytest.mark.console_script  # the ordinary day, end to end per template
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_hand_written_revision_runs_as_written(
     template: str, project: Callable[..., Project], monkeypatch: pytest.MonkeyPatch
@@ -110,6 +111,7 @@ def _failing(proj: Project, fn: str = "upgrade") -> str:
     return proj.revision("boom", **{fn: "undefined_helper()\n"})
 
 
+@pytest.mark.console_script  # the traceback as the interpreter prints it
 def test_one_tenant_failure_is_the_original_exception(
     project: Callable[..., Project], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -259,6 +261,7 @@ def test_no_password_single_database(
     _assert_no_secret(*results, dead)
 
 
+@pytest.mark.console_script  # what the process prints, tracebacks too
 @pytest.mark.postgresql
 def test_no_password_multitenant(
     project: Callable[..., Project], pg: ServerDB, monkeypatch: pytest.MonkeyPatch
@@ -470,6 +473,7 @@ BAD_OPTIONS = [
 ]
 
 
+@pytest.mark.console_script  # FAILED and exit status 255, per template
 @pytest.mark.orchestration
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_bad_options_fail_before_connecting(
