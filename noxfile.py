@@ -41,7 +41,7 @@ PYPROJECT = nox.project.load_toml("pyproject.toml")
 TEST_DEPS = nox.project.dependency_groups(PYPROJECT, "test")
 DOCS_DEPS = nox.project.dependency_groups(PYPROJECT, "docs")
 PYPROJECT_ALEMBIC = "1.16.0"  # the first Alembic that reads [tool.alembic]
-PYTEST = ("pytest", "-n", "2", "-p", "no:cacheprovider", "-ra")
+PYTEST = ("pytest", "-n", "2", "-p", "no:cacheprovider", "-ra", "--durations=10")
 
 
 def _floors() -> list[str]:

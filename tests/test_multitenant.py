@@ -479,7 +479,7 @@ def test_benchmark_script_runs(pg: ServerDB) -> None:
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run(
         [sys.executable, str(root / "bench" / "multitenant.py"), "--tenants", "3",
-         "4", "--sample", "1", "--many-revisions", "6", "--many-tenants", "2",
+         "--sample", "1", "--many-revisions", "6", "--many-tenants", "2",
          "--timeouts-tenants", "2", "--timeouts-rounds", "1", "--ratio-rounds", "1",
          "--segments-tenants", "2", "--segments-rounds", "1",
          "--pg-url", pg.url.render_as_string(hide_password=False)],
@@ -489,8 +489,8 @@ def test_benchmark_script_runs(pg: ServerDB) -> None:
     assert "default in-process / floor at" in done.stdout
     assert "peak RSS" in done.stdout
     assert "Timeouts (1 alternating rounds of 2 tenants)" in done.stdout
-    assert "transactions per tenant at 4: default " in done.stdout
-    assert "workers=4 speed / parallel floor's at 4" in done.stdout
+    assert "transactions per tenant at 3: default " in done.stdout
+    assert "workers=4 speed / parallel floor's at 3" in done.stdout
     assert "One database-reading revision in 10 (1 alternating rounds" in done.stdout
 
 
