@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from alembic_recipes.options import InvalidOption
 from conftest import (
     BIN,
     Project,
+    Result,
     ServerDB,
     add_database,
     assert_ruff_clean,
@@ -830,3 +832,43 @@ def test_two_phase_commit_for_real(
 def test_bin_is_the_test_environment() -> None:
     """The CLI the tests drive is the one installed beside this interpreter."""
     assert (BIN / "alembic").exists()
+
+
+def test_in_process_runs_match_the_console_script(
+    project: Callable[..., Project], tmp_path: Path
+) -> None:
+    """The tests' in-process runs (``Project.alembic``) give what the console
+    script gives: exit status, stdout, stderr (logging lines, ``FAILED:``,
+    argparse's usage error, a traceback ending in the original exception) and
+    the database, each from the same fresh database."""
+    url = f"sqlite:///{tmp_path}/run/app.db"
+    proj = project("data-flag", url=url)
+    proj.revision("create account", schema_upgrades=ACCOUNT)
+    proj.revision("boom", schema_upgrades="undefined_helper()\n")
+
+    def run(args: tuple[str, ...], process: bool) -> tuple[Result, list[str]]:
+        shutil.rmtree(tmp_path / "run", ignore_errors=True)
+        (tmp_path / "run").mkdir()
+        result = proj.alembic(*args, ok=None, process=process)
+        return result, versions(url)
+
+    for args in [
+        ("upgrade", "+1"),  # logging lines, exit 0
+        ("-x", "data=maybe", "upgrade", "head"),  # FAILED:, exit 255
+        ("upgrade", "head"),  # NameError: a traceback, exit 1
+        ("history",),  # stdout
+        ("no-such-command",),  # argparse's usage error, exit 2
+    ]:
+        (console, after), (in_process, after_in_process) = (
+            run(args, process=True),
+            run(args, process=False),
+        )
+        assert (in_process.code, after_in_process) == (console.code, after), args
+        assert in_process.stdout == console.stdout, args
+        if "Traceback" in console.stderr:
+            last = console.stderr.strip().splitlines()[-1]
+            assert "NameError: name 'undefined_helper'" in last
+            assert "Traceback (most recent call last):" in in_process.stderr
+            assert in_process.stderr.strip().splitlines()[-1] == last
+        else:
+            assert in_process.stderr == console.stderr, args
