@@ -12,7 +12,7 @@
 
 Not in the default run: ``coverage`` -- the ``tests`` suite measured with
 coverage.py, the test process and every ``alembic`` process it starts
-(``nox -s coverage``; it makes the suite about 1.8 times slower).
+(``nox -s coverage``; it makes the suite about 1.4 times slower).
 """
 
 from __future__ import annotations
