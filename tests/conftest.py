@@ -53,6 +53,7 @@ import alembic.config
 import pytest
 import sqlalchemy as sa
 from alembic.config import CommandLine, Config
+from alembic_recipes.option_table import option
 from alembic_recipes.tenants.record import RECORD_TABLE
 from sqlalchemy.engine import URL, make_url
 
@@ -324,8 +325,12 @@ class _ConsoleScript:
 
 
 CONSOLE_SCRIPT = _ConsoleScript()
-_WORKERS_ARG = re.compile(r"(?:server_)?workers=(?!1$)")
-_WORKERS_SET = re.compile(r"^(?:fleet|server)_workers *= *(?!1 *$)\S", re.M)
+# the options that fork worker processes when above 1 (-x keys; ini/toml keys)
+_WORKER_OPTIONS = [option("fleet_workers"), option("server_workers")]
+_WORKERS_ARG = re.compile(rf"(?:{'|'.join(str(o.x) for o in _WORKER_OPTIONS)})=(?!1$)")
+_WORKERS_SET = re.compile(
+    rf"^(?:{'|'.join(o.key for o in _WORKER_OPTIONS)}) *= *(?!1 *$)\S", re.M
+)
 # the warning filters of a new interpreter (pytest installs its own per test)
 _FRESH_WARNING_FILTERS = list(warnings.filters)
 
