@@ -14,9 +14,9 @@ for the one-line message.  Nothing here changes the error itself.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from sqlalchemy import bindparam, event, text
@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from .connections import driver_errors, first_line
 from .logs import logger_for
 
-__all__ = ["Holder", "Timeout", "explaining", "timeout_of"]
+__all__ = ["Holder", "Timeout", "explaining", "narrow_to_statement", "timeout_of"]
 
 log = logger_for(__name__)
 
@@ -97,6 +97,30 @@ def timeout_of(exc: BaseException | None) -> Timeout | None:
     return None
 
 
+def narrow_to_statement(exc: BaseException, statements: Sequence[str]) -> None:
+    """*exc* ended a script of several *statements*: when it is a lock
+    timeout whose holders are known, name the statement that waited -- the
+    first that touches a relation they held -- instead of the whole script."""
+    for error in driver_errors(exc):
+        found = getattr(error, _ATTRIBUTE, None)
+        if not isinstance(found, Timeout) or not found.holders:
+            continue
+        held = {h.relation.rsplit(".", 1)[-1] for h in found.holders if h.relation}
+        for statement in statements:
+            if held & _words(statement):
+                text = statement.strip().rstrip(";").strip()
+                setattr(error, _ATTRIBUTE, replace(found, statement=text))
+                return
+
+
+def _words(statement: str) -> set[str]:
+    """The identifiers *statement* names (quoted ones as written)."""
+    return {
+        quoted.replace('""', '"') if quoted else word.lower()
+        for quoted, word in _WORD.findall(statement)
+    }
+
+
 def _first_line(error: BaseException | None) -> str:
     return f"{type(error).__name__}: {first_line(error)}"
 
@@ -157,10 +181,7 @@ def _holders(
 ) -> tuple[Holder, ...] | None:
     if engine is None or engine.dialect.name == "sqlite":
         return None
-    relations = sorted(
-        {quoted.replace('""', '"') if quoted else word.lower()
-         for quoted, word in _WORD.findall(statement)}
-    )  # fmt: skip
+    relations = sorted(_words(statement))
     with engine.connect() as other:
         if engine.dialect.name == "postgresql":
             return _pg_holders(other, relations, info)

@@ -184,9 +184,15 @@ def is_async_url(url: str | URL) -> bool:
 
 
 def engine_from_options(
-    options: Mapping[str, str], *, prefix: str = "sqlalchemy.", where: str = "[alembic]"
+    options: Mapping[str, str],
+    *,
+    prefix: str = "sqlalchemy.",
+    where: str = "[alembic]",
+    keep_one: bool = False,
 ) -> Engine | AsyncEngine:
-    """A ``NullPool`` engine from ini-style options; async when the URL's dialect is."""
+    """A ``NullPool`` engine from ini-style options; async when the URL's
+    dialect is.  *keep_one*: a sync engine keeps one connection open between
+    uses (dispose it when done)."""
     url = options.get(f"{prefix}url", "").strip()
     if not url:
         raise CommandError(f"no {prefix}url configured in {where}")
@@ -197,6 +203,10 @@ def engine_from_options(
 
             engine = async_engine_from_config(
                 dict(options), prefix=prefix, poolclass=pool.NullPool
+            )
+        elif keep_one:
+            engine = engine_from_config(
+                dict(options), prefix=prefix, pool_size=1, max_overflow=4
             )
         else:
             engine = engine_from_config(

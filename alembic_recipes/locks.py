@@ -40,6 +40,7 @@ from .alembic_internals import VERSION_TABLE
 from .connections import own_read
 from .logs import logger_for
 from .poolers import pooled, session_required
+from .stopping import pause
 
 __all__ = [
     "LOCK_FILE_SUFFIX",
@@ -78,7 +79,7 @@ def _wait(
     log.info("Waiting for the migration lock of %s, held by %s", what, holder())
     delay = _POLL_FIRST
     while time.monotonic() - started < timeout:
-        time.sleep(min(delay, max(0.0, timeout - (time.monotonic() - started))))
+        pause(min(delay, max(0.0, timeout - (time.monotonic() - started))))
         if try_lock():
             log.info(
                 "Got the migration lock of %s after %.1f s",

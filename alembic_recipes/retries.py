@@ -12,7 +12,6 @@ chained to the driver's error.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -22,6 +21,7 @@ from sqlalchemy.engine import Connection
 from .blocking import Timeout, timeout_of
 from .connections import transactional_ddl
 from .logs import logger_for
+from .stopping import check, pause
 
 __all__ = [
     "LockTimeout",
@@ -84,6 +84,7 @@ def with_lock_retries(
     *why_not*: why a run cannot be repeated here (then it is not)."""
     attempt = 0
     while True:
+        check()  # a stop: no (further) attempt
         try:
             return fn()
         except Exception as exc:
@@ -93,13 +94,13 @@ def with_lock_retries(
             if why_not or attempt >= retries:
                 raise LockTimeout(what, timeout, attempt + 1, why_not=why_not) from exc
             attempt += 1
-            pause = backoff(attempt)
+            seconds = backoff(attempt)
             log.warning(
                 "%s: %s; rolled back, retry %d of %d in %.1f s",
                 what,
                 timeout.describe(),
                 attempt,
                 retries,
-                pause,
+                seconds,
             )
-            time.sleep(pause)
+            pause(seconds)

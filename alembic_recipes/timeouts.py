@@ -40,6 +40,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from .blocking import BACKEND_KEY, explaining
+from .cancelling import cancellable
 from .connections import OWN_READ, own_read
 from .online_ddl import rebuilding_invalid_indexes
 
@@ -61,10 +62,12 @@ def _ms(seconds: float) -> str:
 @contextmanager
 def migration_safeguards(connection: Connection, timeouts: Timeouts) -> Iterator[None]:
     """Meanwhile *timeouts* hold for every transaction on *connection*, a
-    lock timeout names who held the lock, and a failed concurrent index build
-    is built again (see the module docstring)."""
+    lock timeout names who held the lock, a failed concurrent index build
+    is built again (see the module docstring), and a stop cancels what it
+    runs (:mod:`.cancelling`)."""
     dialect = connection.dialect.name
     with ExitStack() as stack:
+        stack.enter_context(cancellable(connection))
         stack.enter_context(explaining(connection))
         stack.enter_context(rebuilding_invalid_indexes(connection))
         if timeouts.lock or timeouts.statement:

@@ -347,8 +347,8 @@ def test_parallel_fleet_sigterm(
     time.sleep(4)  # some tenants done, most not
     run.send_signal(signal.SIGTERM)
     out, err = run.communicate(timeout=DEADLINE)
-    assert run.returncode == 255, err
-    assert "FAILED: interrupted:" in out and "not attempted" in err
+    assert run.returncode == -signal.SIGTERM, err  # ended by the signal, after
+    assert "FAILED: interrupted by SIGTERM:" in out and "not attempted" in err
     done = set(re.findall(r"\] (t\d+): upgraded ", err))
     assert 0 < len(done) < 30
     with pg.engine().connect() as conn:

@@ -3,9 +3,9 @@
 Bottom up: ``alembic_internals`` (Alembic's private API) and ``connections``
 (the sync/async bridge) import nothing above them; ``poolers`` (PgBouncer
 in front), ``locks``, ``blocking``
-(who held a lock), ``online_ddl``, ``timeouts`` and ``retries`` build on
-those; ``options``, ``option_table`` and ``settings`` (configuration) import
-no runner;
+(who held a lock), ``cancelling`` and ``stopping`` (a stop on a signal),
+``online_ddl``, ``timeouts`` and ``retries`` build on those; ``options``,
+``option_table`` and ``settings`` (configuration) import no runner;
 ``execution`` runs env.py's function under the lock; only ``alembic_internals``
 touches Alembic's private names, and no module looks
 anything up in ``sys.modules``.
@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "connections": {"alembic_internals"},
     "logs": set(),
     "poolers": {"alembic_internals", "connections", "logs"},
-    "locks": {"alembic_internals", "connections", "logs", "poolers"},
+    "locks": {"alembic_internals", "connections", "logs", "poolers", "stopping"},
     "options": {"alembic_internals"},
     "option_table": set(),
     "filters": set(),
@@ -42,9 +42,11 @@ ALLOWED: dict[str, set[str]] = {
     },
     "output": {"alembic_internals"},
     "blocking": {"connections", "logs"},
+    "cancelling": {"blocking", "logs"},
+    "stopping": {"cancelling", "logs"},
     "online_ddl": {"logs"},
-    "timeouts": {"blocking", "connections", "online_ddl"},
-    "retries": {"blocking", "connections", "logs"},
+    "timeouts": {"blocking", "cancelling", "connections", "online_ddl"},
+    "retries": {"blocking", "connections", "logs", "stopping"},
     "execution": {
         "connections",
         "locks",

@@ -29,6 +29,7 @@ One log line per path names each such revision and why.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -40,10 +41,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.util.concurrency import await_only
 
 from ..alembic_internals import before_each_step, upgrade_steps, version_table
+from ..blocking import narrow_to_statement
 from ..connections import first_line
 from ..logs import logger_for
 
@@ -53,6 +56,8 @@ log = logger_for(__name__)
 
 Compile = Literal["auto", "always", "never"]
 
+_SHOWN = 10
+"""Lines of a failed replayed script shown at its start and at its end."""
 PLACEHOLDER = "alembic-recipes-tenant"
 """Schema name compiled into the scripts; its '-' makes SQLAlchemy quote it."""
 _SECOND = "alembic-recipes-check"  # the second render's placeholder
@@ -80,13 +85,67 @@ class Segment:
 
     stop: str
     sql: str | None = None
+    span: str = ""
+    """The revisions replayed, as ``start -> stop``."""
 
     def for_schema(self, dialect: Dialect, schema: str) -> Segment:
         """This segment with *schema* in place of the placeholder."""
         if self.sql is None:
             return self
         quote = dialect.identifier_preparer.quote_identifier
-        return Segment(self.stop, self.sql.replace(quote(PLACEHOLDER), quote(schema)))
+        sql = self.sql.replace(quote(PLACEHOLDER), quote(schema))
+        return Segment(self.stop, sql, self.span)
+
+    def explain(self, exc: BaseException) -> None:
+        """*exc* ended this replayed script: name the statement it most
+        likely came from -- a lock timeout's, the one touching what another
+        session held; another error's, the first naming every object its
+        message quotes -- as the driver error's SQL (else the script's start
+        and end), and say so in a note (the traceback shows it)."""
+        sql = self.sql or ""
+        statements = [s.strip() for s in sql.split(";\n\n") if s.strip()]
+        narrow_to_statement(exc, statements)
+        lines = sql.strip().splitlines()
+        named = _statement_named(exc, statements)
+        where = f"the replayed script of {self.span}, {len(lines)} lines of SQL"
+        if named is not None:
+            where += "; its statement shown is the first that names what the error"
+            where += " names"
+        exc.add_note(
+            f"(in {where}; -x compiled=false runs each revision through Alembic"
+            " instead, naming the revision and the statement)"
+        )
+        if not isinstance(exc, DBAPIError):
+            return
+        if named is not None:
+            exc.statement = named
+        elif len(lines) > _SHOWN * 2:
+            hidden = len(lines) - _SHOWN * 2
+            exc.statement = "\n".join(
+                [*lines[:_SHOWN], f"-- ... {hidden} more lines ...", *lines[-_SHOWN:]]
+            )
+
+
+_QUOTED = re.compile(r'"([^"]+)"')
+
+
+def _statement_named(exc: BaseException, statements: list[str]) -> str | None:
+    """The first of *statements* that names every object the driver's
+    message quotes (``relation "b" already exists``), if it quotes any."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return None
+    names = set(_QUOTED.findall(first_line(orig)))
+    if not names:
+        return None
+    for statement in statements:
+        found = {q or w for q, w in _IDENTIFIER.findall(statement)}
+        if names <= found:
+            return statement
+    return None
+
+
+_IDENTIFIER = re.compile(r'"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z0-9_$]*)')
 
 
 class _Unrendered(Exception):
@@ -148,7 +207,7 @@ class CompiledPaths:
             dialect, version, before, self.destination, has_version_table
         )
         log.info("fleet upgrade: rendered %s once; replaying it per tenant", path)
-        return [Segment(self.destination, "".join([*body, *writes]))]
+        return [Segment(self.destination, "".join([*body, *writes]), path)]
 
     def _statements(
         self, dialect: Dialect, before: tuple[str, ...], stop: str
@@ -208,7 +267,8 @@ class CompiledPaths:
                 if pending and version is not None:
                     end = previous[0]
                     writes = _version_writes(dialect, version, start, end, has_table)
-                    segments.append(Segment(end, "".join([*pending, *writes])))
+                    span = f"{start[0] if start else 'base'} -> {end}"
+                    segments.append(Segment(end, "".join([*pending, *writes]), span))
                     pending = []
                 if segments and segments[-1].sql is None:
                     segments[-1] = Segment(revision)  # one Alembic run for both
@@ -221,7 +281,9 @@ class CompiledPaths:
             writes = _version_writes(
                 dialect, version, start, self.destination, has_table
             )
-            segments.append(Segment(self.destination, "".join([*pending, *writes])))
+            span = f"{start[0] if start else 'base'} -> {self.destination}"
+            sql = "".join([*pending, *writes])
+            segments.append(Segment(self.destination, sql, span))
         if all(segment.sql is None for segment in segments):
             self._normally(path, why)
             return None

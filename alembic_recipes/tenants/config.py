@@ -43,6 +43,7 @@ from .names import (
     validate_shared,
 )
 from .progress import PROGRESS_MODES, ProgressMode
+from .report_file import check_writable
 from .rollout import parse_rollout
 
 __all__ = ["STRATEGIES", "Tenant", "TenantSettings"]
@@ -304,7 +305,7 @@ class TenantSettings(Settings):
             **selection,
             "requested": requested,
             "shard": _shard(reader),
-            "report": reader.text("report"),
+            "report": _report(reader),
             "plan": reader.flag("plan", default=False),
             "rollout": _rollout(reader),
             "max_failures": reader.whole("max_failures", low=0, high=1_000_000),
@@ -422,6 +423,12 @@ def _requested(reader: OptionReader) -> dict[str, Any]:
         "selectors": positive or (ALL,),
         "excluded": excluded,
     }
+
+
+def _report(reader: OptionReader) -> str | None:
+    """``-x report=PATH``: a file that can be written, checked now."""
+    path = reader.text("report")
+    return None if path is None else check_writable(path, "-x report")
 
 
 def _rollout(reader: OptionReader) -> tuple[str, ...]:

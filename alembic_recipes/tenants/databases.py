@@ -24,33 +24,41 @@ Creating is safe beside other runs and after interruptions:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Collection, Sequence
+import os
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from alembic import context
 from alembic.util import CommandError
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 
 from ..alembic_internals import VERSION_TABLE, transaction_alembic_may_end
 from ..connections import (
     display_url,
     engine_from_options,
     failing_as,
+    is_async_engine,
     own_read,
     run_with_connection,
 )
 from ..locks import LOCK_FILE_SUFFIX, creation_lock
 from ..logs import logger_for
 from ..poolers import tenant_transaction
+from ..stopping import guarded
 from ..timeouts import migration_safeguards
 from .config import CREATING_TABLE, Tenant
 from .discovery import admin_engine, known_tenants, server_databases, server_of
 from .fleet import Fleet, Outcome
-from .record import failed_tenants, record_location, save_record
+from .interface import recorded
+from .record import Row, read_rows, record_location
 
 __all__ = ["DatabaseTenants"]
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
 log = logger_for(__name__)
@@ -163,20 +171,26 @@ class DatabaseTenants:
         self.section = fleet.settings.section or config.config_ini_section
         self.options = dict(config.get_section(self.section, {}))
         self._listed_loaded = False
+        self._record_engine: tuple[int, Engine | AsyncEngine] | None = None
+        fleet.journal.bind(fleet.settings.server, self.on_record)
 
     def on_connection(self, fn: Callable[[], T]) -> T:
-        """Call *fn*: the tenants share no connection (each opens its own).
-        One of several ``servers`` is asked first whether it answers."""
+        """Call *fn*: the tenants share no connection (each opens its own);
+        the run record's, opened when first written, is closed after.  One
+        of several ``servers`` is asked first whether it answers."""
         url = make_url(self.fleet.settings.tenant("placeholder").url)
         if self.fleet.settings.server is not None and url.get_backend_name() not in (
             "sqlite",
         ):
             server_databases(url.render_as_string(hide_password=False))
-        return fn()
+        try:
+            return fn()
+        finally:
+            self._close_record()
 
     def select(self) -> list[str]:
         """The tenants of this run."""
-        names = self.fleet.select(None, self.recorded)
+        names = self.fleet.select(None, partial(recorded, self))
         self.take(names)
         return names
 
@@ -184,9 +198,29 @@ class DatabaseTenants:
         """The known tenants of this server (or SQLite directory)."""
         return known_tenants(self.fleet.settings, None)
 
-    def recorded(self) -> list[str] | None:
-        """The tenants the run record has unfinished."""
-        return self._on_record(failed_tenants)
+    def record_rows(self) -> list[Row] | None:
+        """The rows of the run record; None: no run recorded."""
+        return self._on_record(read_rows)
+
+    def versions_of(self, names: list[str]) -> dict[str, list[str] | None]:
+        """The versions of *names*, each read from its database (None: no
+        such database)."""
+        return {name: self.verify(name) for name in names}
+
+    def verify(self, name: str) -> list[str] | None:
+        """Tenant *name*'s versions, read from its database on a connection
+        of their own; None when the database does not exist."""
+        tenant = self.fleet.settings.tenant(name)
+        if self.shared is None and not _database_exists(tenant.url):
+            return None
+
+        def read(conn: Connection) -> list[str]:
+            with own_read(conn):
+                return _versions(conn)
+
+        if self.shared is not None:
+            return run_with_connection(self.shared, read)
+        return self._on_tenant(tenant, read)
 
     def take(self, names: Sequence[str]) -> None:
         """Nothing is read ahead: each tenant's own connection reads it."""
@@ -196,9 +230,9 @@ class DatabaseTenants:
                 f" tenant_strategy = database give one tenant (got {len(names)})"
             )
 
-    def at_head(self, name: str) -> bool:
+    def at_head(self, name: str) -> bool | None:
         """Nothing is known before the tenant's own connection reads it."""
-        return False
+        return None
 
     def _on_record(
         self, fn: Callable[[Connection, str | None], T], *, write: bool = False
@@ -223,23 +257,37 @@ class DatabaseTenants:
                 " set tenants_url or shared_scope for a database to keep it in"
             )
             return None
-        engine = engine_from_options({**self.options, "sqlalchemy.url": url})
+        engine = self._record_engine_for(url)
 
         def run(conn: Connection) -> T:
+            if write:
+                return fn(conn, schema)
             with own_read(conn):
                 return fn(conn, schema)
 
         where = f"the run record's database ({display_url(url)})"
         return run_with_connection(engine, run, owned=True, where=where)
 
-    def save_record(self, only: Collection[str] | None = None) -> None:
-        """Store this run's outcomes in the record (:mod:`.record`)."""
-        self.fleet.save_record(
-            lambda lines: self._on_record(
-                lambda c, s: save_record(c, s, lines), write=True
-            ),
-            only,
-        )
+    def on_record(self, fn: Callable[[Connection, str | None], T]) -> T | None:
+        """``fn(connection, schema)`` on the run record's database (None:
+        none is kept); its connection is kept for the run's later writes."""
+        return self._on_record(fn, write=True)
+
+    def _record_engine_for(self, url: str) -> Engine | AsyncEngine:
+        """The record's engine of this process: one connection kept (a sync
+        driver), made again in a forked worker."""
+        pid = os.getpid()
+        if self._record_engine is None or self._record_engine[0] != pid:
+            options = {**self.options, "sqlalchemy.url": url}
+            self._record_engine = (pid, engine_from_options(options, keep_one=True))
+        return self._record_engine[1]
+
+    def _close_record(self) -> None:
+        if self._record_engine is not None and self._record_engine[0] == os.getpid():
+            engine = self._record_engine[1]
+            if not is_async_engine(engine):
+                engine.dispose()
+        self._record_engine = None
 
     def current(self, name: str) -> list[str] | None:
         """Tenant *name*'s versions, read from its database; None when the
@@ -291,7 +339,8 @@ class DatabaseTenants:
             with (
                 conn.begin_nested() if caller_txn else transaction_alembic_may_end(conn)
             ):
-                self.migrate(conn, tenant)
+                with guarded(conn):  # a stop: no statement of it starts after
+                    self.migrate(conn, tenant)
                 after = list(context.get_context().get_current_heads())
             if created is not None:  # the first migration has committed
                 with conn.begin():
@@ -314,7 +363,13 @@ class DatabaseTenants:
         )
 
     def one(self, name: str) -> Outcome:
-        """Migrate tenant *name* (creating its database when it may be)."""
+        """Migrate tenant *name* (creating its database when it may be);
+        its row of the run record is written right after its commit."""
+        outcome = self._one(name)
+        self.fleet.journal.done(name, outcome)
+        return outcome
+
+    def _one(self, name: str) -> Outcome:
         fleet = self.fleet
         tenant = fleet.settings.tenant(name)
         if self.shared is not None:

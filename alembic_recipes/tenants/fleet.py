@@ -2,18 +2,23 @@
 
 A :class:`Fleet` holds what the command is (its destination, the heads) and
 composes the :class:`~.selection.Selection` (which tenants, which may be
-created) and the :class:`~.report.Report` (lines, failures, the summary).  A
+created), the :class:`~.report.Report` (lines, failures, the summary) and
+the :class:`~.journal.Journal` (the run record, written as the run goes).  A
 run over exactly one tenant lets that tenant's exception through unchanged,
 as stock Alembic would.
+
+A stop (SIGTERM, Ctrl-C: :mod:`~alembic_recipes.stopping`) ends the tenant
+running -- its statement cancelled, its transaction rolled back -- and the
+run; what became of that tenant is read back from its database before it is
+reported, never assumed.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
 
 from alembic import context
 from alembic.script import ScriptDirectory
@@ -26,16 +31,19 @@ from ..locks import migration_lock
 from ..logs import logger_for
 from ..output import labelled_stdout
 from ..retries import LockTimeout, backoff, lock_timeout_of
+from ..stopping import pause, requested
 from .config import Tenant, TenantSettings
-from .interrupts import stopping
+from .journal import Journal
 from .progress import Progress
 from .report import MIGRATED_ELSEWHERE, Outcome, Report, diff_lines, shown_revisions
 from .rollout import Wave, waves_of
 from .selection import AUTOGENERATE_COMMANDS, Selection
 
-__all__ = ["MIGRATED_ELSEWHERE", "Fleet", "Outcome", "Work"]
+__all__ = ["MIGRATED_ELSEWHERE", "Fleet", "Outcome", "Verify", "Work"]
 
 Work = Callable[[], Outcome]
+Verify = Callable[[str], list[str] | None]
+"""Read a tenant's versions afresh (None: its schema or database is missing)."""
 log = logger_for(__name__)
 
 
@@ -48,6 +56,7 @@ class Fleet:
         *,
         shared: bool = False,
         report: Report | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.settings = settings
         self.shared = shared
@@ -88,6 +97,15 @@ class Fleet:
                 and not settings.plan,
             ),
         )
+        self.journal = journal or Journal(
+            self.command,
+            self.heads,
+            self.targets,
+            records=False,  # decided when the tenants are chosen (records)
+            server_of=lambda name: self.report.servers.get(name),
+        )
+        if journal is None:
+            self.report.listeners.append(self.journal.reported)
         self._ancestors: dict[tuple[str, ...], frozenset[str]] = {}
         self._planned: dict[str, list[str]] = {}
         self._current_lines: dict[tuple[str, ...], list[str]] = {}
@@ -153,27 +171,13 @@ class Fleet:
             and not self.settings.plan
         )
 
-    def save_record(
-        self,
-        save: Callable[[list[dict[str, Any]]], None],
-        only: Collection[str] | None = None,
+    def begin_record(
+        self, names: Sequence[str], at_head: Callable[[str], bool | None]
     ) -> None:
-        """Hand this run's record to *save* (the strategy's store) -- of the
-        tenants *only* (one server's), or all; a failure to store it is
-        logged, never raised over the run's own outcome."""
-        if not self.records or not self.report.names:
-            return
-        lines = self.report.lines()
-        if only is not None:
-            lines = [line for line in lines if line["tenant"] in only]
-        if not lines:
-            return
-        try:
-            save(lines)
-        except Exception as exc:
-            log.warning(
-                "could not store the run record: %s: %s", type(exc).__name__, exc
-            )
+        """Record this run's intent: its tenants, ``pending`` (see
+        :meth:`~.journal.Journal.begin`); nothing when it keeps no record."""
+        self.journal.active = self.records and bool(names)
+        self.journal.begin(names, at_head)
 
     @property
     def writes(self) -> bool:
@@ -183,7 +187,7 @@ class Fleet:
     def select(
         self,
         conn: Connection | None,
-        recorded: Callable[[], list[str] | None] = lambda: None,
+        recorded: Callable[..., list[str] | None] = lambda check=True: None,
         known: Callable[[], list[str]] | None = None,
     ) -> list[str]:
         """The tenants of this run, in order; validated, no SQL sent for them
@@ -193,7 +197,7 @@ class Fleet:
         self.report.begin(names)
         if self.command == "current" and self.is_fleet:
             try:  # status only: a record that cannot be read is said, not raised
-                self.report.unfinished = recorded()
+                self.report.unfinished = recorded(False)
             except Exception as exc:
                 log.warning("could not read the run record: %s", first_line(exc))
         return names
@@ -230,22 +234,28 @@ class Fleet:
     def at_head(self, versions: Sequence[str]) -> bool:
         return self.skip_at_head and frozenset(versions) == self.heads
 
-    def run_one(self, index: int, name: str, work: Work) -> bool:
+    def run_one(
+        self, index: int, name: str, work: Work, verify: Verify | None = None
+    ) -> bool:
         """Run *work* for tenant *name*; log one line; False to stop the fleet.
 
         A lock timeout puts the tenant aside (:attr:`deferred`) to run again
         after the others, ``lock_retries`` times; then it fails naming who
-        held the lock (:class:`~alembic_recipes.retries.LockTimeout`)."""
+        held the lock (:class:`~alembic_recipes.retries.LockTimeout`).  A stop
+        (SIGTERM, Ctrl-C) reads the tenant's versions again (*verify*) and
+        reports what its database says."""
         started = time.perf_counter()
+        self.journal.start(name)
         try:
             with self._labelled_stdout(name):
                 result = work()
-        except KeyboardInterrupt:  # Ctrl-C, SIGTERM: rolled back on the way out
-            self.report.record_interrupted(name)
+        except KeyboardInterrupt:  # a second Ctrl-C, or a stop that hung
+            self.stopped_on(index, name, verify, time.perf_counter() - started)
             return False
         except Exception as exc:
-            if stopping():  # the interruption, in the driver's words
-                self.report.record_interrupted(name)
+            if requested() is not None:  # the stop, in the driver's words
+                seconds = time.perf_counter() - started
+                self.stopped_on(index, name, verify, seconds)
                 return False
             failure = self._failure_of(index, name, exc)
             if failure is None:
@@ -261,6 +271,40 @@ class Fleet:
         diff = self.differences.pop(name, None)
         self.report.record(index, name, result, seconds, diff=diff)
         return True
+
+    def stopped_on(
+        self, index: int, name: str, verify: Verify | None, seconds: float
+    ) -> None:
+        """The run stopped while tenant *name* ran: read its versions again
+        (*verify*) and report it done, when its commit got through first, or
+        rolled back."""
+        self.report.interrupt(requested())
+        versions: list[str] | None = None
+        if verify is not None and self.targets:
+            try:
+                versions = verify(name)
+            except Exception as exc:
+                log.warning(
+                    "%s could not read its version after the stop: %s",
+                    self.report.prefix(index, name),
+                    first_line(exc),
+                )
+        if versions is not None and frozenset(versions) == self.reached:
+            self.report.record_committed(index, name, versions, seconds)
+            self.journal.committed(name, versions)
+            return
+        self.report.record_interrupted(name, seconds)
+
+    @property
+    def reached(self) -> frozenset[str] | None:
+        """The versions of a tenant this command has finished: its targets
+        when they are revisions of the script (not ``-1``, say)."""
+        wanted = [t for t in self.targets if t != "base"]
+        try:
+            known = all(self.script.get_revision(t) is not None for t in wanted)
+        except Exception:
+            return None
+        return frozenset(wanted) if known else None
 
     def _failure_of(self, index: int, name: str, exc: Exception) -> Exception | None:
         """*exc*, a one-line error for it (a :class:`LockTimeout`, a lost
@@ -290,14 +334,17 @@ class Fleet:
         self.deferred.append((index, name))
         return None
 
-    def run_deferred(self, work_for: Callable[[str], Work]) -> None:
+    def run_deferred(
+        self, work_for: Callable[[str], Work], verify: Verify | None = None
+    ) -> None:
         """Run the tenants put aside after lock timeouts again, each after a
-        pause that grows with its attempts, until none is left."""
+        pause that grows with its attempts (cut short by a stop), until none
+        is left."""
         while self.deferred:
             batch, self.deferred = self.deferred, []
-            time.sleep(backoff(max(self._attempts[name] for _, name in batch)))
+            pause(backoff(max(self._attempts[name] for _, name in batch)))
             for index, name in batch:
-                if not self.run_one(index, name, work_for(name)):
+                if not self.run_one(index, name, work_for(name), verify):
                     self.deferred.clear()
                     return
 

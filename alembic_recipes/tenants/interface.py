@@ -8,12 +8,14 @@ over one of those per server.  :func:`~.strategy.strategy_for` chooses.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from .fleet import Fleet, Outcome
+from .journal import to_resume
+from .record import Row
 
-__all__ = ["TenantStrategy"]
+__all__ = ["TenantStrategy", "recorded"]
 
 T = TypeVar("T")
 
@@ -38,9 +40,14 @@ class TenantStrategy(Protocol):
         ``tenants_pattern``; inside :meth:`on_connection`)."""
         ...
 
-    def recorded(self) -> list[str] | None:
-        """The tenants the run record has unfinished; None: no run recorded
-        (inside :meth:`on_connection`)."""
+    def record_rows(self) -> list[Row] | None:
+        """The rows of the run record; None: no run recorded (inside
+        :meth:`on_connection`)."""
+        ...
+
+    def versions_of(self, names: list[str]) -> dict[str, list[str] | None]:
+        """The versions of *names*, read now (None: no such schema or
+        database; inside :meth:`on_connection`)."""
         ...
 
     def take(self, names: Sequence[str]) -> None:
@@ -48,17 +55,18 @@ class TenantStrategy(Protocol):
         :meth:`select` would have read of them (inside :meth:`on_connection`)."""
         ...
 
-    def at_head(self, name: str) -> bool:
-        """Known to be at head already, with nothing to lock or read."""
+    def at_head(self, name: str) -> bool | None:
+        """Known to be at head already, with nothing to lock or read (None:
+        not known before the tenant's own connection reads it)."""
         ...
 
     def prepare_workers(self, names: Sequence[str]) -> None:
         """Read now what forked workers must share (before they start)."""
         ...
 
-    def save_record(self, only: Collection[str] | None = None) -> None:
-        """Store this run's outcomes -- of the tenants *only*, or all -- in
-        the run record (inside :meth:`on_connection`)."""
+    def verify(self, name: str) -> list[str] | None:
+        """Tenant *name*'s versions, read on a connection of their own (after
+        a stop); None when its schema or database does not exist."""
         ...
 
     def current(self, name: str) -> list[str] | None:
@@ -69,3 +77,15 @@ class TenantStrategy(Protocol):
     def one(self, name: str) -> Outcome:
         """Migrate tenant *name* (inside :meth:`on_connection`); what it did."""
         ...
+
+
+def recorded(strategy: TenantStrategy, check: bool = True) -> list[str] | None:
+    """What ``-x tenant=failed`` selects from *strategy*'s run record: its
+    unfinished tenants and (*check*) those whose version is not the target
+    their row records (:func:`~.journal.to_resume`); None: no run recorded."""
+    rows = strategy.record_rows()
+    if rows is None:
+        return None
+    if not check:
+        return sorted(row.tenant for row in rows if row.unfinished)
+    return to_resume(rows, strategy.versions_of)

@@ -11,22 +11,29 @@ runs under its own lock, in its own transaction.  The parent logs the
 per-tenant lines in completion order (``[k/n]``) and the one summary.
 
 Stop at the first failure (the default): no worker starts another tenant; those
-in flight finish their transaction.  ``continue=true`` goes on.  Ctrl-C or
-SIGTERM: the workers finish or roll back the tenant they are on, take no more,
-and the summary says what was not attempted.  Where forking is not safe (no
-``fork`` on the platform, other threads running, a connection shared by the
-caller), the fleet runs in this process, one tenant after the other, and says so.
+in flight finish their transaction.  ``continue=true`` goes on.  Each worker
+writes its tenants' rows of the run record itself (:mod:`.journal`).
+
+Ctrl-C or SIGTERM (:mod:`~alembic_recipes.stopping`) reach the parent, which
+sends SIGTERM to its workers: each cancels its running statement on the server
+and ends at once, and its transaction rolls back.  The parent waits a few
+seconds for them (then kills what is left), reads the versions of the tenants
+that were running to say what became of each, and the summary says what was
+not attempted.  Where forking is not safe (no ``fork`` on the platform, other
+threads running, a connection shared by the caller), the fleet runs in this
+process, one tenant after the other, and says so.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import queue
+import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -36,18 +43,29 @@ from alembic.util import CommandError
 from ..connections import connection_lost, first_line
 from ..logs import logger_for
 from ..retries import with_lock_retries
-from .config import TenantSettings
+from ..stopping import (
+    as_worker,
+    check,
+    finishing,
+    on_stop,
+    parent_is_gone,
+    requested,
+    stopped_by,
+)
 from .fleet import Fleet
 from .interface import TenantStrategy
-from .interrupts import exit_with_parent, parent_is_gone, sigterm_interrupts
-from .report import Outcome, Report
+from .report import Outcome, failure_cause
 from .servers import Group, groups_of
+from .strategy import choose
 
 __all__ = ["can_fork", "run_parallel"]
 
 log = logger_for(__name__)
 
 _POLL = 0.1
+_GRACE = 3.0
+"""Seconds the parent waits for its workers to end after a stop, before it
+kills what is left."""
 
 
 def can_fork(fleet: Fleet) -> str | None:
@@ -120,45 +138,55 @@ class _Tasks:
 
 
 def _work(
-    one: Callable[[str], Outcome],
+    strategy: TenantStrategy,
     tasks: _Tasks,
     results: Any,
     stop: Any,
-    retries: int,
     parent: int,
 ) -> bool:
     """Take tenants from *tasks* until none is left or *stop* is set; a lock
-    timeout runs the tenant again in place (the other workers go on).  True
-    when a tenant lost the connection: the caller opens a new one."""
+    timeout runs the tenant again in place (the other workers go on).  A
+    failure's row of the run record is written here.  True when a tenant
+    lost the connection: the caller opens a new one."""
+    journal = strategy.fleet.journal
+    retries = strategy.fleet.settings.lock_retries
     while not stop.is_set() and not parent_is_gone(parent):
         name = tasks.take()
         if name is None:
             return False
+        results.put((name, "started", None, 0.0))
+        journal.start(name)
         started = time.perf_counter()
         try:
             outcome: Outcome | _Failure = with_lock_retries(
-                partial(one, name), retries, name
+                partial(strategy.one, name), retries, name
             )
-        except KeyboardInterrupt:  # rolled back on the way out
-            results.put((name, "interrupted", None, time.perf_counter() - started))
-            return False
         except Exception as exc:
             lost = connection_lost(exc)
-            outcome = _Failure.of(
-                exc if lost is None else CommandError(f"{name}: {lost}")
-            )
+            error = exc if lost is None else CommandError(f"{name}: {lost}")
+            _failed(strategy, results, name, error, time.perf_counter() - started)
             if lost is not None:
-                results.put((name, "done", outcome, time.perf_counter() - started))
                 return True
+            continue
         results.put((name, "done", outcome, time.perf_counter() - started))
     return False
+
+
+def _failed(
+    strategy: TenantStrategy, results: Any, name: str, error: Exception, seconds: float
+) -> None:
+    """Tenant *name* failed in this worker: its row of the run record, then
+    the parent's message."""
+    entry = {"status": "failed", "error": failure_cause(error), "seconds": seconds}
+    strategy.fleet.journal.reported(name, entry)
+    results.put((name, "done", _Failure.of(error), seconds))
 
 
 def _worker_main(groups: list[_Tasks], first: int, results: Any, stop: Any) -> None:
     """A forked worker: its own connection, tenants from the shared list;
     it ends when the parent dies, whatever killed it.  With several servers
     it takes them in turn from *first*, on those with a free slot."""
-    parent = exit_with_parent()
+    parent = as_worker()
     try:
         for tasks in groups[first:] + groups[:first]:
             if stop.is_set() or parent_is_gone(parent):
@@ -180,13 +208,12 @@ def _on_group(tasks: _Tasks, results: Any, stop: Any, parent: int) -> None:
     on a new one.  When a server of several does not answer, the group's
     tenants left fail, one line each."""
     strategy = tasks.group.strategy
-    retries = strategy.fleet.settings.lock_retries
     entered = False
 
     def work() -> bool:
         nonlocal entered
         entered = True
-        return _work(strategy.one, tasks, results, stop, retries, parent)
+        return _work(strategy, tasks, results, stop, parent)
 
     while True:
         entered = False
@@ -197,11 +224,11 @@ def _on_group(tasks: _Tasks, results: Any, stop: Any, parent: int) -> None:
             server = tasks.group.server
             if entered or server is None:
                 raise
-            failure = _Failure.of(
-                CommandError(f"server {server} cannot be reached: {first_line(exc)}")
+            error = CommandError(
+                f"server {server} cannot be reached: {first_line(exc)}"
             )
             while (name := tasks.take()) is not None:
-                results.put((name, "done", failure, 0.0))
+                _failed(strategy, results, name, error, 0.0)
             return
 
 
@@ -216,14 +243,28 @@ def run_parallel(strategy: TenantStrategy, workers: int) -> None:
 
 def _run_parallel(strategy: TenantStrategy, workers: int) -> None:
     fleet = strategy.fleet
-    names = strategy.on_connection(strategy.select)
-    strategy.prepare_workers(names)
+    try:
+        names = strategy.on_connection(lambda: choose(strategy))
+        strategy.prepare_workers(names)
+        _waves(strategy, names, workers)
+    except (Exception, KeyboardInterrupt) as exc:
+        if not stopped_by(exc):
+            raise
+        fleet.report.interrupt(requested())
+    with finishing():
+        fleet.report.progress.close()
+        fleet.journal.finish()
+
+
+def _waves(strategy: TenantStrategy, names: list[str], workers: int) -> None:
+    fleet = strategy.fleet
     waves = fleet.waves(names)
     done = 0
     for wave in waves:
+        check()
         fleet.wave_starts(wave, len(waves))
         failures = len(fleet.report.failures)
-        supervisor = _Supervisor(fleet.report, fleet.settings, done=done)
+        supervisor = _Supervisor(fleet, done=done)
         todo = []
         for name in wave.names:  # at head by the batched read: no worker needed
             if strategy.at_head(name):
@@ -237,21 +278,23 @@ def _run_parallel(strategy: TenantStrategy, workers: int) -> None:
         if groups and not supervisor.stop.is_set():
             cap = fleet.settings.server_workers or workers
             supervisor.run(groups, min(workers, len(todo) - len(unreachable)), cap)
+        for name in sorted(supervisor.running):  # what became of them: read
+            supervisor.done += 1
+            fleet.stopped_on(supervisor.done, name, strategy.verify, 0.0)
         done = supervisor.done
         stopped = supervisor.interrupted or supervisor.stop.is_set()
         if not fleet.wave_done(wave, len(waves), failures, stopped):
             break
-    strategy.on_connection(strategy.save_record)
 
 
 class _Supervisor:
     """The parent's side of a parallel run: starts the workers, logs what they
     report in completion order, stops them on a failure or a signal."""
 
-    def __init__(
-        self, report: Report, settings: TenantSettings, *, done: int = 0
-    ) -> None:
-        self.report = report
+    def __init__(self, fleet: Fleet, *, done: int = 0) -> None:
+        self.report = fleet.report
+        self.journal = fleet.journal
+        settings = fleet.settings
         # a rollout wave may have max_failures failures: the wave goes on
         self.keep_going = settings.keep_going or (
             bool(settings.rollout) and settings.max_failures > 0
@@ -259,6 +302,9 @@ class _Supervisor:
         self.done = done
         self.interrupted = False
         self.exited = 0
+        self.running: set[str] = set()
+        """Tenants a worker started and has not reported (yet)."""
+        self.pids: list[int] = []
         self.context = multiprocessing.get_context("fork")
         self.stop = self.context.Event()
 
@@ -278,14 +324,26 @@ class _Supervisor:
             )
             for i in range(count)
         ]
-        for process in processes:
-            process.start()
-        with sigterm_interrupts():
+        with on_stop(self._forward):
+            for process in processes:
+                process.start()
+                self.pids.append(int(process.pid or 0))
+            if requested() is not None:  # before the last one started
+                self._forward()
             self._collect(results, processes, count)
         for process in processes:
             process.join(timeout=30)
         if self.interrupted:
-            self.report.interrupt()
+            self.report.interrupt(requested())
+
+    def _forward(self) -> None:
+        """A stop: SIGTERM to every worker -- each cancels its statement and
+        ends (called in the signal handler: no locks taken here)."""
+        for pid in self.pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def fail_unreachable(self, strategy: TenantStrategy, name: str) -> None:
         """Tenant *name*'s server did not answer: its one-line failure."""
@@ -298,37 +356,46 @@ class _Supervisor:
                 self.stop.set()
 
     def _collect(self, results: Any, processes: list[Any], count: int) -> None:
+        """Handle the workers' messages until they have all ended; after a
+        stop, kill those still there :data:`_GRACE` seconds later."""
+        deadline: float | None = None
         while self.exited < count:
+            if deadline is None and requested() is not None:
+                self.interrupted = True
+                self.stop.set()
+                deadline = time.monotonic() + _GRACE
+            if deadline is not None and time.monotonic() > deadline:
+                for process in processes:
+                    if process.is_alive():
+                        process.kill()
+                return
             try:
                 message = results.get(timeout=_POLL)
             except queue.Empty:
                 if not any(p.is_alive() for p in processes) and results.empty():
                     return  # killed workers send nothing more
                 continue
-            except KeyboardInterrupt:
-                self.interrupted = True
-                self.stop.set()
-                continue
             self._handle(*message)
 
     def _handle(self, name: str, kind: str, payload: Any, seconds: float) -> None:
         report = self.report
-        if kind == "exit":
+        if kind == "started":
+            self.running.add(name)
+        elif kind == "exit":
             self.exited += 1
         elif kind == "worker failed":
             self.stop.set()
             log.error("A worker process failed:\n%s", payload.text)
             report.record_worker_error(payload.exception_object())
-        elif kind == "interrupted":
-            self.interrupted = True
-            self.stop.set()
-            report.record_interrupted(name)
         elif isinstance(payload, _Failure):
+            self.running.discard(name)
             self.done += 1
             exc = payload.exception_object()
+            self.journal.written_by_workers.add(name)  # the worker wrote its row
             report.record_failure(self.done, name, exc, seconds, text=payload.text)
             if not self.keep_going:
                 self.stop.set()
         else:
+            self.running.discard(name)
             self.done += 1
             report.record(self.done, name, payload, seconds)

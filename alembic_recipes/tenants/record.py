@@ -1,26 +1,42 @@
-"""The record of fleet runs, where every replica and every runner machine sees it.
+"""The record of fleet runs: in the database, written as each run goes.
 
-After each fleet run of ``upgrade``, ``downgrade`` or ``stamp``, every selected
-tenant's outcome -- status, from and to revision, start, duration, a
-failure's one-line cause -- replaces that tenant's row in the table
-``alembic_recipes_fleet_run``: per tenant the latest outcome, so shards
-running at once, and later runs over a few tenants, each update their own
-rows.  ``-x tenant=failed`` selects the tenants whose latest outcome is
-failed, interrupted or not attempted.
+The table ``alembic_recipes_fleet_run`` holds one row per tenant: its latest
+outcome -- status, from and to revision, start, duration, a failure's
+one-line cause -- and the run it came from (run id, command, target).  A
+fleet run of ``upgrade``, ``downgrade`` or ``stamp`` writes it
+(:class:`~.journal.Journal`):
+
+1. when it starts, in one transaction: every selected tenant as ``pending``
+   (a tenant whose row already says it finished at this run's target is left
+   as it is, so a rerun over a fleet at head writes nothing);
+2. each tenant's outcome as soon as it is known: in the tenant's own
+   transaction where the record shares its database (schema strategy), right
+   after its commit otherwise; a failure right after its rollback;
+3. when it ends: the tenants it did not reach, ``not attempted``.
+
+A run killed at any point leaves rows that say what is true: a tenant is
+``pending`` until its own commit says otherwise.  ``-x tenant=failed``
+(:meth:`~.journal.Journal.resume`) selects the unfinished tenants
+(:data:`UNFINISHED`) and every tenant whose version is not the target its
+row records.
 
 Where the table lives (:func:`record_location`):
 
 * schema strategy: the shared database, in the ``shared_scope`` schema, else
-  the default schema (``public``);
+  the connection's default schema (``public``) -- never a tenant's;
 * database strategy: the ``tenants_url`` database, else the shared scope's
   database, else -- for SQLite tenant files -- ``alembic_recipes_fleet_run.db``
   beside them.  A server without either keeps no record (said once).
+
+A table written by an earlier version gets the new columns on the first
+write (``ALTER TABLE ... ADD``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from datetime import datetime
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,32 +50,52 @@ from sqlalchemy import (
     Text,
     delete,
     insert,
+    inspect,
     select,
+    update,
 )
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.schema import CreateColumn
 
-from ..connections import own_read
 from ..locks import table_lock
 from ..logs import logger_for
 from .config import RECORD_TABLE, TenantSettings
 
 __all__ = [
+    "PENDING",
     "RECORD_FILE",
     "RECORD_TABLE",
     "UNFINISHED",
-    "failed_tenants",
+    "Row",
+    "read_rows",
     "record_location",
-    "save_record",
+    "set_outcome",
+    "write_outcome",
+    "write_rows",
 ]
 
 log = logger_for(__name__)
 
-UNFINISHED = ("failed", "interrupted (rolled back)", "not attempted")
+PENDING = "pending"
+"""Selected by a run that has not reached the tenant (yet, or ever: killed)."""
+NOT_ATTEMPTED = "not attempted"
+INTERRUPTED = "interrupted (rolled back)"
+UNREACHABLE = "server unreachable"
+NEEDS_REPAIR = "needs repair"
+UNFINISHED = (
+    PENDING,
+    "failed",
+    INTERRUPTED,
+    NOT_ATTEMPTED,
+    UNREACHABLE,
+    NEEDS_REPAIR,
+)
 """Statuses that ``-x tenant=failed`` selects."""
 RECORD_FILE = "alembic_recipes_fleet_run.db"
-_AT_HEAD = "already at head"
 _SAVE_WAIT = 60.0
-"""Seconds a save waits for another run's save (each takes milliseconds)."""
+"""Seconds a write waits for another run's first write (each takes milliseconds)."""
+_CHUNK = 500
 
 
 def _table(schema: str | None) -> Table:
@@ -73,8 +109,30 @@ def _table(schema: str | None) -> Table:
         Column("started", DateTime(timezone=True)),
         Column("seconds", Float),
         Column("error", Text),
+        # since the record is written as runs go
+        Column("run_id", String(40)),
+        Column("command", String(20)),
+        Column("target", Text),
+        Column("server", String(63)),
+        Column("updated", DateTime(timezone=True)),
         schema=schema,
     )
+
+
+@dataclass(frozen=True)
+class Row:
+    """One tenant's row, as read back."""
+
+    tenant: str
+    status: str
+    target: str | None
+    run_id: str | None
+    updated: datetime | None
+    to_revision: str | None = None
+
+    @property
+    def unfinished(self) -> bool:
+        return self.status in UNFINISHED
 
 
 def record_location(settings: TenantSettings) -> tuple[str | None, str | None]:
@@ -93,70 +151,160 @@ def record_location(settings: TenantSettings) -> tuple[str | None, str | None]:
     return None, None
 
 
-def save_record(
+def now() -> datetime:
+    """The time a row is written (UTC)."""
+    return datetime.now(UTC)
+
+
+def _values(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A row's column values from a journal entry (:mod:`.journal`)."""
+    started = entry.get("started")
+    return {
+        "tenant": entry["tenant"],
+        "status": entry["status"],
+        "from_revision": entry.get("from"),
+        "to_revision": entry.get("to"),
+        "started": datetime.fromisoformat(started) if started else None,
+        "seconds": entry.get("seconds"),
+        "error": entry.get("error"),
+        "run_id": entry.get("run_id"),
+        "command": entry.get("command"),
+        "target": entry.get("target"),
+        "server": entry.get("server"),
+        "updated": now(),
+    }
+
+
+def _ensure(conn: Connection, table: Table) -> None:
+    """Create the table, or add the columns an earlier version lacked (inside
+    the caller's transaction and table lock)."""
+    if not conn.dialect.has_table(conn, table.name, table.schema):
+        table.create(conn)
+        return
+    have = {c["name"] for c in inspect(conn).get_columns(table.name, table.schema)}
+    preparer = conn.dialect.identifier_preparer
+    for column in table.columns:
+        if column.name not in have:
+            spec = CreateColumn(column).compile(dialect=conn.dialect)
+            conn.exec_driver_sql(
+                f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {spec}"
+            )
+
+
+def write_rows(
     conn: Connection, schema: str | None, entries: Iterable[Mapping[str, Any]]
 ) -> None:
-    """Replace the rows of *entries*' tenants with their outcomes, in one
-    transaction (created on first use; concurrent runs take turns).  A
-    tenant found already at head keeps a row that says it finished at that
-    revision: a rerun over a fleet at head writes nothing."""
-    rows = [
-        {
-            "tenant": e["tenant"],
-            "status": e["status"],
-            "from_revision": e.get("from"),
-            "to_revision": e.get("to"),
-            "started": datetime.fromisoformat(e["started"])
-            if e.get("started")
-            else None,
-            "seconds": e.get("seconds"),
-            "error": e.get("error"),
-        }
-        for e in entries
-    ]
-    table = _table(schema)
-    with own_read(conn):
-        rows = _changed(conn, table, rows)
+    """Set the rows of *entries*' tenants, in one transaction of its own (a
+    savepoint inside the caller's), creating the table on first use; runs
+    writing at once take turns for the moment it takes."""
+    rows = [_values(e) for e in entries]
     if not rows:
-        return  # a no-op run over finished tenants: nothing to write, no commit
+        return
+    table = _table(schema)
     with (
         conn.begin_nested() if conn.in_transaction() else conn.begin(),
         table_lock(conn, schema, RECORD_TABLE, timeout=_SAVE_WAIT),
     ):
-        table.create(conn, checkfirst=True)
-        names = [row["tenant"] for row in rows]
-        for start in range(0, len(names), 500):
-            chunk = names[start : start + 500]
-            conn.execute(delete(table).where(table.c.tenant.in_(chunk)))
-        conn.execute(insert(table), rows)
+        _ensure(conn, table)
+        _upsert(conn, table, rows)
 
 
-def _changed(
-    conn: Connection, table: Table, rows: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """*rows* without those of tenants already at head whose recorded row is
-    finished at the same revision (read first, in a transaction of its own
-    when not in the caller's)."""
-    at_head = {r["tenant"]: r["to_revision"] for r in rows if r["status"] == _AT_HEAD}
-    if not at_head or not conn.dialect.has_table(conn, RECORD_TABLE, table.schema):
-        return rows
-    kept: set[str] = set()
-    names = sorted(at_head)
-    for start in range(0, len(names), 500):
-        query = select(table.c.tenant, table.c.to_revision).where(
-            table.c.tenant.in_(names[start : start + 500]),
-            table.c.status.not_in(UNFINISHED),
+def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert *rows*, replacing those of the same tenants (another run may
+    write the same tenants meanwhile)."""
+    columns = [c.name for c in table.columns if c.name != "tenant"]
+    dialect = conn.dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        module = postgresql if dialect == "postgresql" else sqlite
+        statement = module.insert(table)
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[table.c.tenant],
+                set_={name: statement.excluded[name] for name in columns},
+            ),
+            rows,
         )
-        kept.update(t for t, to in conn.execute(query) if at_head[t] == to)
-    return [r for r in rows if not (r["status"] == _AT_HEAD and r["tenant"] in kept)]
+        return
+    if dialect in ("mysql", "mariadb"):
+        upsert = mysql.insert(table)
+        conn.execute(
+            upsert.on_duplicate_key_update(
+                {name: upsert.inserted[name] for name in columns}
+            ),
+            rows,
+        )
+        return
+    names = [row["tenant"] for row in rows]  # elsewhere: replace them
+    for start in range(0, len(names), _CHUNK):
+        chunk = names[start : start + _CHUNK]
+        conn.execute(delete(table).where(table.c.tenant.in_(chunk)))
+    conn.execute(insert(table), rows)
 
 
-def failed_tenants(conn: Connection, schema: str | None) -> list[str] | None:
-    """Tenants whose latest recorded outcome is unfinished, in name order;
-    None when no fleet run was recorded.  Only reads (inside the caller's
+def set_outcome(conn: Connection, schema: str | None, entry: Mapping[str, Any]) -> None:
+    """Write one tenant's outcome inside the caller's transaction (its row
+    was written when the run started; a missing one is inserted)."""
+    table = _table(schema)
+    values = _values(entry)
+    tenant = values.pop("tenant")
+    done = conn.execute(update(table).where(table.c.tenant == tenant).values(values))
+    if done.rowcount == 0:
+        _upsert(conn, table, [{"tenant": tenant, **values}])
+
+
+def write_outcome(
+    conn: Connection, schema: str | None, entry: Mapping[str, Any]
+) -> None:
+    """:func:`set_outcome` in a transaction of its own (a savepoint inside
+    the caller's)."""
+    with conn.begin_nested() if conn.in_transaction() else conn.begin():
+        set_outcome(conn, schema, entry)
+
+
+def mark_unreached(
+    conn: Connection, schema: str | None, run_id: str, status: str
+) -> None:
+    """The run's tenants still ``pending`` get *status* (the run ended without
+    reaching them), in one transaction of its own."""
+    table = _table(schema)
+    with conn.begin_nested() if conn.in_transaction() else conn.begin():
+        conn.execute(
+            update(table)
+            .where(table.c.run_id == run_id, table.c.status == PENDING)
+            .values(status=status, updated=now())
+        )
+
+
+def read_rows(
+    conn: Connection, schema: str | None, tenants: Collection[str] | None = None
+) -> list[Row] | None:
+    """The rows of *tenants* (all: None), None when no fleet run was recorded
+    yet.  Only reads (inside the caller's
     :func:`~alembic_recipes.connections.own_read`)."""
     if not conn.dialect.has_table(conn, RECORD_TABLE, schema=schema):
         return None
     table = _table(schema)
-    query = select(table.c.tenant).where(table.c.status.in_(UNFINISHED))
-    return sorted(str(name) for name in conn.scalars(query))
+    have = {c["name"] for c in inspect(conn).get_columns(RECORD_TABLE, schema)}
+    wanted = [table.c.tenant, table.c.status, table.c.to_revision]
+    extra = [table.c[name] for name in ("target", "run_id", "updated") if name in have]
+    query = select(*wanted, *extra)
+    found: list[Row] = []
+    chunks: Sequence[Sequence[str] | None] = (
+        [None]
+        if tenants is None
+        else [sorted(tenants)[i : i + _CHUNK] for i in range(0, len(tenants), _CHUNK)]
+    )
+    for chunk in chunks:
+        statement = query if chunk is None else query.where(table.c.tenant.in_(chunk))
+        for row in conn.execute(statement).mappings():
+            found.append(
+                Row(
+                    str(row["tenant"]),
+                    str(row["status"]),
+                    row.get("target"),
+                    row.get("run_id"),
+                    row.get("updated"),
+                    row.get("to_revision"),
+                )
+            )
+    return found

@@ -8,18 +8,18 @@ first failure.  ``current`` ends with how many tenants are at each revision.
 
 The run's record -- per tenant: status, from and to revision, start, duration
 and a failure's one-line cause, then one summary object -- is written as JSON
-Lines to ``-x report=PATH`` (:meth:`Report.write`).
+Lines to ``-x report=PATH`` as the run goes (:mod:`.report_file`); each entry
+also goes to the report's :attr:`~Report.listeners` (the run record in the
+database, :mod:`.journal`).
 """
 
 from __future__ import annotations
 
-import json
 import textwrap
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from alembic.autogenerate import render_python_code
@@ -29,10 +29,20 @@ from alembic.util import CommandError
 
 from ..connections import first_line
 from ..logs import logger_for
+from ..stopping import Interrupted, signal_name
 from .progress import Progress
+from .report_file import ReportFile
 from .selection import AUTOGENERATE_COMMANDS
 
-__all__ = ["MIGRATED_ELSEWHERE", "Outcome", "Report", "diff_lines", "shown_revisions"]
+__all__ = [
+    "MIGRATED_ELSEWHERE",
+    "Outcome",
+    "Report",
+    "diff_lines",
+    "failure_cause",
+    "shown_revisions",
+    "status_of",
+]
 
 log = logger_for(__name__)
 
@@ -43,7 +53,27 @@ batched read found it at head; :data:`MIGRATED_ELSEWHERE` when it was found at
 head once locked."""
 
 DIFFERS = "differs from the models"
+INTERRUPTED = "interrupted (rolled back)"
+_AT_HEAD = "already at head"
+_NO_VERSIONS = ("failed", INTERRUPTED, "not attempted")
 _VERBS = {"upgrade": "upgraded", "downgrade": "downgraded", "stamp": "stamped"}
+Versions = Sequence[str] | frozenset[str]
+
+
+def status_of(
+    command: str, result: Outcome, heads: frozenset[str]
+) -> tuple[str, Versions, Versions]:
+    """A tenant's status after *command* gave *result*, and its versions
+    before and after: ``upgraded``, ``unchanged``, ``already at head`` ..."""
+    if result is None or isinstance(result, str):
+        return _AT_HEAD, heads, heads
+    before, after = result
+    if command == "current":
+        state = "at head" if frozenset(after) == heads else "behind head"
+        return state, before, after
+    if tuple(before) == tuple(after):
+        return "unchanged", before, after
+    return _VERBS.get(command, command or "ran"), before, after
 
 
 class Report:
@@ -63,6 +93,9 @@ class Report:
         self.command = command
         self.path = path
         """``-x report=PATH``: where the record goes (JSON Lines)."""
+        self.file = ReportFile(path) if path is not None else None
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        """Called with each tenant's entry as it is made (the run record)."""
         self.stopped_at: str | None = None
         """The rollout wave that stopped the run (``wave 2 of 3 (10%)``)."""
         self.names: list[str] = []
@@ -83,6 +116,8 @@ class Report:
         self.interrupted: list[str] = []
         """Tenants a worker was on when interrupted (rolled back)."""
         self.was_interrupted = False
+        self.signum: int | None = None
+        """The signal that stopped the run (None: none, or not a signal)."""
         self.worker_errors: list[Exception] = []
         self.unfinished: list[str] | None = None
         """``current``: the tenants the last recorded fleet run left failed or
@@ -101,6 +136,8 @@ class Report:
         self.names = names
         self.total = len(names)
         self.progress.start(self.total)
+        if self.file is not None and names:
+            self.file.open()
 
     @property
     def done(self) -> int:
@@ -173,23 +210,42 @@ class Report:
             )  # fmt: skip
         self.outcomes.setdefault("failed", []).append(name)
         self.failures.append((name, exc))
-        cause = (
-            str(exc)
-            if isinstance(exc, CommandError)
-            else f"{type(exc).__name__}: {exc}"
-        )
-        self._entry(name, "failed", seconds, error=first_line(cause))
+        self._entry(name, "failed", seconds, error=failure_cause(exc))
         self.progress.advance(self.done, failed=True)
 
-    def record_interrupted(self, name: str) -> None:
-        """A worker was stopped on tenant *name* (its transaction rolled back)."""
+    def record_committed(
+        self, index: int, name: str, versions: Sequence[str], seconds: float
+    ) -> None:
+        """The run was stopped on tenant *name*, whose commit got through
+        first: its versions, read again, are *versions*."""
+        status = _VERBS.get(self.command, self.command)
+        log.info(
+            "%s %s to %s: committed before the stop (in %.0f ms)",
+            self.prefix(index, name),
+            status,
+            shown_revisions(versions),
+            seconds * 1000,
+        )
+        self.outcomes.setdefault(status, []).append(name)
+        self._entry(name, status, seconds, (), versions)
+        self.progress.advance(self.done)
+
+    def record_interrupted(self, name: str, seconds: float = 0.0) -> None:
+        """The run was stopped on tenant *name*, whose transaction rolled back
+        (its version was read again to say so)."""
+        log.warning(
+            "%s interrupted after %.0f ms: rolled back",
+            self.prefix(len(self.interrupted) + self.done + 1, name),
+            seconds * 1000,
+        )
         self.interrupted.append(name)
-        self._entry(name, "interrupted (rolled back)", 0.0)
+        self._entry(name, INTERRUPTED, seconds)
         self.interrupt()
 
-    def interrupt(self) -> None:
+    def interrupt(self, signum: int | None = None) -> None:
         """The run was stopped (Ctrl-C, SIGTERM): the rest is not attempted."""
         self.was_interrupted = True
+        self.signum = signum or self.signum
 
     def record_worker_error(self, exc: Exception) -> None:
         """A worker process failed outside any tenant (e.g. could not connect)."""
@@ -205,55 +261,52 @@ class Report:
         *,
         error: str | None = None,
     ) -> None:
-        self.entries[name] = {
+        entry = self.entries[name] = {
             "tenant": name,
             **({"server": self.servers[name]} if name in self.servers else {}),
             "status": status,
-            "from": shown_revisions(before) if status != "failed" else None,
-            "to": shown_revisions(after) if status != "failed" else None,
+            "from": None if status in _NO_VERSIONS else shown_revisions(before),
+            "to": None if status in _NO_VERSIONS else shown_revisions(after),
             "started": _iso(time.time() - seconds),
             "seconds": round(seconds, 4),
             "error": error,
         }
+        for listener in self.listeners:
+            listener(name, entry)
+        if self.file is not None and self.command not in AUTOGENERATE_COMMANDS:
+            self.file.add(name, entry)
 
     def _line(
         self, prefix: str, name: str, result: Outcome, seconds: float
-    ) -> tuple[str, Sequence[str] | frozenset[str], Sequence[str] | frozenset[str]]:
+    ) -> tuple[str, Versions, Versions]:
         """Log the tenant's line; its status, versions before and after."""
-        if result is None or isinstance(result, str):
-            extra = f"; {result}" if result else ""
+        status, before, after = status_of(self.command, result, self.heads)
+        self.outcomes.setdefault(status, []).append(name)
+        if status == _AT_HEAD:
+            extra = f"; {result}" if isinstance(result, str) else ""
             log.info(
                 "%s already at head (%s%s)", prefix, shown_revisions(self.heads), extra
             )
-            self.outcomes.setdefault("already at head", []).append(name)
-            return "already at head", self.heads, self.heads
-        before, after = result
-        if self.command == "current":
-            state = "at head" if frozenset(after) == self.heads else "behind head"
-            log.info("%s %s (%s)", prefix, shown_revisions(after), state)
-            self.outcomes.setdefault(state, []).append(name)
-            return state, before, after
-        if tuple(before) == tuple(after):
+        elif self.command == "current":
+            log.info("%s %s (%s)", prefix, shown_revisions(after), status)
+        elif status == "unchanged":
             ms = seconds * 1000
             log.info(
                 "%s %s, nothing to do (%.0f ms)", prefix, shown_revisions(after), ms
             )
-            self.outcomes.setdefault("unchanged", []).append(name)
-            return "unchanged", before, after
-        verb = _VERBS.get(self.command, self.command or "ran")
-        steps = self.steps(before, after)
-        log.info(
-            "%s %s %s -> %s (%d revision%s) in %.0f ms",
-            prefix,
-            verb,
-            shown_revisions(before),
-            shown_revisions(after),
-            steps,
-            "" if steps == 1 else "s",
-            seconds * 1000,
-        )
-        self.outcomes.setdefault(verb, []).append(name)
-        return verb, before, after
+        else:
+            steps = self.steps(list(before), list(after))
+            log.info(
+                "%s %s %s -> %s (%d revision%s) in %.0f ms",
+                prefix,
+                status,
+                shown_revisions(before),
+                shown_revisions(after),
+                steps,
+                "" if steps == 1 else "s",
+                seconds * 1000,
+            )
+        return status, before, after
 
     def finish(self) -> None:
         """Log the summary; raise (non-zero exit) if any tenant failed."""
@@ -263,7 +316,7 @@ class Report:
         if self.command == "check" and not self.entries and not self.failures:
             return  # one tenant: Alembic's own check says it
         if self.interrupted:
-            self.outcomes["interrupted (rolled back)"] = self.interrupted
+            self.outcomes[INTERRUPTED] = self.interrupted
         done = self.done
         parts = [f"{len(v)} {k}" for k, v in self.outcomes.items()]
         if done < self.total:
@@ -328,7 +381,7 @@ class Report:
     def write(self) -> None:
         """Write the record to ``-x report=PATH``: one JSON object per tenant
         (those not reached: ``not attempted``), then the summary."""
-        if self.path is None:
+        if self.file is None:
             return
         lines = self.lines()
         counts = Counter(entry["status"] for entry in lines)
@@ -348,8 +401,7 @@ class Report:
             "started": _iso(self.started),
             "seconds": round(time.time() - self.started, 3),
         }
-        text = "".join(json.dumps(obj) + "\n" for obj in [*lines, summary])
-        Path(self.path).write_text(text)
+        self.file.close(lines, summary)
         log.info("Run record: %s", self.path)
 
     def _raise_for_differences(self) -> None:
@@ -366,9 +418,13 @@ class Report:
 
     def _raise_for_failures(self, done: int) -> None:
         if self.was_interrupted:
-            raise CommandError(
-                f"interrupted: {self.total - done} of {self.total} tenants not"
-                " attempted; each tenant that ran was committed or rolled back whole"
+            by = signal_name(self.signum) if self.signum else "a stop"
+            failed = f", {len(self.failures)} failed" if self.failures else ""
+            raise Interrupted(
+                f"interrupted by {by}: {len(self.interrupted)} of {self.total}"
+                f" tenants rolled back, {self.total - done} not attempted{failed}"
+                " (-x tenant=failed resumes); every other tenant committed whole",
+                self.signum,
             )
         if self.worker_errors:
             raise CommandError(
@@ -388,6 +444,14 @@ class Report:
                 f"{len(self.failures)} of {self.total} tenants failed: {names}"
                 f"{hint}; each failure is logged above"
             ) from self.failures[0][1]
+
+
+def failure_cause(exc: BaseException) -> str:
+    """A failure's one-line cause, as records and reports keep it."""
+    cause = (
+        str(exc) if isinstance(exc, CommandError) else f"{type(exc).__name__}: {exc}"
+    )
+    return first_line(cause)
 
 
 def shown_revisions(versions: Sequence[str] | frozenset[str]) -> str:

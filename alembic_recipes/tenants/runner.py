@@ -13,9 +13,9 @@ from sqlalchemy.engine import Connection
 from ..commands import config_attributes, run_command
 from ..connections import Connectable
 from ..logs import logger_for
+from ..stopping import finishing, stop_on_signals
 from .config import Tenant, TenantSettings
 from .fleet import Fleet
-from .interrupts import sigterm_interrupts
 from .names import validate_tenant
 from .parallel import can_fork, run_parallel
 from .shared import migrating_shared, run_shared
@@ -68,16 +68,17 @@ def _run_fleet(
 ) -> None:
     fleet = Fleet(options)
     strategy = strategy_for(fleet, migrate)
-    if options.workers > 1 and fleet.writes:
-        why_not = can_fork(fleet)
-        if why_not is None:
+    with stop_on_signals():
+        parallel = options.workers > 1 and fleet.writes
+        why_not = can_fork(fleet) if parallel else None
+        if parallel and why_not is None:
             run_parallel(strategy, options.workers)
+        else:
+            if parallel:
+                log.info("workers=%d: running serially, %s", options.workers, why_not)
+            run_serially(strategy)
+        with finishing():
             fleet.report.finish()
-            return
-        log.info("workers=%d: running serially, %s", options.workers, why_not)
-    with sigterm_interrupts():
-        run_serially(strategy)
-    fleet.report.finish()
 
 
 def offline_tenants(settings: TenantSettings | Config) -> Iterator[Tenant]:

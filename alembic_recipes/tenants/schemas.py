@@ -9,9 +9,10 @@ the transaction ends, nothing formatted into SQL), and env.py migrates with
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from typing import TypeVar
 
 from alembic import context
@@ -30,16 +31,23 @@ from ..alembic_internals import (
     transaction_alembic_may_end,
 )
 from ..blocking import SCHEMAS_KEY
-from ..connections import connection_lost, first_line, own_read
+from ..connections import (
+    connection_lost,
+    display_url,
+    engine_from_options,
+    own_read,
+    run_with_connection,
+)
 from ..execution import connect_and_run
 from ..logs import logger_for
 from ..poolers import tenant_transaction
+from ..stopping import guarded, requested
 from .compiled import CompiledPaths, execute_script
 from .config import Tenant
 from .discovery import known_tenants
 from .fleet import MIGRATED_ELSEWHERE, Fleet, Outcome
-from .interrupts import stopping
-from .record import failed_tenants, save_record
+from .interface import recorded
+from .record import Row, read_rows
 
 __all__ = ["SchemaTenants", "schema_scope"]
 
@@ -242,6 +250,8 @@ class SchemaTenants:
             and len(fleet.targets) == 1
             else None
         )
+        self._record_schema: str | None = None
+        fleet.journal.bind(settings.server, self.on_record)
 
     def on_connection(self, fn: Callable[[], T]) -> T:
         """Call *fn* with this strategy's connection open: the database's (a
@@ -267,7 +277,7 @@ class SchemaTenants:
         """The tenants of this run, and what one batched read knows of them."""
         self.caller_txn = self.conn.in_transaction()  # before we touch it: whose?
         with own_read(self.conn):
-            names = self.fleet.select(self.conn, self.recorded)
+            names = self.fleet.select(self.conn, partial(recorded, self))
         self.take(names)
         return names
 
@@ -276,27 +286,65 @@ class SchemaTenants:
         with own_read(self.conn):
             return known_tenants(self.fleet.settings, self.conn)
 
-    def recorded(self) -> list[str] | None:
-        """The tenants this database's run record has unfinished."""
+    @property
+    def record_schema(self) -> str | None:
+        """The run record's schema: the shared scope's, else the connection's
+        default one (``public``) -- named in every statement, so that it is
+        never a tenant's, whatever the search_path."""
+        if self._record_schema is None:
+            shared = self.fleet.settings.shared
+            self._record_schema = shared or self.conn.dialect.default_schema_name
+        return self._record_schema
+
+    def record_rows(self) -> list[Row] | None:
+        """The rows of this database's run record; None: no run recorded."""
         with own_read(self.conn):
-            return failed_tenants(self.conn, self.fleet.settings.shared)
+            return read_rows(self.conn, self.record_schema)
+
+    def versions_of(self, names: list[str]) -> dict[str, list[str] | None]:
+        """The versions of *names* (None: no such schema), one batched read."""
+        existing, _, found = _schema_state(self.conn, names)
+        return {n: found.get(n, []) if n in existing else None for n in names}
+
+    def on_record(self, fn: Callable[[Connection, str | None], T]) -> T:
+        """``fn(connection, schema)`` on the run record's database: this
+        strategy's connection (outside any tenant's transaction), or a new
+        one (a parallel run's parent)."""
+        if self._conn is not None:
+            return fn(self._conn, self.record_schema)
+        return self.on_connection(lambda: fn(self.conn, self.record_schema))
+
+    def verify(self, name: str) -> list[str] | None:
+        """Tenant *name*'s versions, read on a connection of their own (after
+        a stop, whatever state this strategy's connection is in); None when
+        its schema does not exist."""
+
+        def read(conn: Connection) -> list[str] | None:
+            existing, _, found = _schema_state(conn, [name])
+            return found.get(name, []) if name in existing else None
+
+        config, settings = self.fleet.config, self.fleet.settings
+        shared = config.attributes.get("connection")
+        if shared is not None:
+            return run_with_connection(shared, read)
+        section = settings.section or config.config_ini_section
+        engine = engine_from_options(config.get_section(section, {}))
+        where = f"the database {display_url(engine.url)}"
+        try:
+            return run_with_connection(engine, read, owned=True, where=where)
+        finally:
+            if not engine.dialect.is_async:
+                engine.dispose()
 
     def take(self, names: Sequence[str]) -> None:
         """One batched read of *names*' schemas and versions."""
         conn = self.conn
         self._dialect = conn.dialect
+        self.record_schema  # noqa: B018 - resolved now, outside any tenant
         self.existing, self.with_table, self.versions = _schema_state(conn, names)
         with own_read(conn):
             missing = [n for n in names if n not in self.existing]
             self.fleet.selection.load_listed(conn, missing)
-
-    def save_record(self, only: Collection[str] | None = None) -> None:
-        """Store this run's outcomes in the record (:mod:`.record`), in the
-        shared database's shared-scope (or default) schema."""
-        shared = self.fleet.settings.shared
-        self.fleet.save_record(
-            lambda lines: save_record(self.conn, shared, lines), only
-        )
 
     def current(self, name: str) -> list[str] | None:
         """Tenant *name*'s versions from the batched read; None when its
@@ -314,7 +362,7 @@ class SchemaTenants:
                 has_table = name in self.with_table
                 self.compiled.segments_for(self._dialect, before, name, has_table)
 
-    def at_head(self, name: str) -> bool:
+    def at_head(self, name: str) -> bool | None:
         """At head according to the batched read (nothing to lock for)."""
         return name in self.existing and self.fleet.at_head(self.versions.get(name, []))
 
@@ -324,8 +372,9 @@ class SchemaTenants:
         One transaction: its search_path and timeouts, the tenant's lock
         (transaction-level; kept past a commit ``autocommit_block()`` makes),
         a fresh read of its version, its schema when missing, then the
-        replayed script or Alembic's run, one commit.  A replay that fails
-        rolls the whole tenant back, and Alembic runs it again.
+        replayed script or Alembic's run, its row of the run record, one
+        commit.  A replayed script that fails rolls the tenant back and is
+        its failure (run once: a lock timeout waits once).
         """
         if self.at_head(name):
             return None
@@ -335,49 +384,39 @@ class SchemaTenants:
             if name in self.existing:
                 fleet.print_current(versions)
             return versions, versions
-        try:
-            return self._one(name, replay=self.compiled is not None)
-        except _ReplayFailed as failed:
-            error = failed.error
-        # outside the except block: Alembic's own failure, if any, is not
-        # chained to the replay's
-        log.info(
-            "%s: the replayed script failed (%s: %s); rolled back, running"
-            " this tenant through Alembic instead",
-            name,
-            type(error).__name__,
-            first_line(error),
-        )
-        return self._one(name, replay=False)
-
-    def _one(self, name: str, *, replay: bool) -> Outcome:
-        conn, fleet, settings = self.conn, self.fleet, self.fleet.settings
+        conn, settings = self.conn, fleet.settings
         tenant = settings.tenant(name)
         scope = schema_scope(conn, name, path=tenant.search_path)
         with tenant_transaction(conn), scope, fleet.lock(conn, schema=name):
-            if settings.locks():  # trust only what we read under the lock
-                self._refresh(conn, name)
-            before = self.versions.get(name, [])
-            missing = name not in self.existing
-            if not missing and fleet.at_head(before):
-                return MIGRATED_ELSEWHERE
-            if missing and not fleet.selection.may_create(name):
-                if fleet.command == "current":
-                    return before, before
-                raise fleet.selection.missing(name)
-            if missing:
-                conn.execute(CreateSchema(name, if_not_exists=True))
-            if replay and self._replay(conn, tenant, before):
-                self.existing.add(name)
+            outcome = self._migrate(conn, tenant)
+            # its row, in the same transaction as its version
+            fleet.journal.done(name, outcome, on=(conn, self.record_schema))
+        self.existing.add(name)
+        return outcome
+
+    def _migrate(self, conn: Connection, tenant: Tenant) -> Outcome:
+        """Inside the tenant's transaction, under its lock: what it does."""
+        fleet, settings, name = self.fleet, self.fleet.settings, tenant.name
+        if settings.locks():  # trust only what we read under the lock
+            self._refresh(conn, name)
+        before = self.versions.get(name, [])
+        missing = name not in self.existing
+        if not missing and fleet.at_head(before):
+            return MIGRATED_ELSEWHERE
+        if missing and not fleet.selection.may_create(name):
+            if fleet.command == "current":
+                return before, before
+            raise fleet.selection.missing(name)
+        if missing:
+            conn.execute(CreateSchema(name, if_not_exists=True))
+        with guarded(conn):  # a stop: no statement of it starts after
+            if self.compiled is not None and self._replay(conn, tenant, before):
                 return before, [fleet.targets[0]]
             if tenant.shared_schema and fleet.autogenerates:
-                tenant = replace(
-                    tenant, shared_tables=_shared_only(conn, tenant.shared_schema, name)
-                )
+                shared = _shared_only(conn, tenant.shared_schema, name)
+                tenant = replace(tenant, shared_tables=shared)
             self.migrate(conn, tenant)
-            after = list(context.get_context().get_current_heads())
-        self.existing.add(name)
-        return before, after
+        return before, list(context.get_context().get_current_heads())
 
     def _refresh(self, conn: Connection, name: str) -> None:
         """Read tenant *name*'s versions again (under its lock): only them
@@ -397,12 +436,8 @@ class SchemaTenants:
         segment (:class:`~.compiled.Segment`): the replayed scripts, and
         Alembic's run of the revisions that are not replayed; False when
         nothing of the path is replayed (the caller runs Alembic).  A
-        script's failure is raised as :class:`_ReplayFailed` -- the tenant
-        rolls back, and Alembic runs it and reports the failing statement the
-        usual way: the revision file, the line, the one SQL (a lock timeout
-        too: Alembic's run meets the lock again, its timeout names the
-        statement and leads to the retry after the other tenants).  A lost
-        connection, or a stop, is raised as is."""
+        script's failure is the tenant's, raised as the driver raised it,
+        with a note naming the replayed revisions; its SQL is shortened."""
         assert self.compiled is not None
         has_table = tenant.name in self.with_table
         segments = self.compiled.segments_for(
@@ -418,15 +453,7 @@ class SchemaTenants:
             try:
                 execute_script(conn, segment.sql)
             except Exception as exc:
-                if stopping() or connection_lost(exc):
-                    raise
-                raise _ReplayFailed(exc) from exc
+                if requested() is None and connection_lost(exc) is None:
+                    segment.explain(exc)
+                raise
         return True
-
-
-class _ReplayFailed(Exception):
-    """A tenant's replayed script failed (:attr:`error`); Alembic runs it."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error

@@ -41,12 +41,12 @@ class Selection:
     def names(
         self,
         conn: Connection | None,
-        recorded: Callable[[], list[str] | None] = lambda: None,
+        recorded: Callable[..., list[str] | None] = lambda check=True: None,
         known: Callable[[], list[str]] | None = None,
     ) -> list[str]:
         """The tenants of this run, in order (*conn*: the shared database,
         for ``tenants_query`` and ``tenants_pattern`` of the schema strategy;
-        *recorded*: the tenants the run record has unfinished; *known*: the
+        *recorded*: what the run record leaves to resume; *known*: the
         known tenants, when they are read elsewhere -- on several servers)."""
         settings = self.settings
         if self.shared:
@@ -62,7 +62,8 @@ class Selection:
                 )
             if not failed and list(selectors) == [FAILED]:
                 log.info(
-                    "-x tenant=failed: the recorded runs left no tenant unfinished"
+                    "-x tenant=failed: every tenant of the run record is finished"
+                    " and at the target its row records"
                 )
                 return []
             selectors = [n for s in selectors for n in (failed if s == FAILED else [s])]

@@ -18,8 +18,9 @@ tenants with one line naming it (password masked); the others go on with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 from alembic.util import CommandError
@@ -29,7 +30,8 @@ from ..logs import logger_for
 from .config import Server
 from .discovery import catalog
 from .fleet import Fleet, Outcome
-from .interface import TenantStrategy
+from .interface import TenantStrategy, recorded
+from .record import Row
 
 __all__ = ["Group", "ServerTenants", "groups_of"]
 
@@ -96,7 +98,9 @@ class ServerTenants:
             for server in settings.servers:
                 mine = [name for name, where in placed.items() if where == server.name]
                 on_server = Fleet(
-                    settings.on_server(server.name, mine), report=self.fleet.report
+                    settings.on_server(server.name, mine),
+                    report=self.fleet.report,
+                    journal=self.fleet.journal,
                 )
                 self._parts[server.name] = _Part(server, self._on_one_server(on_server))
         return self._parts
@@ -147,20 +151,39 @@ class ServerTenants:
             part.mark_down(exc)
             return listed
 
-    def recorded(self) -> list[str] | None:
-        """The tenants unfinished in any reachable server's run record."""
-        found: list[str] | None = None
+    def record_rows(self) -> list[Row] | None:
+        """The rows of every reachable server's run record, the latest of
+        each tenant (a server that did not answer had its tenants recorded
+        in another's); None: no run recorded on any."""
+        latest: dict[str, Row] | None = None
         for part in self.parts.values():
-            if part.down is None:
-                unfinished = part.strategy.recorded()
-                if unfinished is not None:
-                    found = [*(found or []), *unfinished]
+            rows = part.strategy.record_rows() if part.down is None else None
+            for row in rows or ():
+                latest = latest if latest is not None else {}
+                seen = latest.get(row.tenant)
+                if seen is None or _newer(row, seen):
+                    latest[row.tenant] = row
+            if rows is not None and latest is None:
+                latest = {}
+        return None if latest is None else list(latest.values())
+
+    def versions_of(self, names: list[str]) -> dict[str, list[str] | None]:
+        """The versions of *names*, read on their servers (None: not there,
+        or its server does not answer)."""
+        known = set(self.known())
+        found: dict[str, list[str] | None] = dict.fromkeys(names)
+        for part in self.parts.values():
+            mine = [
+                n for n in names if n in known and self.owner[n] == part.server.name
+            ]
+            if mine and part.down is None:
+                found.update(part.strategy.versions_of(mine))
         return found
 
     def select(self) -> list[str]:
         """The tenants of this run across the servers, each handed to its
         server's strategy."""
-        names = self.fleet.select(None, self.recorded, self.known)
+        names = self.fleet.select(None, partial(recorded, self), self.known)
         self.take(names)
         return names
 
@@ -210,9 +233,9 @@ class ServerTenants:
     def _part_of(self, name: str) -> _Part:
         return self.parts[self.owner[name]]
 
-    def at_head(self, name: str) -> bool:
+    def at_head(self, name: str) -> bool | None:
         part = self._part_of(name)
-        return part.down is None and part.strategy.at_head(name)
+        return False if part.down is not None else part.strategy.at_head(name)
 
     def prepare_workers(self, names: Sequence[str]) -> None:
         for part in self.parts.values():
@@ -220,11 +243,12 @@ class ServerTenants:
             if part.down is None and mine:
                 part.strategy.prepare_workers(mine)
 
-    def save_record(self, only: Collection[str] | None = None) -> None:
-        """Each reachable server keeps its own tenants' outcomes."""
-        for part in self.parts.values():
-            if part.names and part.down is None:
-                part.strategy.save_record(part.names)
+    def verify(self, name: str) -> list[str] | None:
+        """Tenant *name*'s versions, read afresh on its server."""
+        part = self._part_of(name)
+        if part.down is not None:
+            raise part.down
+        return part.strategy.verify(name)
 
     def current(self, name: str) -> list[str] | None:
         part = self._part_of(name)
@@ -259,6 +283,13 @@ class ServerTenants:
             elif mine:
                 groups.append(Group(part.strategy, mine, part.server.name))
         return groups, unreachable
+
+
+def _newer(row: Row, than: Row) -> bool:
+    """*row* was written after *than* (a row without a time is the older)."""
+    if than.updated is None:
+        return True
+    return row.updated is not None and row.updated > than.updated
 
 
 def _one_server(name: str, first: str, part: _Part) -> None:

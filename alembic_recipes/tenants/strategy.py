@@ -13,6 +13,7 @@ from functools import partial
 
 from sqlalchemy.engine import Connection
 
+from ..stopping import check, finishing, requested, stopped_by
 from .config import Tenant
 from .databases import DatabaseTenants
 from .fleet import Fleet
@@ -20,7 +21,7 @@ from .interface import TenantStrategy
 from .schemas import SchemaTenants
 from .servers import ServerTenants
 
-__all__ = ["TenantStrategy", "run_plan", "run_serially", "strategy_for"]
+__all__ = ["TenantStrategy", "choose", "run_plan", "run_serially", "strategy_for"]
 
 
 def strategy_for(
@@ -40,35 +41,59 @@ def strategy_for(
     return on_one_server(fleet)
 
 
+def choose(strategy: TenantStrategy) -> list[str]:
+    """The tenants of this run; its intent recorded (inside the strategy's
+    :meth:`~.interface.TenantStrategy.on_connection`)."""
+    names = strategy.select()
+    strategy.fleet.begin_record(names, strategy.at_head)
+    return names
+
+
 def run_serially(strategy: TenantStrategy) -> None:
     """Run every selected tenant in this process, one after the other, wave
-    after wave (``rollout``)."""
+    after wave (``rollout``); a stop (SIGTERM, Ctrl-C) ends the run after
+    the tenant it stopped."""
     fleet = strategy.fleet
 
     def each() -> None:
-        names = strategy.select()
-        position = {name: index for index, name in enumerate(names, 1)}
-        waves = fleet.waves(names)
-        for wave in waves:
-            fleet.wave_starts(wave, len(waves))
-            failures = len(fleet.report.failures)
-            stopped = False
-            for name in wave.names:
-                if fleet.run_one(position[name], name, partial(strategy.one, name)):
-                    continue
-                if fleet.wave_must_stop(failures):
-                    stopped = True
-                    break
-            else:
-                fleet.run_deferred(lambda name: partial(strategy.one, name))
-            if not fleet.wave_done(wave, len(waves), failures, stopped):
-                break
-        strategy.save_record()
+        try:
+            _waves(strategy, choose(strategy))
+        except (Exception, KeyboardInterrupt) as exc:
+            if not stopped_by(exc):
+                raise
+            fleet.report.interrupt(requested())
+        with finishing():
+            fleet.report.progress.close()
+            fleet.journal.finish()
 
     try:
         strategy.on_connection(each)
     finally:  # the bar down, the log level back (before the summary)
         fleet.report.progress.close()
+
+
+def _waves(strategy: TenantStrategy, names: list[str]) -> None:
+    fleet = strategy.fleet
+    position = {name: index for index, name in enumerate(names, 1)}
+    waves = fleet.waves(names)
+    for wave in waves:
+        fleet.wave_starts(wave, len(waves))
+        failures = len(fleet.report.failures)
+        stopped = False
+        for name in wave.names:
+            check()  # a stop: no tenant starts after it
+            work = partial(strategy.one, name)
+            if fleet.run_one(position[name], name, work, strategy.verify):
+                continue
+            if fleet.wave_must_stop(failures):
+                stopped = True
+                break
+        else:
+            fleet.run_deferred(
+                lambda name: partial(strategy.one, name), strategy.verify
+            )
+        if not fleet.wave_done(wave, len(waves), failures, stopped):
+            break
 
 
 def run_plan(strategy: TenantStrategy) -> None:

@@ -1,0 +1,287 @@
+"""One fleet run's record, kept as the run goes (the table: :mod:`.record`).
+
+A :class:`Journal` belongs to one run: its id, command and target.  The
+strategies hand it their way to the record's database (:meth:`Journal.bind`);
+it writes the run's intent when the tenants are chosen (:meth:`Journal.begin`),
+each tenant's outcome as the strategy commits it (:meth:`Journal.done`), the
+failures and interruptions the run reports (it listens to the
+:class:`~.report.Report`), and the tenants not reached when the run ends
+(:meth:`Journal.finish`).  :func:`to_resume` is what ``-x tenant=failed``
+selects from the rows and the tenants' versions.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Connection
+
+from ..connections import first_line, own_read
+from ..logs import logger_for
+from .record import (
+    NOT_ATTEMPTED,
+    PENDING,
+    UNFINISHED,
+    Row,
+    mark_unreached,
+    read_rows,
+    set_outcome,
+    write_outcome,
+    write_rows,
+)
+from .report import Outcome, shown_revisions, status_of
+
+__all__ = ["Journal", "Writer", "to_resume"]
+
+log = logger_for(__name__)
+T = TypeVar("T")
+Writer = Callable[[Callable[[Connection, str | None], Any]], Any]
+"""``writer(fn)`` calls ``fn(connection, schema)`` on the record's database
+(outside any tenant's transaction); returns what *fn* returns, or None when
+there is no record."""
+_AT_HEAD = "already at head"
+
+
+class Journal:
+    """The record of one run (*records*: whether this run keeps one)."""
+
+    def __init__(
+        self,
+        command: str,
+        heads: frozenset[str],
+        targets: Sequence[str],
+        *,
+        records: bool,
+        server_of: Callable[[str], str | None] = lambda name: None,
+    ) -> None:
+        self.active = records
+        self.command = command
+        self.heads = heads
+        self.run_id = uuid.uuid4().hex[:16]
+        self.host = f"{socket.gethostname()}:{os.getpid()}"
+        self.target: str | None = shown_revisions(targets) if targets else None
+        """What this run takes its tenants to, as rows store it."""
+        self._server_of = server_of
+        self._writers: dict[str | None, Writer] = {}
+        self._started: dict[str, float] = {}
+        self._kept: set[str] = set()
+        """Tenants whose row already says they finished at this target."""
+        self._failed_writes = 0
+        self.written_by_workers: set[str] = set()
+        """Tenants whose failure a worker process recorded itself."""
+
+    def bind(self, server: str | None, writer: Writer) -> None:
+        """The record of *server*'s tenants (None: the one database) is
+        written through *writer*."""
+        self._writers.setdefault(server, writer)
+
+    # -- the run's start -----------------------------------------------------------
+    def begin(
+        self, names: Sequence[str], at_head: Callable[[str], bool | None]
+    ) -> None:
+        """Record the run's intent: each of *names* ``pending`` -- or ``already
+        at head`` where *at_head* says so (None: not known before its own
+        connection reads it) -- in one transaction per record; a tenant whose
+        row says it finished at this target is left as it is."""
+        if not self.active or not names:
+            return
+        by_server: dict[str | None, list[str]] = {}
+        for name in names:
+            by_server.setdefault(self._server_of(name), []).append(name)
+        for server, mine in by_server.items():
+            self._begin_on(server, mine, at_head)
+
+    def _begin_on(
+        self,
+        server: str | None,
+        names: list[str],
+        at_head: Callable[[str], bool | None],
+    ) -> None:
+        def read(conn: Connection, schema: str | None) -> list[Row] | None:
+            with own_read(conn):
+                return read_rows(conn, schema, names)
+
+        found = self._write_on(server, read, quiet=False)
+        existing = {row.tenant: row for row in found or []}
+        entries = []
+        for name in names:
+            row = existing.get(name)
+            known = at_head(name)
+            finished = (
+                row is not None
+                and not row.unfinished
+                and self.target is not None
+                and row.target == self.target
+            )
+            if finished and known is not False:
+                self._kept.add(name)
+            elif known:
+                entries.append(self.entry(name, _AT_HEAD, self.heads, self.heads))
+            else:
+                entries.append(self.entry(name, PENDING))
+        if entries:
+            self._write_on(
+                server, lambda conn, schema: write_rows(conn, schema, entries)
+            )
+
+    # -- each tenant ---------------------------------------------------------------
+    def start(self, name: str) -> None:
+        """Tenant *name* starts (its first attempt's time is kept)."""
+        self._started.setdefault(name, time.time())
+
+    def done(
+        self,
+        name: str,
+        result: Outcome,
+        on: tuple[Connection, str | None] | None = None,
+    ) -> None:
+        """Record tenant *name*'s outcome *result*: on *on* -- ``(connection,
+        schema)`` inside the tenant's own transaction, before its commit --
+        or, after the commit, through the record's writer."""
+        if not self.active:
+            return
+        status, before, after = status_of(self.command, result, self.heads)
+        if status == _AT_HEAD and name in self._kept:
+            return  # its row says so already
+        entry = self.entry(name, status, before, after)
+        if on is not None:
+            set_outcome(*on, entry)
+            return
+        self._write_on(
+            self._server_of(name),
+            lambda conn, schema: write_outcome(conn, schema, entry),
+        )
+
+    def committed(self, name: str, versions: Sequence[str]) -> None:
+        """Tenant *name* committed before a stop: it is at *versions* (its
+        versions before are not known here)."""
+        if not self.active:
+            return
+        status, _, _ = status_of(self.command, ([""], versions), self.heads)
+        entry = {**self.entry(name, status, (), versions), "from": None}
+        self._write_on(
+            self._server_of(name),
+            lambda conn, schema: write_outcome(conn, schema, entry),
+        )
+
+    def reported(self, name: str, entry: dict[str, Any]) -> None:
+        """The report's entry for *name* (a :class:`~.report.Report`
+        listener): a failure, an interruption or a tenant of a server that
+        does not answer is written now; what a tenant's commit did is written
+        by :meth:`done`."""
+        if not self.active or entry["status"] not in UNFINISHED:
+            return
+        if name in self.written_by_workers:
+            return
+        row = {
+            **self.entry(name, entry["status"]),
+            "error": entry.get("error"),
+            "seconds": entry.get("seconds"),
+        }
+        self._write_on(
+            self._server_of(name), lambda conn, schema: write_outcome(conn, schema, row)
+        )
+
+    def entry(
+        self,
+        name: str,
+        status: str,
+        before: Sequence[str] | frozenset[str] = (),
+        after: Sequence[str] | frozenset[str] = (),
+    ) -> dict[str, Any]:
+        """The row of tenant *name* with *status*, as this run writes it."""
+        started = self._started.get(name)
+        unfinished = status in UNFINISHED
+        return {
+            "tenant": name,
+            "status": status,
+            "from": None if unfinished else shown_revisions(before),
+            "to": None if unfinished else shown_revisions(after),
+            "started": (
+                datetime.fromtimestamp(started, UTC).isoformat() if started else None
+            ),
+            "seconds": round(time.time() - started, 4) if started else None,
+            "error": None,
+            "run_id": self.run_id,
+            "command": self.command,
+            "target": self.target,
+            "server": self._server_of(name),
+        }
+
+    # -- the run's end -------------------------------------------------------------
+    def finish(self) -> None:
+        """The run ends: its tenants still ``pending`` were not attempted."""
+        if not self.active:
+            return
+        for server in list(self._writers):
+            self._write_on(
+                server,
+                lambda conn, schema: mark_unreached(
+                    conn, schema, self.run_id, NOT_ATTEMPTED
+                ),
+            )
+
+    # -- writing -------------------------------------------------------------------
+    def _write_on(
+        self,
+        server: str | None,
+        fn: Callable[[Connection, str | None], T],
+        *,
+        quiet: bool = True,
+    ) -> T | None:
+        """``fn(connection, schema)`` on *server*'s record, else on another's
+        (its server may not answer); a failure is logged, never raised over
+        the run's own outcome."""
+        order = [server, *(s for s in self._writers if s != server)]
+        writers = [self._writers[s] for s in order if s in self._writers]
+        error: Exception | None = None
+        for writer in writers:
+            try:
+                return writer(fn)  # type: ignore[no-any-return]
+            except Exception as exc:
+                error = error or exc
+        if error is not None:
+            self._failed_writes += 1
+            if self._failed_writes == 1 or not quiet:
+                log.warning(
+                    "could not write the run record: %s: %s",
+                    type(error).__name__,
+                    first_line(error),
+                )
+        return None
+
+
+def to_resume(
+    rows: Sequence[Row],
+    versions: Callable[[list[str]], dict[str, list[str] | None]],
+) -> list[str]:
+    """What ``-x tenant=failed`` selects from *rows*: the unfinished tenants
+    (failed, pending, interrupted, not attempted, on a server that did not
+    answer, needing repair), and each tenant whose version -- read by
+    *versions* (None: its schema or database is gone) -- is not the target
+    its row records, whatever the row says."""
+    unfinished = sorted(row.tenant for row in rows if row.unfinished)
+    targets = {row.tenant: row.target for row in rows if not row.unfinished}
+    checked = {name: target for name, target in targets.items() if target}
+    found = versions(sorted(checked)) if checked else {}
+    behind = sorted(
+        name
+        for name, target in checked.items()
+        if found.get(name) is not None and shown_revisions(found[name] or []) != target
+    )
+    if unfinished or behind:
+        counts: dict[str, int] = {}
+        for row in rows:
+            if row.unfinished:
+                counts[row.status] = counts.get(row.status, 0) + 1
+        parts = [f"{count} {status}" for status, count in sorted(counts.items())]
+        if behind:
+            parts.append(f"{len(behind)} not at the target their row records")
+        log.info("-x tenant=failed: %s", ", ".join(parts))
+    return sorted({*unfinished, *behind})
