@@ -52,14 +52,22 @@ class Holder:
     """How long its transaction has been open."""
     relation: str | None = None
     mode: str | None = None
+    running: str | None = None
+    """What it runs now (MySQL/MariaDB: the process list's statement)."""
 
     def __str__(self) -> str:
         what = f"{self.relation} ({self.mode}) held by " if self.relation else ""
         since = f", transaction open {self.seconds:.0f} s" if self.seconds else ""
+        runs = f", running {_short(self.running)!r}" if self.running else ""
         return (
             f"{what}session {self.session} (application {self.application!r},"
-            f" {self.state}{since})"
+            f" {self.state}{since}{runs})"
         )
+
+
+def _short(statement: str, limit: int = 80) -> str:
+    text = " ".join(statement.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -184,8 +192,10 @@ def _holders(
     relations = sorted(_words(statement))
     with engine.connect() as other:
         if engine.dialect.name == "postgresql":
-            return _pg_holders(other, relations, info)
-        return _mysql_holders(other, info)
+            found = _pg_holders(other, relations, info)
+            # CREATE INDEX CONCURRENTLY waits for older transactions, not a lock
+            return found or _pg_snapshot_holders(other, info)
+        return _mysql_holders(other, relations, info)
 
 
 def _pg_holders(
@@ -227,19 +237,104 @@ def _pg_holders(
     )
 
 
-def _mysql_holders(conn: Connection, info: dict[Any, Any]) -> tuple[Holder, ...]:
-    """MySQL/MariaDB cannot say who holds a metadata lock without extra
-    plugins: the other sessions with an open transaction are the suspects."""
+def _pg_snapshot_holders(
+    conn: Connection, info: dict[Any, Any]
+) -> tuple[Holder, ...]:
+    """Sessions of this database with an open transaction (or snapshot) --
+    what ``CREATE INDEX CONCURRENTLY`` waits for -- the oldest first."""
     rows = conn.execute(
         text(
-            "SELECT p.ID, p.USER, p.COMMAND, TIMESTAMPDIFF(SECOND, t.trx_started,"
-            " NOW()) FROM information_schema.INNODB_TRX t"
-            " JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id"
-            " WHERE p.ID <> :me AND p.ID <> CONNECTION_ID() ORDER BY t.trx_started"
+            "SELECT a.pid, a.application_name, a.state,"
+            " extract(epoch FROM now() - a.xact_start) FROM pg_stat_activity a"
+            " WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()"
+            " AND a.pid <> :me AND a.backend_type = 'client backend'"
+            " AND (a.backend_xmin IS NOT NULL OR a.backend_xid IS NOT NULL)"
+            " ORDER BY a.xact_start"
         ),
         {"me": info.get(BACKEND_KEY) or 0},
     ).all()
     return tuple(
-        Holder(int(i), str(user), f"{str(command).lower()}, open transaction", secs)
-        for i, user, command, secs in rows
+        Holder(
+            int(pid),
+            str(app or ""),
+            f"{state or '?'}, an older transaction",
+            float(seconds) if seconds is not None else None,
+        )
+        for pid, app, state, seconds in rows
     )
+
+
+def _mysql_holders(
+    conn: Connection, relations: list[str], info: dict[Any, Any]
+) -> tuple[Holder, ...]:
+    """Who holds the metadata locks on *relations*: exactly, where the server
+    can say (MariaDB's ``metadata_lock_info`` plugin, MySQL's
+    ``performance_schema.metadata_locks``); else the suspects -- the other
+    sessions with an open transaction, or connected to this database and
+    not waiting themselves (``LOCK TABLES`` holds no transaction)."""
+    me = {"me": info.get(BACKEND_KEY) or 0}
+    exact = _mysql_lock_owners(conn, relations, me)
+    rows = conn.execute(
+        text(
+            "SELECT p.ID, p.USER, p.HOST, p.COMMAND, p.STATE, p.INFO,"
+            " TIMESTAMPDIFF(SECOND, t.trx_started, NOW()), t.trx_id IS NOT NULL"
+            " FROM information_schema.PROCESSLIST p"
+            " LEFT JOIN information_schema.INNODB_TRX t"
+            " ON t.trx_mysql_thread_id = p.ID"
+            " WHERE p.ID <> :me AND p.ID <> CONNECTION_ID()"
+            " AND (t.trx_id IS NOT NULL OR p.DB = DATABASE())"
+            " AND COALESCE(p.STATE, '') NOT LIKE 'Waiting for%'"
+            " ORDER BY t.trx_started IS NULL, t.trx_started, p.TIME DESC"
+        ),
+        me,
+    ).all()
+    holders = []
+    for pid, user, host, command, state, running, seconds, in_trx in rows:
+        if exact is not None and int(pid) not in exact:
+            continue
+        status = str(command or "?").lower()
+        if in_trx:
+            status += ", open transaction"
+        if state:
+            status += f", {str(state).lower()}"
+        relation, mode = exact.get(int(pid), (None, None)) if exact else (None, None)
+        holders.append(
+            Holder(
+                int(pid),
+                f"{user}@{host}",
+                status,
+                float(seconds) if seconds is not None else None,
+                relation,
+                mode,
+                str(running) if running else None,
+            )
+        )
+    return tuple(holders)
+
+
+def _mysql_lock_owners(
+    conn: Connection, relations: list[str], me: dict[str, Any]
+) -> dict[int, tuple[str, str]] | None:
+    """``{session: (table, lock mode)}`` of the metadata locks on
+    *relations* held by others, or None where the server cannot say."""
+    if not relations:
+        return None
+    for sql in (
+        "SELECT THREAD_ID, CONCAT(TABLE_SCHEMA, '.', TABLE_NAME), LOCK_MODE"
+        " FROM information_schema.METADATA_LOCK_INFO WHERE TABLE_SCHEMA ="
+        " DATABASE() AND TABLE_NAME IN :relations AND THREAD_ID <> :me",
+        "SELECT t.PROCESSLIST_ID, CONCAT(m.OBJECT_SCHEMA, '.', m.OBJECT_NAME),"
+        " m.LOCK_TYPE FROM performance_schema.metadata_locks m"
+        " JOIN performance_schema.threads t ON t.THREAD_ID = m.OWNER_THREAD_ID"
+        " WHERE m.OBJECT_SCHEMA = DATABASE() AND m.OBJECT_NAME IN :relations"
+        " AND m.LOCK_STATUS = 'GRANTED' AND t.PROCESSLIST_ID <> :me",
+    ):
+        query = text(sql).bindparams(bindparam("relations", expanding=True))
+        try:
+            with conn.begin_nested() if conn.in_transaction() else conn.begin():
+                rows = conn.execute(query, {**me, "relations": relations}).all()
+        except DBAPIError:  # no such table (plugin, performance_schema off)
+            continue
+        if rows:
+            return {int(pid): (str(rel), str(mode)) for pid, rel, mode in rows}
+    return None

@@ -677,10 +677,15 @@ class Run:
 
 
 def spawn(
-    proj: Project, *args: str, env: dict[str, str] | None = None
+    proj: Project,
+    *args: str,
+    env: dict[str, str] | None = None,
+    new_session: bool = False,
 ) -> subprocess.Popen[str]:
     """Start ``alembic *args`` in *proj* without waiting for it (*env*: the
-    whole environment, default :func:`cli_environment`)."""
+    whole environment, default :func:`cli_environment`; *new_session*: in a
+    process group of its own, as a terminal's foreground job, so that
+    ``os.killpg`` reaches it and its workers as a terminal's Ctrl-C would)."""
     env = env or cli_environment()
     return subprocess.Popen(
         [str(BIN / "alembic"), *args],
@@ -689,6 +694,7 @@ def spawn(
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        start_new_session=new_session,
     )
 
 

@@ -277,8 +277,15 @@ def test_mariadb_lock_wait_timeout(
     (line,) = run.stdout.strip().splitlines()
     assert "lock timeout on 'ALTER TABLE tbl ADD COLUMN x INTEGER'" in line
     assert "Lock wait timeout exceeded" in line
-    assert f"session {holder} (application 'root'" in line
+    assert f"session {holder} (application 'root@" in line
     assert "not run again: DDL on mysql commits as it runs" in line
+    with engine.connect() as conn:  # LOCK TABLES holds no transaction
+        holder = conn.scalar(sa.text("SELECT CONNECTION_ID()"))
+        conn.exec_driver_sql("LOCK TABLES tbl READ")
+        run = proj.alembic("-x", "lock_timeout=1s", "upgrade", "head", ok=False)
+        conn.exec_driver_sql("UNLOCK TABLES")
+    (line,) = run.stdout.strip().splitlines()
+    assert f"session {holder} (application 'root@" in line, line
     proj.alembic("upgrade", "head")
     with engine.connect() as conn:  # the session settings were put back
         assert "x" in [c["name"] for c in sa.inspect(conn).get_columns("tbl")]

@@ -171,6 +171,7 @@ class DatabaseTenants:
         self.section = fleet.settings.section or config.config_ini_section
         self.options = dict(config.get_section(self.section, {}))
         self._listed_loaded = False
+        self._before: dict[str, list[str]] = {}
         self._record_engine: tuple[int, Engine | AsyncEngine] | None = None
         fleet.journal.bind(fleet.settings.server, self.on_record)
 
@@ -205,11 +206,15 @@ class DatabaseTenants:
     def versions_of(self, names: list[str]) -> dict[str, list[str] | None]:
         """The versions of *names*, each read from its database (None: no
         such database)."""
-        return {name: self.verify(name) for name in names}
+        return {name: self._read_now(name) for name in names}
 
-    def verify(self, name: str) -> list[str] | None:
-        """Tenant *name*'s versions, read from its database on a connection
-        of their own; None when the database does not exist."""
+    def verify(self, name: str) -> tuple[list[str] | None, list[str] | None]:
+        """Tenant *name*'s versions when its run started (as read under its
+        lock, when in this process) and now, read from its database on a
+        connection of their own (None: no database)."""
+        return self._before.get(name), self._read_now(name)
+
+    def _read_now(self, name: str) -> list[str] | None:
         tenant = self.fleet.settings.tenant(name)
         if self.shared is None and not _database_exists(tenant.url):
             return None
@@ -331,6 +336,7 @@ class DatabaseTenants:
             stack.enter_context(migration_safeguards(conn, fleet.settings.timeouts))
             with own_read(conn):
                 before = _versions(conn)
+            self._before[tenant.name] = before
             if fleet.at_head(before):
                 return None
             new = not before and fleet.command in ("upgrade", "stamp")

@@ -42,8 +42,9 @@ from .selection import AUTOGENERATE_COMMANDS, Selection
 __all__ = ["MIGRATED_ELSEWHERE", "Fleet", "Outcome", "Verify", "Work"]
 
 Work = Callable[[], Outcome]
-Verify = Callable[[str], list[str] | None]
-"""Read a tenant's versions afresh (None: its schema or database is missing)."""
+Verify = Callable[[str], tuple[list[str] | None, list[str] | None]]
+"""A tenant's versions when its run started, as far as known, and read afresh
+now (None: not known; its schema or database is missing)."""
 log = logger_for(__name__)
 
 
@@ -276,22 +277,27 @@ class Fleet:
         self, index: int, name: str, verify: Verify | None, seconds: float
     ) -> None:
         """The run stopped while tenant *name* ran: read its versions again
-        (*verify*) and report it done, when its commit got through first, or
-        rolled back."""
+        (*verify*) and report what its database says -- done, when its commit
+        got through first; stopped part-way, when an ``autocommit_block()``
+        had committed some of it; else rolled back."""
         self.report.interrupt(requested())
-        versions: list[str] | None = None
+        before: list[str] | None = None
+        now: list[str] | None = None
         if verify is not None and self.targets:
             try:
-                versions = verify(name)
+                before, now = verify(name)
             except Exception as exc:
                 log.warning(
                     "%s could not read its version after the stop: %s",
                     self.report.prefix(index, name),
                     first_line(exc),
                 )
-        if versions is not None and frozenset(versions) == self.reached:
-            self.report.record_committed(index, name, versions, seconds)
-            self.journal.committed(name, versions)
+        if now is not None and frozenset(now) == self.reached:
+            self.report.record_committed(index, name, now, seconds)
+            self.journal.committed(name, now)
+            return
+        if now is not None and before is not None and sorted(now) != sorted(before):
+            self.report.record_interrupted(name, seconds, at=now)
             return
         self.report.record_interrupted(name, seconds)
 

@@ -64,9 +64,10 @@ class TenantStrategy(Protocol):
         """Read now what forked workers must share (before they start)."""
         ...
 
-    def verify(self, name: str) -> list[str] | None:
-        """Tenant *name*'s versions, read on a connection of their own (after
-        a stop); None when its schema or database does not exist."""
+    def verify(self, name: str) -> tuple[list[str] | None, list[str] | None]:
+        """Tenant *name*'s versions when its run started (None: not known)
+        and now, read on a connection of their own (after a stop; None: its
+        schema or database does not exist)."""
         ...
 
     def current(self, name: str) -> list[str] | None:

@@ -114,7 +114,9 @@ class Report:
         self.outcomes: dict[str, list[str]] = {}
         self.failures: list[tuple[str, Exception]] = []
         self.interrupted: list[str] = []
-        """Tenants a worker was on when interrupted (rolled back)."""
+        """Tenants the run was on when interrupted (rolled back)."""
+        self.part_way: list[str] = []
+        """Of those, the ones an ``autocommit_block()`` had committed in part."""
         self.was_interrupted = False
         self.signum: int | None = None
         """The signal that stopped the run (None: none, or not a signal)."""
@@ -230,16 +232,26 @@ class Report:
         self._entry(name, status, seconds, (), versions)
         self.progress.advance(self.done)
 
-    def record_interrupted(self, name: str, seconds: float = 0.0) -> None:
-        """The run was stopped on tenant *name*, whose transaction rolled back
-        (its version was read again to say so)."""
-        log.warning(
-            "%s interrupted after %.0f ms: rolled back",
-            self.prefix(len(self.interrupted) + self.done + 1, name),
-            seconds * 1000,
-        )
+    def record_interrupted(
+        self, name: str, seconds: float = 0.0, *, at: Sequence[str] | None = None
+    ) -> None:
+        """The run was stopped on tenant *name*; its versions were read again:
+        its transaction rolled back, or (*at*) an ``autocommit_block()`` had
+        committed it up to *at*, the rest rolled back."""
+        prefix = self.prefix(len(self.interrupted) + self.done + 1, name)
+        ms = seconds * 1000
+        error = None
+        if at is None:
+            log.warning("%s interrupted after %.0f ms: rolled back", prefix, ms)
+        else:
+            error = (
+                f"stopped part-way: committed up to {shown_revisions(at)} (an"
+                " autocommit_block() commits as it goes), the rest rolled back"
+            )
+            log.warning("%s interrupted after %.0f ms: %s", prefix, ms, error)
+            self.part_way.append(name)
         self.interrupted.append(name)
-        self._entry(name, INTERRUPTED, seconds)
+        self._entry(name, INTERRUPTED, seconds, error=error)
         self.interrupt()
 
     def interrupt(self, signum: int | None = None) -> None:
@@ -420,9 +432,12 @@ class Report:
         if self.was_interrupted:
             by = signal_name(self.signum) if self.signum else "a stop"
             failed = f", {len(self.failures)} failed" if self.failures else ""
+            part = len(self.part_way)
+            rolled = len(self.interrupted) - part
+            part_way = f", {part} stopped part-way" if part else ""
             raise Interrupted(
-                f"interrupted by {by}: {len(self.interrupted)} of {self.total}"
-                f" tenants rolled back, {self.total - done} not attempted{failed}"
+                f"interrupted by {by}: {rolled} of {self.total} tenants rolled back"
+                f"{part_way}, {self.total - done} not attempted{failed}"
                 " (-x tenant=failed resumes); every other tenant committed whole",
                 self.signum,
             )

@@ -314,10 +314,15 @@ class SchemaTenants:
             return fn(self._conn, self.record_schema)
         return self.on_connection(lambda: fn(self.conn, self.record_schema))
 
-    def verify(self, name: str) -> list[str] | None:
-        """Tenant *name*'s versions, read on a connection of their own (after
-        a stop, whatever state this strategy's connection is in); None when
-        its schema does not exist."""
+    def verify(self, name: str) -> tuple[list[str] | None, list[str] | None]:
+        """Tenant *name*'s versions when its run started (the last read
+        before it) and now, read on a connection of their own (after a stop,
+        whatever state this strategy's connection is in); None: its schema
+        did not (does not) exist."""
+        before = self.versions.get(name, []) if name in self.existing else None
+        return before, self._read_now(name)
+
+    def _read_now(self, name: str) -> list[str] | None:
 
         def read(conn: Connection) -> list[str] | None:
             existing, _, found = _schema_state(conn, [name])

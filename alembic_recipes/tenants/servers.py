@@ -243,8 +243,8 @@ class ServerTenants:
             if part.down is None and mine:
                 part.strategy.prepare_workers(mine)
 
-    def verify(self, name: str) -> list[str] | None:
-        """Tenant *name*'s versions, read afresh on its server."""
+    def verify(self, name: str) -> tuple[list[str] | None, list[str] | None]:
+        """Tenant *name*'s versions before and now, read on its server."""
         part = self._part_of(name)
         if part.down is not None:
             raise part.down

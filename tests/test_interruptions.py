@@ -1,0 +1,283 @@
+"""A fleet run stopped, killed or cut off: what it reported and recorded is
+what the tenants' version tables say, and ``-x tenant=failed`` finishes the job.
+
+Real ``alembic`` processes, real signals at random moments (seeded per trial,
+so a failing trial can be run again as it was), real servers.  After each
+trial the run's printed lines, its JSON Lines report and the run record in the
+database are compared with each tenant's ``alembic_version``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from conftest import DEADLINE, Project, ServerDB, spawn
+
+DONE = ("upgraded", "already at head")
+TENANTS = 200
+SLOW = 'op.execute("SELECT pg_sleep(0.004)")'
+
+
+def _names(count: int) -> list[str]:
+    return [f"t{i:03}" for i in range(count)]
+
+
+def _fleet(
+    project: Callable[..., Project], pg: ServerDB, count: int = TENANTS
+) -> tuple[Project, str, str]:
+    """*count* schema tenants at r1 (one finished run recorded), r2 to come:
+    a table, an index, a row (each tenant a few milliseconds)."""
+    proj = project("multitenant", url=pg.driver_url("psycopg"))
+    proj.set_option("tenant_strategy", "schema")
+    proj.set_option("tenants", ", ".join(_names(count)))
+    proj.set_option("progress", "lines")
+    r1 = proj.revision("r1", upgrade='op.create_table("a", sa.Column("id", sa.Integer))')
+    proj.alembic("-x", "tenant=all", "upgrade", "head")
+    r2 = proj.revision(
+        "r2",
+        upgrade='op.create_table("b", sa.Column("id", sa.Integer))\n'
+        'op.create_index("ix_b", "b", ["id"])\n'
+        'op.execute("INSERT INTO a (id) VALUES (1)")\n' + SLOW,
+        downgrade='op.drop_table("b")',
+    )
+    return proj, r1, r2
+
+
+def _versions(pg: ServerDB, names: list[str]) -> dict[str, str | None]:
+    """Each tenant schema's version (None: no schema or no row)."""
+    sql = " UNION ALL ".join(
+        f"SELECT '{n}', (SELECT max(version_num) FROM {n}.alembic_version)"
+        for n in names
+    )
+    with pg.engine().connect() as conn:
+        return dict(conn.execute(sa.text(sql)).all())  # type: ignore[arg-type]
+
+
+def _record(pg: ServerDB) -> dict[str, str]:
+    with pg.engine().connect() as conn:
+        q = "SELECT tenant, status FROM public.alembic_recipes_fleet_run"
+        return dict(conn.execute(sa.text(q)).all())  # type: ignore[arg-type]
+
+
+def _rows_a(pg: ServerDB, names: list[str]) -> dict[str, int]:
+    """How many rows r2 inserted into each tenant's table ``a``."""
+    sql = " UNION ALL ".join(f"SELECT '{n}', count(*) FROM {n}.a" for n in names)
+    with pg.engine().connect() as conn:
+        return dict(conn.execute(sa.text(sql)).all())  # type: ignore[arg-type]
+
+
+def _told(stderr: str) -> dict[str, str]:
+    """What the run's lines said of each tenant: upgraded, interrupted, failed."""
+    found = {}
+    for name, what in re.findall(r"\] (t\d+): (upgraded|interrupted|FAILED)", stderr):
+        found[name] = what
+    return found
+
+
+def _agree(
+    pg: ServerDB, names: list[str], head: str, stderr: str, report: Path | None
+) -> dict[str, str | None]:
+    """The printed lines, the report and the record say of each tenant what
+    its version table says; returns the versions."""
+    versions = _versions(pg, names)
+    at_head = {n for n, v in versions.items() if v == head}
+    for name, what in _told(stderr).items():
+        assert (what == "upgraded") == (name in at_head), (name, what, versions[name])
+    record = _record(pg)
+    for name in names:  # schema strategy: the row is in the tenant's transaction
+        assert (record[name] in DONE) == (name in at_head), (name, record[name])
+    if report is not None and report.exists():
+        for line in report.read_text().splitlines():
+            entry = json.loads(line)
+            if "tenant" in entry:
+                done = entry["status"] in DONE
+                assert done == (entry["tenant"] in at_head), entry
+    return versions
+
+
+def _wait_for_intent(pg: ServerDB, process: subprocess.Popen[str]) -> None:
+    """Until the run has recorded its intent (its tenants pending)."""
+    deadline = time.monotonic() + DEADLINE
+    q = "SELECT count(*) FROM public.alembic_recipes_fleet_run WHERE status = 'pending'"
+    with pg.engine().connect() as conn:
+        while time.monotonic() < deadline:
+            if conn.scalar(sa.text(q)) or process.poll() is not None:
+                return
+            conn.rollback()
+            time.sleep(0.01)
+    raise AssertionError("the run recorded no intent")
+
+
+@pytest.mark.concurrency
+@pytest.mark.parametrize("trial", range(20))
+def test_kill_9_at_a_random_moment_then_resume_converges(
+    project: Callable[..., Project], pg: ServerDB, trial: int, tmp_path: Path
+) -> None:
+    """SIGKILL at a random moment of a 200-tenant run: the record and the
+    report say what the version tables say; one ``-x tenant=failed`` run
+    brings every tenant to head, each migrated exactly once."""
+    proj, _, head = _fleet(project, pg)
+    names = _names(TENANTS)
+    report = tmp_path / "run.jsonl"
+    rng = random.Random(trial)
+    run = spawn(proj, "-x", "tenant=all", "-x", f"report={report}", "upgrade", "head")
+    _wait_for_intent(pg, run)
+    time.sleep(rng.uniform(0.0, 2.0))
+    run.kill()
+    _, err = run.communicate(timeout=DEADLINE)
+    versions = _agree(pg, names, head, err, report)
+    behind = sorted(n for n, v in versions.items() if v != head)
+
+    resumed = proj.alembic("-x", "tenant=failed", "upgrade", "head", process=True)
+    assert f"Tenants: {len(behind)} total: " in resumed.stderr, resumed.stderr
+    assert set(_told(resumed.stderr)) == set(behind)
+    assert set(_versions(pg, names).values()) == {head}
+    assert set(_record(pg).values()) <= set(DONE)
+    assert set(_rows_a(pg, names).values()) == {1}  # each tenant's r2 ran once
+
+
+def _signal_trial(
+    proj: Project,
+    pg: ServerDB,
+    names: list[str],
+    head: str,
+    mode: str,
+    rng: random.Random,
+    report: Path,
+) -> None:
+    workers = "2" if mode.startswith("workers") else "1"
+    process = spawn(
+        proj, "-x", "tenant=all", "-x", f"workers={workers}",
+        "-x", f"report={report}", "upgrade", "head", new_session=True,
+    )  # fmt: skip
+    _wait_for_intent(pg, process)
+    time.sleep(rng.uniform(0.0, 1.2))
+    signum = signal.SIGINT if mode.endswith("ctrl-c") else signal.SIGTERM
+    sent = time.monotonic()
+    if mode == "workers ctrl-c":  # the terminal's Ctrl-C: the whole group
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
+    out, err = process.communicate(timeout=DEADLINE)
+    took = time.monotonic() - sent
+    assert took < 10, f"{mode}: exited {took:.1f} s after the signal"
+    assert "Traceback" not in out + err, err
+    finished = "Tenants: " in err and "interrupted by" not in out
+    if finished:  # the signal came after the last tenant: nothing to stop
+        assert process.returncode in (0, -signum), err
+    else:
+        assert process.returncode == -signum, err
+        assert re.search(rf"FAILED: interrupted by {signum.name}", out), out
+        assert len(re.findall(r"Tenants: \d+ total", err)) == 1
+    _agree(pg, names, head, err, report)
+
+
+@pytest.mark.concurrency
+@pytest.mark.parametrize(
+    "mode", ["serial sigterm", "serial ctrl-c", "workers sigterm", "workers ctrl-c"]
+)
+def test_signals_at_random_moments_stop_cleanly_and_tell_the_truth(
+    project: Callable[..., Project], pg: ServerDB, mode: str, tmp_path: Path
+) -> None:
+    """15 signals per mode at random moments of a 100-tenant run, each
+    followed by ``-x tenant=failed``: the process ends within 10 s, with no
+    traceback, one summary and the signal's status; what it printed, its
+    report and the record agree with the version tables."""
+    proj, r1, head = _fleet(project, pg, 100)
+    names = _names(100)
+    rng = random.Random(mode)
+    report = tmp_path / "run.jsonl"
+    for trial in range(15):
+        _signal_trial(proj, pg, names, head, mode, rng, report)
+        proj.alembic("-x", "tenant=failed", "upgrade", "head")
+        assert set(_versions(pg, names).values()) == {head}, trial
+        assert set(_rows_a(pg, names).values()) == {trial + 1}, trial
+        proj.alembic("-x", "tenant=all", "downgrade", r1)  # and again
+
+
+def _waiting(pg: ServerDB) -> int:
+    """Sessions of this database waiting for a lock."""
+    q = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock'"
+    )
+    with pg.engine().connect() as conn:
+        return int(conn.scalar(sa.text(q)) or 0)
+
+
+def _until(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+HOLDERS = {
+    "table lock": "LOCK TABLE t005.a IN ACCESS EXCLUSIVE MODE",
+    "old snapshot": "SELECT 1",  # REPEATABLE READ: a snapshot CONCURRENTLY waits for
+}
+
+
+@pytest.mark.concurrency
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize(
+    ("holder", "lock_timeout"),
+    [("table lock", "60s"), ("table lock", "0"), ("old snapshot", "0")],
+)
+def test_sigterm_while_a_tenant_waits_exits_within_seconds(
+    project: Callable[..., Project],
+    pg: ServerDB,
+    workers: str,
+    holder: str,
+    lock_timeout: str,
+) -> None:
+    """A second session holds what t005's migration needs -- ACCESS EXCLUSIVE
+    on its table, or (``CREATE INDEX CONCURRENTLY``) an old snapshot -- with a
+    long lock timeout or none, retries to come: SIGTERM ends the run within
+    10 s, the waiting statement cancelled on the server, and every tenant's
+    reported status is what its version table says."""
+    proj, _, head = _fleet(project, pg, 20)
+    names = _names(20)
+    if holder == "old snapshot":
+        head = proj.revision(
+            "online",
+            upgrade="with op.get_context().autocommit_block():\n"
+            '    op.create_index("ix_a", "a", ["id"], postgresql_concurrently=True)',
+        )
+    engine = sa.create_engine(
+        pg.driver_url("psycopg"),
+        poolclass=sa.pool.NullPool,
+        isolation_level="REPEATABLE READ",
+    )
+    with engine.connect() as app:
+        app.exec_driver_sql(HOLDERS[holder])
+        run = spawn(
+            proj, "-x", "tenant=all", "-x", f"workers={workers}",
+            "-x", f"lock_timeout={lock_timeout}", "-x", "lock_retries=3",
+            "upgrade", "head",
+        )  # fmt: skip
+        _until(lambda: _waiting(pg) > 0 or run.poll() is not None, "a waiting tenant")
+        sent = time.monotonic()
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=DEADLINE)
+        took = time.monotonic() - sent
+        assert _waiting(pg) == 0  # nothing of ours queues behind the application
+        app.rollback()
+    assert took < 10, f"exited {took:.1f} s after SIGTERM:\n{err}"
+    assert run.returncode == -signal.SIGTERM, err
+    assert "Traceback" not in err and "FAILED: interrupted by SIGTERM" in out
+    assert len(re.findall(r"Tenants: \d+ total", err)) == 1
+    versions = _agree(pg, names, head, err, None)
+    assert versions["t005"] != head
+    proj.alembic("-x", "tenant=failed", "upgrade", "head", process=True)
+    assert set(_versions(pg, names).values()) == {head}
