@@ -237,9 +237,7 @@ def _pg_holders(
     )
 
 
-def _pg_snapshot_holders(
-    conn: Connection, info: dict[Any, Any]
-) -> tuple[Holder, ...]:
+def _pg_snapshot_holders(conn: Connection, info: dict[Any, Any]) -> tuple[Holder, ...]:
     """Sessions of this database with an open transaction (or snapshot) --
     what ``CREATE INDEX CONCURRENTLY`` waits for -- the oldest first."""
     rows = conn.execute(

@@ -26,6 +26,7 @@ from conftest import DEADLINE, Project, ServerDB, spawn
 DONE = ("upgraded", "already at head")
 TENANTS = 200
 SLOW = 'op.execute("SELECT pg_sleep(0.004)")'
+CREATE_A = 'op.create_table("a", sa.Column("id", sa.Integer))'
 
 
 def _names(count: int) -> list[str]:
@@ -41,7 +42,7 @@ def _fleet(
     proj.set_option("tenant_strategy", "schema")
     proj.set_option("tenants", ", ".join(_names(count)))
     proj.set_option("progress", "lines")
-    r1 = proj.revision("r1", upgrade='op.create_table("a", sa.Column("id", sa.Integer))')
+    r1 = proj.revision("r1", upgrade=CREATE_A)
     proj.alembic("-x", "tenant=all", "upgrade", "head")
     r2 = proj.revision(
         "r2",
