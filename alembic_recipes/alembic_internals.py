@@ -34,6 +34,7 @@ __all__ = [
     "VERSION_TABLE",
     "StepFunction",
     "alembic_may_end",
+    "announcing_steps",
     "autogenerate_ops",
     "before_each_step",
     "before_first_steps",
@@ -161,6 +162,23 @@ def steps_until(stop: str) -> Iterator[None]:
                 found.append(step)
                 if getattr(getattr(step, "revision", None), "revision", None) == stop:
                     break
+            return found
+
+        return steps
+
+    with replace_step_function(wrap):
+        yield
+
+
+@contextmanager
+def announcing_steps(callback: Callable[[str], None]) -> Iterator[None]:
+    """Meanwhile, the command's next run of migrations calls ``callback(revision
+    id)`` just before each revision step runs (:func:`before_each_step`)."""
+
+    def wrap(original: StepFunction) -> StepFunction:
+        def steps(heads: Any, migration_context: MigrationContext) -> Iterable[Any]:
+            found = list(original(heads, migration_context))
+            before_each_step(found, callback)
             return found
 
         return steps
@@ -340,7 +358,9 @@ def before_each_step(steps: Iterable[Any], callback: Callable[[str], None]) -> N
             callback(_id)
             return _fn(*args, **kwargs)
 
-        step.migration_fn = announced
+        # the step's name (its log line: "Running upgrade a -> b") is its
+        # function's: keep the revision's own
+        step.migration_fn = functools.wraps(original)(announced)
 
 
 def toml_beside_ini(config: Config) -> None:

@@ -89,8 +89,8 @@ def with_lock_retries(
             return fn()
         except Exception as exc:
             timeout = lock_timeout_of(exc)
-            if timeout is None or isinstance(exc, LockTimeout):
-                raise
+            if timeout is None or isinstance(exc, CommandError):
+                raise  # ours (a LockTimeout, a repair to make) is final
             if why_not or attempt >= retries:
                 raise LockTimeout(what, timeout, attempt + 1, why_not=why_not) from exc
             attempt += 1

@@ -16,7 +16,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -282,3 +282,134 @@ def test_sigterm_while_a_tenant_waits_exits_within_seconds(
     assert versions["t005"] != head
     proj.alembic("-x", "tenant=failed", "upgrade", "head", process=True)
     assert set(_versions(pg, names).values()) == {head}
+
+
+# -- MariaDB: DDL commits as it runs ---------------------------------------------
+MARIA = ["m01", "m02", "m03", "m04"]
+
+
+@pytest.fixture
+def maria(
+    project: Callable[..., Project], mysql: ServerDB
+) -> Iterator[tuple[Project, ServerDB, str]]:
+    """Four tenant databases on MariaDB at r1 (table ``tbl``), the run record
+    beside them (``tenants_url``); dropped afterwards."""
+    prefix = str(mysql.url.database)
+    url = mysql.driver_url("pymysql")
+    proj = project(
+        "multitenant", url=url.replace(f"/{prefix}", f"/{prefix}_{{tenant}}")
+    )
+    proj.set_option("tenants", ", ".join(MARIA))
+    proj.set_option("tenants_url", url)
+    r1 = proj.revision(
+        "r1", upgrade='op.create_table("tbl", sa.Column("id", sa.Integer))'
+    )
+    try:
+        proj.alembic("-x", "tenant=all", "upgrade", "head")
+        yield proj, mysql, r1
+    finally:
+        with mysql.engine().connect() as conn:
+            for name in MARIA:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{prefix}_{name}`")
+
+
+def _maria(db: ServerDB, tenant: str, sql: str) -> object:
+    url = db.url.set(database=f"{db.url.database}_{tenant}", drivername="mysql+pymysql")
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        result = conn.execute(sa.text(sql))
+        return result.scalar() if result.returns_rows else None
+
+
+def _maria_record(db: ServerDB) -> dict[str, tuple[str, str | None]]:
+    with db.engine().connect() as conn:
+        q = "SELECT tenant, status, to_revision FROM alembic_recipes_fleet_run"
+        return {t: (s, r) for t, s, r in conn.execute(sa.text(q)).all()}
+
+
+TWO_PARTS = (
+    'op.create_table("tbl3", sa.Column("id", sa.Integer))\n'
+    'op.execute("INSERT INTO tbl (id) VALUES (1)")\n'
+    'op.add_column("tbl", sa.Column("x", sa.Integer))'
+)
+
+
+def test_mariadb_lock_timeout_after_committed_ddl_needs_repair(
+    maria: tuple[Project, ServerDB, str], tmp_path: Path
+) -> None:
+    """r2 creates ``tbl3`` (committed at once on MariaDB), inserts a row, then
+    its ALTER of ``tbl`` meets a lock held in m02: not retried, m02 *needs
+    repair* -- the revision, the last statement that committed, the cause
+    (lock timeout, its holder named) -- in the log, the report and the
+    record.  A rerun stops on m02 with the same diagnosis, running nothing
+    of it again; repaired by hand and run alone, m02 finishes."""
+    proj, db, r1 = maria
+    r2 = proj.revision("r2", upgrade=TWO_PARTS)
+    report = tmp_path / "run.jsonl"
+    holder = db.url.set(database=f"{db.url.database}_m02", drivername="mysql+pymysql")
+    with sa.create_engine(holder, poolclass=sa.pool.NullPool).connect() as app:
+        app.execute(sa.text("SELECT * FROM tbl"))  # a metadata lock until rollback
+        run = proj.alembic(
+            "-x", "tenant=all", "-x", "continue=true", "-x", "lock_timeout=1s",
+            "-x", "lock_retries=3", "-x", f"report={report}", "upgrade", "head",
+            ok=False,
+        )  # fmt: skip
+        app.rollback()
+    err = run.stderr
+    (line,) = [x for x in err.splitlines() if "m02: FAILED" in x]
+    assert f"m02: needs repair: revision {r2} failed after part of it had" in line
+    assert "INSERT INTO tbl (id) VALUES (1)" in line  # the last that committed
+    assert "Lock wait timeout exceeded" in line and "retry" not in err
+    assert "Tenants: 4 total: 3 upgraded, 1 needs repair" in err
+    assert "Traceback" in err  # the cause, in full, under the diagnosis
+    assert _maria_record(db)["m02"] == ("needs repair", r2)
+    entry = next(json.loads(x) for x in report.read_text().splitlines() if "m02" in x)
+    assert entry["status"] == "needs repair" and entry["to"] == r2
+    assert _maria(db, "m02", "SELECT count(*) FROM tbl") == 1
+
+    again = proj.alembic("-x", "tenant=all", "upgrade", "head", ok=False)
+    (line,) = [x for x in again.stderr.splitlines() if "m02: FAILED" in x]
+    assert f"m02: needs repair: revision {r2} failed after part of it had" in line
+    assert _maria(db, "m02", "SELECT count(*) FROM tbl") == 1  # nothing ran again
+    resumed = proj.alembic("-x", "tenant=failed", "upgrade", "head", ok=False)
+    assert "m02: needs repair" in resumed.stdout
+
+    # repaired by hand (its part undone), then run alone: it finishes
+    _maria(db, "m02", "DROP TABLE tbl3")
+    _maria(db, "m02", "DELETE FROM tbl")
+    proj.alembic("-x", "tenant=m02", "upgrade", "head")
+    proj.alembic("-x", "tenant=failed", "upgrade", "head")
+    assert {s for s, _ in _maria_record(db).values()} <= set(DONE)
+    for name in MARIA:
+        assert _maria(db, name, "SELECT count(*) FROM tbl") == 1
+        assert _maria(db, name, "SELECT version_num FROM alembic_version") == r2
+
+
+def test_mariadb_kill_inside_a_revision_is_found_on_the_next_run(
+    maria: tuple[Project, ServerDB, str],
+) -> None:
+    """A run killed inside a revision whose DDL committed (MariaDB): the next
+    run stops on that tenant -- its version is before the revision the
+    record says it was in -- and runs none of its statements again."""
+    proj, db, r1 = maria
+    r2 = proj.revision(
+        "r2",
+        upgrade=TWO_PARTS.replace(
+            "\nop.add", '\nop.execute("SELECT SLEEP(30)")\nop.add'
+        ),
+    )
+    run = spawn(proj, "-x", "tenant=all", "upgrade", "head")
+    tbl3 = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'tbl3'"
+    _until(  # m01's CREATE TABLE committed, its INSERT waits for the next DDL
+        lambda: _maria(db, "m01", tbl3) == 1 or run.poll() is not None, "m01's tbl3"
+    )
+    run.kill()
+    run.communicate(timeout=DEADLINE)
+    assert _maria_record(db)["m01"] == ("running", r2)
+    assert _maria(db, "m01", "SELECT version_num FROM alembic_version") == r1
+    again = proj.alembic("-x", "tenant=m01,m02", "upgrade", "head", ok=False)
+    (line,) = [x for x in again.stderr.splitlines() if "m01: FAILED" in x]
+    assert f"m01: needs repair: a run was stopped inside revision {r2}" in line
+    assert _maria(db, "m01", tbl3) == 1  # nothing of r2 ran again
+    assert _maria(db, "m01", "SELECT count(*) FROM tbl") == 0
+    assert _maria_record(db)["m01"] == ("needs repair", r2)

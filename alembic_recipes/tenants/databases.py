@@ -54,6 +54,7 @@ from .discovery import admin_engine, known_tenants, server_databases, server_of
 from .fleet import Fleet, Outcome
 from .interface import recorded
 from .record import Row, read_rows, record_location
+from .repair import commits_ddl, watching
 
 __all__ = ["DatabaseTenants"]
 
@@ -337,6 +338,8 @@ class DatabaseTenants:
             with own_read(conn):
                 before = _versions(conn)
             self._before[tenant.name] = before
+            applied = partial(fleet.applied, versions=before)
+            fleet.journal.check_repair(tenant.name, applied)
             if fleet.at_head(before):
                 return None
             new = not before and fleet.command in ("upgrade", "stamp")
@@ -345,13 +348,23 @@ class DatabaseTenants:
             with (
                 conn.begin_nested() if caller_txn else transaction_alembic_may_end(conn)
             ):
-                with guarded(conn):  # a stop: no statement of it starts after
-                    self.migrate(conn, tenant)
+                with watching(conn, tenant.name, self._running(conn, tenant)):
+                    with guarded(conn):  # a stop: no statement starts after
+                        self.migrate(conn, tenant)
                 after = list(context.get_context().get_current_heads())
             if created is not None:  # the first migration has committed
                 with conn.begin():
                     conn.execute(text(f"DROP TABLE IF EXISTS {CREATING_TABLE}"))
         return before, after
+
+    def _running(
+        self, conn: Connection, tenant: Tenant
+    ) -> Callable[[str], None] | None:
+        """Where DDL commits as it runs, each revision's start goes into the
+        run record first (:mod:`.repair`)."""
+        if not commits_ddl(conn):
+            return None
+        return partial(self.fleet.journal.running, tenant.name)
 
     def _on_tenant(self, tenant: Tenant, fn: Callable[[Connection], T]) -> T:
         """``fn(connection)`` on a connection of the tenant's own database."""

@@ -35,6 +35,7 @@ from ..stopping import pause, requested
 from .config import Tenant, TenantSettings
 from .journal import Journal
 from .progress import Progress
+from .repair import NeedsRepair
 from .report import MIGRATED_ELSEWHERE, Outcome, Report, diff_lines, shown_revisions
 from .rollout import Wave, waves_of
 from .selection import AUTOGENERATE_COMMANDS, Selection
@@ -254,9 +255,9 @@ class Fleet:
             self.stopped_on(index, name, verify, time.perf_counter() - started)
             return False
         except Exception as exc:
-            if requested() is not None:  # the stop, in the driver's words
-                seconds = time.perf_counter() - started
-                self.stopped_on(index, name, verify, seconds)
+            if requested() is not None and not isinstance(exc, NeedsRepair):
+                seconds = time.perf_counter() - started  # the stop, in the
+                self.stopped_on(index, name, verify, seconds)  # driver's words
                 return False
             failure = self._failure_of(index, name, exc)
             if failure is None:
@@ -321,8 +322,8 @@ class Fleet:
             failure.__cause__ = exc
             return failure
         timeout = lock_timeout_of(exc)
-        if timeout is None or isinstance(exc, LockTimeout):
-            return exc
+        if timeout is None or isinstance(exc, CommandError):
+            return exc  # ours (a LockTimeout, a repair to make) is final
         attempts = self._attempts.get(name, 0) + 1
         self._attempts[name] = attempts
         if attempts > self.settings.lock_retries:
@@ -442,6 +443,11 @@ class Fleet:
             failed,
         )
         return True
+
+    def applied(self, revision: str, versions: Sequence[str]) -> bool:
+        """Whether *revision* is applied at *versions* (one of them or their
+        ancestors)."""
+        return revision in self._ancestors_of(versions)
 
     def steps(self, before: Sequence[str], after: Sequence[str]) -> int:
         """How many revisions lie between versions *before* and *after*."""

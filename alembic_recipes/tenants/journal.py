@@ -25,8 +25,10 @@ from sqlalchemy.engine import Connection
 from ..connections import first_line, own_read
 from ..logs import logger_for
 from .record import (
+    NEEDS_REPAIR,
     NOT_ATTEMPTED,
     PENDING,
+    RUNNING,
     UNFINISHED,
     Row,
     mark_unreached,
@@ -35,6 +37,7 @@ from .record import (
     write_outcome,
     write_rows,
 )
+from .repair import NeedsRepair
 from .report import Outcome, shown_revisions, status_of
 
 __all__ = ["Journal", "Writer", "to_resume"]
@@ -75,6 +78,9 @@ class Journal:
         self._failed_writes = 0
         self.written_by_workers: set[str] = set()
         """Tenants whose failure a worker process recorded itself."""
+        self._repairs: dict[str, tuple[str, str | None]] = {}
+        """Tenants a run left in a revision that commits as it goes: the
+        revision, and the diagnosis recorded."""
 
     def bind(self, server: str | None, writer: Writer) -> None:
         """The record of *server*'s tenants (None: the one database) is
@@ -112,6 +118,10 @@ class Journal:
         entries = []
         for name in names:
             row = existing.get(name)
+            if row is not None and row.status in (RUNNING, NEEDS_REPAIR):
+                if row.to_revision:  # kept until the tenant is repaired
+                    self._repairs[name] = (row.to_revision, row.error)
+                    continue
             known = at_head(name)
             finished = (
                 row is not None
@@ -134,6 +144,32 @@ class Journal:
     def start(self, name: str) -> None:
         """Tenant *name* starts (its first attempt's time is kept)."""
         self._started.setdefault(name, time.time())
+
+    def running(self, name: str, revision: str) -> None:
+        """Tenant *name*'s *revision* starts, where DDL commits as it runs: its
+        row says so first (:mod:`.repair`)."""
+        if not self.active:
+            return
+        entry = {**self.entry(name, RUNNING), "to": revision}
+        self._write_on(
+            self._server_of(name),
+            lambda conn, schema: write_outcome(conn, schema, entry),
+        )
+
+    def check_repair(self, name: str, applied: Callable[[str], bool]) -> None:
+        """Raise :class:`~.repair.NeedsRepair` when a run left tenant *name*
+        inside a revision that commits as it goes and its version says the
+        revision is not *applied* (else it was repaired, or had finished)."""
+        found = self._repairs.get(name)
+        if found is None:
+            return
+        revision, diagnosis = found
+        if applied(revision):
+            del self._repairs[name]
+            return
+        if diagnosis and diagnosis.startswith(f"{name}: needs repair"):
+            raise NeedsRepair(name, revision, diagnosis)
+        raise NeedsRepair.killed(name, revision)
 
     def done(
         self,
@@ -184,6 +220,8 @@ class Journal:
             "error": entry.get("error"),
             "seconds": entry.get("seconds"),
         }
+        if entry["status"] == NEEDS_REPAIR:
+            row["to"] = entry.get("to")  # the revision to repair
         self._write_on(
             self._server_of(name), lambda conn, schema: write_outcome(conn, schema, row)
         )

@@ -92,6 +92,9 @@ class _Failure:
     def of(cls, exc: Exception) -> _Failure:
         if isinstance(exc, CommandError):
             text = str(exc)
+            cause = exc.__cause__ if getattr(exc, "show_cause", False) else None
+            if cause is not None:
+                text += "\n" + "".join(traceback.format_exception(cause)).rstrip()
         else:
             text = "".join(traceback.format_exception(exc)).rstrip()
         pickled: bytes | None

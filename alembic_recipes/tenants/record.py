@@ -63,9 +63,11 @@ from ..logs import logger_for
 from .config import RECORD_TABLE, TenantSettings
 
 __all__ = [
+    "NEEDS_REPAIR",
     "PENDING",
     "RECORD_FILE",
     "RECORD_TABLE",
+    "RUNNING",
     "UNFINISHED",
     "Row",
     "read_rows",
@@ -83,6 +85,10 @@ NOT_ATTEMPTED = "not attempted"
 INTERRUPTED = "interrupted (rolled back)"
 UNREACHABLE = "server unreachable"
 NEEDS_REPAIR = "needs repair"
+"""Its revision failed after part of it committed (:mod:`.repair`)."""
+RUNNING = "running"
+"""A revision of the tenant started (where DDL commits as it runs): it is not
+finished unless the tenant's version says so."""
 UNFINISHED = (
     PENDING,
     "failed",
@@ -90,6 +96,7 @@ UNFINISHED = (
     NOT_ATTEMPTED,
     UNREACHABLE,
     NEEDS_REPAIR,
+    RUNNING,
 )
 """Statuses that ``-x tenant=failed`` selects."""
 RECORD_FILE = "alembic_recipes_fleet_run.db"
@@ -129,6 +136,7 @@ class Row:
     run_id: str | None
     updated: datetime | None
     to_revision: str | None = None
+    error: str | None = None
 
     @property
     def unfinished(self) -> bool:
@@ -285,7 +293,7 @@ def read_rows(
         return None
     table = _table(schema)
     have = {c["name"] for c in inspect(conn).get_columns(RECORD_TABLE, schema)}
-    wanted = [table.c.tenant, table.c.status, table.c.to_revision]
+    wanted = [table.c.tenant, table.c.status, table.c.to_revision, table.c.error]
     extra = [table.c[name] for name in ("target", "run_id", "updated") if name in have]
     query = select(*wanted, *extra)
     found: list[Row] = []
@@ -305,6 +313,7 @@ def read_rows(
                     row.get("run_id"),
                     row.get("updated"),
                     row.get("to_revision"),
+                    row.get("error"),
                 )
             )
     return found

@@ -55,7 +55,7 @@ head once locked."""
 DIFFERS = "differs from the models"
 INTERRUPTED = "interrupted (rolled back)"
 _AT_HEAD = "already at head"
-_NO_VERSIONS = ("failed", INTERRUPTED, "not attempted")
+_NO_VERSIONS = ("failed", INTERRUPTED, "not attempted", "needs repair")
 _VERBS = {"upgrade": "upgraded", "downgrade": "downgraded", "stamp": "stamped"}
 Versions = Sequence[str] | frozenset[str]
 
@@ -203,16 +203,19 @@ class Report:
         ms = seconds * 1000
         if text is not None:
             log.error("%s FAILED after %.0f ms: %s", prefix, ms, text)
-        elif isinstance(exc, CommandError):
-            log.error("%s FAILED after %.0f ms: %s", prefix, ms, exc)
+        elif isinstance(exc, CommandError):  # one line; a diagnosis with its cause
+            cause = exc.__cause__ if getattr(exc, "show_cause", False) else None
+            log.error("%s FAILED after %.0f ms: %s", prefix, ms, exc, exc_info=cause)
         else:
             log.error(
                 "%s FAILED after %.0f ms: %s", prefix, ms, type(exc).__name__,
                 exc_info=exc,
             )  # fmt: skip
-        self.outcomes.setdefault("failed", []).append(name)
+        status = str(getattr(exc, "status", "failed"))
+        self.outcomes.setdefault(status, []).append(name)
         self.failures.append((name, exc))
-        self._entry(name, "failed", seconds, error=failure_cause(exc))
+        revision = getattr(exc, "revision", None)
+        self._entry(name, status, seconds, error=failure_cause(exc), revision=revision)
         self.progress.advance(self.done, failed=True)
 
     def record_committed(
@@ -272,7 +275,9 @@ class Report:
         after: Sequence[str] | frozenset[str] = (),
         *,
         error: str | None = None,
+        revision: str | None = None,
     ) -> None:
+        """Tenant *name*'s entry (*revision*: the one it needs repaired in)."""
         entry = self.entries[name] = {
             "tenant": name,
             **({"server": self.servers[name]} if name in self.servers else {}),
@@ -283,6 +288,8 @@ class Report:
             "seconds": round(seconds, 4),
             "error": error,
         }
+        if revision is not None:
+            entry["to"] = revision
         for listener in self.listeners:
             listener(name, entry)
         if self.file is not None and self.command not in AUTOGENERATE_COMMANDS:

@@ -48,6 +48,7 @@ from .discovery import known_tenants
 from .fleet import MIGRATED_ELSEWHERE, Fleet, Outcome
 from .interface import recorded
 from .record import Row, read_rows
+from .repair import watching
 
 __all__ = ["SchemaTenants", "schema_scope"]
 
@@ -406,6 +407,7 @@ class SchemaTenants:
             self._refresh(conn, name)
         before = self.versions.get(name, [])
         missing = name not in self.existing
+        fleet.journal.check_repair(name, partial(fleet.applied, versions=before))
         if not missing and fleet.at_head(before):
             return MIGRATED_ELSEWHERE
         if missing and not fleet.selection.may_create(name):
@@ -414,7 +416,9 @@ class SchemaTenants:
             raise fleet.selection.missing(name)
         if missing:
             conn.execute(CreateSchema(name, if_not_exists=True))
-        with guarded(conn):  # a stop: no statement of it starts after
+        # a stop: no statement of it starts after; a failure after part of
+        # it committed (autocommit_block()) needs repair
+        with watching(conn, name), guarded(conn):
             if self.compiled is not None and self._replay(conn, tenant, before):
                 return before, [fleet.targets[0]]
             if tenant.shared_schema and fleet.autogenerates:
