@@ -343,7 +343,7 @@ def test_mariadb_lock_timeout_after_committed_ddl_needs_repair(
     (lock timeout, its holder named) -- in the log, the report and the
     record.  A rerun stops on m02 with the same diagnosis, running nothing
     of it again; repaired by hand and run alone, m02 finishes."""
-    proj, db, r1 = maria
+    proj, db, _ = maria
     r2 = proj.revision("r2", upgrade=TWO_PARTS)
     report = tmp_path / "run.jsonl"
     holder = db.url.set(database=f"{db.url.database}_m02", drivername="mysql+pymysql")
