@@ -14,6 +14,7 @@ from alembic.config import Config
 from alembic.util import CommandError
 
 from .alembic_internals import toml_beside_ini
+from .option_table import option
 
 __all__ = [
     "BOOLEAN_WORDS",
@@ -65,8 +66,13 @@ def parse_bool(value: str | bool, *, source: str) -> bool:
     )
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|min|h)?")
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|min|h)?", re.ASCII)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, None: 1.0}
+
+
+MAX_SECONDS = 2_147_483
+"""The longest duration an option takes: PostgreSQL's timeouts are at most
+2^31 - 1 milliseconds (MySQL's ``lock_wait_timeout``: a year)."""
 
 
 def parse_duration(
@@ -79,6 +85,12 @@ def parse_duration(
     seconds = float(match[1]) * _UNIT_SECONDS[match[2]] if match is not None else -1.0
     if seconds < 0 or (seconds == 0 and not zero):
         raise InvalidOption.expected(value, source, accepted)
+    if seconds > MAX_SECONDS:
+        raise InvalidOption(
+            f"invalid {source} {value!r}: at most {MAX_SECONDS}s (about 24 days,"
+            " the longest timeout PostgreSQL takes); expected"
+            f" {accepted}"
+        )
     return seconds
 
 
@@ -148,6 +160,7 @@ def main_option(config: Config, key: str) -> tuple[str | bool | None, str]:
     found: object = typed
     if not isinstance(typed, bool | int | float):
         found = config.get_alembic_option(key)
+    _check_toml_type(key, found, source)
     if found is None or isinstance(found, bool):
         return found, source
     if isinstance(found, int | float):
@@ -158,6 +171,39 @@ def main_option(config: Config, key: str) -> tuple[str | bool | None, str]:
         return (found, source) if found.strip() else (None, "")
     raise InvalidOption.expected(
         found, source, "a string, a number, a boolean or a list of strings"
+    )
+
+
+# the TOML types an option of each kind takes besides a string
+_TOML_TYPES: dict[str, tuple[type, ...]] = {
+    "bool": (bool,),
+    "word": (bool,),  # create_tenants = true
+    "int": (int,),
+    "seconds": (int, float),
+    "duration": (int, float),
+    "list": (list,),
+}
+
+
+def _check_toml_type(key: str, found: object, source: str) -> None:
+    """A ``[tool.alembic]`` value of a type its option does not take (a
+    list for a timeout, a number for a path) is an error naming it."""
+    try:
+        row = option(key)
+    except KeyError:  # not ours: Alembic's or the user's, as it is
+        return
+    allowed = (str, *_TOML_TYPES.get(row.kind, ()))
+    if found is None or (
+        isinstance(found, allowed)
+        and not (isinstance(found, bool) and bool not in allowed)
+    ):
+        return
+    labels = {str: "a string", bool: "a boolean", int: "a number",
+              float: "a number", list: "a list of strings"}  # fmt: skip
+    kinds = " or ".join(dict.fromkeys(labels[t] for t in allowed))
+    raise InvalidOption(
+        f"invalid {source}: {found!r} is a TOML {type(found).__name__}; expected"
+        f" {kinds}{f' ({row.accepted})' if row.accepted else ''}"
     )
 
 

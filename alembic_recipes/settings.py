@@ -154,7 +154,7 @@ class OptionReader:
         value = self.text(key, ini_key=ini_key)
         if value is None:
             return int(row.default_for(self.template) or low)
-        if not value.isdigit() or not low <= int(value) <= high:
+        if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
             source = f"{key} / {row.key}" if row.key != key else key
             raise InvalidOption.expected(value, source, row.accepted)
         return int(value)

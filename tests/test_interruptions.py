@@ -413,3 +413,77 @@ def test_mariadb_kill_inside_a_revision_is_found_on_the_next_run(
     assert _maria(db, "m01", tbl3) == 1  # nothing of r2 ran again
     assert _maria(db, "m01", "SELECT count(*) FROM tbl") == 0
     assert _maria_record(db)["m01"] == ("needs repair", r2)
+
+
+# -- one wait, one run; bad values before any SQL ---------------------------------
+COUNTED = "op.execute(\"SELECT nextval('public.seen')\")\n"  # survives a rollback
+
+
+def _seen(pg: ServerDB) -> int:
+    with pg.engine().connect() as conn:
+        return int(conn.scalar(sa.text("SELECT last_value FROM public.seen")) or 0)
+
+
+@pytest.mark.parametrize("mode", ["auto", "true"])
+def test_a_replayed_script_that_fails_runs_once(
+    project: Callable[..., Project], pg: ServerDB, mode: str
+) -> None:
+    """A replayed script meeting a lock timeout waits once per attempt (one
+    attempt here), and a slow revision that fails runs once: neither is run
+    again through Alembic.  The failure names the statement that waited and
+    the one that failed."""
+    proj, _, r2 = _fleet(project, pg, 4)
+    proj.alembic("-x", "tenant=all", "upgrade", r2)
+    with pg.engine().begin() as conn:
+        conn.exec_driver_sql("CREATE SEQUENCE public.seen")
+    proj.revision(
+        "r3", upgrade=COUNTED + 'op.add_column("a", sa.Column("x", sa.Integer))'
+    )
+    with pg.engine().connect() as app:
+        app.exec_driver_sql("LOCK TABLE t001.a IN ACCESS EXCLUSIVE MODE")
+        run = proj.alembic(
+            "-x", "tenant=t001", "-x", "lock_timeout=1s", "-x", "lock_retries=0",
+            "-x", f"compiled={mode}", "upgrade", "head", ok=False,
+        )  # fmt: skip
+        app.rollback()
+    assert "lock timeout on 'ALTER TABLE a ADD COLUMN x INTEGER'" in run.stdout
+    assert "t001.a (AccessExclusiveLock) held by session" in run.stdout
+    assert _seen(pg) == 1  # the script ran once: one wait
+    proj.revision(
+        "r4",
+        upgrade=COUNTED + 'op.execute("SELECT pg_sleep(0.5)")\n'
+        'op.execute("SELECT * FROM no_such_table")',
+    )
+    failed = proj.alembic(
+        "-x", "tenant=t002,t003", "-x", "continue=true", "-x", f"compiled={mode}",
+        "upgrade", "head", ok=False,
+    )  # fmt: skip
+    assert _seen(pg) == 1 + 2 * 2  # r3 and r4, once for each tenant
+    assert failed.stderr.count("[SQL: SELECT * FROM no_such_table]") == 2
+    assert "in the replayed script of" in failed.stderr
+    assert "2 of 2 tenants failed: t002, t003" in failed.stdout
+
+
+@pytest.mark.orchestration
+def test_bad_values_fail_before_any_sql(
+    project: Callable[..., Project], tmp_path: Path
+) -> None:
+    """A report path that cannot be written, a duration past the longest the
+    servers take, digits that are not ASCII: one ``FAILED:`` line each,
+    exit 255, no tenant touched (SQLite tenant files: none created)."""
+    proj = project("multitenant")
+    proj.revision("r1", upgrade=CREATE_A)
+    cases = {
+        f"report={tmp_path}/missing/run.jsonl": "its folder",
+        f"report={tmp_path}": "it is a folder",
+        "lock_timeout=3000000s": "at most 2147483s",
+        "lock_timeout=\u0661\u0660s": "expected a duration such as 10s",
+        "lock_retries=\u0663": "invalid value",
+    }
+    for arg, said in cases.items():
+        run = proj.alembic("-x", "tenant=all", "-x", arg, "upgrade", "head", ok=False)
+        assert run.code == 255, run.output
+        (line,) = run.stdout.splitlines()
+        assert line.startswith("FAILED: ") and said in line, line
+        assert "Traceback" not in run.stderr
+        assert not (proj.root / "tenants").exists()

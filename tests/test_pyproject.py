@@ -143,9 +143,19 @@ def test_bad_and_misspelled_toml_options(make: Callable[[str], Project]) -> None
         "unknown option continue_on_eror in [tool.alembic] is ignored:"
         " did you mean continue_on_error?"
     ) in out
-    set_toml(proj, "fleet_workers", '{ a = "b" }')
-    table = proj.alembic("-x", "tenant=acme", "current", ok=False)
-    assert "[tool.alembic] fleet_workers in pyproject.toml: expected" in table.stdout
+    for value, shown in (
+        ('{ a = "b" }', "{'a': 'b'} is a TOML dict"),
+        ('["10s"]', "['10s'] is a TOML list"),
+        ("true", "True is a TOML bool"),
+    ):  # each a one-line FAILED before any SQL: nothing created
+        set_toml(proj, "fleet_workers", value)
+        bad = proj.alembic("-x", "tenant=newco", "upgrade", "head", ok=False)
+        (line,) = bad.stdout.splitlines()
+        assert (
+            f"FAILED: invalid [tool.alembic] fleet_workers in pyproject.toml: {shown};"
+            " expected a string or a number (a whole number"
+        ) in line
+        assert not (proj.root / "tenants" / "newco.db").exists()
 
 
 @pytest.mark.postgresql

@@ -473,7 +473,8 @@ def _shard(reader: OptionReader) -> tuple[int, int] | None:
             "-x shard=auto (JOB_COMPLETION_INDEX/JOB_COMPLETIONS)",
         )
     k, slash, n = value.partition("/")
-    if not (slash and k.isdigit() and n.isdigit() and 0 <= int(k) < int(n) <= 100_000):
+    digits = f"{k}{n}".isascii() and k.isdigit() and n.isdigit()
+    if not (slash and digits and 0 <= int(k) < int(n) <= 100_000):
         raise InvalidOption.expected(value, source, accepted)
     return int(k), int(n)
 
