@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from ..connections import first_line, own_read
 from ..logs import logger_for
@@ -32,6 +32,7 @@ from .record import (
     UNFINISHED,
     Row,
     mark_unreached,
+    outcome_sql,
     read_rows,
     set_outcome,
     write_outcome,
@@ -205,6 +206,18 @@ class Journal:
             self._server_of(name),
             lambda conn, schema: write_outcome(conn, schema, entry),
         )
+
+    def done_sql(
+        self, name: str, result: Outcome, dialect: Dialect, schema: str | None
+    ) -> str | None:
+        """:meth:`done` as one SQL statement (None: nothing to write), for the
+        caller to send with the tenant's last script, in its transaction."""
+        if not self.active:
+            return None
+        status, before, after = status_of(self.command, result, self.heads)
+        if status == _AT_HEAD and name in self._kept:
+            return None
+        return outcome_sql(dialect, schema, self.entry(name, status, before, after))
 
     def reported(self, name: str, entry: dict[str, Any]) -> None:
         """The report's entry for *name* (a :class:`~.report.Report`

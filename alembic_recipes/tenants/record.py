@@ -34,6 +34,8 @@ write (``ALTER TABLE ... ADD``).
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,11 +54,13 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.schema import CreateColumn
+from sqlalchemy.sql.elements import TextClause
 
 from ..locks import table_lock
 from ..logs import logger_for
@@ -103,9 +107,13 @@ RECORD_FILE = "alembic_recipes_fleet_run.db"
 _SAVE_WAIT = 60.0
 """Seconds a write waits for another run's first write (each takes milliseconds)."""
 _CHUNK = 500
+_PLACEHOLDER = re.compile(r":(\w+)")
 
 
+@functools.lru_cache(maxsize=32)
 def _table(schema: str | None) -> Table:
+    """The record's table in *schema* (one object per schema: SQLAlchemy's
+    statement cache then compiles each statement once per process)."""
     return Table(
         RECORD_TABLE,
         MetaData(),
@@ -252,12 +260,10 @@ def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
 def set_outcome(conn: Connection, schema: str | None, entry: Mapping[str, Any]) -> None:
     """Write one tenant's outcome inside the caller's transaction (its row
     was written when the run started; a missing one is inserted)."""
-    table = _table(schema)
     values = _values(entry)
-    tenant = values.pop("tenant")
-    done = conn.execute(update(table).where(table.c.tenant == tenant).values(values))
+    done = conn.execute(_update(schema, conn.dialect), values)
     if done.rowcount == 0:
-        _upsert(conn, table, [{"tenant": tenant, **values}])
+        _upsert(conn, _table(schema), [values])
 
 
 def write_outcome(
@@ -267,6 +273,43 @@ def write_outcome(
     the caller's)."""
     with conn.begin_nested() if conn.in_transaction() else conn.begin():
         set_outcome(conn, schema, entry)
+
+
+@functools.lru_cache(maxsize=32)
+def _update(schema: str | None, dialect: Dialect) -> TextClause:
+    """``UPDATE`` of one tenant's row, as plain text: built once, it costs
+    the statement's round trip and little more (one per tenant)."""
+    table = _table(schema)
+    preparer = dialect.identifier_preparer
+    columns = [c.name for c in table.columns if c.name != "tenant"]
+    assignments = ", ".join(f"{preparer.quote(c)} = :{c}" for c in columns)
+    return text(
+        f"UPDATE {preparer.format_table(table)} SET {assignments}"
+        f" WHERE {preparer.quote('tenant')} = :tenant"
+    )
+
+
+def outcome_sql(dialect: Dialect, schema: str | None, entry: Mapping[str, Any]) -> str:
+    """The ``UPDATE`` of :func:`set_outcome` as one statement with its values
+    written in (each through its type's literal rendering), to end a script
+    the tenant's transaction sends anyway: no round trip of its own."""
+    values = _values(entry)
+    table = _table(schema)
+    rendered = {
+        name: "NULL" if value is None else _literal(table.c[name].type, dialect, value)
+        for name, value in values.items()
+    }
+    template = str(_update(schema, dialect).text)
+    sql = _PLACEHOLDER.sub(lambda m: rendered[m.group(1)], template)  # one pass
+    return f"{sql};\n"
+
+
+def _literal(type_: Any, dialect: Dialect, value: Any) -> str:
+    if isinstance(value, datetime):
+        value = value.isoformat()
+        type_ = String()
+    render = type_.literal_processor(dialect)
+    return str(render(value)) if render is not None else repr(value)
 
 
 def mark_unreached(

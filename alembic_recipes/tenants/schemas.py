@@ -394,14 +394,15 @@ class SchemaTenants:
         tenant = settings.tenant(name)
         scope = schema_scope(conn, name, path=tenant.search_path)
         with tenant_transaction(conn), scope, fleet.lock(conn, schema=name):
-            outcome = self._migrate(conn, tenant)
-            # its row, in the same transaction as its version
-            fleet.journal.done(name, outcome, on=(conn, self.record_schema))
+            outcome, recorded = self._migrate(conn, tenant)
+            if not recorded:  # its row, in the same transaction as its version
+                fleet.journal.done(name, outcome, on=(conn, self.record_schema))
         self.existing.add(name)
         return outcome
 
-    def _migrate(self, conn: Connection, tenant: Tenant) -> Outcome:
-        """Inside the tenant's transaction, under its lock: what it does."""
+    def _migrate(self, conn: Connection, tenant: Tenant) -> tuple[Outcome, bool]:
+        """Inside the tenant's transaction, under its lock: what it does, and
+        whether its row of the run record went with its replayed script."""
         fleet, settings, name = self.fleet, self.fleet.settings, tenant.name
         if settings.locks():  # trust only what we read under the lock
             self._refresh(conn, name)
@@ -409,23 +410,28 @@ class SchemaTenants:
         missing = name not in self.existing
         fleet.journal.check_repair(name, partial(fleet.applied, versions=before))
         if not missing and fleet.at_head(before):
-            return MIGRATED_ELSEWHERE
+            return MIGRATED_ELSEWHERE, False
         if missing and not fleet.selection.may_create(name):
             if fleet.command == "current":
-                return before, before
+                return (before, before), False
             raise fleet.selection.missing(name)
         if missing:
             conn.execute(CreateSchema(name, if_not_exists=True))
         # a stop: no statement of it starts after; a failure after part of
         # it committed (autocommit_block()) needs repair
         with watching(conn, name), guarded(conn):
-            if self.compiled is not None and self._replay(conn, tenant, before):
-                return before, [fleet.targets[0]]
+            if self.compiled is not None:
+                outcome: Outcome = (before, [fleet.targets[0]])
+                schema = self.record_schema
+                row = fleet.journal.done_sql(name, outcome, conn.dialect, schema)
+                replayed = self._replay(conn, tenant, before, row or "")
+                if replayed is not None:
+                    return outcome, replayed and row is not None
             if tenant.shared_schema and fleet.autogenerates:
                 shared = _shared_only(conn, tenant.shared_schema, name)
                 tenant = replace(tenant, shared_tables=shared)
             self.migrate(conn, tenant)
-        return before, list(context.get_context().get_current_heads())
+        return (before, list(context.get_context().get_current_heads())), False
 
     def _refresh(self, conn: Connection, name: str) -> None:
         """Read tenant *name*'s versions again (under its lock): only them
@@ -440,29 +446,34 @@ class SchemaTenants:
         state = _schema_state(conn, [name])
         _refresh(name, state, self.existing, self.with_table, self.versions)
 
-    def _replay(self, conn: Connection, tenant: Tenant, before: list[str]) -> bool:
+    def _replay(
+        self, conn: Connection, tenant: Tenant, before: list[str], tail: str
+    ) -> bool | None:
         """Take *tenant* to the destination in its transaction, segment by
         segment (:class:`~.compiled.Segment`): the replayed scripts, and
-        Alembic's run of the revisions that are not replayed; False when
-        nothing of the path is replayed (the caller runs Alembic).  A
-        script's failure is the tenant's, raised as the driver raised it,
-        with a note naming the replayed revisions; its SQL is shortened."""
+        Alembic's run of the revisions that are not replayed; None when
+        nothing of the path is replayed (the caller runs Alembic).  *tail*
+        (its row of the run record) ends the last script when the path ends
+        with one: True then.  A script's failure is the tenant's, raised as
+        the driver raised it, with a note naming the replayed revisions; its
+        SQL is shortened."""
         assert self.compiled is not None
         has_table = tenant.name in self.with_table
         segments = self.compiled.segments_for(
             conn.dialect, before, tenant.name, has_table
         )
         if segments is None:
-            return False
-        for segment in segments:
+            return None
+        for number, segment in enumerate(segments, 1):
             if segment.sql is None:
                 with steps_until(segment.stop):
                     self.migrate(conn, tenant)
                 continue
+            last = number == len(segments)
             try:
-                execute_script(conn, segment.sql)
+                execute_script(conn, segment.sql + tail if last else segment.sql)
             except Exception as exc:
                 if requested() is None and connection_lost(exc) is None:
                     segment.explain(exc)
                 raise
-        return True
+        return segments[-1].sql is not None
