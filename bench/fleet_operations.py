@@ -68,6 +68,7 @@ def timing(spent: list[float]) -> Iterator[None]:
     targets = [
         (Journal, "begin"),
         (Journal, "done"),
+        (Journal, "done_sql"),
         (Journal, "reported"),
         (Journal, "finish"),
         (ReportFile, "add"),
@@ -102,7 +103,7 @@ def record_at_the_end() -> Iterator[None]:
     """Meanwhile the run record is written as it was before it was written
     as the run goes: nothing until the run ends, then every tenant's row in
     one transaction (a stand-in, for the measurement only)."""
-    names = ("begin", "done", "reported", "finish")
+    names = ("begin", "done", "done_sql", "reported", "finish")
     originals = {name: getattr(Journal, name) for name in names}
     kept: dict[int, dict[str, dict[str, object]]] = {}
 
@@ -113,6 +114,9 @@ def record_at_the_end() -> Iterator[None]:
         status, before, after = status_of(self.command, result, self.heads)
         kept[id(self)][name] = self.entry(name, status, before, after)
 
+    def done_sql(self: Journal, name: str, result: Any, *args: Any) -> None:
+        done(self, name, result)
+
     def reported(self: Journal, name: str, entry: dict[str, Any]) -> None:
         if entry["status"] in UNFINISHED:
             kept[id(self)][name] = {**self.entry(name, entry["status"]), **entry}
@@ -122,8 +126,8 @@ def record_at_the_end() -> Iterator[None]:
         if self.active and rows:
             self._write_on(None, lambda conn, schema: write_rows(conn, schema, rows))
 
-    for name, fn in (("begin", begin), ("done", done), ("reported", reported),
-                     ("finish", finish)):  # fmt: skip
+    for name, fn in (("begin", begin), ("done", done), ("done_sql", done_sql),
+                     ("reported", reported), ("finish", finish)):  # fmt: skip
         setattr(Journal, name, fn)
     try:
         yield

@@ -197,7 +197,7 @@ def test_current_ends_with_a_histogram(
     out = run.stderr
     assert (
         f"Revisions: 5 at {r2} (head); 2 at {r1} (1 behind); 1 at base (2 behind);"
-        " 1 failed or not attempted in the last fleet run (t003)"
+        " 1 unfinished in the run record (t003)"
     ) in out
     *tenants, summary = [json.loads(x) for x in report.read_text().splitlines()]
     assert {t["tenant"]: t["to"] for t in tenants}["demo1"] == r1

@@ -487,3 +487,35 @@ def test_bad_values_fail_before_any_sql(
         assert line.startswith("FAILED: ") and said in line, line
         assert "Traceback" not in run.stderr
         assert not (proj.root / "tenants").exists()
+
+
+def test_a_record_that_cannot_be_written_never_fails_the_run(
+    project: Callable[..., Project], pg: ServerDB
+) -> None:
+    """The record's table cannot be written (here a view stands in its
+    place): one warning, and every tenant migrates as it would without it."""
+    proj, _, head = _fleet(project, pg, 4)
+    with pg.engine().begin() as conn:
+        conn.exec_driver_sql("DROP TABLE public.alembic_recipes_fleet_run")
+        conn.exec_driver_sql(
+            "CREATE VIEW public.alembic_recipes_fleet_run AS SELECT 1 AS tenant"
+        )
+    run = proj.alembic("-x", "tenant=all", "upgrade", "head")
+    assert "could not write the run record" in run.stderr
+    assert "Tenants: 4 total: 4 upgraded" in run.stderr
+    assert set(_versions(pg, _names(4)).values()) == {head}
+
+
+def test_resume_reads_the_versions_not_only_the_record(
+    project: Callable[..., Project], pg: ServerDB
+) -> None:
+    """Whatever the record says, a tenant whose version is not the target
+    its row records is resumed (here one put back by hand after the run)."""
+    proj, r1, head = _fleet(project, pg, 4)
+    proj.alembic("-x", "tenant=all", "upgrade", "head")
+    proj.alembic("-x", "tenant=t002", "downgrade", r1)  # one tenant: not recorded
+    assert _record(pg)["t002"] == "upgraded"
+    out = proj.alembic("-x", "tenant=failed", "upgrade", "head").stderr
+    assert "-x tenant=failed: 1 not at the target their row records" in out
+    assert "Tenants: 1 total: 1 upgraded" in out and "] t002: upgraded" in out
+    assert set(_versions(pg, _names(4)).values()) == {head}

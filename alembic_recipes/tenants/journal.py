@@ -79,6 +79,9 @@ class Journal:
         self._failed_writes = 0
         self.written_by_workers: set[str] = set()
         """Tenants whose failure a worker process recorded itself."""
+        self._ready: set[str | None] = set()
+        """Servers whose record holds this run's rows: a tenant's row may be
+        written in its own transaction (it cannot fail for want of the table)."""
         self._repairs: dict[str, tuple[str, str | None]] = {}
         """Tenants a run left in a revision that commits as it goes: the
         revision, and the diagnosis recorded."""
@@ -137,9 +140,16 @@ class Journal:
             else:
                 entries.append(self.entry(name, PENDING))
         if entries:
-            self._write_on(
-                server, lambda conn, schema: write_rows(conn, schema, entries)
-            )
+
+            def write(conn: Connection, schema: str | None) -> bool:
+                write_rows(conn, schema, entries)
+                return True
+
+            if not self._write_on(server, write):
+                return  # its rows are written after each tenant, never within
+        elif found is None:
+            return
+        self._ready.add(server)
 
     # -- each tenant ---------------------------------------------------------------
     def start(self, name: str) -> None:
@@ -187,7 +197,7 @@ class Journal:
         if status == _AT_HEAD and name in self._kept:
             return  # its row says so already
         entry = self.entry(name, status, before, after)
-        if on is not None:
+        if on is not None and self._server_of(name) in self._ready:
             set_outcome(*on, entry)
             return
         self._write_on(
@@ -212,7 +222,7 @@ class Journal:
     ) -> str | None:
         """:meth:`done` as one SQL statement (None: nothing to write), for the
         caller to send with the tenant's last script, in its transaction."""
-        if not self.active:
+        if not self.active or self._server_of(name) not in self._ready:
             return None
         status, before, after = status_of(self.command, result, self.heads)
         if status == _AT_HEAD and name in self._kept:

@@ -383,10 +383,7 @@ class Report:
         unfinished = [n for n in self.unfinished or () if n in self.entries]
         if unfinished:
             shown = ", ".join(unfinished[:5]) + (", ..." if len(unfinished) > 5 else "")
-            parts.append(
-                f"{len(unfinished)} failed or not attempted in the last fleet run"
-                f" ({shown})"
-            )
+            parts.append(f"{len(unfinished)} unfinished in the run record ({shown})")
         log.info("Revisions: %s", "; ".join(parts))
 
     def lines(self) -> list[dict[str, Any]]:
