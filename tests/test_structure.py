@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "logs": set(),
     "poolers": {"alembic_internals", "connections", "logs"},
     "locks": {"alembic_internals", "connections", "logs", "poolers", "stopping"},
-    "options": {"alembic_internals"},
+    "options": {"alembic_internals", "option_table"},
     "option_table": set(),
     "filters": set(),
     "config_text": {"option_table"},
