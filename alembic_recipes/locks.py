@@ -167,10 +167,18 @@ def _kept_past_commits(conn: Connection, key: int) -> Iterator[None]:
     event.listen(conn, "commit", keep)
     try:
         yield
-    finally:
+    except BaseException:
         event.remove(conn, "commit", keep)
-        if kept:
+        if kept and not conn.invalidated and not conn.closed:
+            # a failure left the transaction Alembic began after the commit
+            # aborted: end it first (it was ours, and is rolled back anyway),
+            # so that the unlock runs and the failure stays the one raised
+            conn.rollback()
             _pg_unlock(conn, key)
+        raise
+    event.remove(conn, "commit", keep)
+    if kept:
+        _pg_unlock(conn, key)
 
 
 def _pg_unlock(conn: Connection, key: int) -> None:

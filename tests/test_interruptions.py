@@ -543,3 +543,150 @@ def test_resume_reads_the_versions_not_only_the_record(
     assert "-x tenant=failed: 1 not at the target their row records" in out
     assert "Tenants: 1 total: 1 upgraded" in out and "] t002: upgraded" in out
     assert set(_versions(pg, _names(4)).values()) == {head}
+
+
+# -- autocommit_block(): committed as it goes ---------------------------------------
+def test_failure_after_an_autocommit_block_needs_repair_and_keeps_its_cause(
+    project: Callable[..., Project], pg: ServerDB
+) -> None:
+    """A revision creates a table, builds an index concurrently in an
+    ``autocommit_block()`` (both committed by then), then fails: the tenant
+    needs repair -- the revision, the last statement that committed, the
+    first error as the cause -- and is not run again, even when the failure
+    is a lock timeout.  The record lands in ``public``, never in a tenant's
+    schema."""
+    proj, _, r2 = _fleet(project, pg, 3)
+    proj.alembic("-x", "tenant=all", "upgrade", r2)
+    r3 = proj.revision(
+        "r3",
+        upgrade='op.create_table("c", sa.Column("id", sa.Integer))\n'
+        "with op.get_context().autocommit_block():\n"
+        '    op.create_index("ix_c", "c", ["id"], postgresql_concurrently=True)\n'
+        'op.execute("SELECT 1/0")',
+    )
+    run = proj.alembic("-x", "tenant=all", "-x", "continue=true", "upgrade", "head",
+                       ok=False)  # fmt: skip
+    err = run.stderr
+    lines = [x for x in err.splitlines() if ": FAILED after" in x]
+    assert len(lines) == 3, err
+    for line in lines:
+        assert f"needs repair: revision {r3} failed after part of it had" in line
+        assert "CREATE INDEX CONCURRENTLY ix_c ON c (id)" in line
+        assert "DivisionByZero" in line  # the first error, not the unlock's
+    assert "division by zero" in err and "Traceback" in err  # the cause in full
+    assert "Tenants: 3 total: 3 needs repair" in err
+    assert set(_record(pg).values()) == {"needs repair"}
+    with pg.engine().connect() as conn:
+        where = conn.scalars(
+            sa.text(
+                "SELECT table_schema FROM information_schema.tables"
+                " WHERE table_name = 'alembic_recipes_fleet_run'"
+            )
+        ).all()
+    assert where == ["public"]
+    again = proj.alembic("-x", "tenant=all", "upgrade", "head", ok=False)
+    assert f"t000: needs repair: revision {r3} failed after" in again.stderr
+    assert "DuplicateTable" not in again.output  # nothing of r3 ran again
+
+
+def test_concurrent_index_waiting_on_an_old_snapshot_names_it(
+    project: Callable[..., Project], pg: ServerDB
+) -> None:
+    """``CREATE INDEX CONCURRENTLY`` waits for an old transaction and times out:
+    the session holding it is named (not "no holder left by then"), the
+    INVALID index it leaves is built again by the rerun, and the summary
+    counts what ran."""
+    proj, _, r2 = _fleet(project, pg, 3)
+    proj.alembic("-x", "tenant=all", "upgrade", r2)
+    proj.revision(
+        "online",
+        upgrade="with op.get_context().autocommit_block():\n"
+        '    op.create_index("ix_a", "a", ["id"], postgresql_concurrently=True)',
+    )
+    engine = sa.create_engine(
+        pg.driver_url("psycopg"),
+        poolclass=sa.pool.NullPool,
+        isolation_level="REPEATABLE READ",
+        connect_args={"application_name": "report"},
+    )
+    with engine.connect() as app:
+        pid = app.scalar(sa.text("SELECT pg_backend_pid()"))
+        run = proj.alembic(
+            "-x", "tenant=t001", "-x", "lock_timeout=1s", "-x", "lock_retries=0",
+            "upgrade", "head", ok=False,
+        )  # fmt: skip
+        app.rollback()
+    assert f"session {pid} (application 'report'" in run.stdout, run.output
+    assert "an older transaction" in run.stdout
+    again = proj.alembic("-x", "tenant=all", "upgrade", "head")
+    assert "Tenants: 3 total: 3 upgraded" in again.stderr
+
+
+# -- database strategy on PostgreSQL ------------------------------------------------
+def _pg_tenants(pg: ServerDB, names: list[str]) -> dict[str, str | None]:
+    """Each tenant database's version (None: no database or no version)."""
+    found: dict[str, str | None] = {}
+    admin = pg.engine()
+    with admin.connect() as conn:
+        have = set(conn.scalars(sa.text("SELECT datname FROM pg_database")))
+    for name in names:
+        database = f"{pg.url.database}_{name}"
+        if database not in have:
+            found[name] = None
+            continue
+        engine = sa.create_engine(
+            pg.url.set(database=database, drivername="postgresql+psycopg"),
+            poolclass=sa.pool.NullPool,
+        )
+        with engine.connect() as conn:
+            found[name] = None
+            if conn.scalar(sa.text("SELECT to_regclass('alembic_version')")):
+                q = "SELECT max(version_num) FROM alembic_version"
+                found[name] = conn.scalar(sa.text(q))
+    return found
+
+
+def test_database_strategy_killed_then_stopped_tells_the_truth(
+    project: Callable[..., Project], pg: ServerDB
+) -> None:
+    """A database per tenant on PostgreSQL, the record beside the catalog
+    (``tenants_url``): SIGKILL while the fleet creates and migrates them, then
+    SIGTERM during the next revision -- each time the record's finished rows
+    are at head (a row written right after a commit may still say pending),
+    the signal run ends within 10 s, and ``-x tenant=failed`` converges."""
+    names = [f"d{i:02}" for i in range(12)]
+    url = pg.driver_url("psycopg")
+    each = url.replace(f"/{pg.url.database}", f"/{pg.url.database}_{{tenant}}")
+    proj = project("multitenant", url=each)
+    proj.set_option("tenants", ", ".join(names))
+    proj.set_option("tenants_url", url)
+    head = proj.revision("r1", upgrade=CREATE_A + "\n" + SLOW.replace("0.004", "0.1"))
+    try:
+        for signum in (signal.SIGKILL, signal.SIGTERM):
+            if signum == signal.SIGTERM:
+                head = proj.revision("r2", upgrade='op.execute("SELECT pg_sleep(0.2)")')
+            run = spawn(proj, "-x", "tenant=all", "upgrade", "head")
+            _wait_for_intent(pg, run)
+            time.sleep(0.8)
+            sent = time.monotonic()
+            run.send_signal(signum)
+            _, err = run.communicate(timeout=DEADLINE)
+            assert time.monotonic() - sent < 10
+            assert run.returncode == -signum, err
+            assert "Traceback" not in err
+            versions = _pg_tenants(pg, names)
+            for name, status in _record(pg).items():
+                if status in DONE:  # written after its commit: never ahead of it
+                    assert versions[name] == head, (name, status)
+            for name, what in _told(err).items():
+                assert (what == "upgraded") == (versions[name] == head), name
+            assert any(v != head for v in versions.values())  # stopped mid-run
+            proj.alembic("-x", "tenant=failed", "upgrade", "head")
+            assert set(_pg_tenants(pg, names).values()) == {head}
+    finally:
+        with pg.engine().connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            for name in names:
+                conn.exec_driver_sql(
+                    f"DROP DATABASE IF EXISTS {pg.url.database}_{name} WITH (FORCE)"
+                )
