@@ -247,6 +247,23 @@ def _until(check: Callable[[], bool], what: str) -> None:
         time.sleep(0.02)
 
 
+ONLINE = (
+    "with op.get_context().autocommit_block():\n"
+    '    op.create_index("ix_a", "a", ["id"], postgresql_concurrently=True)'
+)
+
+
+def _application(pg: ServerDB, name: str = "") -> sa.Engine:
+    """The application's sessions: REPEATABLE READ, so that a read keeps a
+    snapshot open (what ``CREATE INDEX CONCURRENTLY`` waits for)."""
+    return sa.create_engine(
+        pg.driver_url("psycopg"),
+        poolclass=sa.pool.NullPool,
+        isolation_level="REPEATABLE READ",
+        connect_args={"application_name": name},
+    )
+
+
 HOLDERS = {
     "table lock": "LOCK TABLE t005.a IN ACCESS EXCLUSIVE MODE",
     "old snapshot": "SELECT 1",  # REPEATABLE READ: a snapshot CONCURRENTLY waits for
@@ -274,16 +291,8 @@ def test_sigterm_while_a_tenant_waits_exits_within_seconds(
     proj, _, head = _fleet(project, pg, 20)
     names = _names(20)
     if holder == "old snapshot":
-        head = proj.revision(
-            "online",
-            upgrade="with op.get_context().autocommit_block():\n"
-            '    op.create_index("ix_a", "a", ["id"], postgresql_concurrently=True)',
-        )
-    engine = sa.create_engine(
-        pg.driver_url("psycopg"),
-        poolclass=sa.pool.NullPool,
-        isolation_level="REPEATABLE READ",
-    )
+        head = proj.revision("online", upgrade=ONLINE)
+    engine = _application(pg)
     with engine.connect() as app:
         app.exec_driver_sql(HOLDERS[holder])
         run = spawn(
@@ -598,17 +607,8 @@ def test_concurrent_index_waiting_on_an_old_snapshot_names_it(
     counts what ran."""
     proj, _, r2 = _fleet(project, pg, 3)
     proj.alembic("-x", "tenant=all", "upgrade", r2)
-    proj.revision(
-        "online",
-        upgrade="with op.get_context().autocommit_block():\n"
-        '    op.create_index("ix_a", "a", ["id"], postgresql_concurrently=True)',
-    )
-    engine = sa.create_engine(
-        pg.driver_url("psycopg"),
-        poolclass=sa.pool.NullPool,
-        isolation_level="REPEATABLE READ",
-        connect_args={"application_name": "report"},
-    )
+    proj.revision("online", upgrade=ONLINE)
+    engine = _application(pg, "report")
     with engine.connect() as app:
         pid = app.scalar(sa.text("SELECT pg_backend_pid()"))
         run = proj.alembic(

@@ -31,7 +31,7 @@ from ..locks import migration_lock
 from ..logs import logger_for
 from ..output import labelled_stdout
 from ..retries import LockTimeout, backoff, lock_timeout_of
-from ..stopping import pause, requested
+from ..stopping import finishing, pause, requested, stopped_by
 from .config import Tenant, TenantSettings
 from .journal import Journal
 from .progress import Progress
@@ -180,6 +180,21 @@ class Fleet:
         :meth:`~.journal.Journal.begin`); nothing when it keeps no record."""
         self.journal.active = self.records and bool(names)
         self.journal.begin(names, at_head)
+
+    def run_to_its_end(self, run: Callable[[], None]) -> None:
+        """Call *run*, the tenants' part; a stop (SIGTERM, Ctrl-C: whatever
+        it raised) ends it as an interruption.  Then the run's last part,
+        which a second signal does not cut short: the progress display
+        closed, the record's tenants not reached marked."""
+        try:
+            run()
+        except (Exception, KeyboardInterrupt) as exc:
+            if not stopped_by(exc):
+                raise
+            self.report.interrupt(requested())
+        with finishing():
+            self.report.progress.close()
+            self.journal.finish()
 
     @property
     def writes(self) -> bool:

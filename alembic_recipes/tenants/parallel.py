@@ -43,15 +43,7 @@ from alembic.util import CommandError
 from ..connections import connection_lost, first_line
 from ..logs import logger_for
 from ..retries import with_lock_retries
-from ..stopping import (
-    as_worker,
-    check,
-    finishing,
-    on_stop,
-    parent_is_gone,
-    requested,
-    stopped_by,
-)
+from ..stopping import as_worker, check, on_stop, parent_is_gone, requested
 from .fleet import Fleet
 from .interface import TenantStrategy
 from .report import Outcome, failure_cause
@@ -245,18 +237,12 @@ def run_parallel(strategy: TenantStrategy, workers: int) -> None:
 
 
 def _run_parallel(strategy: TenantStrategy, workers: int) -> None:
-    fleet = strategy.fleet
-    try:
+    def run() -> None:
         names = strategy.on_connection(lambda: choose(strategy))
         strategy.prepare_workers(names)
         _waves(strategy, names, workers)
-    except (Exception, KeyboardInterrupt) as exc:
-        if not stopped_by(exc):
-            raise
-        fleet.report.interrupt(requested())
-    with finishing():
-        fleet.report.progress.close()
-        fleet.journal.finish()
+
+    strategy.fleet.run_to_its_end(run)
 
 
 def _waves(strategy: TenantStrategy, names: list[str], workers: int) -> None:

@@ -13,7 +13,7 @@ from functools import partial
 
 from sqlalchemy.engine import Connection
 
-from ..stopping import check, finishing, requested, stopped_by
+from ..stopping import check
 from .config import Tenant
 from .databases import DatabaseTenants
 from .fleet import Fleet
@@ -56,15 +56,7 @@ def run_serially(strategy: TenantStrategy) -> None:
     fleet = strategy.fleet
 
     def each() -> None:
-        try:
-            _waves(strategy, choose(strategy))
-        except (Exception, KeyboardInterrupt) as exc:
-            if not stopped_by(exc):
-                raise
-            fleet.report.interrupt(requested())
-        with finishing():
-            fleet.report.progress.close()
-            fleet.journal.finish()
+        fleet.run_to_its_end(lambda: _waves(strategy, choose(strategy)))
 
     try:
         strategy.on_connection(each)
