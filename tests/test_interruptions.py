@@ -646,6 +646,7 @@ def _pg_tenants(pg: ServerDB, names: list[str]) -> dict[str, str | None]:
     return found
 
 
+@pytest.mark.concurrency
 def test_database_strategy_killed_then_stopped_tells_the_truth(
     project: Callable[..., Project], pg: ServerDB
 ) -> None:
@@ -690,3 +691,27 @@ def test_database_strategy_killed_then_stopped_tells_the_truth(
                 conn.exec_driver_sql(
                     f"DROP DATABASE IF EXISTS {pg.url.database}_{name} WITH (FORCE)"
                 )
+
+
+def test_a_tenant_put_aside_after_a_lock_timeout_is_reported_as_it_ended(
+    project: Callable[..., Project], pg: ServerDB
+) -> None:
+    """t001 meets a lock timeout and is put aside to run again after the
+    others; t002 then fails and the run stops: t001 is reported failed on its
+    lock timeout, not run again -- not "not attempted", since it ran."""
+    proj, _, _ = _fleet(project, pg, 4)
+    with pg.engine().begin() as conn:  # t002's r2 will fail: its table b exists
+        conn.exec_driver_sql("CREATE TABLE t002.b (id int)")
+    with pg.engine().connect() as app:
+        app.exec_driver_sql("LOCK TABLE t001.a IN ACCESS EXCLUSIVE MODE")
+        run = proj.alembic(
+            "-x", "tenant=all", "-x", "lock_timeout=500ms", "upgrade", "head",
+            ok=False,
+        )  # fmt: skip
+        app.rollback()
+    err = run.stderr
+    assert "t001: lock timeout on 'INSERT INTO a (id) VALUES (1)'" in err
+    (line,) = [x for x in err.splitlines() if "t001: FAILED" in x]
+    assert "not run again: the run stopped at an earlier failure" in line
+    assert "Tenants: 4 total: 1 upgraded, 2 failed, 1 not attempted" in err
+    assert _record(pg)["t001"] == "failed"

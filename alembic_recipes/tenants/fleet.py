@@ -16,6 +16,7 @@ reported, never assumed.
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -31,7 +32,7 @@ from ..locks import migration_lock
 from ..logs import logger_for
 from ..output import labelled_stdout
 from ..retries import LockTimeout, backoff, lock_timeout_of
-from ..stopping import finishing, pause, requested, stopped_by
+from ..stopping import finishing, pause, requested, signal_name, stopped_by
 from .config import Tenant, TenantSettings
 from .journal import Journal
 from .progress import Progress
@@ -43,6 +44,7 @@ from .selection import AUTOGENERATE_COMMANDS, Selection
 __all__ = ["MIGRATED_ELSEWHERE", "Fleet", "Outcome", "Verify", "Work"]
 
 Work = Callable[[], Outcome]
+_CONCURRENTLY = re.compile(r"\s*CREATE\s+(UNIQUE\s+)?INDEX\s+CONCURRENTLY", re.I)
 Verify = Callable[[str], tuple[list[str] | None, list[str] | None]]
 """A tenant's versions when its run started, as far as known, and read afresh
 now (None: not known; its schema or database is missing)."""
@@ -114,6 +116,8 @@ class Fleet:
         self.deferred: list[tuple[int, str]] = []
         """``(index, name)`` of tenants to run again after a lock timeout."""
         self._attempts: dict[str, int] = {}
+        self._timed_out: dict[str, Exception] = {}
+        """Each deferred tenant's last lock timeout."""
         self.differences: dict[str, list[str]] = {}
         """``check`` over a fleet: each compared tenant's differences from
         the target metadata, as the operations a revision would get."""
@@ -193,6 +197,13 @@ class Fleet:
                 raise
             self.report.interrupt(requested())
         with finishing():
+            if self.deferred:
+                signum = requested()
+                self.abandon_deferred(
+                    f"the run was stopped by {signal_name(signum)}"
+                    if signum is not None
+                    else "the run stopped at an earlier failure"
+                )
             self.report.progress.close()
             self.journal.finish()
 
@@ -346,15 +357,34 @@ class Fleet:
             failure.__cause__ = exc
             return failure
         prefix = self.report.prefix(index, name)
+        undone = (
+            "its INVALID index is built again when it"  # online_ddl does that
+            if _CONCURRENTLY.match(timeout.statement)
+            else "rolled back,"
+        )
         log.warning(
-            "%s %s; rolled back, runs again after the other tenants (retry %d of %d)",
+            "%s %s; %s runs again after the other tenants (retry %d of %d)",
             prefix,
             timeout.describe(),
+            undone,
             attempts,
             self.settings.lock_retries,
         )
         self.deferred.append((index, name))
+        self._timed_out[name] = exc
         return None
+
+    def abandon_deferred(self, why: str) -> None:
+        """The run ends with tenants still put aside after a lock timeout:
+        each fails with that timeout, not run again (*why*)."""
+        for index, name in self.deferred:
+            exc = self._timed_out[name]
+            timeout = lock_timeout_of(exc)
+            assert timeout is not None
+            failure = LockTimeout(name, timeout, self._attempts[name], why_not=why)
+            failure.__cause__ = exc
+            self.report.record_failure(index, name, failure, 0.0)
+        self.deferred.clear()
 
     def run_deferred(
         self, work_for: Callable[[str], Work], verify: Verify | None = None
@@ -365,9 +395,9 @@ class Fleet:
         while self.deferred:
             batch, self.deferred = self.deferred, []
             pause(backoff(max(self._attempts[name] for _, name in batch)))
-            for index, name in batch:
+            for position, (index, name) in enumerate(batch):
                 if not self.run_one(index, name, work_for(name), verify):
-                    self.deferred.clear()
+                    self.deferred[:0] = batch[position + 1 :]  # not run again
                     return
 
     def plan_one(self, index: int, name: str, before: list[str] | None) -> None:
