@@ -28,7 +28,7 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Table
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 __all__ = [
     "VERSION_TABLE",
@@ -39,9 +39,11 @@ __all__ = [
     "before_each_step",
     "before_first_steps",
     "column_copy",
+    "configured",
     "current_is_plain",
     "environment",
     "environment_state",
+    "offline_environment",
     "reflected_table",
     "replace_step_function",
     "run_step_instead",
@@ -187,6 +189,52 @@ def announcing_steps(callback: Callable[[str], None]) -> Iterator[None]:
         yield
 
 
+def configured(*keys: str) -> dict[str, Any]:
+    """Of *keys*, those env.py passed to ``context.configure()`` in the
+    running environment (``EnvironmentContext.context_opts``); {} before
+    its first ``configure()`` or outside a command."""
+    env = environment()
+    opts = getattr(env, "context_opts", None) or {}
+    return {key: opts[key] for key in keys if key in opts}
+
+
+@contextmanager
+def offline_environment(
+    config: Config,
+    script: ScriptDirectory,
+    dialect: Dialect,
+    **opts: Any,
+) -> Iterator[EnvironmentContext]:
+    """An environment of Alembic's offline (``--sql``) mode, configured as
+    ``alembic upgrade --sql`` configures one, for *dialect* (its driver's
+    class: what it renders is what that driver would be sent); installed as
+    ``alembic.context`` meanwhile, the running one put back after.  Revisions
+    rendered in it see what they see under ``--sql``: the config and its
+    ``-x`` arguments, offline mode, ``get_bind()``'s mock connection.
+
+    *opts* go to the environment (``fn``, ``starting_rev``,
+    ``destination_rev``) and to ``configure()`` (the rest).  The running
+    environment is put back through ``EnvironmentContext._install_proxy``
+    (Alembic >= 1.0), as entering it had installed it.
+    """
+    outer = environment()
+    own = {
+        k: opts.pop(k) for k in ("fn", "starting_rev", "destination_rev") if k in opts
+    }
+    env = EnvironmentContext(config, script, as_sql=True, **own)
+    try:
+        with env:
+            env.configure(
+                url=f"{dialect.name}+{dialect.driver}://",
+                dialect_opts={"paramstyle": "named"},
+                **opts,
+            )
+            yield env
+    finally:
+        if outer is not None:
+            outer._install_proxy()
+
+
 def before_first_steps(env: EnvironmentContext, callback: Callable[[], None]) -> None:
     """Call *callback* once, when the command has first computed its steps --
     Alembic has loaded the revision files it needs by then -- before any step
@@ -238,7 +286,13 @@ def alembic_may_end(transactions: Mapping[Connection, Endable]) -> Iterator[None
 
     def wrap(original: StepFunction) -> StepFunction:
         def steps(heads: Any, migration_context: MigrationContext) -> Iterable[Any]:
-            transaction = transactions.get(migration_context.connection)  # type: ignore[arg-type]
+            connection = migration_context.connection
+            transaction = transactions.get(connection)  # type: ignore[arg-type]
+            if transaction is not None and not transaction.is_active:
+                # an earlier run's autocommit_block() ended ours and began the
+                # one open now, on our behalf: that one is handed over
+                current = connection.get_transaction() if connection else None
+                transaction = current if current is not None else transaction
             if (
                 transaction is not None
                 and migration_context._transaction is None

@@ -149,7 +149,7 @@ def _one_script(paths: CompiledPaths, before: list[str], schema: str) -> str | N
 def test_compiled_path_is_rendered_once_per_start_and_put_in_each_schema(
     tmp_path: Path,
 ) -> None:
-    paths = CompiledPaths(_script(tmp_path), "r2")
+    paths = CompiledPaths(_script(tmp_path), "r2", config=Config())
     from_base = _one_script(paths, [], "acme")
     assert from_base is not None
     # the tenant's tables by its search_path, its version table by name
@@ -180,12 +180,22 @@ def test_compiled_path_refuses_python_side_values_in_auto_mode(
         )
     )
     script = ScriptDirectory(str(tmp_path / "migrations"))
-    assert _one_script(CompiledPaths(script, "r2", "auto"), ["r1"], "acme") is None
-    always = _one_script(CompiledPaths(script, "r2", "always"), ["r1"], "acme")
+    assert (
+        _one_script(
+            CompiledPaths(script, "r2", "auto", config=Config()), ["r1"], "acme"
+        )
+        is None
+    )
+    always = _one_script(
+        CompiledPaths(script, "r2", "always", config=Config()), ["r1"], "acme"
+    )
     assert always is not None and "INSERT INTO t VALUES" in always
     # from base, auto: r1 replayed (its own version write), r2 left to Alembic
     first, second = (
-        CompiledPaths(script, "r2", "auto").segments_for(PG, [], "acme") or []
+        CompiledPaths(script, "r2", "auto", config=Config()).segments_for(
+            PG, [], "acme"
+        )
+        or []
     )
     assert first.stop == "r1" and first.sql is not None
     assert 'CREATE TABLE "acme".alembic_version' in first.sql

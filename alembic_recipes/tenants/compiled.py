@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from alembic.operations import Operations
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Table
@@ -45,7 +45,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.util.concurrency import await_only
 
-from ..alembic_internals import before_each_step, upgrade_steps, version_table
+from ..alembic_internals import (
+    before_each_step,
+    configured,
+    offline_environment,
+    upgrade_steps,
+    version_table,
+)
 from ..blocking import narrow_to_statement
 from ..connections import first_line
 from ..logs import logger_for
@@ -156,8 +162,15 @@ class CompiledPaths:
     """Upgrade scripts per starting revision, rendered on first use."""
 
     def __init__(
-        self, script: ScriptDirectory, destination: str, mode: Compile = "auto"
+        self,
+        script: ScriptDirectory,
+        destination: str,
+        mode: Compile = "auto",
+        *,
+        config: Config,
     ) -> None:
+        self.config = config
+        """The command's config: what rendered revisions see as theirs."""
         self.script = script
         self.destination = destination
         self.mode = mode
@@ -206,7 +219,7 @@ class CompiledPaths:
         writes = _version_writes(
             dialect, version, before, self.destination, has_version_table
         )
-        log.info("fleet upgrade: rendered %s once; replaying it per tenant", path)
+        log.info("fleet upgrade %s: rendered once, replayed per tenant", path)
         return [Segment(self.destination, "".join([*body, *writes]), path)]
 
     def _statements(
@@ -254,7 +267,7 @@ class CompiledPaths:
             self._normally(path, why)
             return None
         segments: list[Segment] = []
-        normally: list[str] = []
+        normally: list[tuple[str, str]] = []  # (revision, why)
         pending: list[str] = []  # statements of the replayed stretch so far
         start: tuple[str, ...] = before  # where the pending stretch starts
         has_table = has_version_table
@@ -263,7 +276,7 @@ class CompiledPaths:
             try:
                 body, version = self._statements(dialect, previous, revision)
             except _Unrendered as exc:
-                normally.append(f"{revision} ({exc})")
+                normally.append((revision, str(exc)))
                 if pending and version is not None:
                     end = previous[0]
                     writes = _version_writes(dialect, version, start, end, has_table)
@@ -288,11 +301,13 @@ class CompiledPaths:
             self._normally(path, why)
             return None
         log.info(
-            "fleet upgrade: rendered %s once, but for %s: Alembic runs %s per"
-            " tenant, in the same transaction; replaying the rest",
+            "fleet upgrade %s: %d of %d revisions replayed from scripts rendered"
+            " once; Alembic runs %d per tenant, in its transaction: %s",
             path,
-            "; ".join(normally),
-            "it" if len(normally) == 1 else "them",
+            len(chain) - len(normally),
+            len(chain),
+            len(normally),
+            _grouped(normally),
         )
         return segments
 
@@ -319,23 +334,27 @@ class CompiledPaths:
             before_each_step(found, self._entering)
             return found
 
-        context = MigrationContext.configure(
-            dialect=dialect,
-            opts={
-                "as_sql": True,
-                "output_buffer": buffer,
-                "literal_binds": True,
+        with (
+            _quiet(),
+            offline_environment(
+                self.config,
+                self.script,
+                dialect,
+                fn=steps,
+                starting_rev=before[0] if before else None,
+                destination_rev=destination,
+                output_buffer=buffer,
+                literal_binds=True,
                 # the tenant's transaction is ours: only autocommit_block()
                 # writes COMMIT (and BEGIN) into the script
-                "transactional_ddl": True,
-                "version_table_schema": schema,
-                "starting_rev": before[0] if before else None,
-                "destination_rev": destination,
-                "fn": steps,
-            },
-        )
-        with Operations.context(context), _quiet():
-            context.run_migrations()
+                transactional_ddl=True,
+                version_table_schema=schema,
+                # what env.py gave its own configure(), once it did
+                **configured("target_metadata", "version_table", "version_table_pk"),
+            ) as env,
+        ):
+            env.run_migrations()
+            context = env.get_context()
         return buffer.items, version_table(context)
 
 
@@ -362,6 +381,16 @@ def _quiet() -> Iterator[None]:
         yield
     finally:
         logger.removeFilter(quiet)
+
+
+def _grouped(normally: list[tuple[str, str]]) -> str:
+    """``r1, r3 (uses autocommit_block()); r7 (...)``: revisions by reason."""
+    by_reason: dict[str, list[str]] = {}
+    for revision, why in normally:
+        by_reason.setdefault(why, []).append(revision)
+    return "; ".join(
+        f"{', '.join(revisions)} ({why})" for why, revisions in by_reason.items()
+    )
 
 
 def _is_bookkeeping(statement: str, version: Table) -> bool:

@@ -243,7 +243,9 @@ class SchemaTenants:
         settings = fleet.settings
         # an upgrade to the one head: replay once-rendered scripts where allowed
         self.compiled = (
-            CompiledPaths(fleet.script, fleet.targets[0], settings.compiled)
+            CompiledPaths(
+                fleet.script, fleet.targets[0], settings.compiled, config=fleet.config
+            )
             if settings.compiled != "never"
             and not fleet.shared
             and fleet.command == "upgrade"
