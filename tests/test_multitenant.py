@@ -725,12 +725,69 @@ def test_autocommit_block_is_not_replayed(s: Schemas) -> None:
             " postgresql_concurrently=True)"
         ),
     )
-    out = s.proj.alembic("-x", "tenant=acme", "upgrade", "head").stderr
+    out = s.proj.alembic("-x", "tenant=acme,globex", "upgrade", "head").stderr
     assert f"Alembic runs 1 per tenant, in its transaction: {rev3} (uses" in out
     assert len(s.version("acme")) == 1
     with s.db.engine().connect() as conn:
         indexes = sa.inspect(conn).get_indexes("item", schema="acme")
     assert "ix_item_note" in {ix["name"] for ix in indexes}
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        ("-x", "tenant=all"),
+        ("-x", "tenant=all", "-x", "compiled=true"),
+        ("-x", "tenant=all", "-x", "compiled=false"),
+        ("-x", "tenant=all", "-x", "workers=2"),
+        ("-x", "tenant=acme"),
+    ],
+    ids=["default", "compiled", "not compiled", "workers", "one tenant"],
+)
+def test_autocommit_blocks_anywhere_in_a_replayed_chain(
+    s: Schemas, mode: tuple[str, ...]
+) -> None:
+    """r1: a table, then an index built concurrently; r2 a plain table; r3
+    another concurrent index -- in every mode, as stock Alembic runs it; the
+    revisions rendered see the config and the ``-x`` arguments, as under
+    ``--sql``; one tenant alone runs through Alembic (its usual lines)."""
+    s.proj.set_option("tenants", "acme, globex")
+    concurrently = (
+        "with op.get_context().autocommit_block():\n"
+        '    op.create_index("ix_{0}", "{0}", ["id"], postgresql_concurrently=True)'
+    )
+    r1 = s.proj.revision(
+        "block one",
+        upgrade='op.create_table("one", sa.Column("id", sa.Integer))\n'
+        + concurrently.format("one"),
+    )
+    s.proj.revision(
+        "plain",
+        upgrade="from alembic import context\n"
+        'assert op.get_context().config.get_main_option("tenants")\n'
+        'where = context.get_x_argument(as_dictionary=True)["tenant"]\n'
+        'op.create_table("two", sa.Column("id", sa.String(20)))\n'
+        "op.execute(f\"INSERT INTO two VALUES ('{where}')\")",
+    )
+    r3 = s.proj.revision("block two", upgrade=concurrently.format("two"))
+    s.proj.alembic("-x", "tenant=all", "upgrade", s.rev2)
+    out = s.proj.alembic(*mode, "upgrade", "head").stderr
+    done = ["acme"] if "tenant=acme" in mode else ["acme", "globex"]
+    for tenant in done:
+        assert s.version(tenant) == [r3], out
+        with s.db.engine().connect() as conn:
+            indexes = {
+                ix["name"]
+                for table in ("one", "two")
+                for ix in sa.inspect(conn).get_indexes(table, schema=tenant)
+            }
+        assert indexes == {"ix_one", "ix_two"}
+    if "tenant=acme" in mode:
+        assert f"Running upgrade {s.rev2} -> {r1}" in out
+        assert "rendered" not in out and "Generating static SQL" not in out
+    elif "compiled=false" not in mode:
+        assert "1 of 3 revisions replayed" in out
+    assert "Generating static SQL" not in out
 
 
 def test_merge_of_two_branches_replays_to_one_version_row(s: Schemas) -> None:

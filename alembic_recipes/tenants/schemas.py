@@ -349,6 +349,8 @@ class SchemaTenants:
         conn = self.conn
         self._dialect = conn.dialect
         self.record_schema  # noqa: B018 - resolved now, outside any tenant
+        if not self.fleet.is_fleet:  # one named tenant: Alembic's run, as stock
+            self.compiled = None
         self.existing, self.with_table, self.versions = _schema_state(conn, names)
         with own_read(conn):
             missing = [n for n in names if n not in self.existing]
