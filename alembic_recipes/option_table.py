@@ -420,6 +420,28 @@ OPTIONS: tuple[Option, ...] = (
         templates=frozenset({"multitenant"}),
     ),
     Option(
+        "extensions_schema",
+        (
+            "Schema strategy: where a tenant migration's CREATE EXTENSION puts the",
+            "extension -- once for every tenant (IF NOT EXISTS), on each tenant's",
+            "search_path after its own schema; DROP EXTENSION in a tenant's",
+            "downgrade is skipped with a log line.  Default: the shared scope's",
+            "schema, else public.",
+        ),
+        example="public",
+        accepted="a schema name (1 to 63 characters)",
+        templates=frozenset({"multitenant"}),
+        reference=(
+            "A database has each extension once, in one schema: created inside the"
+            " first tenant's schema (its search_path), the second tenant's"
+            " `CREATE EXTENSION IF NOT EXISTS` finds it and creates nothing, and"
+            " that tenant's use of it (`gin_trgm_ops`) fails. So the statement gets"
+            " `SCHEMA <extensions_schema>` when it names none, and every tenant"
+            " sees that schema through its search_path. A `WITH SCHEMA` written in"
+            " the revision is kept."
+        ),
+    ),
+    Option(
         "create_tenants",
         (
             "Missing tenant schemas/databases (-x create=...):",

@@ -804,3 +804,39 @@ def test_merge_of_two_branches_replays_to_one_version_row(s: Schemas) -> None:
     assert s.version("acme") == s.version("globex") == [head]
     assert _tenant_state(s, "acme") == _tenant_state(s, "globex")
     assert side
+
+
+@pytest.mark.parametrize("mode", ["default", "compiled=false", "workers=2"])
+def test_extensions_live_once_beside_the_tenants(s: Schemas, mode: str) -> None:
+    """A revision creates pg_trgm and a trigram index: the extension goes
+    once into ``public`` (the extensions schema), every tenant's index finds
+    its operator class through the search_path; a tenant's downgrade leaves
+    the extension for the others."""
+    s.proj.set_option("tenants", "acme, globex, initech")
+    trgm = s.proj.revision(
+        "trigram",
+        upgrade='op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")\n'
+        'op.create_table("doc", sa.Column("body", sa.Text))\n'
+        'op.execute("CREATE INDEX ix_doc ON doc USING gin (body gin_trgm_ops)")',
+        downgrade='op.drop_table("doc")\n'
+        'op.execute("DROP EXTENSION IF EXISTS pg_trgm")',
+    )
+    args = () if mode == "default" else ("-x", mode)
+    s.proj.alembic("-x", "tenant=all", *args, "upgrade", "head")
+    with s.db.engine().connect() as conn:
+        where = conn.execute(
+            sa.text(
+                "SELECT e.extname, n.nspname FROM pg_extension e"
+                " JOIN pg_namespace n ON n.oid = e.extnamespace"
+                " WHERE e.extname = 'pg_trgm'"
+            )
+        ).all()
+    assert where == [("pg_trgm", "public")]
+    for tenant in ("acme", "globex", "initech"):
+        assert s.version(tenant) == [trgm]
+    out = s.proj.alembic("-x", "tenant=acme", "downgrade", s.rev2).stderr
+    assert "DROP EXTENSION pg_trgm skipped: extensions are shared" in out
+    with s.db.engine().connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM pg_extension"
+                                   " WHERE extname = 'pg_trgm'")) == 1  # fmt: skip
+        conn.exec_driver_sql("DROP EXTENSION pg_trgm CASCADE")

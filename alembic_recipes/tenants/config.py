@@ -91,6 +91,9 @@ class Tenant:
     """Offline (``--sql``): the script creates the tenant's schema first."""
     server: str | None = None
     """With ``servers``: the server the tenant lives on."""
+    extensions_schema: str | None = None
+    """Schema strategy: where its migrations' extensions go, on its
+    search_path after its own schema and the shared one (:mod:`.extensions`)."""
 
     @property
     def upgrade_token(self) -> str:
@@ -107,7 +110,8 @@ class Tenant:
         """Schema strategy: the schemas on the search_path while migrating."""
         if self.schema is None:
             return ()
-        return (self.schema, *([self.shared_schema] if self.shared_schema else []))
+        found = (self.schema, self.shared_schema, self.extensions_schema)
+        return tuple(dict.fromkeys(name for name in found if name))
 
     @property
     def schema(self) -> str | None:
@@ -234,6 +238,9 @@ class TenantSettings(Settings):
     tenants_query: str | None = None
     tenants_url: str | None = None
     tenants_pattern: str | None = None
+    extensions: str | None = None
+    """``extensions_schema``: where tenant migrations' extensions go (schema
+    strategy; default: the shared scope's schema, else ``public``)."""
     shared: str | None = None
     """``shared_scope``: the shared schema (schema strategy) or the name put
     in the ``{tenant}`` URL for the shared database; None: no shared scope."""
@@ -325,6 +332,7 @@ class TenantSettings(Settings):
             ),
             "tenants": tenants,
             "shared": shared,
+            "extensions": _extensions(reader) or shared or "public",
             "with_shared": with_shared,
             "tenants_query": reader.ini("tenants_query"),
             "tenants_url": _tenants_url(reader.ini("tenants_url")),
@@ -343,8 +351,16 @@ class TenantSettings(Settings):
         if url is not None and self.strategy == "database":
             url = url.set(database=(url.database or "").replace(_MARK, name))
         shown = url.render_as_string(hide_password=False) if url is not None else ""
+        extensions = self.extensions if self.strategy == "schema" else None
         return Tenant(
-            name, self.strategy, shown, shared, shared_schema, runs, server=self.server
+            name,
+            self.strategy,
+            shown,
+            shared,
+            shared_schema,
+            runs,
+            server=self.server,
+            extensions_schema=extensions,
         )
 
     def on_server(self, name: str, catalog: Sequence[str] = ()) -> TenantSettings:
@@ -423,6 +439,15 @@ def _requested(reader: OptionReader) -> dict[str, Any]:
         "selectors": positive or (ALL,),
         "excluded": excluded,
     }
+
+
+def _extensions(reader: OptionReader) -> str | None:
+    """``extensions_schema``: a schema name PostgreSQL takes, or None."""
+    name = reader.ini("extensions_schema")
+    if name is not None and (len(name) > 63 or "\x00" in name):
+        accepted = option("extensions_schema").accepted
+        raise InvalidOption.expected(name, "extensions_schema", accepted)
+    return name
 
 
 def _report(reader: OptionReader) -> str | None:

@@ -45,6 +45,7 @@ from ..stopping import guarded, requested
 from .compiled import CompiledPaths, execute_script
 from .config import Tenant
 from .discovery import known_tenants
+from .extensions import Extensions
 from .fleet import MIGRATED_ELSEWHERE, Fleet, Outcome
 from .interface import recorded
 from .record import Row, read_rows
@@ -254,6 +255,7 @@ class SchemaTenants:
             else None
         )
         self._record_schema: str | None = None
+        self.extensions = Extensions(settings.extensions)
         fleet.journal.bind(settings.server, self.on_record)
 
     def on_connection(self, fn: Callable[[], T]) -> T:
@@ -423,7 +425,11 @@ class SchemaTenants:
             conn.execute(CreateSchema(name, if_not_exists=True))
         # a stop: no statement of it starts after; a failure after part of
         # it committed (autocommit_block()) needs repair
-        with watching(conn, name), guarded(conn):
+        with (
+            watching(conn, name),
+            guarded(conn),
+            self.extensions.shared(conn),
+        ):
             if self.compiled is not None:
                 outcome: Outcome = (before, [fleet.targets[0]])
                 schema = self.record_schema
@@ -474,8 +480,11 @@ class SchemaTenants:
                     self.migrate(conn, tenant)
                 continue
             last = number == len(segments)
+            script = segment.sql + tail if last else segment.sql
+            # (asyncpg's scripts bypass the connection's events)
+            script = self.extensions.rewritten(script, conn)
             try:
-                execute_script(conn, segment.sql + tail if last else segment.sql)
+                execute_script(conn, script)
             except Exception as exc:
                 if requested() is None and connection_lost(exc) is None:
                     segment.explain(exc)
