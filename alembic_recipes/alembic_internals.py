@@ -209,8 +209,10 @@ def offline_environment(
     ``alembic upgrade --sql`` configures one, for *dialect* (its driver's
     class: what it renders is what that driver would be sent); installed as
     ``alembic.context`` meanwhile, the running one put back after.  Revisions
-    rendered in it see what they see under ``--sql``: the config and its
-    ``-x`` arguments, offline mode, ``get_bind()``'s mock connection.
+    rendered in it see what they see under ``--sql`` -- the config and its
+    ``-x`` arguments, ``get_bind()``'s mock connection -- but for
+    ``context.is_offline_mode()``, which says what it says online: the
+    script rendered is replayed online, as what the online run would do.
 
     *opts* go to the environment (``fn``, ``starting_rev``,
     ``destination_rev``) and to ``configure()`` (the rest).  The running
@@ -222,6 +224,10 @@ def offline_environment(
         k: opts.pop(k) for k in ("fn", "starting_rev", "destination_rev") if k in opts
     }
     env = EnvironmentContext(config, script, as_sql=True, **own)
+    # offline mode that renders for an online run: a revision asking gets the
+    # online run's answer, and takes its branch (an instance attribute: the
+    # module proxy installs what getattr() finds, and knows no subclass)
+    env.is_offline_mode = lambda: False  # type: ignore[method-assign]
     try:
         with env:
             env.configure(

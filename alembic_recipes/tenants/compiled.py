@@ -467,5 +467,5 @@ def execute_script(conn: Connection, sql: str) -> None:
         driver = conn.connection.driver_connection
         assert driver is not None
         await_only(driver.execute(sql))
-    else:
-        conn.exec_driver_sql(sql)
+    else:  # the script as it is: no parameters, so '%' means '%' (psycopg2)
+        conn.exec_driver_sql(sql, execution_options={"no_parameters": True})
