@@ -9,6 +9,9 @@
   pyproject.toml declares (``>=X`` installed as ``==X``).
 * ``tests_pyproject_oldest``: the pyproject.toml flavours on the oldest Alembic
   that reads ``[tool.alembic]`` (1.16.0).
+* ``histories``: real migration histories of 100+ revisions, as prefect,
+  apache-airflow-core and ckan ship them, in every fleet mode, compared with
+  stock Alembic's run (``tests/test_real_histories.py``).
 
 Not in the default run: ``coverage`` -- the ``tests`` suite measured with
 coverage.py, the test process and every ``alembic`` process it starts
@@ -34,6 +37,7 @@ nox.options.sessions = [
     "tests",
     "tests_oldest",
     "tests_pyproject_oldest",
+    "histories",
 ]
 nox.options.error_on_missing_interpreters = True
 
@@ -42,6 +46,14 @@ TEST_DEPS = nox.project.dependency_groups(PYPROJECT, "test")
 DOCS_DEPS = nox.project.dependency_groups(PYPROJECT, "docs")
 PYPROJECT_ALEMBIC = "1.16.0"  # the first Alembic that reads [tool.alembic]
 PYTEST = ("pytest", "-n", "2", "-p", "no:cacheprovider", "-ra", "--durations=10")
+# the projects whose migration histories tests/test_real_histories.py runs,
+# each in a venv of its own (prefect's and airflow's fastapi pins conflict);
+# ckan ships its history with no required dependency (all in an extra)
+HISTORIES = {
+    "prefect": ("prefect==3.9.1",),
+    "airflow": ("apache-airflow-core==3.3.2", "psycopg2-binary>=2.9"),
+    "ckan": ("--no-deps", "ckan==2.12.0"),
+}
 
 
 def _floors() -> list[str]:
@@ -92,14 +104,27 @@ def docs(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     # a real (non-editable) install: the wheel puts our templates into alembic/templates
     session.install(".[postgresql]", *TEST_DEPS)
-    session.run(*PYTEST, *session.posargs)
+    session.run(*PYTEST, "-m", "not history", *session.posargs)
+
+
+@nox.session
+@nox.parametrize("project", list(HISTORIES))
+def histories(session: nox.Session, project: str) -> None:
+    session.install(".[postgresql]", *TEST_DEPS)
+    session.install(*HISTORIES[project])
+    session.env["ALEMBIC_RECIPES_HISTORY"] = project
+    # ckan's own pytest plugins need the rest of ckan (flask ...)
+    plugins = ("-p", "no:ckan", "-p", "no:ckan_fixtures") if project == "ckan" else ()
+    session.run(*PYTEST, *plugins, "-m", "history", "-k", project, *session.posargs)
 
 
 @nox.session
 def coverage(session: nox.Session) -> None:
     session.install(".[postgresql]", *TEST_DEPS, "coverage>=7.10", "pytest-cov>=6")
     session.run("coverage", "erase")
-    session.run(*PYTEST, "--cov", "--cov-report=term", *session.posargs)
+    session.run(
+        *PYTEST, "-m", "not history", "--cov", "--cov-report=term", *session.posargs
+    )
 
 
 @nox.session
@@ -117,7 +142,7 @@ def tests_oldest(session: nox.Session) -> None:
     # releases (pyproject flavours need Alembic >= 1.16: tests_pyproject_oldest)
     skip = (
         "not (wheel or concurrency or orchestration or third_party or docs"
-        " or pyproject)"
+        " or pyproject or history)"
     )
     session.run(*PYTEST, "-m", skip, *session.posargs)
 

@@ -41,6 +41,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine.mock import MockConnection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.util.concurrency import await_only
@@ -235,6 +236,8 @@ class CompiledPaths:
         except Exception as exc:  # e.g. a revision reading data through op.get_bind()
             cause = _first_raised(exc)  # not what broke while unwinding it
             where = f"revision {self._running}" if self._running else start
+            if isinstance(cause, _Unrendered):
+                raise _Unrendered(str(cause)) from exc
             raise _Unrendered(
                 f"cannot be rendered offline: {where} raised"
                 f" {type(cause).__name__}: {first_line(cause)}"
@@ -336,6 +339,7 @@ class CompiledPaths:
 
         with (
             _quiet(),
+            _checkfirst_unrendered(),
             offline_environment(
                 self.config,
                 self.script,
@@ -356,6 +360,30 @@ class CompiledPaths:
             env.run_migrations()
             context = env.get_context()
         return buffer.items, version_table(context)
+
+
+@contextmanager
+def _checkfirst_unrendered() -> Iterator[None]:
+    """Meanwhile a revision creating or dropping what it finds in the
+    database (``ENUM.create(bind)``, ``create_all(bind)``: ``checkfirst``)
+    on this thread cannot be rendered: offline, SQLAlchemy's mock connection
+    drops the check and would always emit the statement, which the online
+    run emits only when the object is (not) there."""
+    original = MockConnection._run_ddl_visitor
+    thread = threading.get_ident()
+
+    def checked(self: MockConnection, visitor: Any, element: Any, **kw: Any) -> None:
+        if threading.get_ident() == thread and kw.get("checkfirst", True):
+            raise _Unrendered(
+                "it creates or drops what it finds in the database (checkfirst)"
+            )
+        original(self, visitor, element, **kw)
+
+    MockConnection._run_ddl_visitor = checked  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        MockConnection._run_ddl_visitor = original  # type: ignore[method-assign]
 
 
 class _ThisThreadsInfo(logging.Filter):
