@@ -368,12 +368,14 @@ def _checkfirst_unrendered() -> Iterator[None]:
     database (``ENUM.create(bind)``, ``create_all(bind)``: ``checkfirst``)
     on this thread cannot be rendered: offline, SQLAlchemy's mock connection
     drops the check and would always emit the statement, which the online
-    run emits only when the object is (not) there."""
+    run emits only when the object is (not) there.  (The version table Alembic
+    creates in the placeholder schema is ours: its script is ours too.)"""
     original = MockConnection._run_ddl_visitor
     thread = threading.get_ident()
 
     def checked(self: MockConnection, visitor: Any, element: Any, **kw: Any) -> None:
-        if threading.get_ident() == thread and kw.get("checkfirst", True):
+        ours = getattr(element, "schema", None) in (PLACEHOLDER, _SECOND)
+        if threading.get_ident() == thread and kw.get("checkfirst", True) and not ours:
             raise _Unrendered(
                 "it creates or drops what it finds in the database (checkfirst)"
             )
