@@ -123,12 +123,13 @@ def own_read(conn: Connection) -> Iterator[Connection]:
     such a transaction changes nothing, so it needs no migration timeouts.
     """
     was_in_transaction = conn.in_transaction()
-    outer = conn.info.get(OWN_READ, False)
-    conn.info[OWN_READ] = True
+    info = conn.info  # (read from an invalidated connection, it raises)
+    outer = info.get(OWN_READ, False)
+    info[OWN_READ] = True
     try:
         yield conn
     finally:
-        conn.info[OWN_READ] = outer
+        info[OWN_READ] = outer
         if not was_in_transaction and conn.in_transaction():
             conn.rollback()
 

@@ -162,12 +162,13 @@ def guarded(connection: Connection) -> Iterator[None]:
     engine = connection.engine
     if not event.contains(engine, "before_cursor_execute", _refuse):
         event.listen(engine, "before_cursor_execute", _refuse)
-    previous = connection.info.get(_GUARD, False)
-    connection.info[_GUARD] = True
+    info = connection.info  # (read from an invalidated connection, it raises)
+    previous = info.get(_GUARD, False)
+    info[_GUARD] = True
     try:
         yield
     finally:
-        connection.info[_GUARD] = previous
+        info[_GUARD] = previous
 
 
 def _refuse(conn: Connection, *args: object) -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -38,13 +38,21 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.elements import TextClause
 
 from .blocking import BACKEND_KEY, explaining
 from .cancelling import cancellable
 from .connections import OWN_READ, own_read
 from .online_ddl import rebuilding_invalid_indexes
 
-__all__ = ["Timeouts", "migration_safeguards"]
+__all__ = ["LOCAL_SETTINGS", "TAKES_LOCAL_SETTINGS", "Timeouts", "migration_safeguards"]
+
+LOCAL_SETTINGS = "alembic_recipes.local_settings"
+"""``connection.info`` key: more PostgreSQL settings (name -> value) each
+transaction sets with the timeouts, in the same statement (``SET LOCAL``)."""
+TAKES_LOCAL_SETTINGS = "alembic_recipes.takes_local_settings"
+"""``connection.info`` key: true while the timeouts set :data:`LOCAL_SETTINGS`
+at each transaction's start (where they are not, their owner sets them)."""
 
 
 @dataclass(frozen=True)
@@ -94,16 +102,7 @@ def _postgresql(connection: Connection, timeouts: Timeouts) -> Iterator[None]:
         # a killed alembic's statement (waiting for a lock, say) ends within
         # a second on the server, instead of queueing the application's
         names.append(("client_connection_check_interval", "1000"))
-    params = {f"v{i}": value for i, (_, value) in enumerate(names)}
-
-    def set_all(is_local: str) -> str:
-        return ", ".join(
-            f"set_config('{name}', :v{i}, {is_local})"
-            for i, (name, _) in enumerate(names)
-        )
-
-    local = text(f"SELECT pg_backend_pid(), {set_all('true')}")
-    session = text(f"SELECT {set_all('false')}")
+    settings = _Settings(dict(names))
     previous: dict[str, str] = {}
 
     def on_begin(conn: Connection) -> None:
@@ -111,13 +110,19 @@ def _postgresql(connection: Connection, timeouts: Timeouts) -> Iterator[None]:
             return
         if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
             if not previous:  # autocommit_block(): the session's, restored later
-                previous.update(_pg_settings(conn, [n for n, _ in names]))
-            conn.execute(session, params)
+                previous.update(_pg_settings(conn, list(settings.values)))
+            conn.execute(*settings.statement(local=False))
             return
-        conn.info[BACKEND_KEY] = conn.scalar(local, params)
+        # with the transaction's other settings (a tenant's search_path):
+        # one statement, one round trip
+        more = conn.info.get(LOCAL_SETTINGS) or {}
+        conn.info[BACKEND_KEY] = conn.scalar(*settings.statement(more))
+
+    info = connection.info  # (read from an invalidated connection, it raises)
+    info[TAKES_LOCAL_SETTINGS] = True
 
     caller = (
-        _pg_settings(connection, [n for n, _ in names])
+        _pg_settings(connection, list(settings.values))
         if connection.in_transaction()
         else {}
     )
@@ -128,6 +133,7 @@ def _postgresql(connection: Connection, timeouts: Timeouts) -> Iterator[None]:
         yield
     finally:
         event.remove(connection, "begin", on_begin)
+        info.pop(TAKES_LOCAL_SETTINGS, None)
         if not connection.invalidated and not connection.closed:
             if caller and connection.in_transaction():
                 # the caller's transaction, theirs again; if it failed, its
@@ -137,6 +143,33 @@ def _postgresql(connection: Connection, timeouts: Timeouts) -> Iterator[None]:
             if previous:
                 with own_read(connection):
                     _pg_restore(connection, previous, local=False)
+
+
+class _Settings:
+    """The ``set_config()`` statement of the timeouts (and of what else a
+    transaction sets with them), built once per set of names."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+        self._built: dict[tuple[tuple[str, ...], bool], TextClause] = {}
+
+    def statement(
+        self, more: Mapping[str, str] | None = None, *, local: bool = True
+    ) -> tuple[TextClause, dict[str, str]]:
+        """``SELECT [pg_backend_pid(),] set_config(...), ...`` and its values:
+        the timeouts and *more*, for the transaction (*local*) or the session."""
+        values = {**self.values, **(more or {})}
+        key = (tuple(values), local)
+        if key not in self._built:
+            flag = "true" if local else "false"
+            sets = ", ".join(
+                f"set_config('{name}', :v{i}, {flag})" for i, name in enumerate(values)
+            )
+            self._built[key] = text(
+                f"SELECT pg_backend_pid(), {sets}" if local else f"SELECT {sets}"
+            )
+        params = {f"v{i}": value for i, value in enumerate(values.values())}
+        return self._built[key], params
 
 
 def _pg_settings(conn: Connection, names: list[str]) -> dict[str, str]:

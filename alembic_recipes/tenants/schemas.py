@@ -32,6 +32,7 @@ from ..alembic_internals import (
 )
 from ..blocking import SCHEMAS_KEY
 from ..connections import (
+    OWN_READ,
     connection_lost,
     display_url,
     engine_from_options,
@@ -42,6 +43,7 @@ from ..execution import connect_and_run
 from ..logs import logger_for
 from ..poolers import tenant_transaction
 from ..stopping import guarded, requested
+from ..timeouts import LOCAL_SETTINGS, TAKES_LOCAL_SETTINGS
 from .compiled import CompiledPaths, execute_script
 from .config import Tenant
 from .discovery import known_tenants
@@ -155,7 +157,8 @@ def schema_scope(
     """
     quote = conn.dialect.identifier_preparer.quote_identifier
     value = ", ".join(quote(name) for name in path or [schema])
-    conn.info[SCHEMAS_KEY] = list(path or [schema])  # who blocks, on a timeout
+    info = conn.info  # (read from an invalidated connection, it raises)
+    info[SCHEMAS_KEY] = list(path or [schema])  # who blocks, on a timeout
     try:
         if conn.in_transaction():
             with _in_savepoint(conn, value):
@@ -170,7 +173,7 @@ def schema_scope(
             with _default_schema(conn, schema):
                 yield
     finally:
-        conn.info.pop(SCHEMAS_KEY, None)
+        info.pop(SCHEMAS_KEY, None)
 
 
 @contextmanager
@@ -197,14 +200,18 @@ def _on_every_transaction(conn: Connection, value: str) -> Iterator[None]:
                 setting = c.scalar(select(func.current_setting("search_path")))
                 previous.append(str(setting))
             _search_path(c, value, local=False)
-        else:
+        elif not c.info.get(TAKES_LOCAL_SETTINGS) or c.info.get(OWN_READ):
             _search_path(c, value)
+        # else the timeouts' statement sets it (LOCAL_SETTINGS): one round trip
 
+    settings = conn.info.setdefault(LOCAL_SETTINGS, {})
+    settings["search_path"] = value
     event.listen(conn, "begin", on_begin)
     try:
         yield
     finally:
         event.remove(conn, "begin", on_begin)
+        settings.pop("search_path", None)
         if previous and not conn.invalidated and not conn.closed:
             with own_read(conn):
                 _search_path(conn, previous[0], local=False)
@@ -447,11 +454,19 @@ class SchemaTenants:
         """Read tenant *name*'s versions again (under its lock): only them
         when the batched read found its version table -- a tenant's version
         table is not dropped while migrations run -- else its whole state."""
-        if name in self.with_table:
-            quote = conn.dialect.identifier_preparer.quote
-            table = f"{quote(name)}.{quote(VERSION_TABLE)}"
+        quote = conn.dialect.identifier_preparer.quote
+        table = f"{quote(name)}.{quote(VERSION_TABLE)}"
+        if name in self.existing and name not in self.with_table:
+            # a schema without its version table: is it still without? (one
+            # lookup, not the whole state -- the common case of a new tenant)
+            found = conn.scalar(select(func.to_regclass(table)))
+            if found is None:
+                self.versions[name] = []
+                return
+        if name in self.existing:
             rows = conn.exec_driver_sql(f"SELECT version_num FROM {table}")
             self.versions[name] = [str(version) for (version,) in rows]
+            self.with_table.add(name)
             return
         state = _schema_state(conn, [name])
         _refresh(name, state, self.existing, self.with_table, self.versions)
