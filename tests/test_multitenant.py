@@ -508,6 +508,9 @@ def test_benchmark_script_runs(pg: ServerDB) -> None:
           "record + report + progress bar, measured inside"]),
         ("workers_and_lock.py", ["--tenants", "4", "--repeat", "3"],
          ["workers=2 vs 1:", "PostgreSQL (psycopg)   lock on"]),
+        ("replay.py", ["--only", "synthetic", "--tenants", "4", "--rounds", "1"],
+         ["synthetic chain: 4 tenants", "default / floor: median",
+          "round trips (statements + commits"]),
     ],
 )  # fmt: skip
 def test_other_benchmark_scripts_run(
