@@ -43,7 +43,7 @@ import time
 import traceback
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +93,17 @@ class ServerDB:
     def engine(self) -> sa.Engine:
         driver = "psycopg" if self.url.get_backend_name() == "postgresql" else "pymysql"
         return sa.create_engine(self.driver_url(driver), poolclass=sa.pool.NullPool)
+
+    def drop_tenant_databases(self, names: Iterable[str]) -> None:
+        """Drop the databases ``<this database>_<name>`` a per-tenant run made."""
+        postgres = self.url.get_backend_name() == "postgresql"
+        force = " WITH (FORCE)" if postgres else ""
+        quote = "" if postgres else "`"
+        with self.engine().connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            for name in names:
+                database = f"{quote}{self.url.database}_{name}{quote}"
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {database}{force}")
 
 
 def _throwaway(base: str, driver: str, server: str) -> Iterator[ServerDB]:

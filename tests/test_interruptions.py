@@ -341,9 +341,7 @@ def maria(
         proj.alembic("-x", "tenant=all", "upgrade", "head")
         yield proj, mysql, r1
     finally:
-        with mysql.engine().connect() as conn:
-            for name in MARIA:
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{prefix}_{name}`")
+        mysql.drop_tenant_databases(MARIA)
 
 
 def _maria(db: ServerDB, tenant: str, sql: str) -> object:
@@ -432,7 +430,10 @@ def test_mariadb_kill_inside_a_revision_is_found_on_the_next_run(
         ),
     )
     run = spawn(proj, "-x", "tenant=all", "upgrade", "head")
-    tbl3 = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'tbl3'"
+    tbl3 = (  # this tenant's database only: the server shows every test's
+        "SELECT count(*) FROM information_schema.tables"
+        " WHERE table_schema = DATABASE() AND table_name = 'tbl3'"
+    )
     _until(  # m01's CREATE TABLE committed, its INSERT waits for the next DDL
         lambda: _maria(db, "m01", tbl3) == 1 or run.poll() is not None, "m01's tbl3"
     )
@@ -685,12 +686,7 @@ def test_database_strategy_killed_then_stopped_tells_the_truth(
             proj.alembic("-x", "tenant=failed", "upgrade", "head")
             assert set(_pg_tenants(pg, names).values()) == {head}
     finally:
-        with pg.engine().connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT")
-            for name in names:
-                conn.exec_driver_sql(
-                    f"DROP DATABASE IF EXISTS {pg.url.database}_{name} WITH (FORCE)"
-                )
+        pg.drop_tenant_databases(names)
 
 
 def test_a_tenant_put_aside_after_a_lock_timeout_is_reported_as_it_ended(

@@ -677,9 +677,5 @@ def test_create_index_concurrently_per_tenant_database(
             tenant = ServerDB(pg.url.set(database=f"{base}_{name}"))
             assert _index_state(tenant, "public") == (True, True, 1), name
     finally:
-        with admin.connect() as conn:
-            for name in ("da", "db"):
-                conn.exec_driver_sql(
-                    f"DROP DATABASE IF EXISTS {base}_{name} WITH (FORCE)"
-                )
         admin.dispose()
+        pg.drop_tenant_databases(("da", "db"))

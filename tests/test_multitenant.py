@@ -464,9 +464,8 @@ def test_database_strategy_on_postgresql(
         out = proj.alembic("-x", "tenant=acme", "upgrade", "head").stderr
         assert "already at head" in out
     finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {base}_acme WITH (FORCE)")
         admin.dispose()
+        pg.drop_tenant_databases(["acme"])
 
 
 @pytest.mark.postgresql

@@ -245,12 +245,7 @@ def test_tenant_databases_end_as_stock_alembic_ends(
             database = f"{pg.url.database}_{tenant}"
             assert _dump(pg.url, "public", database) == expected["head"], tenant
     finally:
-        with pg.engine().connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT")
-            for tenant in TENANTS:
-                conn.exec_driver_sql(
-                    f"DROP DATABASE IF EXISTS {pg.url.database}_{tenant} WITH (FORCE)"
-                )
+        pg.drop_tenant_databases(TENANTS)
 
 
 def _set(root: Path, **options: str) -> None:
