@@ -109,8 +109,12 @@ def _command_of(fn: object) -> str:
     qualname = getattr(fn, "__qualname__", "")
     if ".<locals>." not in qualname:
         return ""
+    # the innermost public function around the step: upgrade.<locals>.upgrade,
+    # history.<locals>._display_history_w_current.<locals>._display_current_history;
     # test tools wrap commands in methods: CommandExecutor.upgrade.<locals>...
-    return qualname.rsplit(".<locals>.", 1)[0].rsplit(".", 1)[-1]
+    *around, _ = qualname.split(".<locals>.")
+    names = [part.rsplit(".", 1)[-1] for part in reversed(around)]
+    return next((name for name in names if not name.startswith("_")), names[0])
 
 
 def current_is_plain() -> bool:

@@ -43,6 +43,7 @@ __all__ = [
     "is_connectable",
     "own_read",
     "require_no_running_loop",
+    "rolled_back",
     "run_coroutine",
     "run_with_connection",
     "run_with_connection_async",
@@ -132,6 +133,19 @@ def own_read(conn: Connection) -> Iterator[Connection]:
         info[OWN_READ] = outer
         if not was_in_transaction and conn.in_transaction():
             conn.rollback()
+
+
+@contextmanager
+def rolled_back(conn: Connection) -> Iterator[None]:
+    """Everything inside runs in a transaction on *conn* (a SAVEPOINT in the
+    caller's) that is rolled back at the end: a rehearsal leaves nothing.
+    Alembic, configured meanwhile, takes it for the caller's and never ends it."""
+    transaction = conn.begin_nested() if conn.in_transaction() else conn.begin()
+    try:
+        yield
+    finally:
+        if transaction.is_active:
+            transaction.rollback()
 
 
 def first_line(message: object) -> str:

@@ -7,8 +7,8 @@ The templates' ``alembic.ini`` enables it::
     format.type = alembic_recipes_ruff
 
 Unlike Alembic's ``exec``/``module`` hooks it does not fail ``alembic revision``
-where ruff is not installed: the file is kept as written, silently (a DEBUG
-line on the ``alembic.recipes.formatting`` logger says so).
+where ruff is not installed: the file is kept as written, and a line printed
+under Alembic's own ``Running post write hook`` says so.
 """
 
 from __future__ import annotations
@@ -20,14 +20,11 @@ import sys
 from collections.abc import Mapping
 
 from alembic.script import write_hooks
-from alembic.util import CommandError
-
-from .logs import logger_for
+from alembic.util import CommandError, msg
 
 __all__ = ["HOOK_NAME", "ruff_format"]
 
 HOOK_NAME = "alembic_recipes_ruff"
-log = logger_for(__name__)
 
 
 def _ruff_command() -> list[str] | None:
@@ -42,7 +39,12 @@ def ruff_format(filename: str, options: Mapping[str, str]) -> None:
     """Run ``ruff format`` (with the project's ruff settings) on *filename*."""
     ruff = _ruff_command()
     if ruff is None:
-        log.debug("ruff is not installed: %s left as generated", filename)
+        # printed, as Alembic prints the hook's own lines: no logging is
+        # configured when `alembic revision` runs without env.py
+        msg(
+            f"  ruff is not installed: {filename} is left as generated, not"
+            " formatted (pip install ruff to format revision files)"
+        )
         return
     done = subprocess.run(
         [*ruff, "format", "--quiet", filename], capture_output=True, text=True

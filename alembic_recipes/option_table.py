@@ -728,6 +728,21 @@ OPTIONS: tuple[Option, ...] = (
         x="column_order",
         joined=True,
     ),
+    Option(
+        "x_keys",
+        (
+            "The -x keys your env.py reads itself (-x seed=42), comma-separated: any",
+            "other -x key that is not an option of this environment is an error.",
+        ),
+        example="seed, region",
+        kind="list",
+        accepted="-x key names, separated by commas or spaces",
+        reference="A misspelled `-x` key (`-x paln=true`) fails before any SQL"
+        " with the nearest known key suggested, so a dry run never becomes a real"
+        " one; keys your env.py reads itself (through `get_option` or"
+        " `context.get_x_argument()`) are listed here and then accepted.  One of"
+        " ours given twice (`-x tenant=a -x tenant=b`) fails too.",
+    ),
 )
 
 _BY_KEY = {opt.key: opt for opt in OPTIONS}

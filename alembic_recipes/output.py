@@ -10,7 +10,11 @@ from alembic.config import Config
 
 from .alembic_internals import running_command
 
-__all__ = ["labelled_stdout"]
+__all__ = ["LABELLED_COMMANDS", "labelled_stdout"]
+
+LABELLED_COMMANDS = frozenset({"current", "history", "heads", "branches", "show"})
+"""Commands that print per tenant / database when env.py runs them
+(``history --indicate-current``, any with ``revision_environment``)."""
 
 
 class _Prefixed:
@@ -37,9 +41,10 @@ class _Prefixed:
 
 @contextmanager
 def labelled_stdout(config: Config, label: str | None) -> Iterator[None]:
-    """Under ``alembic current``, prefix each line Alembic prints with *label*
-    (``acme: 3f2a9c (head)``); otherwise, or with no *label*, change nothing."""
-    if label is None or running_command() != "current":
+    """Under ``alembic current`` (and the other :data:`LABELLED_COMMANDS`),
+    prefix each line Alembic prints with *label* (``acme: 3f2a9c (head)``);
+    otherwise, or with no *label*, change nothing."""
+    if label is None or running_command() not in LABELLED_COMMANDS:
         yield
         return
     original = config.stdout

@@ -5,9 +5,10 @@ command line, ``config.attributes[key]`` (programmatic callers), then the
 ``[alembic]`` section of the ini file.  ``Settings.load(config)`` at the top
 of env.py reads them all: a bad value is one ``CommandError`` naming the
 value, where it came from and what is accepted -- before any connection is
-opened, whatever the command, also when nothing would be migrated.  An
-unknown ``[alembic]`` option or ``-x`` key that is close to one of ours gets a
-warning (``did you mean continue_on_error?``).
+opened, whatever the command, also when nothing would be migrated.  So is an
+unknown ``-x`` key (the ones env.py reads itself are declared in ``x_keys``)
+and one of ours given twice.  An unknown ``[alembic]`` option close to one of
+ours gets a warning (``did you mean continue_on_error?``).
 
 Each template has its subclass (:class:`~alembic_recipes.data.DataSettings`,
 :class:`~alembic_recipes.tenants.TenantSettings`,
@@ -21,7 +22,6 @@ import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from alembic.config import Config
@@ -93,6 +93,7 @@ class OptionReader:
         self.config = config
         self.template = template
         self.x_args = x_arguments(config)
+        self.x_list: list[str] = list(getattr(config.cmd_opts, "x", None) or [])
         rows = list(options_for(template))
         self.x_keys: set[str] = {row.x for row in rows if row.x}
         self.ini_keys: set[str] = {row.key for row in rows if row.in_ini}
@@ -175,14 +176,48 @@ class OptionReader:
         self.x_keys.add(key)
         return self.x_args.get(key)
 
-    def warn_unknown(self) -> list[str]:
-        """Warn about ``[alembic]`` options and ``-x`` keys close to ours;
-        the other unknown ``-x`` keys (see :meth:`warn_unread`)."""
-        far = [
-            key
-            for key in sorted(set(self.x_args) - self.x_keys)
-            if not _warn_if_close(key, f"-x {key}", self.x_keys)
-        ]
+    def check_x(self) -> None:
+        """Refuse, before any SQL, a ``-x`` key that is neither an option of
+        this environment nor one env.py reads itself (declared in ``x_keys``,
+        or read through :func:`~alembic_recipes.options.get_option` already),
+        and one of ours given twice: a typo must not turn ``plan=true`` into
+        a real run.  The nearest known key is suggested."""
+        given = [arg.partition("=") for arg in self.x_list]
+        declared = split_keys(self.ini("x_keys"))
+        for key, _, _ in given:
+            if key in self.x_keys or key in declared or key in keys_read(self.config):
+                continue
+            raise InvalidOption(f"unknown -x {key!r}: {self._suggest(key)}")
+        for key in self.x_keys:
+            values = [value for k, _, value in given if k == key]
+            if len(values) > 1:
+                shown = ", ".join(repr(v) for v in values)
+                raise InvalidOption(
+                    f"-x {key} is given {len(values)} times ({shown}): give it once"
+                )
+
+    def _suggest(self, key: str) -> str:
+        """What to say about the unknown ``-x`` *key*: the ``-x`` form of an
+        ini name, else the nearest ``-x`` key, else every one."""
+        by_ini = {
+            row.key: row.x
+            for row in options_for(self.template)
+            if row.x and row.x != row.key
+        }
+        close = difflib.get_close_matches(key, sorted(self.x_keys), n=1, cutoff=0.7)
+        if key in by_ini:
+            hint = f"did you mean -x {by_ini[key]}? ({key} is its ini name)"
+        elif close:
+            hint = f"did you mean -x {close[0]}?"
+        else:
+            hint = f"this environment reads -x {', '.join(sorted(self.x_keys))}"
+        return (
+            f"{hint}; -x keys your env.py reads itself are declared in"
+            " x_keys in [alembic]"
+        )
+
+    def warn_unknown(self) -> None:
+        """Warn about ``[alembic]`` / ``[tool.alembic]`` options close to ours."""
         section = f"[{self.config.config_ini_section}]"
         for where, keys in (
             (section, _ini_keys(self.config)),
@@ -191,20 +226,11 @@ class OptionReader:
             for key in sorted(set(keys) - self.ini_keys):
                 if key not in ALEMBIC_OPTIONS and not key.startswith("sqlalchemy."):
                     _warn_if_close(key, f"option {key} in {where}", self.ini_keys)
-        return far
 
-    def warn_unread(self, keys: list[str], env_py: str = "") -> None:
-        """Warn about the ``-x`` *keys* that are neither ours nor env.py's own:
-        read through :func:`~alembic_recipes.options.get_option` already, or
-        named in *env_py* (its source) as a string."""
-        for key in sorted(set(keys) - keys_read(self.config)):
-            if f'"{key}"' in env_py or f"'{key}'" in env_py:
-                continue
-            log.warning(
-                "unknown -x %s is ignored: this environment reads -x %s",
-                key,
-                ", ".join(sorted(self.x_keys)),
-            )
+
+def split_keys(value: str | None) -> set[str]:
+    """``"seed, region"`` -> ``{"seed", "region"}``."""
+    return {part for part in re.split(r"[\s,]+", value or "") if part}
 
 
 def _ini_keys(config: Config) -> list[str]:
@@ -283,14 +309,6 @@ def _check_revisions(env: EnvironmentContext) -> None:
     before_first_steps(env, check)
 
 
-def _env_py_text(env: EnvironmentContext) -> str:
-    """env.py's source: the ``-x`` keys of its own are named in it."""
-    try:
-        return (Path(env.script.dir) / "env.py").read_text()
-    except OSError:
-        return ""
-
-
 _COLUMN = re.compile(r"[^\s,*]+")
 
 
@@ -337,22 +355,20 @@ class Settings:
 
     @classmethod
     def load(cls, config: Config) -> Self:
-        """Read and check every option now; warn about near-miss unknown keys."""
+        """Read and check every option now: an unknown or repeated ``-x`` key
+        first, then each value; warn about near-miss ini options."""
         reader = OptionReader(config, cls.TEMPLATE)
-        far: list[str] = []
         try:
+            reader.check_x()
             settings = cls(config=config, **cls.read(reader))
-        finally:  # a near-miss key may be why a value is missing or wrong
-            far = reader.warn_unknown()
+        finally:  # a near-miss option may be why a value is missing or wrong
+            reader.warn_unknown()
         env = environment()
         if env is not None and env.config is config:
             state = environment_state(env)
             if "settings" not in state:
-                reader.warn_unread(far, _env_py_text(env))
                 _check_revisions(env)
             state["settings"] = settings
-        else:
-            reader.warn_unread(far)
         return settings
 
     @classmethod

@@ -145,8 +145,9 @@ def _tables(cfg: Config) -> set[str]:
         (lambda cfg: command.stamp(cfg, "head"), "stamp"),
         (lambda cfg: command.current(cfg), "current"),
         (lambda cfg: command.check(cfg), "check"),
+        (lambda cfg: command.history(cfg, indicate_current=True), "history"),
     ],
-    ids=["upgrade", "downgrade", "stamp", "current", "check"],
+    ids=["upgrade", "downgrade", "stamp", "current", "check", "history"],
 )
 def test_running_command_names_each_command(
     config: Config, run: Callable[[Config], None], expected: str

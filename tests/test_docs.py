@@ -1,11 +1,15 @@
 """Every example in the documentation runs -- or, for an excerpt, parses.
 
 Each page under ``docs/`` runs in a fresh directory, its code blocks in order,
-so a page reads as one session a user could type.  An HTML comment on the line
-before a block (invisible on the site) says what to do with it:
+its shell commands in **one bash session**, as when a reader pastes them into
+one terminal: a ``cd`` or an ``export`` carries over to the next command, and
+``!`` history expansion is on, as in an interactive bash (so ``"tenant=all,!t2"``
+fails as it would there).  Files a page writes or edits go where that session
+is.  An HTML comment on the line before a block (invisible on the site) says
+what to do with it:
 
 * ``<!-- example: run -->`` -- run it (the default for ``bash`` and
-  ``console``; for ``python``: ``python -`` in the page's directory);
+  ``console``; for ``python``: ``python -`` where the session is);
 * ``<!-- example: file PATH -->`` -- write it to PATH (later blocks use it);
 * ``<!-- example: set PATH -->`` -- an ini excerpt: set each of its options in
   the ini file PATH, as a user edits it (commented stock lines uncommented);
@@ -32,10 +36,14 @@ from __future__ import annotations
 import ast
 import configparser
 import importlib
+import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,17 +162,92 @@ def _our_names_exist(tree: ast.AST, block: Block) -> None:
             )
 
 
-def _shell(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
-    done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", command],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=TIMEOUT,
+class Session:
+    """One bash reading what a reader pastes, as an interactive one would:
+    history expansion on, state kept from one command to the next.  Each
+    command's stdin is /dev/null, its output (stdout and stderr, as a
+    terminal shows them) read up to a marker with its exit status and the
+    session's directory."""
+
+    MARK = "__docs_session_done__"
+
+    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
+        self.cwd = cwd
+        self.proc = subprocess.Popen(
+            ["bash", "--norc", "--noprofile"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+        self._out = b""
+        self._more = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+        # an interactive shell's history expansion; a failure anywhere in a
+        # pasted block is said (a terminal shows it; -e would end the session)
+        self.run("set -o history -o histexpand -o pipefail")
+        self.run(f"trap 'echo \"{self.MARK}_error $?: $BASH_COMMAND\"' ERR")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while chunk := os.read(self.proc.stdout.fileno(), 65536):
+            with self._more:
+                self._out += chunk
+                self._more.notify()
+        with self._more:
+            self._out += f"\n{self.MARK} 255 (the shell ended)\n".encode()
+            self._more.notify()
+
+    def run(self, command: str) -> tuple[int, str]:
+        """Run *command* (one line or a pasted block); its status and output."""
+        assert self.proc.stdin is not None
+        if self.proc.poll() is not None:
+            return 255, "(the shell has ended)"
+        self.proc.stdin.write(
+            f"{{\n{command}\n}} < /dev/null\n"
+            f'printf \'\\n{self.MARK} %d %s\\n\' "$?" "$PWD"\n'.encode()
+        )
+        try:
+            self.proc.stdin.flush()
+        except BrokenPipeError:  # the shell ended: its last words are read
+            pass
+        done = re.compile(rf"\n{self.MARK} (\d+) (.*)\n".encode())
+        deadline = time.monotonic() + TIMEOUT
+        with self._more:
+            while (found := done.search(self._out)) is None:
+                left = deadline - time.monotonic()
+                assert left > 0, f"`{command}` still running after {TIMEOUT} s"
+                self._more.wait(left)
+            printed = self._out[: found.start()].decode(errors="replace")
+            self._out = self._out[found.end() :]
+        self.cwd = Path(found[2].decode())
+        return int(found[1]), printed
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+
+def _failures_in(printed: str) -> list[str]:
+    """Lines of *printed* a pasted block should not have shown: a command
+    that failed inside it, ``!`` taken for history."""
+    return [
+        line
+        for line in printed.splitlines()
+        if line.startswith(f"{Session.MARK}_error") or "event not found" in line
+    ]
+
+
+def _said(printed: str) -> str:
+    """*printed* as a terminal shows it: without the session's ERR lines."""
+    return "\n".join(
+        line
+        for line in printed.splitlines()
+        if not line.startswith(f"{Session.MARK}_error")
     )
-    return done.returncode, done.stdout
 
 
 def matches(shown: list[str], printed: list[str]) -> bool:
@@ -182,23 +265,25 @@ def matches(shown: list[str], printed: list[str]) -> bool:
     return bool(re.fullmatch(pattern, line)) and matches(rest, printed[1:])
 
 
-def _console(block: Block, cwd: Path, env: dict[str, str]) -> None:
+def _console(block: Block, session: Session) -> None:
     """Run each ``$ command`` and compare its output with the lines shown."""
-    sessions: list[tuple[str, list[str]]] = []
+    commands: list[tuple[str, list[str]]] = []
     for line in block.body.splitlines():
         if line.startswith("$ "):
-            sessions.append((line[2:], []))
-        elif sessions:
-            sessions[-1][1].append(line)
-    assert sessions, f"{block.where}: a console block without `$ ` commands"
-    for command, shown in sessions:
+            commands.append((line[2:], []))
+        elif commands:
+            commands[-1][1].append(line)
+    assert commands, f"{block.where}: a console block without `$ ` commands"
+    for command, shown in commands:
         if command.startswith("pip install"):
             continue
-        code, printed = _shell(command, cwd, env)
+        code, raw = session.run(command)
+        printed = _said(raw)
         failing = any(line.startswith(FAILURES) for line in shown)
         assert (code != 0) == failing, (
             f"{block.where}: `{command}` exit {code}\n{printed}"
         )
+        assert "event not found" not in printed, f"{block.where}: {printed}"
         assert matches(shown, printed.splitlines()), (
             f"{block.where}: `{command}` printed\n{printed}\nbut the page shows\n"
             + "\n".join(shown)
@@ -208,40 +293,52 @@ def _console(block: Block, cwd: Path, env: dict[str, str]) -> None:
 def run_page(name: str, cwd: Path, url: str | None) -> None:
     # stdout line by line, as on a terminal, so it interleaves with the logs
     env = {**cli_environment(), "PYTHONUNBUFFERED": "1"}
-    for block in blocks(DOCS / name):
-        body = block.body
-        if url:
-            body = PAGE_URL.sub(
-                lambda m: url.replace("postgresql", m[0].split(":")[0], 1), body
-            )
-        block = Block(block.page, block.line, block.lang, block.directive, body)
-        kind, _, argument = block.directive.partition(" ")
-        if kind == "set":
-            parser = configparser.ConfigParser(interpolation=None)
-            parser.optionxform = str  # type: ignore[assignment,method-assign]
-            parser.read_string(block.body, source=block.where)
-            for section in parser.sections():
-                for key, value in parser.items(section, raw=True):
-                    set_ini_option(cwd / argument, key, value, section)
-        elif kind == "file":
-            path = cwd / argument
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(block.body)
-        elif kind == "excerpt" or (not kind and block.lang not in RUN_BY_DEFAULT):
-            _excerpt(block)
-        elif block.lang == "console":
-            _console(block, cwd, env)
-        elif block.lang == "bash":
-            code, printed = _shell(block.body, cwd, env)
-            assert code == 0, f"{block.where}: exit {code}\n{printed}"
-        elif block.lang == "python":
-            done = subprocess.run(
-                [sys.executable, "-"], input=block.body, cwd=cwd, env=env,
-                capture_output=True, text=True, timeout=TIMEOUT,
-            )  # fmt: skip
-            assert done.returncode == 0, f"{block.where}:\n{done.stderr}"
-        else:
-            raise AssertionError(f"{block.where}: cannot run a {block.lang!r} block")
+    start = cwd / "work"  # an empty directory; a page may make one beside it
+    start.mkdir()
+    session = Session(start, env)
+    try:
+        for block in blocks(DOCS / name):
+            body = block.body
+            if url:
+                body = PAGE_URL.sub(
+                    lambda m: url.replace("postgresql", m[0].split(":")[0], 1), body
+                )
+            block = Block(block.page, block.line, block.lang, block.directive, body)
+            _run_block(block, session, env)
+    finally:
+        session.close()
+
+
+def _run_block(block: Block, session: Session, env: dict[str, str]) -> None:
+    kind, _, argument = block.directive.partition(" ")
+    here = session.cwd  # where the reader is now
+    if kind == "set":
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        parser.read_string(block.body, source=block.where)
+        for section in parser.sections():
+            for key, value in parser.items(section, raw=True):
+                set_ini_option(here / argument, key, value, section)
+    elif kind == "file":
+        path = here / argument
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(block.body)
+    elif kind == "excerpt" or (not kind and block.lang not in RUN_BY_DEFAULT):
+        _excerpt(block)
+    elif block.lang == "console":
+        _console(block, session)
+    elif block.lang == "bash":
+        code, printed = session.run(block.body)
+        failed = _failures_in(printed)
+        assert code == 0 and not failed, f"{block.where}: exit {code}\n{printed}"
+    elif block.lang == "python":
+        done = subprocess.run(
+            [sys.executable, "-"], input=block.body, cwd=here, env=env,
+            capture_output=True, text=True, timeout=TIMEOUT,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{block.where}:\n{done.stderr}"
+    else:
+        raise AssertionError(f"{block.where}: cannot run a {block.lang!r} block")
 
 
 @pytest.mark.docs
@@ -285,3 +382,22 @@ def test_matching_rules() -> None:
                    ["Creating directory /tmp/x/migrations ...  done"])  # fmt: skip
     assert not matches(["a"], ["a", "b"])
     assert not matches(["a", "...", "z"], ["a", "b"])
+
+
+def test_a_page_runs_as_one_terminal_session(tmp_path: Path) -> None:
+    """State carries over; ``!`` in double quotes fails as in an interactive
+    bash; a failure inside a pasted block is seen; output as printed."""
+    session = Session(tmp_path, {**cli_environment()})
+    try:
+        assert session.run("mkdir sub && cd sub && export SEEN=1") == (0, "")
+        assert session.run("pwd; echo $SEEN") == (0, f"{tmp_path / 'sub'}\n1\n")
+        assert session.cwd == tmp_path / "sub"
+        code, printed = session.run("echo 'tenant=all,!t2'")
+        assert (code, printed) == (0, "tenant=all,!t2\n")
+        code, printed = session.run("false\necho after")
+        assert code == 0 and _failures_in(printed) and _said(printed) == "after"
+        # (a terminal's bash goes on after this; a piped one ends: the page fails)
+        code, printed = session.run('echo "tenant=all,!t2"')
+        assert "event not found" in printed and "tenant=all" not in printed
+    finally:
+        session.close()

@@ -417,6 +417,9 @@ def test_check_over_the_fleet_finds_the_tenant_changed_by_hand(
     fleet: tuple[Project, str, str], pg: ServerDB, tmp_path: Path
 ) -> None:
     proj, r1, _ = fleet
+    bare = proj.alembic("-x", "tenant=t00[1-3]", "check", ok=False)  # no models:
+    assert bare.code == 255 and "env.py gives no models" in bare.stdout
+    assert "[2/3]" not in bare.stderr  # one error, not one per tenant
     (proj.root / "models.py").write_text(MODELS)
     use_models(proj)
     proj.alembic("-x", "tenant=t00[1-3]", "upgrade", "head")

@@ -258,8 +258,10 @@ def test_schema_missing_tenant_created_only_when_asked(s: Schemas) -> None:
     s.proj.alembic("-x", "tenant=newco", "-x", "create=true", "upgrade", "head")
     assert s.version("newco") == [s.rev2]
     s.proj.set_option("create_tenants", "true")
-    s.proj.alembic("-x", "tenant=other-co", "upgrade", "head")
+    s.proj.set_option("tenants_pattern", "*-co")
+    made = s.proj.alembic("-x", "tenant=other-co", "upgrade", "head")
     assert s.version("other-co") == [s.rev2]
+    assert "is created but" not in made.stderr  # tenant=all finds it
 
 
 def test_schema_downgrade_one_tenant(s: Schemas) -> None:
@@ -295,6 +297,11 @@ def test_schema_autogenerate_is_schema_less_and_tenant_only(s: Schemas) -> None:
         "-x", "tenant=acme,globex", "revision", "--autogenerate", "-m", "x", ok=False
     )
     assert "autogenerate compares against one tenant" in several.stderr
+    # a tenant without its schema: compared with nothing, and not created
+    for args in (("revision", "--autogenerate", "-m", "y"), ("check",)):
+        new = s.proj.alembic("-x", "tenant=newco", *args, ok=False)
+        assert "Target database is not up to date" in new.output, args
+        assert "newco" not in s.schemas()
 
 
 def test_schema_offline_sections(s: Schemas) -> None:

@@ -124,11 +124,13 @@ def test_fresh_venv_list_init_upgrade_uninstall(wheel: Path, tmp_path: Path) -> 
     for name in TEMPLATE_DIRS:
         assert f"{name} - {synopsis(name)}" in listing
 
+    no_ruff = {"PATH": f"{bin_}{os.pathsep}/usr/bin{os.pathsep}/bin"}
     for name in TEMPLATE_DIRS:
         proj = tmp_path / name
         proj.mkdir()
         run(alembic, "init", "-t", name, "./migrations", cwd=proj)
-        run(alembic, "revision", "-m", "first", cwd=proj)
+        made = run(alembic, "revision", "-m", "first", cwd=proj, env=no_ruff)
+        assert "ruff is not installed: " in made and "left as generated" in made
         base = name.removesuffix("-pyproject")
         args, databases = EMBEDDED_DEFAULTS.get(base, ([], ["app.db"]))
         out = run(alembic, *args, "upgrade", "head", cwd=proj)

@@ -291,6 +291,12 @@ class TenantSettings(Settings):
         if with_shared:
             requested = tuple(name for name in requested if name != SHARED)
         tenants = tuple(validate_all(split_list(reader.ini("tenants")), "tenants"))
+        if not shared and SHARED in requested and SHARED not in tenants:
+            raise InvalidOption(
+                f"-x tenant={SHARED} names the shared scope, and this environment"
+                " has none: set shared_scope in [alembic] (e.g. shared_scope ="
+                f" public), or list a tenant called {SHARED!r} in tenants"
+            )
         if shared and shared in (*requested, *tenants):
             raise CommandError(
                 f"{shared!r} is the shared scope (shared_scope), not a tenant: use"

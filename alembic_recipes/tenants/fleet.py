@@ -26,7 +26,12 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
-from ..alembic_internals import autogenerate_ops, current_is_plain, environment
+from ..alembic_internals import (
+    autogenerate_ops,
+    configured,
+    current_is_plain,
+    environment,
+)
 from ..connections import connection_lost, first_line
 from ..locks import migration_lock
 from ..logs import logger_for
@@ -285,6 +290,7 @@ class Fleet:
                 seconds = time.perf_counter() - started  # the stop, in the
                 self.stopped_on(index, name, verify, seconds)  # driver's words
                 return False
+            self._environment_error(exc)
             failure = self._failure_of(index, name, exc)
             if failure is None:
                 return True  # deferred
@@ -338,6 +344,19 @@ class Fleet:
         except Exception:
             return None
         return frozenset(wanted) if known else None
+
+    def _environment_error(self, exc: Exception) -> None:
+        """Autogenerate without models is env.py's error, not each tenant's:
+        raise it once, before the next tenant meets it too."""
+        if not self.autogenerates or not isinstance(exc, CommandError):
+            return
+        opts = configured("target_metadata")  # {}: env.py did not get so far
+        if opts and opts["target_metadata"] is None:
+            raise CommandError(
+                f"alembic {self.command} compares your models with each tenant, and"
+                " env.py gives no models: set target_metadata to your MetaData"
+                " (where env.py says 'add your model's MetaData object here')"
+            ) from exc
 
     def _failure_of(self, index: int, name: str, exc: Exception) -> Exception | None:
         """*exc*, a one-line error for it (a :class:`LockTimeout`, a lost

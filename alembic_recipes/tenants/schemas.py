@@ -37,6 +37,7 @@ from ..connections import (
     display_url,
     engine_from_options,
     own_read,
+    rolled_back,
     run_with_connection,
 )
 from ..execution import connect_and_run
@@ -406,11 +407,17 @@ class SchemaTenants:
         conn, settings = self.conn, fleet.settings
         tenant = settings.tenant(name)
         scope = schema_scope(conn, name, path=tenant.search_path)
-        with tenant_transaction(conn), scope, fleet.lock(conn, schema=name):
+        # autogenerate compares with a tenant that does not exist yet inside
+        # a transaction rolled back: its schema (and the version table Alembic
+        # makes) are not left behind
+        compares_only = fleet.autogenerates and name not in self.existing
+        around = rolled_back(conn) if compares_only else tenant_transaction(conn)
+        with around, scope, fleet.lock(conn, schema=name):
             outcome, recorded = self._migrate(conn, tenant)
             if not recorded:  # its row, in the same transaction as its version
                 fleet.journal.done(name, outcome, on=(conn, self.record_schema))
-        self.existing.add(name)
+        if not compares_only:
+            self.existing.add(name)
         return outcome
 
     def _migrate(self, conn: Connection, tenant: Tenant) -> tuple[Outcome, bool]:
@@ -424,7 +431,7 @@ class SchemaTenants:
         fleet.journal.check_repair(name, partial(fleet.applied, versions=before))
         if not missing and fleet.at_head(before):
             return MIGRATED_ELSEWHERE, False
-        if missing and not fleet.selection.may_create(name):
+        if missing and not fleet.autogenerates and not fleet.selection.may_create(name):
             if fleet.command == "current":
                 return (before, before), False
             raise fleet.selection.missing(name)

@@ -31,6 +31,7 @@ class Selection:
         self.shared = shared
         """The run migrates the shared scope (``shared_scope``) alone."""
         self._listed: frozenset[str] | None = None
+        self._warned: set[str] = set()
         self._on_server: Callable[[str], Selection] | None = None
 
     def across_servers(self, of: Callable[[str], Selection]) -> None:
@@ -94,7 +95,8 @@ class Selection:
     def load_listed(self, conn: Connection | None, missing: Sequence[str]) -> None:
         """Read which tenants are listed, when *missing* ones may need it (create
         = known).  Call before the tenants' transactions begin."""
-        if missing and self.settings.create == "known" and self._listed is None:
+        creates = self.settings.create in ("known", "always") and not self.shared
+        if missing and creates and self._listed is None:
             self._listed = frozenset(listed_tenants(self.settings, conn))
 
     def may_create(self, name: str) -> bool:
@@ -108,7 +110,29 @@ class Selection:
             return True
         if create == "never":
             return False
-        return create == "always" or name in (self._listed or ())
+        listed = name in (self._listed or ())
+        if create == "always" and not listed and self._listed is not None:
+            self._outside_the_list(name)
+        return create == "always" or listed
+
+    def _outside_the_list(self, name: str) -> None:
+        """Warn (once) that tenant *name*, created now, is not one ``-x
+        tenant=all`` finds: name the line that would make it one."""
+        settings = self.settings
+        pattern = settings.tenants_pattern
+        if name in self._warned or (pattern and fnmatch.fnmatchcase(name, pattern)):
+            return
+        self._warned.add(name)
+        if settings.tenants_query:
+            fix = "add it to the catalog tenants_query reads"
+        else:
+            fix = f"add it to tenants: tenants = {', '.join((*settings.tenants, name))}"
+        log.warning(
+            "tenant %r is created but is not one of this fleet's tenants:"
+            " -x tenant=all will not migrate it; %s",
+            name,
+            fix,
+        )
 
     def missing(self, name: str) -> Exception:
         """The error for tenant *name*, missing and not to be created."""

@@ -41,7 +41,8 @@ settings = DataSettings.load(config)
 target_metadata = None
 
 # other values from the config, defined by the needs of env.py, can be
-# acquired -- -x my_important_option=..., then config.attributes, then the ini:
+# acquired -- -x my_important_option=..., then config.attributes, then the ini
+# (declare your own -x keys in the x_keys option: x_keys = my_important_option):
 # from alembic_recipes import get_option
 # my_important_option, _ = get_option(config, "my_important_option")
 # ... etc.
