@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -157,6 +158,30 @@ def test_fresh_venv_list_init_upgrade_uninstall(wheel: Path, tmp_path: Path) -> 
     assert not any((site / "templates" / n).exists() for n in TEMPLATE_DIRS)
     after = run(alembic, "list_templates", cwd=tmp_path)
     assert "generic - " in after and "data-flag" not in after
+
+
+@pytest.mark.wheel
+def test_install_from_a_clone_as_the_readme_says(tmp_path: Path) -> None:
+    """The README's first install, from a clone's parent directory: the
+    package with its extra (psycopg, asyncpg), the templates listed."""
+    readme = (ROOT / "README.md").read_text()
+    (target,) = re.findall(r'^pip install "(\./alembic-recipes\[postgresql\])"',
+                           readme, re.M)  # fmt: skip
+    clone = tmp_path / "alembic-recipes"  # the tracked files, as a clone has them
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.decode().split("\0")
+    for name in filter(None, tracked):
+        if (ROOT / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, clone / name)
+    bin_ = _venv(tmp_path, "venv")
+    run(*_uv(), "pip", "install", "--quiet", "--python", bin_ / "python", target,
+        cwd=tmp_path)  # fmt: skip
+    listing = run(bin_ / "alembic", "list_templates", cwd=tmp_path)
+    for name in TEMPLATE_DIRS:
+        assert f"{name} - {synopsis(name)}" in listing
+    run(bin_ / "python", "-c", "import asyncpg, psycopg", cwd=tmp_path)
 
 
 @pytest.mark.wheel
