@@ -102,7 +102,13 @@ def _run_gauntlet(proj: Project, pg: ServerDB, *extra: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("template", "driver"), [("data-flag", "psycopg"), ("async-shared", "asyncpg")]
+    ("template", "driver"),
+    [
+        ("data-flag", "psycopg"),
+        ("async-shared", "asyncpg"),
+        ("data-flag-pyproject", "psycopg"),
+        ("async-shared-pyproject", "asyncpg"),
+    ],
 )
 def test_single_database_templates(
     template: str,
@@ -132,12 +138,16 @@ def test_single_database_templates(
         assert schemas == []
 
 
+@pytest.mark.parametrize("template", ["multitenant", "multitenant-pyproject"])
 def test_multitenant_as_generated(
-    project: Callable[..., Project], pg: ServerDB, monkeypatch: pytest.MonkeyPatch
+    template: str,
+    project: Callable[..., Project],
+    pg: ServerDB,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The generated multitenant project (SQLite files per tenant): the
-    gauntlet's schema is the tenant, on its PostgreSQL connection."""
-    proj = project("multitenant")
+    """The generated multitenant project (SQLite files per tenant), either
+    flavour: the gauntlet's schema is the tenant, on its PostgreSQL connection."""
+    proj = project(template)
     monkeypatch.chdir(proj.root)
     _use_declarative_models(proj)
     _two_revisions(proj, "-x", "tenant=acme")
@@ -181,12 +191,17 @@ def test_target_schema_from_the_command_line(
     )
 
 
+@pytest.mark.parametrize("template", ["multidb-mixed", "multidb-mixed-pyproject"])
 def test_multidb_mixed_as_generated(
-    project: Callable[..., Project], pg: ServerDB, monkeypatch: pytest.MonkeyPatch
+    template: str,
+    project: Callable[..., Project],
+    pg: ServerDB,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The generated multidb-mixed project (two SQLite files): its main
-    database migrated into the suite's schema, named by the page's fixture."""
-    proj = project("multidb-mixed")
+    """The generated multidb-mixed project (two SQLite files), either flavour:
+    its main database migrated into the suite's schema, named by the page's
+    fixture."""
+    proj = project(template)
     monkeypatch.chdir(proj.root)
     _use_declarative_models(proj)
     _two_revisions(proj)
