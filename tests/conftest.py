@@ -770,3 +770,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for fixture, marker in _SERVER_MARKERS.items():
             if fixture in fixtures:
                 item.add_marker(marker)
+
+
+def schema_dump(url: sa.URL, schema: str, database: str | None = None) -> list[str]:
+    """``pg_dump --schema-only`` of *schema*, as lines comparable across
+    schemas: the schema's name written ``public``, the run record left out."""
+    done = subprocess.run(
+        ["pg_dump", "--schema-only", "--no-owner", "--no-privileges", "-n", schema,
+         "-h", str(url.host), "-p", str(url.port or 5432), "-U", str(url.username),
+         database or str(url.database)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    lines = []
+    for line in done.stdout.splitlines():
+        if not line.strip() or line.startswith(
+            ("--", "SET ", "\\", "COMMENT ON SCHEMA")
+        ):
+            continue
+        if "set_config('search_path'" in line or "alembic_recipes_fleet_run" in line:
+            continue
+        line = re.sub(rf'\b"?{re.escape(schema)}"?\.', "public.", line)
+        lines.append(line.replace(f"SCHEMA {schema}", "SCHEMA public"))
+    return lines

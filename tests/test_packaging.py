@@ -168,9 +168,13 @@ def test_install_from_a_clone_as_the_readme_says(tmp_path: Path) -> None:
     (target,) = re.findall(r'^pip install "(\./alembic-recipes\[postgresql\])"',
                            readme, re.M)  # fmt: skip
     clone = tmp_path / "alembic-recipes"  # the tracked files, as a clone has them
-    tracked = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
-    ).stdout.decode().split("\0")
+    tracked = (
+        subprocess.run(
+            ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, tracked):
         if (ROOT / name).is_file():
             (clone / name).parent.mkdir(parents=True, exist_ok=True)

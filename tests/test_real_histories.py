@@ -35,7 +35,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import BIN, PG_URL, ServerDB, cli_environment, set_ini_option
+from conftest import (
+    BIN,
+    PG_URL,
+    ServerDB,
+    cli_environment,
+    schema_dump,
+    set_ini_option,
+)
 
 pytestmark = pytest.mark.history
 
@@ -119,28 +126,6 @@ def _project(
     return ids
 
 
-def _dump(url: sa.URL, schema: str, database: str | None = None) -> list[str]:
-    """``pg_dump --schema-only`` of *schema*, as lines comparable across
-    schemas: the schema's name written ``public``, the run record left out."""
-    done = subprocess.run(
-        ["pg_dump", "--schema-only", "--no-owner", "--no-privileges", "-n", schema,
-         "-h", str(url.host), "-p", str(url.port or 5432), "-U", str(url.username),
-         database or str(url.database)],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    lines = []
-    for line in done.stdout.splitlines():
-        if not line.strip() or line.startswith(
-            ("--", "SET ", "\\", "COMMENT ON SCHEMA")
-        ):
-            continue
-        if "set_config('search_path'" in line or "alembic_recipes_fleet_run" in line:
-            continue
-        line = re.sub(rf'\b"?{re.escape(schema)}"?\.', "public.", line)
-        lines.append(line.replace(f"SCHEMA {schema}", "SCHEMA public"))
-    return lines
-
-
 @pytest.fixture(scope="module")
 def stock(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -170,9 +155,9 @@ def stock(
             root, history, history.stock_template, db.driver_url(history.driver), env
         )
         _alembic(root, env, "upgrade", "head")
-        head = _dump(db.url, "public")
+        head = schema_dump(db.url, "public")
         _alembic(root, env, "downgrade", ids[history.down_to])
-        down = _dump(db.url, "public")
+        down = schema_dump(db.url, "public")
         dumps[history.name] = {"head": head, "down": down}
         return dumps[history.name]
 
@@ -211,16 +196,16 @@ def test_schema_tenants_end_as_stock_alembic_ends(
     out = _alembic(root, env, "-x", "tenant=all", *MODES[mode], "upgrade", "head")
     assert f"Tenants: {len(TENANTS)} total: {len(TENANTS)} upgraded" in out, out
     for tenant in TENANTS:
-        assert _dump(pg.url, tenant) == expected["head"], tenant
+        assert schema_dump(pg.url, tenant) == expected["head"], tenant
     if mode != "default":
         return
     assert len(ids) - history.down_to >= (100 if history.name != "ckan" else 70)
     _alembic(root, env, "-x", "tenant=all", "downgrade", ids[history.down_to])
     for tenant in TENANTS:
-        assert _dump(pg.url, tenant) == expected["down"], tenant
+        assert schema_dump(pg.url, tenant) == expected["down"], tenant
     _alembic(root, env, "-x", "tenant=all", "upgrade", "head")
     for tenant in TENANTS:
-        assert _dump(pg.url, tenant) == expected["head"], tenant
+        assert schema_dump(pg.url, tenant) == expected["head"], tenant
 
 
 @pytest.mark.parametrize("history", HISTORIES, ids=lambda h: h.name)
@@ -243,7 +228,7 @@ def test_tenant_databases_end_as_stock_alembic_ends(
         _alembic(root, env, "-x", "tenant=all", "-x", "workers=2", "upgrade", "head")
         for tenant in TENANTS:
             database = f"{pg.url.database}_{tenant}"
-            assert _dump(pg.url, "public", database) == expected["head"], tenant
+            assert schema_dump(pg.url, "public", database) == expected["head"], tenant
     finally:
         pg.drop_tenant_databases(TENANTS)
 

@@ -53,6 +53,7 @@ from .fleet import MIGRATED_ELSEWHERE, Fleet, Outcome
 from .interface import recorded
 from .record import Row, read_rows
 from .repair import watching
+from .tenant_free import TENANT_SCHEMA_KEY
 
 __all__ = ["SchemaTenants", "schema_scope"]
 
@@ -112,14 +113,18 @@ def _schema_state(
 
 @contextmanager
 def _default_schema(conn: Connection, schema: str) -> Iterator[None]:
-    """Reflection (autogenerate) defaults to the tenant's schema meanwhile."""
+    """Reflection (autogenerate) defaults to the tenant's schema meanwhile,
+    and autogenerate's plugins are kept from naming it (:mod:`.tenant_free`)."""
     dialect = conn.dialect
     previous = dialect.default_schema_name
     dialect.default_schema_name = schema
+    info = conn.info
+    info[TENANT_SCHEMA_KEY] = (schema, previous)
     try:
         yield
     finally:
         dialect.default_schema_name = previous
+        info.pop(TENANT_SCHEMA_KEY, None)
 
 
 def _shared_only(conn: Connection, shared: str, schema: str) -> frozenset[str]:
