@@ -2,8 +2,8 @@
 
 * ``lint``: ruff check + ruff format --check (package, tests, templates' Python).
 * ``typecheck``: mypy --strict on ``alembic_recipes``.
-* ``docs``: the documentation site, ``mkdocs build --strict`` (``nox -s docs --
-  serve`` serves it at http://127.0.0.1:8000 instead).
+* ``docs``: the documentation site, ``zensical build --strict`` (``nox -s docs --
+  serve [-a 127.0.0.1:8765]`` serves it instead, passing on zensical's options).
 * ``tests``: the suite against the newest Alembic/SQLAlchemy/drivers.
 * ``tests_oldest``: the same suite with every dependency at the floor that
   pyproject.toml declares (``>=X`` installed as ``==X``).
@@ -87,17 +87,10 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def docs(session: nox.Session) -> None:
     session.install(".", *DOCS_DEPS)
-    session.env["NO_MKDOCS_2_WARNING"] = "1"  # Material's banner about its successor
-    if session.posargs == ["serve"]:
-        session.run("mkdocs", "serve")
-    else:
-        session.run(
-            "mkdocs",
-            "build",
-            "--strict",
-            "--site-dir",
-            f"{session.virtualenv.location}/site",
-        )
+    if session.posargs[:1] == ["serve"]:  # nox -s docs -- serve [zensical serve args]
+        session.run("zensical", "serve", *session.posargs[1:])
+    else:  # into ./site; a broken link or anchor fails
+        session.run("zensical", "build", "--strict", "--clean", *session.posargs)
 
 
 @nox.session
