@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from .option_table import TEMPLATE_NAMES, Option, options_for
+from .option_table import OPTIONS, TEMPLATE_NAMES, Option, options_for
 
 __all__ = [
     "INI_LOGGING",
@@ -89,7 +89,7 @@ def _toml(value: str, kind: str) -> str:
 INI_POST_WRITE_HOOKS = """\
 [post_write_hooks]
 # New revision files are formatted with `ruff format` when ruff is installed
-# (silently left as written when it is not).
+# (left as written, with a line saying so, when it is not).
 hooks = format
 format.type = alembic_recipes_ruff
 
@@ -155,7 +155,7 @@ datefmt = %H:%M:%S
 
 TOML_POST_WRITE_HOOKS = """\
 # New revision files are formatted with `ruff format` when ruff is installed
-# (silently left as written when it is not).
+# (left as written, with a line saying so, when it is not).
 [[tool.alembic.post_write_hooks]]
 name = "format"
 type = "alembic_recipes_ruff"
@@ -176,42 +176,114 @@ type = "alembic_recipes_ruff"
 """``[[tool.alembic.post_write_hooks]]``: our ruff formatter, Alembic's runners."""
 
 
+_INTRO = (
+    "Every option is read, most specific first, from `-x KEY=VALUE`, then"
+    " `config.attributes[KEY]`, then the `[alembic]` section of alembic.ini (or"
+    " `[tool.alembic]` in pyproject.toml, same key).  A bad value fails the"
+    " command with one `FAILED:` line before any SQL is sent, naming the value"
+    " and what is accepted; so does an unknown `-x` key (see `x_keys`)."
+)
+_SECTIONS = (
+    (
+        "Options of every template",
+        "The async-shared template reads only these; the others add their own below.",
+    ),
+    ("data-flag", "Revisions split into schema and data parts."),
+    ("multidb-mixed", "Several databases in one environment."),
+    ("multitenant", "Schema-per-tenant and database-per-tenant fleets."),
+)
+_HOOKS = (
+    (
+        "alembic_recipes_ruff",
+        "Formats each new revision file with `ruff format`, using the project's ruff"
+        " settings.  Where ruff is not installed it leaves the file as generated and"
+        " prints a line saying so, instead of failing `alembic revision`.  The"
+        " templates enable it as the hook `format`.  No options.",
+    ),
+    (
+        "alembic_recipes_lint",
+        "Lints each new revision file with `python -m alembic_recipes lint` and logs"
+        " what it finds (statements that lock or rewrite a table the application"
+        " uses) as warnings; it never fails `alembic revision`.  Option `config`:"
+        " the ini file to read, by default `alembic.ini` in the current directory."
+        "  The templates show it commented out as the hook `lint`.",
+    ),
+)
+
+
 def reference_markdown() -> str:
-    """The configuration reference of every template, as Markdown: one table
-    per template with each option's ini key (also its ``[tool.alembic]`` key),
-    ``-x`` key, ``config.attributes`` key, default and what it accepts."""
+    """The configuration reference, as Markdown: each option of the table once,
+    as a heading and a definition list (keys, default, what it accepts), the
+    options every template reads first, then each template's own; the
+    post-write hook types; Alembic's own options."""
     out = [
         "# Configuration reference",
         "",
         "<!-- generated from alembic_recipes/option_table.py by"
         " `python -m alembic_recipes options`; do not edit -->",
         "",
-        "Every option is read, most specific first, from `-x KEY=VALUE`, then"
-        " `config.attributes[KEY]`, then the `[alembic]` section of alembic.ini"
-        " (or `[tool.alembic]` in pyproject.toml, same key).  A bad value fails"
-        " the command with one `FAILED:` line before any SQL is sent.",
+        _INTRO,
     ]
-    for template in TEMPLATE_NAMES:
-        out += ["", f"## {template}", ""]
-        out += [
-            "| ini / `[tool.alembic]` key | `-x` | `config.attributes` | default"
-            " | accepts | what it does |",
-            "| --- | --- | --- | --- | --- | --- |",
-        ]
-        for opt in options_for(template, alembic=False):
-            out.append(_reference_row(opt, template))
+    ours = [opt for opt in OPTIONS if not opt.alembic]
+    common = [opt for opt in ours if len(opt.templates) > 2]
+    for title, lead in _SECTIONS:
+        if title in TEMPLATE_NAMES:
+            chosen = [o for o in ours if o not in common and title in o.templates]
+        else:
+            chosen = common
+        out += ["", f"## {title}", "", lead]
+        for opt in chosen:
+            out += ["", *_reference_entry(opt)]
+    out += [
+        "",
+        "## Post-write hook types",
+        "",
+        "Hook types for `[post_write_hooks]` in alembic.ini (`NAME.type = TYPE`) or"
+        ' `[[tool.alembic.post_write_hooks]]` (`type = "TYPE"`), registered when'
+        " alembic_recipes is imported.  Alembic's own types (`console_scripts`,"
+        " `exec`, `module`) work beside them.",
+    ]
+    for name, text in _HOOKS:
+        out += ["", f"### `{name}`", "", text]
+    own = ", ".join(f"`{opt.key}`" for opt in OPTIONS if opt.alembic)
+    out += [
+        "",
+        "## Alembic's own options",
+        "",
+        f"The generated files show Alembic's own options as its generic template"
+        f" does, with the same meaning: {own}.  See [Alembic's"
+        " documentation](https://alembic.sqlalchemy.org/en/latest/tutorial.html"
+        "#editing-the-ini-file).",
+    ]
     return "\n".join(out) + "\n"
 
 
-def _reference_row(opt: Option, template: str) -> str:
-    key = f"`{opt.key}`" if opt.in_ini else "—"
-    if opt.ini_only and opt.in_ini:
-        key += " (alembic.ini only)"
-    x = f"`-x {opt.x}=…`" if opt.x else "—"
-    attribute = f"`{opt.attribute}`" if opt.attribute else "—"
-    default = opt.doc_default or opt.default_for(template)
-    shown_default = f"`{default}`" if default else "—"
-    text = " ".join(line.strip() for line in opt.help_for(template))
-    what = " ".join(part for part in (text, opt.reference) if part)
-    cells = [key, x, attribute, shown_default, opt.accepted or "text", what]
-    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+def _reference_entry(opt: Option) -> list[str]:
+    where = []
+    if opt.in_ini:
+        where.append(
+            f"`{opt.key}` in alembic.ini's `[alembic]`"
+            if opt.ini_only
+            else f"`{opt.key}` in `[alembic]` or `[tool.alembic]`"
+        )
+    if opt.x:
+        where.append(f"`-x {opt.x}=…`")
+    if opt.attribute:
+        where.append(f'`config.attributes["{opt.attribute}"]`')
+    entry = [f"### `{opt.key if opt.in_ini else opt.x}`", "", opt.reference, ""]
+    entry += ["Set with", f":   {', '.join(where)}", ""]
+    if len(opt.templates) < len(TEMPLATE_NAMES):
+        entry += ["Templates", f":   {', '.join(sorted(opt.templates))}", ""]
+    entry += ["Default", f":   {_reference_default(opt)}", ""]
+    entry += ["Accepts", f":   {opt.accepted or 'text'}"]
+    return entry
+
+
+def _reference_default(opt: Option) -> str:
+    if opt.doc_default:
+        return f"`{opt.doc_default}`"
+    if isinstance(opt.default, str):
+        return f"`{opt.default}`"
+    if opt.default:
+        return "; ".join(f"`{value}` ({name})" for name, value in opt.default.items())
+    return "`false`" if opt.kind == "bool" else "none"

@@ -228,6 +228,14 @@ OPTIONS: tuple[Option, ...] = (
         accepted="one of schema, database",
         x="tenant_strategy",
         templates=frozenset({"multitenant"}),
+        reference=(
+            "How tenants are kept apart. `database` (the default) gives each tenant"
+            " its own database: `sqlalchemy.url` is a template with `{tenant}` in "
+            "its database part, e.g. `sqlite:///%(here)s/tenants/{tenant}.db` or "
+            "`postgresql+psycopg://app@db/app_{tenant}`. `schema` keeps every "
+            "tenant in one PostgreSQL database, one schema per tenant, each with "
+            "its own `alembic_version`; `sqlalchemy.url` then names that database."
+        ),
     ),
     Option(
         "sqlalchemy.url",
@@ -241,8 +249,16 @@ OPTIONS: tuple[Option, ...] = (
         accepted="a SQLAlchemy URL",
         templates=frozenset({"async-shared", "data-flag", "multitenant"}),
         ini_only=True,
-        reference="multitenant, database strategy: a template with {tenant} in its"
-        " database part.  multidb-mixed: one [<name>] section per database holds it.",
+        reference=(
+            "The database URL, sync or async driver alike: `sqlite:///`, "
+            "`sqlite+aiosqlite:///`, `postgresql+psycopg://`, "
+            "`postgresql+asyncpg://`, `mysql+pymysql://` and any other SQLAlchemy "
+            "URL. In the multitenant template with the database strategy it is a "
+            "template with `{tenant}` in its database part. The multidb-mixed "
+            "template reads one URL per database instead, from each database's own "
+            "`[name]` section. Passwords are never printed: every URL in a log "
+            "line, an error or `--sql` output is shown with the password hidden."
+        ),
     ),
     Option(
         "databases",
@@ -256,6 +272,13 @@ OPTIONS: tuple[Option, ...] = (
         kind="list",
         accepted="Python identifiers, separated by commas or spaces",
         templates=frozenset({"multidb-mixed"}),
+        reference=(
+            "The databases of a multidb-mixed environment, in the order they are "
+            "migrated and locked. Each name gets a `[name]` section in alembic.ini "
+            "holding its `sqlalchemy.url`, and `upgrade_<name>()` / "
+            "`downgrade_<name>()` functions in every revision, so a name must be a "
+            "Python identifier."
+        ),
     ),
     Option(
         "db",
@@ -264,7 +287,11 @@ OPTIONS: tuple[Option, ...] = (
         x="db",
         templates=frozenset({"multidb-mixed"}),
         in_ini=False,
-        reference="The databases this command runs on (default: all).",
+        reference=(
+            "The databases one command runs on, e.g. `-x db=analytics`; by default,"
+            " all of them. A name that is not listed in `databases` is an error "
+            "naming the accepted ones."
+        ),
     ),
     Option(
         "two_phase",
@@ -279,6 +306,13 @@ OPTIONS: tuple[Option, ...] = (
         accepted=BOOL,
         x="two_phase",
         templates=frozenset({"multidb-mixed"}),
+        reference=(
+            "Commit the databases of one command with two-phase commit: every "
+            "database prepares its transaction before any of them commits, so a "
+            "failure at commit time leaves none of them half-migrated. It needs "
+            "PostgreSQL with `max_prepared_transactions` above 0, or MySQL/MariaDB "
+            "XA transactions."
+        ),
     ),
     Option(
         "data_migrations",
@@ -292,6 +326,11 @@ OPTIONS: tuple[Option, ...] = (
         accepted=BOOL,
         x="data",
         templates=frozenset({"data-flag"}),
+        reference=(
+            "Whether a command also runs the data part of each revision "
+            "(`data_upgrades()` / `data_downgrades()`). `-x data=true` runs it for "
+            'one command; code that calls Alembic sets `config.attributes["data"]`.'
+        ),
     ),
     Option(
         "data_version_table",
@@ -301,6 +340,10 @@ OPTIONS: tuple[Option, ...] = (
         " starting with a digit",
         templates=frozenset({"data-flag"}),
         doc_default="alembic_data_version",
+        reference=(
+            "The table recording which revisions' data parts have run, beside "
+            "`alembic_version`. It is created on first use."
+        ),
     ),
     # -- multitenant ---------------------------------------------------------------
     Option(
@@ -310,11 +353,16 @@ OPTIONS: tuple[Option, ...] = (
         x="tenant",
         templates=frozenset({"multitenant"}),
         in_ini=False,
-        reference="The tenants this command runs on: -x tenant=acme,globex,"
-        " -x tenant=all (every known tenant), patterns over the known tenants"
-        " (-x tenant=t0*), exclusions (-x 'tenant=all,!demo*'; a pattern or"
-        " exclusion matching nothing is an error), -x tenant=shared (the shared"
-        " scope).  config.attributes['tenant'] also takes a list.",
+        reference=(
+            "The tenants one command runs on: names (`-x tenant=acme,globex`), "
+            "`all` for every known tenant, shell-style patterns over the known "
+            "tenants (`-x tenant='t0*'`), and exclusions after `!` (`-x "
+            "'tenant=all,!demo*'`). A pattern or exclusion that matches nothing is "
+            "an error, and so is a name that is not a tenant unless `create` allows"
+            " it. `-x tenant=shared` runs the shared scope alone. From code, "
+            '`config.attributes["tenant"]` also takes a list of names. Without it a'
+            " command fails and says how to select tenants."
+        ),
     ),
     Option(
         "tenants",
@@ -327,6 +375,11 @@ OPTIONS: tuple[Option, ...] = (
         kind="list",
         accepted="tenant names",
         templates=frozenset({"multitenant"}),
+        reference=(
+            "The known tenants, as a list. `-x tenant=all` runs every known tenant:"
+            " the union of this list, the rows of `tenants_query` and the schemas "
+            "or databases that match `tenants_pattern`, with duplicates merged."
+        ),
     ),
     Option(
         "tenants_query",
@@ -337,6 +390,12 @@ OPTIONS: tuple[Option, ...] = (
         example="SELECT slug FROM public.tenants WHERE active ORDER BY slug",
         templates=frozenset({"multitenant"}),
         joined=True,
+        reference=(
+            "A SQL query returning one tenant name per row, e.g. `SELECT slug FROM "
+            "public.tenants WHERE active`. It runs against `sqlalchemy.url` with "
+            "the schema strategy, or against `tenants_url`. With `servers`, it may "
+            "return a second column naming each tenant's server."
+        ),
     ),
     Option(
         "tenants_url",
@@ -345,7 +404,11 @@ OPTIONS: tuple[Option, ...] = (
         accepted="a SQLAlchemy URL",
         templates=frozenset({"multitenant"}),
         joined=True,
-        reference="Where tenants_query runs (default: sqlalchemy.url).",
+        reference=(
+            "Where `tenants_query` runs. By default it runs against "
+            "`sqlalchemy.url`; with the database strategy, whose URL is a template,"
+            " set it to the database that holds the tenant list."
+        ),
     ),
     Option(
         "tenants_pattern",
@@ -357,6 +420,12 @@ OPTIONS: tuple[Option, ...] = (
         example="*",
         templates=frozenset({"multitenant"}),
         joined=True,
+        reference=(
+            "A shell-style pattern, e.g. `t_*`: every existing schema (schema "
+            "strategy) or database or SQLite file (database strategy) whose tenant "
+            "name matches it is a known tenant. It combines with `tenants` and "
+            "`tenants_query`."
+        ),
     ),
     Option(
         "servers",
@@ -372,11 +441,17 @@ OPTIONS: tuple[Option, ...] = (
         accepted="server names (letters, digits, '_', '-'), separated by commas or"
         " spaces",
         templates=frozenset({"multitenant"}),
-        reference="One fleet command migrates the tenants of every server: each"
-        " tenant in its own transaction under its own lock, workers spread over"
-        " the servers (server_workers per server), one summary line and one run"
-        " record per server.  A server that cannot be reached fails its own"
-        " tenants; with continue_on_error the other servers go on.",
+        reference=(
+            "Tenants spread over several servers, by region or size. Name the "
+            "servers here and give each a `[name]` section with its own "
+            "`sqlalchemy.url` and, optionally, its own `tenants` or "
+            "`tenants_pattern`; a `tenants_query` may return each tenant's server "
+            "as a second column. One fleet command then migrates the tenants of "
+            "every server: each tenant in its own transaction under its own lock, "
+            "with one summary line and one run record per server. A server that "
+            "cannot be reached fails its own tenants; with `continue_on_error` the "
+            "other servers go on."
+        ),
     ),
     Option(
         "server",
@@ -385,8 +460,11 @@ OPTIONS: tuple[Option, ...] = (
         x="server",
         templates=frozenset({"multitenant"}),
         in_ini=False,
-        reference="With servers: the servers this command runs on (default: all);"
-        " a tenant known on no server is created on the one server given.",
+        reference=(
+            "With `servers`: the servers one command runs on, e.g. `-x server=eu`; "
+            "by default, all of them. A new tenant that no server knows yet is "
+            "created on the one server given."
+        ),
     ),
     Option(
         "server_workers",
@@ -401,6 +479,12 @@ OPTIONS: tuple[Option, ...] = (
         templates=frozenset({"multitenant"}),
         joined=True,
         doc_default="fleet_workers",
+        reference=(
+            "With `servers` and more than one worker: at most this many workers, "
+            "each holding one connection, on one server at a time, so a large fleet"
+            " does not exhaust one server's connections. 0 sets no cap; by default "
+            "it is `fleet_workers`."
+        ),
     ),
     Option(
         "shared_scope",
@@ -418,6 +502,17 @@ OPTIONS: tuple[Option, ...] = (
         example="public",
         accepted="a tenant name",
         templates=frozenset({"multitenant"}),
+        reference=(
+            "Tables that exist once beside the tenants' own (plans, users, the "
+            "tenant list) form the shared scope. It has its own version table and "
+            "is migrated once, before the tenants in the same command (after them "
+            "on downgrade); `-x tenant=shared` migrates it alone. Its value is the "
+            "shared schema's name with the schema strategy (e.g. `public`), or what"
+            " `{tenant}` becomes in `sqlalchemy.url` for the shared database with "
+            "the database strategy. Revisions then get `upgrade_shared()` / "
+            "`downgrade_shared()`, and autogenerate compares env.py's "
+            "`shared_metadata` with it."
+        ),
     ),
     Option(
         "extensions_schema",
@@ -432,13 +527,14 @@ OPTIONS: tuple[Option, ...] = (
         accepted="a schema name (1 to 63 characters)",
         templates=frozenset({"multitenant"}),
         reference=(
-            "A database has each extension once, in one schema: created inside the"
-            " first tenant's schema (its search_path), the second tenant's"
-            " `CREATE EXTENSION IF NOT EXISTS` finds it and creates nothing, and"
-            " that tenant's use of it (`gin_trgm_ops`) fails. So the statement gets"
-            " `SCHEMA <extensions_schema>` when it names none, and every tenant"
-            " sees that schema through its search_path. A `WITH SCHEMA` written in"
-            " the revision is kept."
+            "Schema strategy: the schema where a tenant migration's `CREATE "
+            "EXTENSION` puts the extension. A database holds each extension once, "
+            "so it is created once for every tenant (`IF NOT EXISTS`) in this "
+            "schema, which is on each tenant's search_path after the tenant's own "
+            "schema; a `WITH SCHEMA` written in the revision is kept. A `DROP "
+            "EXTENSION` in one tenant's downgrade is skipped with a log line, since"
+            " the other tenants still use it. By default it is the shared scope's "
+            "schema, else `public`."
         ),
     ),
     Option(
@@ -455,6 +551,15 @@ OPTIONS: tuple[Option, ...] = (
         accepted=f"{BOOL} or 'known'",
         x="create",
         templates=frozenset({"multitenant"}),
+        reference=(
+            "What happens to a tenant whose schema or database does not exist yet. "
+            "`known` (the default) creates the known tenants (`tenants`, "
+            "`tenants_query`) and fails for any other name; `true` also creates a "
+            "tenant named only on the command line (`-x tenant=newco -x "
+            "create=true`); `false` never creates and fails instead. A created "
+            "tenant that is not one of the known tenants is named in a warning with"
+            " the line to add, since `-x tenant=all` would not migrate it."
+        ),
     ),
     Option(
         "continue_on_error",
@@ -467,6 +572,12 @@ OPTIONS: tuple[Option, ...] = (
         accepted=BOOL,
         x="continue",
         templates=frozenset({"multitenant"}),
+        reference=(
+            "Whether a fleet run goes on after a tenant fails. By default it stops "
+            "at the first failing tenant; with `true` it migrates the others and "
+            "exits non-zero at the end. Either way each tenant has its own "
+            "transaction, so a failed tenant is left at its previous revision."
+        ),
     ),
     Option(
         "compiled_upgrades",
@@ -490,6 +601,17 @@ OPTIONS: tuple[Option, ...] = (
         accepted=f"{BOOL} or 'auto'",
         x="compiled",
         templates=frozenset({"multitenant"}),
+        reference=(
+            "How a fleet upgrades many schema-strategy tenants. With `auto` (the "
+            "default) each revision path is rendered once with Alembic's offline "
+            "mode and that SQL is replayed per tenant with one version write, but "
+            "only where the SQL is provably the same for every tenant: rendered "
+            "twice identically, reading no data, no `autocommit_block()`; Alembic "
+            "runs the other revisions per tenant. `true` replays every path that "
+            "renders offline, sharing values computed in Python (`uuid4()`, "
+            "`now()`) between tenants. `false` has Alembic run every revision for "
+            "every tenant."
+        ),
     ),
     # -- every template ---------------------------------------------------------------
     Option(
@@ -499,6 +621,16 @@ OPTIONS: tuple[Option, ...] = (
         kind="bool",
         accepted=BOOL,
         x="migration_lock",
+        reference=(
+            "Writing commands (`upgrade`, `downgrade`, `stamp`) hold a migration "
+            "lock, so replicas that all run `alembic upgrade head` at start-up take"
+            " turns: the others wait, then find the database at head and do "
+            "nothing. The lock is a PostgreSQL advisory lock, a MySQL/MariaDB "
+            "`GET_LOCK`, or a lock file beside a SQLite file. It is held on the "
+            "database (async-shared, data-flag), on every database in the order "
+            "`databases` lists them (multidb-mixed), or per tenant's schema or "
+            "database (multitenant)."
+        ),
     ),
     Option(
         "migration_lock_timeout",
@@ -508,6 +640,10 @@ OPTIONS: tuple[Option, ...] = (
         accepted=f"{DURATION} greater than 0",
         x="migration_lock_timeout",
         joined=True,
+        reference=(
+            "How long a command waits for the migration lock before it fails, "
+            "naming the session that holds it."
+        ),
     ),
     Option(
         "lock_timeout",
@@ -524,6 +660,14 @@ OPTIONS: tuple[Option, ...] = (
         kind="duration",
         accepted=f"{DURATION}, or 0 for the server's own setting",
         x="lock_timeout",
+        reference=(
+            "How long a migration statement may wait for a table lock before it "
+            "fails, instead of queueing every later query on that table behind it "
+            "while another session's transaction is open. It is set in every "
+            "migration transaction: PostgreSQL `SET LOCAL lock_timeout`, "
+            "MySQL/MariaDB `lock_wait_timeout` and `innodb_lock_wait_timeout`, "
+            "SQLite's busy timeout. 0 keeps the server's own setting."
+        ),
     ),
     Option(
         "statement_timeout",
@@ -536,6 +680,11 @@ OPTIONS: tuple[Option, ...] = (
         accepted=f"{DURATION}, or 0 for the server's own setting",
         x="statement_timeout",
         joined=True,
+        reference=(
+            "How long one migration statement may run before it fails: PostgreSQL "
+            "`statement_timeout`, MariaDB `max_statement_time`, MySQL "
+            "`max_execution_time`. 0 keeps the server's own setting."
+        ),
     ),
     Option(
         "lock_retries",
@@ -550,6 +699,13 @@ OPTIONS: tuple[Option, ...] = (
         accepted="a whole number of retries from 0 to 100",
         x="lock_retries",
         joined=True,
+        reference=(
+            "How many times a migration that met a lock timeout is run again, "
+            "pausing 0.5 s, 1 s, 2 s and so on in between (a fleet runs that tenant"
+            " again after the others). After the last try it fails naming the "
+            "session that held the lock. There are no retries on MySQL/MariaDB, "
+            "whose DDL commits statement by statement."
+        ),
     ),
     Option(
         "shard",
@@ -561,9 +717,13 @@ OPTIONS: tuple[Option, ...] = (
         x="shard",
         in_ini=False,
         templates=frozenset({"multitenant"}),
-        reference="This run's stable slice of the selected tenants: a hash of"
-        " each name, so the N shards are disjoint, cover every tenant once, and"
-        " adding a tenant moves no other.",
+        reference=(
+            "This runner's stable slice of the selected tenants, `K/N` with 0 <= K "
+            "< N: each tenant's name is hashed, so the N shards are disjoint and "
+            "cover every tenant once, and adding a tenant moves no other. `auto` "
+            "reads a Kubernetes Indexed Job's `JOB_COMPLETION_INDEX` and "
+            "`JOB_COMPLETIONS`."
+        ),
     ),
     Option(
         "rollout",
@@ -589,6 +749,14 @@ OPTIONS: tuple[Option, ...] = (
         " ',', a percentage such as 10%, or rest (last)",
         x="rollout",
         templates=frozenset({"multitenant"}),
+        reference=(
+            "Run a fleet in ordered waves, canary first, e.g. `acme; 10%; rest`. "
+            "Waves are separated by `;`; each is a list of tenant names or "
+            "patterns, a percentage of the tenants not yet in a wave, or `rest` "
+            "(last). A wave starts only when the one before it had at most "
+            "`max_failures` failed tenants. In alembic.ini a percent sign is "
+            "written `%%`."
+        ),
     ),
     Option(
         "max_failures",
@@ -599,6 +767,10 @@ OPTIONS: tuple[Option, ...] = (
         x="max_failures",
         joined=True,
         templates=frozenset({"multitenant"}),
+        reference=(
+            "How many tenants of one rollout wave may fail before the later waves "
+            "are not run."
+        ),
     ),
     Option(
         "progress",
@@ -612,6 +784,13 @@ OPTIONS: tuple[Option, ...] = (
         accepted="one of auto, bar, lines, quiet",
         x="progress",
         templates=frozenset({"multitenant"}),
+        reference=(
+            "How a fleet run shows how far it is. `auto` (the default) draws a live"
+            " bar on a terminal and logs lines otherwise; `bar` always draws the "
+            "bar; `lines` logs a line per tenant and a `Progress:` line every "
+            "`progress_interval`; `quiet` logs only failures, warnings and the "
+            "summary."
+        ),
     ),
     Option(
         "progress_interval",
@@ -624,6 +803,11 @@ OPTIONS: tuple[Option, ...] = (
         accepted=f"{DURATION}, or 0 for none",
         x="progress_interval",
         templates=frozenset({"multitenant"}),
+        reference=(
+            "With `progress = lines`: how often a fleet run logs a `Progress:` line"
+            " (tenants done of total, failed, rate, estimated time left) beside its"
+            " per-tenant lines. 0 logs none."
+        ),
     ),
     Option(
         "report",
@@ -633,9 +817,11 @@ OPTIONS: tuple[Option, ...] = (
         x="report",
         in_ini=False,
         templates=frozenset({"multitenant"}),
-        reference="Write the fleet run's record as JSON Lines: per tenant its"
-        " status, from and to revision, start time, duration and a failure's"
-        " one-line cause, then one summary object.",
+        reference=(
+            "A file to write the fleet run's record to, as JSON Lines: one object "
+            "per tenant with its status, from and to revision, start time, duration"
+            " and a failure's one-line cause, then one summary object."
+        ),
     ),
     Option(
         "plan",
@@ -646,8 +832,11 @@ OPTIONS: tuple[Option, ...] = (
         x="plan",
         in_ini=False,
         templates=frozenset({"multitenant"}),
-        reference="With upgrade, downgrade or stamp: list the tenants the selection"
-        " hits, each with its current revision and what would run; change nothing.",
+        reference=(
+            "With `upgrade`, `downgrade` or `stamp`: list the tenants the selection"
+            " hits, each with its current revision and the revisions that would "
+            "run, and change nothing."
+        ),
     ),
     Option(
         "fleet_workers",
@@ -661,6 +850,11 @@ OPTIONS: tuple[Option, ...] = (
         accepted="a whole number of worker processes from 1 to 256",
         x="workers",
         templates=frozenset({"multitenant"}),
+        reference=(
+            "How many worker processes a fleet run uses (`-x workers=4`). Workers "
+            "take tenants from one queue; each tenant still runs in its own "
+            "transaction under its own lock."
+        ),
     ),
     Option(
         "skip_empty_revisions",
@@ -672,6 +866,9 @@ OPTIONS: tuple[Option, ...] = (
         kind="bool",
         accepted=BOOL,
         x="skip_empty_revisions",
+        reference=(
+            "Autogenerate writes no revision file when it found nothing to change."
+        ),
     ),
     Option(
         "skip_index_drops_of_dropped_tables",
@@ -684,6 +881,11 @@ OPTIONS: tuple[Option, ...] = (
         accepted=BOOL,
         x="skip_index_drops_of_dropped_tables",
         joined=True,
+        reference=(
+            "Autogenerate writes no `DROP INDEX` for the indexes of a table the "
+            "same revision drops (MySQL/MariaDB refuse it, and dropping the table "
+            "drops them anyway)."
+        ),
     ),
     Option(
         "exclude_views",
@@ -693,6 +895,10 @@ OPTIONS: tuple[Option, ...] = (
         accepted=BOOL,
         x="exclude_views",
         joined=True,
+        reference=(
+            'Autogenerate treats tables with `info={"is_view": True}` as views and '
+            "never creates or drops them."
+        ),
     ),
     Option(
         "keep_unknown_tables",
@@ -702,6 +908,10 @@ OPTIONS: tuple[Option, ...] = (
         accepted=BOOL,
         x="keep_unknown_tables",
         joined=True,
+        reference=(
+            "Autogenerate never writes `DROP TABLE` for a table the database has "
+            "but the metadata does not know, e.g. tables another tool owns."
+        ),
     ),
     Option(
         "target_schema",
@@ -711,13 +921,15 @@ OPTIONS: tuple[Option, ...] = (
         in_ini=False,
         reference=(
             "The PostgreSQL schema to migrate into, as alembic-gauntlet's tests set"
-            ' it (`config.attributes["target_schema"]`): created if missing, first'
-            " on the search_path for the migration's transaction only (`SET LOCAL`"
-            " on a caller's connection), and holding `alembic_version`.  Its own"
-            " migration lock.  multitenant: that schema is the one tenant migrated;"
-            " on a caller's connection whatever `tenant_strategy` says.  multidb-mixed:"
-            " in every selected database (one shared connection: name its database"
-            ' with `config.attributes["db"]`).  Online only.'
+            ' it through `config.attributes["target_schema"]`. The schema is '
+            "created if missing, put first on the search_path for the migration's "
+            "transaction only (`SET LOCAL` on a caller's connection), holds "
+            "`alembic_version` and has its own migration lock. In the multitenant "
+            "template that schema is the one tenant migrated (on a caller's "
+            "connection whatever `tenant_strategy` says); in the multidb-mixed "
+            "template it applies in every selected database (name a shared "
+            'connection\'s database with `config.attributes["db"]`). It works online'
+            " only."
         ),
     ),
     Option(
@@ -727,6 +939,11 @@ OPTIONS: tuple[Option, ...] = (
         accepted="column names with exactly one '*' standing for the other columns",
         x="column_order",
         joined=True,
+        reference=(
+            "The column order autogenerate writes in `CREATE TABLE`, e.g. `id, *, "
+            "created_at, updated_at`, where `*` stands for every other column in "
+            "model order."
+        ),
     ),
     Option(
         "x_keys",
@@ -737,11 +954,13 @@ OPTIONS: tuple[Option, ...] = (
         example="seed, region",
         kind="list",
         accepted="-x key names, separated by commas or spaces",
-        reference="A misspelled `-x` key (`-x paln=true`) fails before any SQL"
-        " with the nearest known key suggested, so a dry run never becomes a real"
-        " one; keys your env.py reads itself (through `get_option` or"
-        " `context.get_x_argument()`) are listed here and then accepted.  One of"
-        " ours given twice (`-x tenant=a -x tenant=b`) fails too.",
+        reference=(
+            "The `-x` keys your env.py reads itself, e.g. `seed` for `-x seed=42`. "
+            "Any other `-x` key that is not an option of this environment is an "
+            "error before any SQL, with the nearest known key suggested, so a "
+            "misspelled `-x paln=true` never turns a dry run into a real one. One "
+            "of ours given twice (`-x tenant=a -x tenant=b`) is an error too."
+        ),
     ),
 )
 

@@ -5,6 +5,7 @@ configuration reference, the error type -- in-process, no server needed."""
 from __future__ import annotations
 
 import logging
+import re
 import tomllib
 from configparser import ConfigParser
 from pathlib import Path
@@ -21,7 +22,9 @@ from alembic_recipes.config_text import (
     toml_options,
 )
 from alembic_recipes.filters import all_names
-from alembic_recipes.option_table import TEMPLATE_NAMES, option, options_for
+from alembic_recipes.formatting import HOOK_NAME as FORMAT_HOOK
+from alembic_recipes.lint import HOOK_NAME as LINT_HOOK
+from alembic_recipes.option_table import OPTIONS, TEMPLATE_NAMES, option, options_for
 from alembic_recipes.options import InvalidOption, InvalidOptionType, parse_bool
 from alembic_recipes.settings import OptionReader
 from alembic_recipes.templates import template_path
@@ -95,12 +98,27 @@ def test_blocks_render_each_kind_for_toml() -> None:
 
 
 def test_configuration_reference_in_docs_is_current() -> None:
-    """docs/reference/configuration.md is `python -m alembic_recipes options`."""
+    """docs/reference/configuration.md is `python -m alembic_recipes options`:
+    every option of ours once, under its own heading, in whole sentences; the
+    post-write hook types; Alembic's own options named."""
     page = ROOT / "docs" / "reference" / "configuration.md"
-    assert page.read_text() == reference_markdown()
+    text = page.read_text()
+    assert text == reference_markdown()
     for template in TEMPLATE_NAMES:
-        assert f"## {template}" in page.read_text()
-    assert "`-x data=…`" in reference_markdown()
+        if template != "async-shared":  # reads only the common options
+            assert f"\n## {template}\n" in text
+    assert "`-x data=…`" in text
+    headings = re.findall(r"^### `([^`]+)`$", text, re.MULTILINE)
+    ours = [opt for opt in OPTIONS if not opt.alembic]
+    assert sorted(headings) == sorted(
+        [opt.key if opt.in_ini else str(opt.x) for opt in ours]
+        + [FORMAT_HOOK, LINT_HOOK]
+    )
+    for opt in ours:
+        assert re.fullmatch(r"[A-Z`].*[.)]", opt.reference, re.DOTALL), opt.key
+    for opt in OPTIONS:
+        if opt.alembic:
+            assert f"`{opt.key}`" in text
 
 
 def test_near_miss_ini_key_is_named_even_when_reading_fails(
