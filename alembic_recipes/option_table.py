@@ -709,20 +709,69 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "shard",
-        (),
-        example="0/4",
+        (
+            "How the runners of one fleet command share its tenants (-x shard=...):",
+            "  claim - any number of runners started with the same run id (-x run=ID)",
+            "          claim tenants from the run's record, each migrated once; a",
+            "          runner that dies loses its tenants to the others (claim_lease)",
+            "  K/N   - a fixed slice: shard K of N by a hash of each name (auto: a",
+            "          Kubernetes Indexed Job's JOB_COMPLETION_INDEX/JOB_COMPLETIONS)",
+        ),
+        example="claim",
         kind="text",
-        accepted="K/N with 0 <= K < N (a Kubernetes Indexed Job's"
-        " JOB_COMPLETION_INDEX/JOB_COMPLETIONS), or auto to read those",
+        accepted="claim, K/N with 0 <= K < N, or auto (a Kubernetes Indexed Job's"
+        " JOB_COMPLETION_INDEX/JOB_COMPLETIONS)",
         x="shard",
+        templates=frozenset({"multitenant"}),
+        reference=(
+            "How the runners of one fleet command share its tenants. `claim`: any "
+            "number of runner processes (pods of a Job, processes on several "
+            "machines) started with the same run id (`-x run=ID`) migrate one "
+            "fleet together, each claiming the next tenant from the run's claims "
+            "beside the run record, so each tenant is migrated once; a runner that "
+            "dies loses its tenants to the others when its lease "
+            "(`claim_lease`) runs out; tenants that join the catalog before the "
+            "run is finished are picked up; a runner that starts after the run "
+            "finished does nothing and says so; rollout waves hold across runners."
+            " `K/N` with 0 <= K < N is a fixed slice instead: each tenant's name "
+            "is hashed, so the N shards are disjoint and cover every tenant once, "
+            "and adding a tenant moves no other; `auto` reads a Kubernetes Indexed"
+            " Job's `JOB_COMPLETION_INDEX` and `JOB_COMPLETIONS`."
+        ),
+    ),
+    Option(
+        "run",
+        (),
+        example="migrate-1-4-2",
+        accepted="a run id of 1 to 40 ASCII letters, digits, '.', '_' or '-'",
+        x="run",
         in_ini=False,
         templates=frozenset({"multitenant"}),
         reference=(
-            "This runner's stable slice of the selected tenants, `K/N` with 0 <= K "
-            "< N: each tenant's name is hashed, so the N shards are disjoint and "
-            "cover every tenant once, and adding a tenant moves no other. `auto` "
-            "reads a Kubernetes Indexed Job's `JOB_COMPLETION_INDEX` and "
-            "`JOB_COMPLETIONS`."
+            "With `shard = claim`: the id the runners of one run share, e.g. the "
+            "Kubernetes Job's name (`-x run=$(JOB_NAME)`). A runner given an id "
+            "whose run finished does nothing; a new deploy gives a new id."
+        ),
+    ),
+    Option(
+        "claim_lease",
+        (
+            "With shard = claim: how long a runner's claim on a tenant lasts unless",
+            "renewed (it is, every third of it, while the runner works); a runner",
+            "that died loses its tenants to the others after this long.",
+        ),
+        default="30s",
+        kind="seconds",
+        accepted=f"{DURATION} greater than 0",
+        x="claim_lease",
+        templates=frozenset({"multitenant"}),
+        joined=True,
+        reference=(
+            "With `shard = claim`: how long a runner's claim on a tenant lasts "
+            "unless renewed. A working runner renews it every third of this time "
+            "from a thread of its own; a runner that was killed or lost its node "
+            "stops renewing, and another runner takes its tenant over after at "
+            "most this long."
         ),
     ),
     Option(

@@ -213,6 +213,12 @@ class TenantSettings(Settings):
     """``-x tenant``'s ``!name`` / ``!pattern`` items (without the ``!``)."""
     shard: tuple[int, int] | None = None
     """``-x shard=K/N``: this run's slice of the selection."""
+    claim: bool = False
+    """``-x shard=claim``: runners share the run, claiming its tenants."""
+    run_id: str | None = None
+    """``-x run=ID``: the run the claiming runners share."""
+    claim_lease: float = 30.0
+    """Seconds a runner's claim on a tenant lasts unless renewed."""
     report: str | None = None
     """``-x report=PATH``: the run's record as JSON Lines."""
     plan: bool = False
@@ -317,7 +323,7 @@ class TenantSettings(Settings):
             "server_workers": reader.whole("server_workers", low=0, high=256),
             **selection,
             "requested": requested,
-            "shard": _shard(reader),
+            **_sharing(reader),
             "report": _report(reader),
             "plan": reader.flag("plan", default=False),
             "rollout": _rollout(reader),
@@ -481,10 +487,34 @@ def _progress(reader: OptionReader) -> ProgressMode:
     raise InvalidOption.expected(value, source, option("progress").accepted)
 
 
-def _shard(reader: OptionReader) -> tuple[int, int] | None:
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
+
+
+def _sharing(reader: OptionReader) -> dict[str, Any]:
+    """``shard`` (``claim``, ``K/N``, ``auto``), ``run`` and ``claim_lease``."""
+    value = reader.text("shard")
+    lease = reader.duration("claim_lease")
+    run_id = reader.text("run")
+    if value != "claim":
+        if run_id is not None:
+            raise InvalidOption(
+                f"-x run={run_id} names a run that claiming runners share: it needs"
+                " -x shard=claim (or shard = claim in [alembic])"
+            )
+        return {"shard": _shard(value), "claim_lease": lease}
+    if run_id is None:
+        raise InvalidOption(
+            "-x shard=claim needs the run id its runners share: -x run=ID (e.g. the"
+            " Kubernetes Job's name, -x run=$(JOB_NAME)); a new deploy, a new id"
+        )
+    if not _RUN_ID.fullmatch(run_id):
+        raise InvalidOption.expected(run_id, "-x run", option("run").accepted)
+    return {"claim": True, "run_id": run_id, "claim_lease": lease}
+
+
+def _shard(value: str | None) -> tuple[int, int] | None:
     """``-x shard=K/N`` (K from 0 to N-1), or ``auto``: a Kubernetes Indexed
     Job's ``JOB_COMPLETION_INDEX`` of ``JOB_COMPLETIONS``."""
-    value = reader.text("shard")
     if value is None:
         return None
     accepted = option("shard").accepted

@@ -171,7 +171,6 @@ class DatabaseTenants:
         # a server's own section (``servers``), else [alembic]
         self.section = fleet.settings.section or config.config_ini_section
         self.options = dict(config.get_section(self.section, {}))
-        self._listed_loaded = False
         self._before: dict[str, list[str]] = {}
         self._record_engine: tuple[int, Engine | AsyncEngine] | None = None
         fleet.journal.bind(fleet.settings.server, self.on_record)
@@ -315,7 +314,6 @@ class DatabaseTenants:
     def prepare_workers(self, names: Sequence[str]) -> None:
         """Read which tenants are listed now, once, for every worker."""
         self.fleet.selection.load_listed(None, names)
-        self._listed_loaded = True
 
     def _migrate_on(
         self,
@@ -409,9 +407,7 @@ class DatabaseTenants:
         return self._create_and_run(name, tenant)
 
     def _load_listed(self, name: str) -> None:
-        if not self._listed_loaded:
-            self.fleet.selection.load_listed(None, [name])
-            self._listed_loaded = True
+        self.fleet.selection.load_listed(None, [name])  # once, until forgotten
 
     def _create_and_run(self, name: str, tenant: Tenant) -> Outcome:
         """Under the creation lock: create tenant *name*'s database (removing

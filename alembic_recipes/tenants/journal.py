@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Dialect
@@ -85,6 +86,9 @@ class Journal:
         self._repairs: dict[str, tuple[str, str | None]] = {}
         """Tenants a run left in a revision that commits as it goes: the
         revision, and the diagnosis recorded."""
+        self.shared_run = False
+        """Runners share this run (``-x shard=claim``, :attr:`run_id` theirs):
+        one runner's end is not the run's, its pending tenants are others'."""
 
     def bind(self, server: str | None, writer: Writer) -> None:
         """The record of *server*'s tenants (None: the one database) is
@@ -276,9 +280,20 @@ class Journal:
         }
 
     # -- the run's end -------------------------------------------------------------
+    def not_attempted(self, names: Sequence[str]) -> None:
+        """*names* will not be run (a shared run stopped before them)."""
+        if not self.active or not names:
+            return
+        entries = [self.entry(name, NOT_ATTEMPTED) for name in names]
+        by_server: dict[str | None, list[dict[str, Any]]] = {}
+        for entry in entries:
+            by_server.setdefault(self._server_of(entry["tenant"]), []).append(entry)
+        for server, mine in by_server.items():
+            self._write_on(server, partial(_write_rows, rows=mine))
+
     def finish(self) -> None:
         """The run ends: its tenants still ``pending`` were not attempted."""
-        if not self.active:
+        if not self.active or self.shared_run:
             return
         for server in list(self._writers):
             self._write_on(
@@ -316,6 +331,12 @@ class Journal:
                     first_line(error),
                 )
         return None
+
+
+def _write_rows(
+    conn: Connection, schema: str | None, *, rows: list[dict[str, Any]]
+) -> None:
+    write_rows(conn, schema, rows)
 
 
 def to_resume(

@@ -126,6 +126,8 @@ class Report:
         not attempted (None: no run recorded)."""
         self.servers: dict[str, str] = {}
         """With ``servers``: each selected tenant's server."""
+        self.claims = False
+        """A claiming runner: :attr:`names` are the tenants it claimed."""
 
     def prefix(self, index: int, name: str) -> str:
         """A tenant line's start: ``[3/200] acme:``, ``[3/200] acme (eu1):``."""
@@ -140,6 +142,22 @@ class Report:
         self.progress.start(self.total)
         if self.file is not None and names:
             self.file.open()
+
+    def claiming(self, total: int) -> None:
+        """A claiming runner (``-x shard=claim``): its record holds the tenants
+        it claims (:meth:`claimed`), shown against the run's *total*."""
+        self.names = []
+        self.total = total
+        self.claims = True
+
+    def claimed(self, name: str) -> None:
+        """A claiming runner took tenant *name*."""
+        self.names.append(name)
+
+    def status_of(self, name: str) -> str | None:
+        """Tenant *name*'s status in this run (None: no outcome yet)."""
+        entry = self.entries.get(name)
+        return None if entry is None else str(entry["status"])
 
     @property
     def done(self) -> int:
@@ -336,6 +354,8 @@ class Report:
             return  # one tenant: Alembic's own check says it
         if self.interrupted:
             self.outcomes[INTERRUPTED] = self.interrupted
+        if self.claims:  # this runner's tenants; the run's line is the claims'
+            self.total = len(self.names)
         done = self.done
         parts = [f"{len(v)} {k}" for k, v in self.outcomes.items()]
         if done < self.total:

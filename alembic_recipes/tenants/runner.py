@@ -14,6 +14,7 @@ from ..commands import config_attributes, run_command
 from ..connections import Connectable
 from ..logs import logger_for
 from ..stopping import finishing, stop_on_signals
+from .claiming import run_claiming
 from .config import Tenant, TenantSettings
 from .fleet import Fleet
 from .names import validate_tenant
@@ -69,6 +70,17 @@ def _run_fleet(
     fleet = Fleet(options)
     strategy = strategy_for(fleet, migrate)
     with stop_on_signals():
+        if options.claim and fleet.writes:
+            if options.workers > 1:
+                log.info(
+                    "workers=%d: with shard=claim each runner migrates one tenant"
+                    " at a time; start more runners instead",
+                    options.workers,
+                )
+            run_claiming(strategy)
+            with finishing():
+                fleet.report.finish()
+            return
         parallel = options.workers > 1 and fleet.writes
         why_not = can_fork(fleet) if parallel else None
         if parallel and why_not is None:

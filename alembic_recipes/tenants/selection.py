@@ -99,6 +99,11 @@ class Selection:
         if missing and creates and self._listed is None:
             self._listed = frozenset(listed_tenants(self.settings, conn))
 
+    def forget_listed(self) -> None:
+        """Read which tenants are listed again at the next
+        :meth:`load_listed` (tenants joined the catalog meanwhile)."""
+        self._listed = None
+
     def may_create(self, name: str) -> bool:
         """Whether tenant *name*'s missing schema/database is created now."""
         if self._on_server is not None:
