@@ -12,6 +12,8 @@ un-awaited coroutine, no ``create_task`` that returns before migrating.
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -198,6 +200,27 @@ def is_async_url(url: str | URL) -> bool:
     return bool(make_url(url).get_dialect().is_async)
 
 
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_url(url: str, where: str) -> str:
+    """*url* with each ``${NAME}`` replaced by environment variable NAME (a
+    password from a Kubernetes Secret, a host per deployment); one that is
+    not set fails, naming it and *where* the URL came from."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        found = os.environ.get(name)
+        if found is None:
+            raise CommandError(
+                f"sqlalchemy.url in {where} uses the environment variable {name},"
+                f" which is not set: set {name}, or write the value in the URL"
+            )
+        return found
+
+    return _ENV_VAR.sub(value, url)
+
+
 def engine_from_options(
     options: Mapping[str, str],
     *,
@@ -208,9 +231,10 @@ def engine_from_options(
     """A ``NullPool`` engine from ini-style options; async when the URL's
     dialect is.  *keep_one*: a sync engine keeps one connection open between
     uses (dispose it when done)."""
-    url = options.get(f"{prefix}url", "").strip()
+    url = expand_url(options.get(f"{prefix}url", "").strip(), where)
     if not url:
         raise CommandError(f"no {prefix}url configured in {where}")
+    options = {**options, f"{prefix}url": url}
     engine: Engine | AsyncEngine
     with failing_as(f"invalid {prefix}url {display_url(url)} in {where}"):
         if is_async_url(url):

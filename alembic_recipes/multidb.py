@@ -31,6 +31,7 @@ from .connections import (
     ACCEPTED_CONNECTABLES,
     display_url,
     engine_from_options,
+    expand_url,
     failing_as,
     is_connectable,
     own_read,
@@ -174,7 +175,8 @@ class DatabaseSettings(Settings):
         for name in wanted:
             section = database_section(reader.config, name)
             options = dict(reader.config.get_section(section, {}))
-            url = options.get("sqlalchemy.url", "").strip()
+            url = expand_url(options.get("sqlalchemy.url", "").strip(), f"[{section}]")
+            options["sqlalchemy.url"] = url
             if not url and name not in shared:
                 raise CommandError(
                     f"database {name!r} has no sqlalchemy.url: add a [{section}]"

@@ -257,7 +257,11 @@ OPTIONS: tuple[Option, ...] = (
             "template with `{tenant}` in its database part. The multidb-mixed "
             "template reads one URL per database instead, from each database's own "
             "`[name]` section. Passwords are never printed: every URL in a log "
-            "line, an error or `--sql` output is shown with the password hidden."
+            "line, an error or `--sql` output is shown with the password hidden. "
+            "`${NAME}` anywhere in a URL, in any section, is the environment "
+            "variable NAME, e.g. `postgresql+psycopg://app:${DATABASE_PASSWORD}@db"
+            "/app` with the password from a Kubernetes Secret; one that is not set"
+            " fails the command, naming it."
         ),
     ),
     Option(

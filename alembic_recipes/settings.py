@@ -36,7 +36,7 @@ from .alembic_internals import (
     running_command,
     toml_beside_ini,
 )
-from .connections import transactional_ddl
+from .connections import expand_url, transactional_ddl
 from .filters import IncludeName, all_names
 from .logs import logger_for
 from .option_table import option, options_for
@@ -352,6 +352,13 @@ class Settings:
     target_schema: str | None = None
     """PostgreSQL schema to migrate into (``config.attributes["target_schema"]``,
     as alembic-gauntlet sets it), or None: the connection's own."""
+
+    @property
+    def database_url(self) -> str | None:
+        """``sqlalchemy.url`` of ``[alembic]``, each ``${NAME}`` in it
+        replaced by that environment variable (None: not set)."""
+        url = self.config.get_main_option("sqlalchemy.url")
+        return expand_url(url, "[alembic]") if url else None
 
     @classmethod
     def load(cls, config: Config) -> Self:

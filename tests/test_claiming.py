@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic_recipes.tenants.selection import in_shard
 from conftest import DEADLINE, Project, ServerDB, spawn
 
 CLAIM = ("-x", "tenant=all", "-x", "shard=claim", "-x", "claim_lease=2s")
@@ -271,3 +272,77 @@ def test_claiming_bad_input_fails_before_any_sql(
     assert result.code == 255
     assert error in result.stdout, result.stdout
     assert not (proj.root / "tenants").exists()
+
+
+def _sections(output: str) -> list[str]:
+    return re.findall(r"^-- Tenant (\w+):", output, re.M)
+
+
+@pytest.mark.orchestration
+def test_offline_selects_as_an_online_run_does(
+    project: Callable[..., Project],
+) -> None:
+    """``--sql`` takes exclusions, patterns and shards as online runs do, and
+    refuses in one line what it cannot do."""
+    proj = project("multitenant")
+    names = _names(6)
+    proj.set_option("tenants", ", ".join(names))
+    proj.revision("r1", upgrade=ONCE)
+    sql = ("upgrade", "head", "--sql")
+    out = proj.alembic("-x", "tenant=all,!t0002", *sql).stdout
+    assert _sections(out) == [n for n in names if n != "t0002"]
+    halves = [
+        _sections(proj.alembic("-x", "tenant=all", "-x", f"shard={k}/2", *sql).stdout)
+        for k in (0, 1)
+    ]
+    assert sorted(halves[0] + halves[1]) == names
+    assert not set(halves[0]) & set(halves[1])
+    for args, error in [
+        (("-x", "tenant=zz*"), "FAILED: -x tenant: the pattern 'zz*' matches none"),
+        (
+            ("-x", "tenant=all", "-x", "rollout=t0000; rest"),
+            "FAILED: -x rollout runs waves one after another",
+        ),
+        (
+            ("-x", "tenant=all", "-x", "shard=claim", "-x", "run=r"),
+            "FAILED: -x shard=claim claims tenants from the database",
+        ),
+        (("-x", "tenant=failed"), "FAILED: -x tenant=failed reads the run record"),
+    ]:
+        failed = proj.alembic(*args, *sql, ok=False, process=True)
+        assert failed.code == 255
+        assert error in failed.stdout, failed.stdout
+    proj.set_option("rollout", "t0000; rest")
+    warned = proj.alembic("-x", "tenant=all", *sql, process=True)
+    assert "rollout (in [alembic]) does not apply offline" in warned.stderr
+    assert _sections(warned.stdout) == names
+
+
+@pytest.mark.orchestration
+def test_a_canary_in_another_shard_is_an_empty_wave(
+    project: Callable[..., Project],
+) -> None:
+    proj = project("multitenant")
+    names = _names(6)
+    proj.set_option("tenants", ", ".join(names))
+    proj.set_option("rollout", "t0000; rest")
+    proj.revision("r1", upgrade=ONCE)
+    holder = next(k for k in (0, 1) if in_shard("t0000", k, 2))
+    other = f"{1 - holder}/2"
+    plan = proj.alembic(
+        "-x", "tenant=all", "-x", f"shard={holder}/2", "-x", "plan=true",
+        "upgrade", "head", process=True,
+    )  # fmt: skip
+    assert "Plan: rollout in 2 waves: wave 1 of 2 (t0000): 1 tenant" in plan.stderr
+    done = proj.alembic(
+        "-x", "tenant=all", "-x", f"shard={other}", "upgrade", "head", process=True
+    )
+    assert (
+        "rollout wave 1 (t0000): 't0000' is not among the tenants of this run"
+        " (a shard): that wave is empty here"
+    ) in done.stderr
+    bad = proj.alembic(
+        "-x", "tenant=all", "-x", "rollout=nobody; rest", "-x", "plan=true",
+        "upgrade", "head", ok=False, process=True,
+    )  # fmt: skip
+    assert "'nobody' matches none of the tenants of this run" in bad.stdout

@@ -121,7 +121,8 @@ def test_shards_as_concurrent_processes_migrate_each_tenant_once(
         "-x", "tenant=all", "-x", "shard=3/3", "upgrade", "head", ok=False
     )
     assert (
-        "invalid value '3/3' for -x shard: expected claim, K/N with 0 <= K < N" in bad.stdout
+        "invalid value '3/3' for -x shard: expected claim, K/N with 0 <= K < N"
+        in bad.stdout
     )
     no_env = proj.alembic("-x", "tenant=all", "-x", "shard=auto", "current", ok=False)
     assert "-x shard=auto needs the environment variables JOB_COMPLETION_INDEX" in (

@@ -1,12 +1,17 @@
-"""The documented Kubernetes Indexed Job (docs/kubernetes/): its manifest
-passes a Kubernetes schema validator, and its behaviour is simulated with
-real processes against the real database -- one process per pod, with
-``JOB_COMPLETION_INDEX`` and ``JOB_COMPLETIONS`` set as Kubernetes sets them."""
+"""The Kubernetes Jobs in deploy/kubernetes/: the claiming Job (a kustomize
+base and a per-release overlay) and the Indexed Job of fixed shards.  Their
+manifests pass the Kubernetes schema of several releases and the restricted
+Pod Security profile's rules; their behaviour is simulated with real processes
+against the real database -- one process per pod, with the environment
+Kubernetes gives it (``JOB_COMPLETION_INDEX``; the Job's name for
+``$(RUN_ID)``)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,9 +24,10 @@ import yaml
 from alembic_recipes.tenants.selection import in_shard
 from conftest import DEADLINE, Project, ServerDB, cli_environment, spawn
 
-MANIFEST = (
-    Path(__file__).parent.parent / "docs" / "kubernetes" / "migrate-tenants-job.yaml"
-)
+DEPLOY = Path(__file__).parent.parent / "deploy" / "kubernetes"
+MANIFEST = DEPLOY / "migrate-tenants-indexed-job.yaml"
+CLAIMING = DEPLOY / "base" / "migrate-tenants-job.yaml"
+VERSIONS = ("1.29.0", "1.31.0", "1.33.0")
 # four tenants in each of three shards: every pod has 2 s of work or more
 TENANTS = [
     name
@@ -30,13 +36,84 @@ TENANTS = [
 ]
 
 
-def _manifest() -> dict[str, Any]:
-    return dict(yaml.safe_load(MANIFEST.read_text()))
+def _manifest(path: Path = MANIFEST) -> dict[str, Any]:
+    return dict(yaml.safe_load(path.read_text()))
+
+
+def _restricted(doc: dict[str, Any]) -> None:
+    """What a platform team asks of a migration Job: Pod Security
+    "restricted", no service-account token, a failing migration not retried,
+    a disruption not counted, bounded in time, a grace period longer than
+    the package's stop, resources set, the password from a Secret."""
+    for version in VERSIONS:
+        kubernetes_validate.validate(doc, version, strict=True)
+    spec = doc["spec"]
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["terminationGracePeriodSeconds"] >= 30
+    assert spec["activeDeadlineSeconds"] > 0
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules[0]["onExitCodes"]["values"] == [255]
+    assert rules[0]["action"] in ("FailJob", "FailIndex")
+    assert rules[1] == {
+        "action": "Ignore",
+        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+    }
+    assert container["resources"]["limits"]["memory"]
+    secret = {e["name"]: e for e in container["env"]}["DATABASE_PASSWORD"]
+    assert "secretKeyRef" in secret["valueFrom"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+
+
+def test_the_claiming_job_is_what_a_platform_team_ships() -> None:
+    doc = _manifest(CLAIMING)
+    _restricted(doc)
+    spec = doc["spec"]
+    assert "completions" not in spec  # a work queue: runners, not shards
+    container = spec["template"]["spec"]["containers"][0]
+    assert "shard=claim" in container["command"]
+    assert "run=$(RUN_ID)" in container["command"]
+    run_id = {e["name"]: e for e in container["env"]}["RUN_ID"]
+    assert run_id["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.labels['batch.kubernetes.io/job-name']"
+    )
+
+
+def test_the_release_overlay_names_the_job_per_release() -> None:
+    """``kubectl kustomize`` renders the overlay: the base Job, named and
+    imaged for the release (rendered in Python where kubectl is missing)."""
+    overlay = DEPLOY / "overlays" / "release"
+    settings = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    kubectl = shutil.which("kubectl")
+    if kubectl is not None:
+        rendered = subprocess.run(
+            [kubectl, "kustomize", str(overlay)],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout  # fmt: skip
+        doc = yaml.safe_load(rendered)
+    else:
+        doc = _manifest(CLAIMING)
+        doc["metadata"]["name"] += settings["nameSuffix"]
+        (image,) = settings["images"]
+        container = doc["spec"]["template"]["spec"]["containers"][0]
+        container["image"] = f"{image['name']}:{image['newTag']}"
+    _restricted(doc)
+    assert doc["metadata"]["name"] == "migrate-tenants" + settings["nameSuffix"]
+    image = doc["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image.endswith(":" + settings["images"][0]["newTag"])
 
 
 def test_the_manifest_is_a_valid_indexed_job() -> None:
     doc = _manifest()
-    kubernetes_validate.validate(doc, "1.33.0", strict=True)
+    _restricted(doc)
     spec = doc["spec"]
     assert spec["completionMode"] == "Indexed"
     container = spec["template"]["spec"]["containers"][0]
@@ -118,3 +195,30 @@ def test_two_jobs_started_together_migrate_each_tenant_once(
     pods = [_pod(job, k, 3) for k in range(3)] + [_pod(job, k, 3) for k in range(3)]
     _finish(pods)
     assert _applied(pg) == dict.fromkeys(TENANTS, 1)
+
+
+def _runner(proj: Project, job: str) -> Any:
+    """One pod of the claiming Job: its command, ``$(RUN_ID)`` expanded as
+    Kubernetes expands it from the Job's name."""
+    command = _manifest(CLAIMING)["spec"]["template"]["spec"]["containers"][0]
+    args = [arg.replace("$(RUN_ID)", job) for arg in command["command"][1:]]
+    return spawn(proj, *args[:-2], "-x", "claim_lease=2s", *args[-2:])
+
+
+@pytest.mark.concurrency
+def test_the_claiming_job_survives_an_evicted_pod(job: Project, pg: ServerDB) -> None:
+    """Three pods; one SIGKILLed inside a migration: the others finish the
+    run (its tenant taken over after the lease), each tenant migrated once,
+    and a pod Kubernetes starts again finds the run finished."""
+    pods = [_runner(job, "migrate-tenants-1-4-2") for _ in range(3)]
+    deadline = time.monotonic() + DEADLINE
+    while not _applied(pg) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(pods[1].pid, signal.SIGKILL)  # evicted: no chance to clean up
+    pods[1].communicate(timeout=DEADLINE)
+    _finish([pods[0], pods[2]])
+    assert _applied(pg) == dict.fromkeys(TENANTS, 1)  # every tenant, once
+    again = _runner(job, "migrate-tenants-1-4-2")
+    _, err = again.communicate(timeout=DEADLINE)
+    assert again.returncode == 0, err
+    assert "finished before this runner started: nothing to do" in err

@@ -25,7 +25,7 @@ from alembic.util import CommandError
 from sqlalchemy.engine import URL, Connection, make_url
 
 from ..alembic_internals import VERSION_TABLE, running_command
-from ..connections import display_url, first_line
+from ..connections import display_url, expand_url, first_line
 from ..filters import IncludeName
 from ..logs import logger_for
 from ..option_table import option
@@ -609,7 +609,7 @@ def _raw_url(config: Config, section: str | None = None) -> str:
             f"invalid sqlalchemy.url in [{section}]: {first_line(exc)}"
             " (write a literal % as %%)"
         ) from None
-    return expanded.strip()
+    return expand_url(expanded.strip(), f"[{section}]")
 
 
 def _url(config: Config, strategy: str, section: str | None = None) -> URL | None:
@@ -645,6 +645,7 @@ def _url(config: Config, strategy: str, section: str | None = None) -> URL | Non
 
 def _tenants_url(value: str | None) -> str | None:
     if value is not None:
+        value = expand_url(value, "tenants_url")
         try:
             make_url(value)
         except Exception as exc:

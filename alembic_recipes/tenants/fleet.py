@@ -463,7 +463,27 @@ class Fleet:
 
     def waves(self, names: Sequence[str]) -> list[Wave]:
         """The waves of this run (``rollout``; one wave without it)."""
-        return waves_of(self.settings.rollout, names)
+        settings = self.settings
+        part = (
+            "a shard"
+            if settings.shard is not None
+            else "a resume"
+            if settings.resumes
+            else None
+        )
+        return waves_of(settings.rollout, names, part=part)
+
+    def plan_waves(self, waves: Sequence[Wave]) -> None:
+        """The plan's line on the rollout: each wave and its tenants' count."""
+        log.info(
+            "Plan: rollout in %d waves: %s",
+            len(waves),
+            "; ".join(
+                f"{wave.label(len(waves))}: {len(wave.names)} tenant"
+                f"{'' if len(wave.names) == 1 else 's'}"
+                for wave in waves
+            ),
+        )
 
     def wave_starts(self, wave: Wave, count: int) -> None:
         """*wave* (one of *count*) begins: the progress display says so."""

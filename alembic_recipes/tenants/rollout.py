@@ -20,11 +20,13 @@ from dataclasses import dataclass
 
 from alembic.util import CommandError
 
+from ..logs import logger_for
 from ..options import InvalidOption
 from .names import is_pattern, validate_selector
 
 __all__ = ["Wave", "parse_rollout", "waves_of"]
 
+log = logger_for(__name__)
 _PERCENT = re.compile(r"(\d{1,3})%")
 REST = "rest"
 
@@ -69,9 +71,15 @@ def parse_rollout(value: str, source: str) -> tuple[str, ...]:
     return specs
 
 
-def waves_of(specs: Sequence[str], names: Sequence[str]) -> list[Wave]:
+def waves_of(
+    specs: Sequence[str], names: Sequence[str], *, part: str | None = None
+) -> list[Wave]:
     """*names* (the run's tenants, in order) split into the waves of *specs*;
-    the tenants left over form a last wave.  No specs: one wave of all."""
+    the tenants left over form a last wave.  No specs: one wave of all.
+
+    A wave's name or pattern that matches none of *names* is an error --
+    unless the run is *part* of the fleet (``"a shard"``, ``"a resume"``):
+    then that tenant is another run's, and its wave is empty, said once."""
     left = list(names)
     waves: list[Wave] = []
     for spec in specs:
@@ -87,6 +95,16 @@ def waves_of(specs: Sequence[str], names: Sequence[str]) -> list[Wave]:
                     if is_pattern(item)
                     else [n for n in left if n == item]
                 )
+                if not found and part is not None:
+                    log.info(
+                        "rollout wave %d (%s): %r is not among the tenants of this"
+                        " run (%s): that wave is empty here",
+                        len(waves) + 1,
+                        spec,
+                        item,
+                        part,
+                    )
+                    continue
                 if not found:
                     raise CommandError(
                         f"rollout wave {len(waves) + 1} ({spec}): {item!r} matches"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
 from alembic import command
@@ -19,6 +19,7 @@ from .config import Tenant, TenantSettings
 from .fleet import Fleet
 from .names import validate_tenant
 from .parallel import can_fork, run_parallel
+from .selection import in_shard, resolve
 from .shared import migrating_shared, run_shared
 from .strategy import run_plan, run_serially, strategy_for
 
@@ -114,36 +115,73 @@ def _offline_fleet(options: TenantSettings) -> Iterator[Tenant]:
     if options.servers:
         yield from _offline_servers(options)
         return
-    if options.every:
-        names = list(options.tenants)
-        if not names:
-            raise CommandError(
-                "offline (--sql) runs connect to nothing: pass -x tenant=NAME[,NAME...]"
-                " or list the tenants in tenants = ... in [alembic]"
-            )
-    else:
-        names = options.named()
-    listed = frozenset(options.tenants)  # offline: no tenants_query
-    for name in names:
+    listed = list(options.tenants)  # offline: no tenants_query
+    if options.needs_known and not listed:
+        raise CommandError(
+            "offline (--sql) runs connect to nothing: pass -x tenant=NAME[,NAME...]"
+            " or list the tenants in tenants = ... in [alembic]"
+        )
+    known = frozenset(listed)
+    for name in offline_selection(options, listed):
         create = options.create == "always" or (
-            options.create == "known" and name in listed
+            options.create == "known" and name in known
         )
         yield replace(
             options.tenant(name), create=create and options.command == "upgrade"
         )
 
 
+def offline_selection(options: TenantSettings, listed: Sequence[str]) -> list[str]:
+    """The tenants of an offline (``--sql``) run, selected as an online run
+    selects them -- names, ``all``, patterns and exclusions over *listed*,
+    then ``-x shard=K/N`` -- and what cannot apply offline refused."""
+    if options.claim:
+        raise CommandError(
+            "-x shard=claim claims tenants from the database: offline (--sql)"
+            " connects to nothing; split a script with -x shard=K/N instead"
+        )
+    if options.resumes:
+        raise CommandError(
+            "-x tenant=failed reads the run record in the database: offline"
+            " (--sql) connects to nothing; name the tenants instead"
+        )
+    if options.rollout:
+        if _on_command_line(options.config, "rollout"):
+            raise CommandError(
+                "-x rollout runs waves one after another: an offline (--sql) script"
+                " has none; select each wave's tenants with -x tenant=... instead"
+            )
+        log.warning(
+            "rollout (in [alembic]) does not apply offline: the script holds the"
+            " selected tenants in order, without waves"
+        )
+    names = resolve(options.selectors, options.excluded, listed)
+    if options.shard is not None:
+        k, n = options.shard
+        names = [name for name in names if in_shard(name, k, n)]
+        if not names:
+            log.warning("offline (--sql): shard %d/%d holds none of the tenants", k, n)
+    return names
+
+
+def _on_command_line(config: Config, key: str) -> bool:
+    """*key* was given as ``-x key=...`` (or in ``config.attributes``)."""
+    given = getattr(config.cmd_opts, "x", None) or []
+    return key in config.attributes or any(
+        arg.partition("=")[0] == key for arg in given
+    )
+
+
 def _offline_servers(options: TenantSettings) -> Iterator[Tenant]:
     """Offline over ``servers``: each tenant's section says its server, as
     listed in the servers' ``tenants`` (the catalog is not read)."""
     listed = {name: s.name for s in options.servers for name in s.tenants}
-    names = list(listed) if options.every else options.named()
-    if not names:
+    if options.needs_known and not listed:
         raise CommandError(
             "offline (--sql) runs connect to nothing: pass -x tenant=NAME[,NAME...]"
             " or list each server's tenants in its section (tenants = ...)"
         )
-    for name in names:
+    for name in offline_selection(options, list(listed)):
         server = listed.get(name)
         if server is None and len(options.servers) == 1:
             server = options.servers[0].name

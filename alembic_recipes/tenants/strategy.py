@@ -95,6 +95,9 @@ def run_plan(strategy: TenantStrategy) -> None:
 
     def each() -> None:
         names = strategy.select()
+        waves = fleet.waves(names)  # a wave naming no tenant fails here too
+        if len(waves) > 1:
+            fleet.plan_waves(waves)
         for index, name in enumerate(names, 1):
             fleet.plan_one(index, name, strategy.current(name))
         fleet.report.progress.close()

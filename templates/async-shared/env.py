@@ -55,7 +55,7 @@ def run_migrations_offline() -> None:
     Async URLs work too: only the dialect is used.
     """
     context.configure(
-        url=config.get_main_option("sqlalchemy.url"),
+        url=settings.database_url,
         target_metadata=target_metadata,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},

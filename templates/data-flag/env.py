@@ -54,7 +54,7 @@ def run_migrations_offline() -> None:
     Data statements are written only when data migrations are on.
     """
     context.configure(
-        url=config.get_main_option("sqlalchemy.url"),
+        url=settings.database_url,
         target_metadata=target_metadata,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
