@@ -107,6 +107,8 @@ class _Runner:
         waves = [(w.number, w.spec, w.names) for w in fleet.waves(self.names)]
         joined = claims.join(waves, self._record)
         fleet.report.claiming(joined.total)
+        if not joined.opened:
+            journal.join()
         if joined.finished:
             log.info(
                 "Run %s finished before this runner started: nothing to do (%s)",
@@ -126,26 +128,33 @@ class _Runner:
             else "",
         )
         self.count = claims.waves()
-        while True:
-            check()  # a stop: no tenant starts after it
-            wave = claims.next_wave()
-            if wave is None:
-                if not fleet.report.stopped_at and self._catalog_grew():
+        finished: tuple[str, str] | None = None
+        try:
+            while True:
+                check()  # a stop: no tenant starts after it
+                claim, finished = claims.claim(finished), None
+                if claim is None:
+                    wave = claims.next_wave()
+                    if wave is not None:
+                        self._wait(wave)
+                    elif fleet.report.stopped_at or not self._catalog_grew():
+                        break
                     continue
-                break
-            if wave != self._checked_wave and not self._wave_may_start(wave):
-                continue
-            claim = claims.claim(wave)
-            if claim is None:
-                self._wait(wave)
-                continue
-            if not self._run(claim):
-                break
+                if claim.wave > self._checked_wave and not self._wave_may_start(claim):
+                    continue
+                finished = self._run(claim)
+                if finished is None:
+                    break
+        finally:
+            if finished is not None:  # this runner's last: done
+                claims.done(*finished)
         log.info("Run %s: %s", claims.run_id, self._summary())
 
     # -- one tenant --------------------------------------------------------------
-    def _run(self, claim: Claim) -> bool:
-        """Migrate the claimed tenant; False to stop this runner."""
+    def _run(self, claim: Claim) -> tuple[str, str] | None:
+        """Migrate the claimed tenant: ``(name, status)``, to mark done with
+        the next claim; None to stop this runner (its tenant given back when
+        the stop rolled it back)."""
         fleet, name = self.fleet, claim.tenant
         if claim.taken_from:
             log.warning(
@@ -165,16 +174,15 @@ class _Runner:
         status = fleet.report.status_of(name)
         if status is None or (status == INTERRUPTED and requested() is not None):
             self.claims.release(name)  # rolled back: another runner takes it
-            return False
-        if not self.claims.done(name, status):
-            log.warning(
-                "%s its claim had run out and another runner took it over",
-                fleet.report.prefix(claim.position, name),
-            )
+            return None
         if status in _FAILED and not self._goes_on_after_failure():
+            self.claims.done(name, status)
             self._stop_run(f"{name} failed (-x continue=true goes on)")
-            return False
-        return going or status in _FAILED
+            return None
+        if not going and status not in _FAILED:
+            self.claims.done(name, status)
+            return None
+        return name, status
 
     def _goes_on_after_failure(self) -> bool:
         """After a failed tenant: ``continue_on_error``, or a rollout whose
@@ -183,9 +191,11 @@ class _Runner:
         return settings.keep_going or bool(settings.rollout and settings.max_failures)
 
     # -- waves -------------------------------------------------------------------
-    def _wave_may_start(self, wave: int) -> bool:
-        """*wave* is next: True when the one before it had at most
-        ``max_failures`` failed tenants; else the rest is not attempted."""
+    def _wave_may_start(self, claim: Claim) -> bool:
+        """*claim* is the first of its wave here: True when the wave before
+        it had at most ``max_failures`` failed tenants; else the claim is
+        given back and the rest is not attempted."""
+        wave = claim.wave
         before = wave - 1
         failed = self.claims.failed_in(before, _FAILED)
         label = f"wave {before} of {self.count} ({self.claims.wave_spec(before)})"
@@ -193,6 +203,7 @@ class _Runner:
         if failed <= self.fleet.settings.max_failures:
             log.info("Rollout: %s done across the runners: %d failed", label, failed)
             return True
+        self.claims.release(claim.tenant)
         self.fleet.report.stopped_at = label
         log.warning(
             "Rollout: %s had %d failed tenant%s (max_failures = %d): the later"

@@ -46,10 +46,12 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.elements import TextClause
 
 from ..locks import table_lock
 from ..logs import logger_for
@@ -105,6 +107,34 @@ def _table(schema: str | None) -> Table:
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _claim_statement(schema: str | None, dialect: Dialect) -> TextClause:
+    """PostgreSQL: the last tenant done and the next one claimed, in one
+    statement (its data-modifying parts run whatever the rest finds)."""
+    table = dialect.identifier_preparer.format_table(_table(schema))
+    return text(
+        f"""WITH finished AS (
+    UPDATE {table} SET state = 'done', status = :status, lease_until = NULL,
+        updated = :now
+    WHERE run_id = :run AND tenant = :prev AND runner = :me AND state = 'claimed'
+    RETURNING tenant
+), next AS (
+    SELECT tenant, position, wave, state, runner FROM {table}
+    WHERE run_id = :run AND tenant <> :prev
+      AND wave = (SELECT min(wave) FROM {table}
+                  WHERE run_id = :run AND state <> 'done' AND tenant <> :prev)
+      AND (state = 'open' OR (state = 'claimed' AND lease_until < :now))
+    ORDER BY position LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {table} AS claim SET state = 'claimed', runner = :me,
+    lease_until = :until, updated = :now
+FROM next
+WHERE claim.run_id = :run AND claim.tenant = next.tenant
+RETURNING claim.tenant, claim.position, claim.wave, next.state, next.runner"""
+    )
+
+
 @dataclass(frozen=True)
 class Claim:
     """A tenant this runner holds: its position in the run, its wave, and
@@ -143,10 +173,13 @@ class Claims:
         url = sync_url(url)
         parsed = make_url(url)
         self.sqlite = parsed.get_backend_name() == "sqlite"
-        options: dict[str, object] = {"poolclass": NullPool}
-        if not self.sqlite:  # each statement sees what the others committed
-            options["isolation_level"] = "READ COMMITTED"
+        options: dict[str, object] = {}
+        if self.sqlite:
+            options["poolclass"] = NullPool
+        else:  # two kept open: this runner's and its lease thread's
+            options.update(pool_size=2, max_overflow=2, isolation_level="AUTOCOMMIT")
         self.engine: Engine = create_engine(url, **options)
+        self.postgresql = self.engine.dialect.name == "postgresql"
         self._file_lock: FileLock | None = None
         if self.sqlite:  # the record's file, beside the tenants' (made first)
             path = Path(parsed.database or CLAIM_TABLE).resolve()
@@ -168,6 +201,7 @@ class Claims:
                 with self._file_lock.acquire(timeout=_LOCK_WAIT), conn.begin():
                     yield conn
                 return
+            conn = conn.execution_options(isolation_level="READ COMMITTED")
             with conn.begin():
                 if exclusive:
                     with table_lock(conn, self.schema, CLAIM_TABLE, timeout=_LOCK_WAIT):
@@ -300,22 +334,67 @@ class Claims:
             )
         return None if wave is None else int(wave)
 
-    def claim(self, wave: int) -> Claim | None:
-        """Take the next open tenant of *wave* -- or one whose runner's lease
-        ran out -- for this runner; None when every tenant left in *wave*
-        is held by a live runner."""
-        t = self.table
+    def claim(self, finished: tuple[str, str] | None = None) -> Claim | None:
+        """Mark *finished* -- ``(tenant, status)``, this runner's last --
+        done, then take the next tenant of the lowest unfinished wave, or one
+        whose runner's lease ran out; None when there is none to take now
+        (:meth:`next_wave` tells a finished run from one to wait for).  On
+        PostgreSQL both in one statement: one round trip per tenant."""
         now = time.time()
-        free = (t.c.state == OPEN) | ((t.c.state == CLAIMED) & (t.c.lease_until < now))
-        query = (
-            select(t.c.tenant, t.c.position, t.c.state, t.c.runner)
-            .where(t.c.run_id == self.run_id, t.c.wave == wave, free)
-            .order_by(t.c.position)
-            .limit(1)
-        )
-        if not self.sqlite:
-            query = query.with_for_update(skip_locked=True)
+        if self.postgresql:
+            row = self._claim_pg(finished, now)
+        else:
+            row = self._claim_in_transaction(finished, now)
+        if row is None:
+            return None
+        tenant, position, wave, state, runner = row
+        with self._guard:
+            self._held.add(tenant)
+        return Claim(tenant, position, wave, runner if state == CLAIMED else None)
+
+    def _claim_pg(
+        self, finished: tuple[str, str] | None, now: float
+    ) -> tuple[str, int, int, str, str | None] | None:
+        prev, status = finished or ("", None)
+        with self._guard:
+            self._held.discard(prev)
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                _claim_statement(self.schema, self.engine.dialect),
+                {
+                    "run": self.run_id,
+                    "me": self.runner,
+                    "prev": prev,
+                    "status": status,
+                    "now": now,
+                    "until": now + self.lease,
+                },
+            ).first()
+        return None if row is None else tuple(row)
+
+    def _claim_in_transaction(
+        self, finished: tuple[str, str] | None, now: float
+    ) -> tuple[str, int, int, str, str | None] | None:
+        t = self.table
         with self._transaction() as conn:
+            if finished is not None:
+                self._end_on(conn, finished[0], DONE, finished[1])
+            wave = select(func.min(t.c.wave)).where(
+                t.c.run_id == self.run_id, t.c.state != DONE
+            )
+            free = (t.c.state == OPEN) | (
+                (t.c.state == CLAIMED) & (t.c.lease_until < now)
+            )
+            query = (
+                select(t.c.tenant, t.c.position, t.c.wave, t.c.state, t.c.runner)
+                .where(
+                    t.c.run_id == self.run_id, t.c.wave == wave.scalar_subquery(), free
+                )
+                .order_by(t.c.position)
+                .limit(1)
+            )
+            if not self.sqlite:
+                query = query.with_for_update(skip_locked=True)
             row = conn.execute(query).first()
             if row is None:
                 return None
@@ -329,10 +408,7 @@ class Claims:
                     updated=now,
                 )
             )
-        with self._guard:
-            self._held.add(row.tenant)
-        taken = row.runner if row.state == CLAIMED else None
-        return Claim(row.tenant, row.position, wave, taken)
+        return tuple(row)
 
     def done(self, name: str, status: str) -> bool:
         """Tenant *name* is done (*status*); False when this runner no longer
@@ -345,6 +421,12 @@ class Claims:
         self._end(name, OPEN, None)
 
     def _end(self, name: str, state: str, status: str | None) -> bool:
+        with self._transaction() as conn:
+            return self._end_on(conn, name, state, status)
+
+    def _end_on(
+        self, conn: Connection, name: str, state: str, status: str | None
+    ) -> bool:
         t = self.table
         with self._guard:
             self._held.discard(name)
@@ -356,18 +438,17 @@ class Claims:
         }
         if state == OPEN:
             values["runner"] = None
-        with self._transaction() as conn:
-            done = conn.execute(
-                update(t)
-                .where(
-                    t.c.run_id == self.run_id,
-                    t.c.tenant == name,
-                    t.c.runner == self.runner,
-                    t.c.state == CLAIMED,
-                )
-                .values(**values)
+        done = conn.execute(
+            update(t)
+            .where(
+                t.c.run_id == self.run_id,
+                t.c.tenant == name,
+                t.c.runner == self.runner,
+                t.c.state == CLAIMED,
             )
-            return bool(done.rowcount)
+            .values(**values)
+        )
+        return bool(done.rowcount)
 
     # -- waves -----------------------------------------------------------------
     def failed_in(self, wave: int, failed: Sequence[str]) -> int:

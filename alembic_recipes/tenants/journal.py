@@ -95,6 +95,11 @@ class Journal:
         written through *writer*."""
         self._writers.setdefault(server, writer)
 
+    def join(self) -> None:
+        """Another runner of this shared run recorded its intent: each
+        tenant's row may be written in the tenant's own transaction."""
+        self._ready.update(self._writers)
+
     # -- the run's start -----------------------------------------------------------
     def begin(
         self, names: Sequence[str], at_head: Callable[[str], bool | None]
