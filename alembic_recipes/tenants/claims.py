@@ -35,6 +35,7 @@ from filelock import FileLock
 from sqlalchemy import (
     Column,
     Float,
+    Index,
     Integer,
     MetaData,
     PrimaryKeyConstraint,
@@ -89,7 +90,7 @@ def sync_url(url: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _table(schema: str | None) -> Table:
-    return Table(
+    table = Table(
         CLAIM_TABLE,
         MetaData(),
         Column("run_id", String(40), nullable=False),
@@ -105,6 +106,19 @@ def _table(schema: str | None) -> Table:
         PrimaryKeyConstraint("run_id", "tenant"),
         schema=schema,
     )
+    # the claims not done, in the order they are taken: each claim reads the
+    # first free one, not the done ones before it (PostgreSQL, SQLite: only
+    # those rows are in the index)
+    not_done = table.c.state != DONE
+    Index(
+        f"ix_{CLAIM_TABLE}_next",
+        table.c.run_id,
+        table.c.wave,
+        table.c.position,
+        postgresql_where=not_done,
+        sqlite_where=not_done,
+    )
+    return table
 
 
 @functools.lru_cache(maxsize=8)
