@@ -165,6 +165,9 @@ def test_claiming_runners_on_postgresql_schemas(
     assert "Run job-1 finished before this runner started: nothing to do" in (
         late.stderr
     )
+    status = proj.alembic("-x", "tenant=all", "current", process=True)
+    assert f"Last shared run job-1: {len(names)} tenants, " in status.stderr
+    assert status.stderr.count("; finished") == 1
 
 
 @pytest.mark.concurrency
@@ -347,3 +350,42 @@ def test_a_canary_in_another_shard_is_an_empty_wave(
         "upgrade", "head", ok=False, process=True,
     )  # fmt: skip
     assert "'nobody' matches none of the tenants of this run" in bad.stdout
+
+
+@pytest.mark.orchestration
+def test_shards_that_never_ran_are_named_and_resumed(
+    project: Callable[..., Project],
+) -> None:
+    """A Job whose JOB_COMPLETIONS says 4 while 2 pods run: ``current`` names
+    the shards no run took, ``-x tenant=failed`` migrates their tenants."""
+    proj = project("multitenant")
+    names = _names(12)
+    proj.set_option("tenants", ", ".join(names))
+    proj.revision("r1", upgrade=ONCE)
+    for k in (0, 1):
+        proj.alembic("-x", "tenant=all", "-x", f"shard={k}/4", "upgrade", "head")
+    left = sorted(n for n in names if not any(in_shard(n, k, 4) for k in (0, 1)))
+    missing = sorted({k for n in left for k in (2, 3) if in_shard(n, k, 4)})
+    status = proj.alembic("-x", "tenant=all", "current", process=True)
+    shown = ", ".join(f"{k}/4" for k in missing)
+    assert f"never ran: {len(left)} known tenant" in status.stderr
+    assert f"{shown} of the runs to" in status.stderr
+    resumed = proj.alembic("-x", "tenant=failed", "upgrade", "head", process=True)
+    assert sorted(re.findall(r"\] (t\d+): upgraded", resumed.stderr)) == left
+    after = proj.alembic("-x", "tenant=all", "current", process=True)
+    assert "never ran" not in after.stderr
+    assert f"Tenants: {len(names)} total: {len(names)} at head" in after.stderr
+
+
+@pytest.mark.orchestration
+def test_shards_of_different_counts_are_named(
+    project: Callable[..., Project],
+) -> None:
+    proj = project("multitenant")
+    names = _names(12)
+    proj.set_option("tenants", ", ".join(names))
+    proj.revision("r1", upgrade=ONCE)
+    proj.alembic("-x", "tenant=all", "-x", "shard=0/2", "upgrade", "head")
+    proj.alembic("-x", "tenant=all", "-x", "shard=1/4", "upgrade", "head")
+    status = proj.alembic("-x", "tenant=all", "current", process=True)
+    assert "used different shard counts (N=2, N=4)" in status.stderr

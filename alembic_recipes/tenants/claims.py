@@ -57,7 +57,7 @@ from sqlalchemy.sql.elements import TextClause
 from ..locks import table_lock
 from ..logs import logger_for
 
-__all__ = ["CLAIM_TABLE", "Claim", "Claims", "Joined", "sync_url"]
+__all__ = ["CLAIM_TABLE", "Claim", "Claims", "Joined", "last_run_summary", "sync_url"]
 
 log = logger_for(__name__)
 
@@ -583,3 +583,28 @@ class Claims:
                     )
             except Exception as error:  # the next round tries again
                 log.warning("could not renew the claims' lease: %s", error)
+
+
+def last_run_summary(conn: Connection, schema: str | None) -> str | None:
+    """The last shared run (``-x shard=claim``) as one line, over every
+    runner: its tenants by outcome, those left, its runners (None: none)."""
+    if not conn.dialect.has_table(conn, CLAIM_TABLE, schema):
+        return None
+    t = _table(schema)
+    last = conn.scalar(
+        select(t.c.run_id).group_by(t.c.run_id).order_by(func.max(t.c.updated).desc())
+    )
+    if last is None:
+        return None
+    rows = conn.execute(
+        select(t.c.state, t.c.status, t.c.runner).where(t.c.run_id == last)
+    ).all()
+    outcomes = Counter(status for state, status, _ in rows if state == DONE)
+    left = sum(1 for state, _, _ in rows if state != DONE)
+    runners = len({runner for _, _, runner in rows if runner})
+    parts = ", ".join(f"{n} {status}" for status, n in outcomes.most_common())
+    state = f"{left} not done yet" if left else "finished"
+    return (
+        f"Last shared run {last}: {len(rows)} tenants, {runners} runner"
+        f"{'' if runners == 1 else 's'}: {parts or 'none done'}; {state}"
+    )

@@ -203,6 +203,11 @@ class DatabaseTenants:
         """The rows of the run record; None: no run recorded."""
         return self._on_record(read_rows)
 
+    def read_record(self, fn: Callable[[Connection, str | None], T]) -> T | None:
+        """``fn(connection, schema)`` reading the run record's database (None:
+        there is none yet)."""
+        return self._on_record(fn)
+
     def versions_of(self, names: list[str]) -> dict[str, list[str] | None]:
         """The versions of *names*, each read from its database (None: no
         such database)."""
@@ -262,6 +267,9 @@ class DatabaseTenants:
                 " set tenants_url or shared_scope for a database to keep it in"
             )
             return None
+        if write and make_url(url).get_backend_name() == "sqlite":
+            # beside the tenants' files, whose directory the first run makes
+            Path(make_url(url).database or "").parent.mkdir(parents=True, exist_ok=True)
         engine = self._record_engine_for(url)
 
         def run(conn: Connection) -> T:

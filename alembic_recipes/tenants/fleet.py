@@ -115,6 +115,8 @@ class Fleet:
         )
         if journal is None:
             self.report.listeners.append(self.journal.reported)
+            if settings.shard is not None:
+                self.journal.shard = "{}/{}".format(*settings.shard)
         self._ancestors: dict[tuple[str, ...], frozenset[str]] = {}
         self._planned: dict[str, list[str]] = {}
         self._current_lines: dict[tuple[str, ...], list[str]] = {}

@@ -11,13 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
+from sqlalchemy.engine import Connection
+
+from ..logs import logger_for
+from .claims import last_run_summary
 from .fleet import Fleet, Outcome
-from .journal import to_resume
+from .journal import shard_gaps, to_resume
 from .record import Row
 
 __all__ = ["TenantStrategy", "recorded"]
 
 T = TypeVar("T")
+log = logger_for(__name__)
 
 
 class TenantStrategy(Protocol):
@@ -43,6 +48,11 @@ class TenantStrategy(Protocol):
     def record_rows(self) -> list[Row] | None:
         """The rows of the run record; None: no run recorded (inside
         :meth:`on_connection`)."""
+        ...
+
+    def read_record(self, fn: Callable[[Connection, str | None], T]) -> T | None:
+        """``fn(connection, schema)`` reading the run record's database (None:
+        none to read; inside :meth:`on_connection`)."""
         ...
 
     def versions_of(self, names: list[str]) -> dict[str, list[str] | None]:
@@ -87,6 +97,10 @@ def recorded(strategy: TenantStrategy, check: bool = True) -> list[str] | None:
     rows = strategy.record_rows()
     if rows is None:
         return None
-    if not check:
-        return sorted(row.tenant for row in rows if row.unfinished)
-    return to_resume(rows, strategy.versions_of)
+    gaps = shard_gaps(rows, strategy.known()) if any(r.shard for r in rows) else []
+    if not check:  # status: and the last shared run's, over every runner
+        summary = strategy.read_record(last_run_summary)
+        if summary:
+            log.info("%s", summary)
+        return sorted({*(row.tenant for row in rows if row.unfinished), *gaps})
+    return sorted({*to_resume(rows, strategy.versions_of), *gaps})

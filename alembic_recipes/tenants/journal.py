@@ -41,8 +41,9 @@ from .record import (
 )
 from .repair import NeedsRepair
 from .report import Outcome, shown_revisions, status_of
+from .selection import in_shard
 
-__all__ = ["Journal", "Writer", "to_resume"]
+__all__ = ["Journal", "Writer", "shard_gaps", "to_resume"]
 
 log = logger_for(__name__)
 T = TypeVar("T")
@@ -86,6 +87,8 @@ class Journal:
         self._repairs: dict[str, tuple[str, str | None]] = {}
         """Tenants a run left in a revision that commits as it goes: the
         revision, and the diagnosis recorded."""
+        self.shard: str | None = None
+        """``K/N`` of this run's ``-x shard=K/N``, kept in its rows."""
         self.shared_run = False
         """Runners share this run (``-x shard=claim``, :attr:`run_id` theirs):
         one runner's end is not the run's, its pending tenants are others'."""
@@ -282,6 +285,7 @@ class Journal:
             "command": self.command,
             "target": self.target,
             "server": self._server_of(name),
+            "shard": self.shard,
         }
 
     # -- the run's end -------------------------------------------------------------
@@ -342,6 +346,57 @@ def _write_rows(
     conn: Connection, schema: str | None, *, rows: list[dict[str, Any]]
 ) -> None:
     write_rows(conn, schema, rows)
+
+
+def shard_gaps(rows: Sequence[Row], known: Sequence[str]) -> list[str]:
+    """Check the ``-x shard=K/N`` runs of *rows*' latest target: shards of
+    different N (their slices overlap and leave tenants out), or shards no
+    run took (their tenants never migrated) -- a warning naming them; the
+    *known* tenants that no run of that target reached."""
+    sharded = [row for row in rows if row.shard and row.target]
+    if not sharded:
+        return []
+    latest = max(
+        sharded, key=lambda row: row.updated or datetime.min.replace(tzinfo=UTC)
+    )
+    target = latest.target
+    of_target = [row for row in sharded if row.target == target]
+    counts = sorted({int(str(row.shard).split("/")[1]) for row in of_target})
+    reached = {row.tenant for row in rows if row.target == target}
+    left = [name for name in known if name not in reached]
+    if not left:  # every known tenant reached (by these runs, or since)
+        return []
+    if len(counts) > 1:
+        log.warning(
+            "the sharded runs to %s used different shard counts (%s): their"
+            " slices overlap and leave tenants out; %d known tenant%s no run to it"
+            " reached (run every shard of one count, or -x shard=claim)",
+            target,
+            ", ".join(f"N={n}" for n in counts),
+            len(left),
+            " was" if len(left) == 1 else "s were",
+        )
+        return left
+    (count,) = counts
+    taken = {int(str(row.shard).split("/")[0]) for row in of_target}
+    missing = [k for k in range(count) if k not in taken]
+    if not missing:
+        return []
+    left = [name for name in left if any(in_shard(name, k, count) for k in missing)]
+    if not left:
+        return []
+    log.warning(
+        "shard%s %s of the runs to %s never ran: %d known tenant%s in %s"
+        " (JOB_COMPLETIONS must equal the Job's completions; -x tenant=failed"
+        " selects them)",
+        "" if len(missing) == 1 else "s",
+        ", ".join(f"{k}/{count}" for k in missing),
+        target,
+        len(left),
+        "" if len(left) == 1 else "s",
+        "it" if len(missing) == 1 else "them",
+    )
+    return left
 
 
 def to_resume(

@@ -130,6 +130,8 @@ def _table(schema: str | None) -> Table:
         Column("target", Text),
         Column("server", String(63)),
         Column("updated", DateTime(timezone=True)),
+        # since shard=K/N runs are checked for shards that never ran
+        Column("shard", String(20)),
         schema=schema,
     )
 
@@ -145,6 +147,8 @@ class Row:
     updated: datetime | None
     to_revision: str | None = None
     error: str | None = None
+    shard: str | None = None
+    """``K/N`` of the ``-x shard=K/N`` run that wrote it (None: no shard)."""
 
     @property
     def unfinished(self) -> bool:
@@ -188,6 +192,7 @@ def _values(entry: Mapping[str, Any]) -> dict[str, Any]:
         "target": entry.get("target"),
         "server": entry.get("server"),
         "updated": now(),
+        "shard": entry.get("shard"),
     }
 
 
@@ -337,7 +342,11 @@ def read_rows(
     table = _table(schema)
     have = {c["name"] for c in inspect(conn).get_columns(RECORD_TABLE, schema)}
     wanted = [table.c.tenant, table.c.status, table.c.to_revision, table.c.error]
-    extra = [table.c[name] for name in ("target", "run_id", "updated") if name in have]
+    extra = [
+        table.c[name]
+        for name in ("target", "run_id", "updated", "shard")
+        if name in have
+    ]
     query = select(*wanted, *extra)
     found: list[Row] = []
     chunks: Sequence[Sequence[str] | None] = (
@@ -357,6 +366,7 @@ def read_rows(
                     row.get("updated"),
                     row.get("to_revision"),
                     row.get("error"),
+                    row.get("shard"),
                 )
             )
     return found

@@ -316,8 +316,12 @@ class SchemaTenants:
 
     def record_rows(self) -> list[Row] | None:
         """The rows of this database's run record; None: no run recorded."""
+        return self.read_record(read_rows)
+
+    def read_record(self, fn: Callable[[Connection, str | None], T]) -> T | None:
+        """``fn(connection, schema)`` reading the run record's database."""
         with own_read(self.conn):
-            return read_rows(self.conn, self.record_schema)
+            return fn(self.conn, self.record_schema)
 
     def versions_of(self, names: list[str]) -> dict[str, list[str] | None]:
         """The versions of *names* (None: no such schema), one batched read."""

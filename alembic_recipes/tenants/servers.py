@@ -24,6 +24,7 @@ from functools import partial
 from typing import TypeVar
 
 from alembic.util import CommandError
+from sqlalchemy.engine import Connection
 
 from ..connections import first_line
 from ..logs import logger_for
@@ -150,6 +151,10 @@ class ServerTenants:
         except Exception as exc:
             part.mark_down(exc)
             return listed
+
+    def read_record(self, fn: Callable[[Connection, str | None], T]) -> T | None:
+        """Nothing: each server's record is its own (claiming runs one server)."""
+        return None
 
     def record_rows(self) -> list[Row] | None:
         """The rows of every reachable server's run record, the latest of
