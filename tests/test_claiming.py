@@ -102,7 +102,7 @@ def _check_runs(runs: list[tuple[int, str]]) -> None:
     assert killed == -9
     for code, err in others:
         assert code == 0, err[-3000:]
-        summary = r"Run job-1(:| finished before this runner started).* \d+ tenants"
+        summary = r"Run job-1(:| finished before this runner started).*\b\d+ tenants"
         assert re.search(summary, err), err[-2000:]
 
 
