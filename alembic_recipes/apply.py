@@ -20,16 +20,14 @@ from alembic.util import CommandError
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, Engine
 
-from .alembic_internals import VERSION_TABLE
 from .connections import connect_engine, display_url, own_read
-from .data import DATA_TABLE
 from .logs import logger_for
+from .tables import VERSION_TABLES
 
 __all__ = ["apply_metadata"]
 
 log = logger_for(__name__)
 
-VERSION_TABLES = frozenset({VERSION_TABLE, DATA_TABLE})
 _DESTRUCTIVE = (ops.DropTableOp, ops.DropColumnOp)
 
 

@@ -37,6 +37,7 @@ from .alembic_internals import running_command
 from .commands import read_through_env
 from .filters import IncludeName
 from .logs import logger_for
+from .option_table import DATA_TABLE
 from .options import InvalidOption
 from .settings import OptionReader, Settings
 
@@ -51,7 +52,6 @@ __all__ = [
     "skip_data_table",
 ]
 
-DATA_TABLE = "alembic_data_version"
 log = logger_for(__name__)
 
 
@@ -91,7 +91,7 @@ class DataSettings(Settings):
             )
         return {
             **super().read(reader),
-            "data": reader.flag("data", ini_key="data_migrations", default=False),
+            "data": reader.flag("data_migrations"),
             "data_version_table": table,
         }
 

@@ -200,7 +200,7 @@ class DatabaseSettings(Settings):
             **base,
             "databases": tuple(databases),
             "names": tuple(names),
-            "two_phase": reader.flag("two_phase", default=False),
+            "two_phase": reader.flag("two_phase"),
         }
 
 

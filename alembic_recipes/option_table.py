@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
+    "DATA_TABLE",
     "OPTIONS",
     "TEMPLATE_NAMES",
     "Kind",
@@ -28,6 +29,8 @@ __all__ = [
 ]
 
 TEMPLATE_NAMES = ("async-shared", "data-flag", "multidb-mixed", "multitenant")
+DATA_TABLE = "alembic_data_version"
+"""The data-flag template's record of data parts run (``data_version_table``)."""
 Kind = Literal["bool", "int", "seconds", "duration", "text", "list", "word", "url"]
 _ALL = frozenset(TEMPLATE_NAMES)
 
@@ -64,6 +67,9 @@ class Option:
     """The TOML example, where it is not :attr:`example` quoted."""
     reference: str = ""
     """More for the configuration reference than the ini comment says."""
+    low: int | None = None
+    high: int | None = None
+    """A whole number's bounds (``kind="int"``)."""
     doc_default: str | None = field(default=None, compare=False)
     """The default as the reference states it, where it is not :attr:`default`."""
 
@@ -135,6 +141,10 @@ OPTIONS: tuple[Option, ...] = (
         alembic=True,
     ),
     Option("path_separator", default="os", alembic=True, ini_only=True),
+    # older Alembic's name of path_separator, and [tool.alembic]'s hooks: known,
+    # not written
+    Option("version_path_separator", alembic=True, in_ini=False),
+    Option("post_write_hooks", alembic=True, in_ini=False),
     Option(
         "file_template",
         (
@@ -343,7 +353,7 @@ OPTIONS: tuple[Option, ...] = (
         accepted="a table name of 1 to 63 ASCII letters, digits or '_', not"
         " starting with a digit",
         templates=frozenset({"data-flag"}),
-        doc_default="alembic_data_version",
+        doc_default=DATA_TABLE,
         reference=(
             "The table recording which revisions' data parts have run, beside "
             "`alembic_version`. It is created on first use."
@@ -478,6 +488,8 @@ OPTIONS: tuple[Option, ...] = (
         ),
         example="4",
         kind="int",
+        low=0,
+        high=256,
         accepted="a whole number of worker processes up to 256 (0: no cap)",
         x="server_workers",
         templates=frozenset({"multitenant"}),
@@ -700,6 +712,8 @@ OPTIONS: tuple[Option, ...] = (
         ),
         default="3",
         kind="int",
+        low=0,
+        high=100,
         accepted="a whole number of retries from 0 to 100",
         x="lock_retries",
         joined=True,
@@ -816,6 +830,8 @@ OPTIONS: tuple[Option, ...] = (
         ("Failed tenants a wave may have before the later waves are not run.",),
         default="0",
         kind="int",
+        low=0,
+        high=1_000_000,
         accepted="a whole number from 0",
         x="max_failures",
         joined=True,
@@ -900,6 +916,8 @@ OPTIONS: tuple[Option, ...] = (
         ),
         default="1",
         kind="int",
+        low=1,
+        high=256,
         accepted="a whole number of worker processes from 1 to 256",
         x="workers",
         templates=frozenset({"multitenant"}),

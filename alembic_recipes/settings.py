@@ -22,7 +22,7 @@ import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import Any, ClassVar, Self
 
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
@@ -39,7 +39,7 @@ from .alembic_internals import (
 from .connections import expand_url, transactional_ddl
 from .filters import IncludeName, all_names
 from .logs import logger_for
-from .option_table import option, options_for
+from .option_table import OPTIONS, option, options_for
 from .options import (
     InvalidOption,
     get_option,
@@ -60,27 +60,11 @@ __all__ = [
 ]
 
 log = logger_for(__name__)
-W = TypeVar("W", bound=str)
 
-# [alembic] options of Alembic itself (any version we support), so that they
-# are never reported as unknown.
+# [alembic] options of Alembic itself (any version we support) and the URL,
+# so that they are never reported as unknown
 ALEMBIC_OPTIONS = frozenset(
-    {
-        "script_location",
-        "prepend_sys_path",
-        "path_separator",
-        "version_path_separator",
-        "version_locations",
-        "recursive_version_locations",
-        "file_template",
-        "timezone",
-        "truncate_slug_length",
-        "revision_environment",
-        "sourceless",
-        "output_encoding",
-        "sqlalchemy.url",
-        "post_write_hooks",
-    }
+    {opt.key for opt in OPTIONS if opt.alembic} | {option("sqlalchemy.url").key}
 )
 
 
@@ -100,26 +84,30 @@ class OptionReader:
         self.asked: set[tuple[str | None, str | None]] = set()
         """``(-x key, ini key)`` of every option read (None: no such form)."""
 
-    def value(
-        self, key: str, *, ini_key: str | None = None
-    ) -> tuple[str | bool | None, str]:
-        """``(value, source)`` from ``-x``, ``config.attributes``, then the ini."""
-        self.asked.add((key, ini_key or key))
-        self.x_keys.add(key)
-        self.ini_keys.add(ini_key or key)
-        return get_option(self.config, key, ini_key=ini_key, x_args=self.x_args)
+    def value(self, key: str) -> tuple[str | bool | None, str]:
+        """``(value, source)`` of the option whose row is *key*: from its
+        ``-x`` form, ``config.attributes``, then the ini."""
+        row = option(key)
+        x = row.x or key
+        self.asked.add((x, row.key))
+        self.x_keys.add(x)
+        self.ini_keys.add(row.key)
+        return get_option(self.config, x, ini_key=row.key, x_args=self.x_args)
 
-    def flag(self, key: str, *, ini_key: str | None = None, default: bool) -> bool:
-        """A boolean option; bad values raise ``CommandError``."""
-        value, source = self.value(key, ini_key=ini_key)
-        return default if value is None else parse_bool(value, source=source)
+    def flag(self, key: str) -> bool:
+        """A boolean option (default: its row's, else false); bad values
+        raise ``CommandError``."""
+        value, source = self.value(key)
+        if value is None:
+            default = option(key).default_for(self.template) or "false"
+            return parse_bool(default, source=f"the default of {key}")
+        return parse_bool(value, source=source)
 
-    def flag_or_word(
-        self, key: str, *, ini_key: str, word: W
-    ) -> W | Literal["always", "never"]:
-        """A boolean option with a third value, *word*, which is also the default:
-        ``"always"`` (true), ``"never"`` (false) or *word*."""
-        value, source = self.value(key, ini_key=ini_key)
+    def flag_or_word(self, key: str) -> str:
+        """A boolean option with a third value, its row's default (``known``,
+        ``auto``): ``"always"`` (true), ``"never"`` (false) or that word."""
+        word = option(key).default_for(self.template) or ""
+        value, source = self.value(key)
         if value is None or (isinstance(value, str) and value.strip().lower() == word):
             return word
         try:
@@ -127,18 +115,18 @@ class OptionReader:
         except InvalidOption as exc:
             raise InvalidOption(f"{exc} or {word!r}") from None
 
-    def text(self, key: str, *, ini_key: str | None = None) -> str | None:
+    def text(self, key: str) -> str | None:
         """A string option (``None`` when unset); a bool is refused."""
-        value, source = self.value(key, ini_key=ini_key)
+        value, source = self.value(key)
         if isinstance(value, bool):
             raise InvalidOption.expected(value, source, "text")
         return value.strip() if value is not None else None
 
-    def duration(self, key: str, *, ini_key: str | None = None) -> float:
+    def duration(self, key: str) -> float:
         """Seconds of a duration option (``10s``, ``500ms``, ``2min``, plain
-        seconds); its default and accepted values from the option table."""
-        row = option(ini_key or key)
-        value, source = self.value(key, ini_key=ini_key)
+        seconds); its default and accepted values from its row."""
+        row = option(key)
+        value, source = self.value(key)
         where = source if value is not None else f"the default of {row.key}"
         return parse_duration(
             row.default_for(self.template) or "0" if value is None else value,
@@ -147,16 +135,16 @@ class OptionReader:
             zero=row.kind == "duration",
         )
 
-    def whole(
-        self, key: str, *, ini_key: str | None = None, low: int, high: int
-    ) -> int:
-        """A whole number from *low* to *high*; default from the option table."""
-        row = option(ini_key or key)
-        value = self.text(key, ini_key=ini_key)
+    def whole(self, key: str) -> int:
+        """A whole number within its row's bounds; default from the row."""
+        row = option(key)
+        low, high = row.low or 0, row.high if row.high is not None else 2**31
+        value = self.text(key)
         if value is None:
             return int(row.default_for(self.template) or low)
         if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
-            source = f"{key} / {row.key}" if row.key != key else key
+            x = row.x or key
+            source = f"{x} / {row.key}" if row.key != x else x
             raise InvalidOption.expected(value, source, row.accepted)
         return int(value)
 
@@ -383,22 +371,22 @@ class Settings:
         """The field values of this class, read through *reader*."""
         order = reader.text("column_order")
         return {
-            "skip_empty_revisions": reader.flag("skip_empty_revisions", default=True),
+            "skip_empty_revisions": reader.flag("skip_empty_revisions"),
             "skip_index_drops_of_dropped_tables": reader.flag(
-                "skip_index_drops_of_dropped_tables", default=True
+                "skip_index_drops_of_dropped_tables"
             ),
-            "exclude_views": reader.flag("exclude_views", default=True),
-            "keep_unknown_tables": reader.flag("keep_unknown_tables", default=False),
+            "exclude_views": reader.flag("exclude_views"),
+            "keep_unknown_tables": reader.flag("keep_unknown_tables"),
             "column_order": (
                 parse_column_order(order, source="column_order") if order else ()
             ),
-            "migration_lock": reader.flag("migration_lock", default=True),
+            "migration_lock": reader.flag("migration_lock"),
             "migration_lock_timeout": reader.duration("migration_lock_timeout"),
             "timeouts": Timeouts(
                 lock=reader.duration("lock_timeout"),
                 statement=reader.duration("statement_timeout"),
             ),
-            "lock_retries": reader.whole("lock_retries", low=0, high=100),
+            "lock_retries": reader.whole("lock_retries"),
             "target_schema": _target_schema(reader),
         }
 

@@ -24,11 +24,12 @@ from sqlalchemy.engine import Connection
 
 from .alembic_internals import VERSION_TABLE
 from .connections import display_url, engine_from_options, run_with_connection
-from .data import DATA_TABLE
+from .option_table import DATA_TABLE
 
 __all__ = ["render_tables", "render_tables_from_url"]
 
-VERSION_TABLES = (VERSION_TABLE, DATA_TABLE)
+VERSION_TABLES = frozenset({VERSION_TABLE, DATA_TABLE})
+"""The version tables: never rendered, applied or dropped as the models' own."""
 """Alembic's bookkeeping: never part of what is adopted."""
 
 

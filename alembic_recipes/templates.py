@@ -6,6 +6,8 @@ from pathlib import Path
 
 import alembic
 
+from .option_table import TEMPLATE_NAMES
+
 __all__ = [
     "SHARED_FILES",
     "TEMPLATES",
@@ -14,10 +16,9 @@ __all__ = [
     "visible_to_alembic",
 ]
 
-BASE_TEMPLATES = ("async-shared", "data-flag", "multidb-mixed", "multitenant")
 PYPROJECT = "-pyproject"
 TEMPLATES = tuple(
-    name for base in BASE_TEMPLATES for name in (base, f"{base}{PYPROJECT}")
+    name for base in TEMPLATE_NAMES for name in (base, f"{base}{PYPROJECT}")
 )
 """Template names shipped by this package (``templates/<name>/`` in the source).
 A ``<name>-pyproject`` flavour keeps its options in pyproject.toml's

@@ -89,3 +89,24 @@ def test_every_template_reads_urls_from_the_environment(
     unset = _alembic(proj, *args)
     assert unset.returncode == 255
     assert "uses the environment variable DATA_DIR, which is not set" in (unset.stdout)
+
+
+def test_a_whole_tenant_url_from_the_environment_keeps_its_tenant_mark(
+    project: Callable[..., Project],
+) -> None:
+    """``sqlalchemy.url = ${DATABASE_URL}``, the URL from a Secret, with
+    ``{tenant}`` in it: each tenant gets its own database."""
+    proj = project("multitenant")
+    proj.set_option("sqlalchemy.url", "${DATABASE_URL}")
+    proj.revision("r1")
+    where = proj.root / "secret-place"
+    url = f"sqlite:///{where}/{{tenant}}.db"
+    done = _alembic(
+        proj, "-x", "tenant=acme,globex", "upgrade", "head", DATABASE_URL=url
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in where.glob("*.db")) == [
+        "acme.db",
+        "alembic_recipes_fleet_run.db",
+        "globex.db",
+    ]

@@ -68,7 +68,7 @@ def _restricted(doc: dict[str, Any]) -> None:
         "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
     }
     assert container["resources"]["limits"]["memory"]
-    secret = {e["name"]: e for e in container["env"]}["DATABASE_PASSWORD"]
+    secret = {e["name"]: e for e in container["env"]}["DATABASE_URL"]
     assert "secretKeyRef" in secret["valueFrom"]
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
 

@@ -200,3 +200,25 @@ def test_configure_options_carry_what_the_package_needs(
         assert not options["include_name"]("secrets", "table", {})
         assert options["include_name"]("users", "table", {})
     engine.dispose()
+
+
+def test_readers_take_the_rows_key_only() -> None:
+    """Each option is defined once, in its row: the package's reads name the
+    row's key and nothing else (its -x form, bounds and default derive)."""
+    import ast
+
+    methods = {"value", "flag", "flag_or_word", "text", "duration", "whole"}
+    for path in (ROOT / "alembic_recipes").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in methods
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "reader"
+            ):
+                where = f"{path.relative_to(ROOT)}:{node.lineno}"
+                assert not node.keywords, f"{where}: a row's key only"
+                (arg,) = node.args
+                if isinstance(arg, ast.Constant):
+                    assert option(arg.value).key == arg.value, where

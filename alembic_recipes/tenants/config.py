@@ -320,28 +320,20 @@ class TenantSettings(Settings):
             "url": None if on_callers or servers else _url(reader.config, strategy),
             "servers": servers,
             "configured_servers": reader.ini("servers") or "",
-            "server_workers": reader.whole("server_workers", low=0, high=256),
+            "server_workers": reader.whole("server_workers"),
             **selection,
             "requested": requested,
             **_sharing(reader),
             "report": _report(reader),
-            "plan": reader.flag("plan", default=False),
+            "plan": reader.flag("plan"),
             "rollout": _rollout(reader),
-            "max_failures": reader.whole("max_failures", low=0, high=1_000_000),
+            "max_failures": reader.whole("max_failures"),
             "progress": _progress(reader),
             "progress_interval": reader.duration("progress_interval"),
-            "create": reader.flag_or_word(
-                "create", ini_key="create_tenants", word="known"
-            ),
-            "keep_going": reader.flag(
-                "continue", ini_key="continue_on_error", default=False
-            ),
-            "compiled": reader.flag_or_word(
-                "compiled", ini_key="compiled_upgrades", word="auto"
-            ),
-            "workers": reader.whole(
-                "workers", ini_key="fleet_workers", low=1, high=256
-            ),
+            "create": reader.flag_or_word("create_tenants"),
+            "keep_going": reader.flag("continue_on_error"),
+            "compiled": reader.flag_or_word("compiled_upgrades"),
+            "workers": reader.whole("fleet_workers"),
             "tenants": tenants,
             "shared": shared,
             "extensions": _extensions(reader) or shared or "public",
@@ -609,7 +601,8 @@ def _raw_url(config: Config, section: str | None = None) -> str:
             f"invalid sqlalchemy.url in [{section}]: {first_line(exc)}"
             " (write a literal % as %%)"
         ) from None
-    return expand_url(expanded.strip(), f"[{section}]")
+    # a URL from the environment may hold {tenant} too
+    return expand_url(expanded.strip(), f"[{section}]").replace("{tenant}", _MARK)
 
 
 def _url(config: Config, strategy: str, section: str | None = None) -> URL | None:
