@@ -8,7 +8,9 @@ gives, with the Alembic versions it holds for; ``tests/test_alembic_internals.py
 checks every one on the oldest supported Alembic and the newest, so an Alembic
 release that moves one of them fails there, not somewhere in a fleet run.
 
-The rest of the package imports nothing private from Alembic.
+The rest of the package imports nothing private from Alembic -- nor from
+SQLAlchemy, whose one private hook used (the mock connection's DDL visitor)
+is here too.  ``tests/test_structure.py`` holds that, reading the source.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine.mock import MockConnection
 
 __all__ = [
     "VERSION_TABLE",
@@ -45,9 +48,11 @@ __all__ = [
     "environment_state",
     "offline_environment",
     "reflected_table",
+    "refusing_mock_ddl",
     "replace_step_function",
     "run_step_instead",
     "running_command",
+    "static_output",
     "toml_beside_ini",
     "transaction_alembic_may_end",
     "upgrade_steps",
@@ -451,3 +456,28 @@ def toml_beside_ini(config: Config) -> None:
         return
     config.toml_file_name = str(beside)
     config.__dict__.pop("toml_alembic_config", None)
+
+
+def static_output(text: str) -> None:
+    """Write *text* into an offline (``--sql``) script as it is (Alembic's
+    ``impl.static_output``: no statement terminator added)."""
+    context.get_context().impl.static_output(text)
+
+
+@contextmanager
+def refusing_mock_ddl(refuse: Callable[[Any, dict[str, Any]], None]) -> Iterator[None]:
+    """Meanwhile SQLAlchemy's mock connection (offline DDL: ``create(bind)``,
+    ``create_all(bind)``) calls ``refuse(element, options)`` before each
+    statement, which raises to refuse it -- through SQLAlchemy's private
+    ``MockConnection._run_ddl_visitor``, the one hook there is."""
+    original = MockConnection._run_ddl_visitor
+
+    def checked(self: MockConnection, visitor: Any, element: Any, **kw: Any) -> None:
+        refuse(element, kw)
+        original(self, visitor, element, **kw)
+
+    MockConnection._run_ddl_visitor = checked  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        MockConnection._run_ddl_visitor = original  # type: ignore[method-assign]

@@ -203,10 +203,11 @@ def is_async_url(url: str | URL) -> bool:
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def expand_url(url: str, where: str) -> str:
+def expand_url(url: str, where: str, *, each: Callable[[str], str] = str) -> str:
     """*url* with each ``${NAME}`` replaced by environment variable NAME (a
-    password from a Kubernetes Secret, a host per deployment); one that is
-    not set fails, naming it and *where* the URL came from."""
+    password from a Kubernetes Secret, a host per deployment), passed
+    through *each*; one that is not set fails, naming it and *where* the URL
+    came from."""
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -216,7 +217,7 @@ def expand_url(url: str, where: str) -> str:
                 f"sqlalchemy.url in {where} uses the environment variable {name},"
                 f" which is not set: set {name}, or write the value in the URL"
             )
-        return found
+        return each(found)
 
     return _ENV_VAR.sub(value, url)
 

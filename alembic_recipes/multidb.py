@@ -20,13 +20,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from alembic import context
 from alembic.config import Config
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.base import Transaction, TwoPhaseTransaction
 
-from .alembic_internals import alembic_may_end
+from .alembic_internals import alembic_may_end, static_output
 from .connections import (
     ACCEPTED_CONNECTABLES,
     display_url,
@@ -117,7 +116,7 @@ class Database:
     def write_header(self) -> None:
         """Offline: open this database's section of the SQL script."""
         shown = display_url(self.url)
-        context.get_context().impl.static_output(f"-- Database {self.name}: {shown}\n")
+        static_output(f"-- Database {self.name}: {shown}\n")
 
 
 def database_section(config: Config, name: str) -> str:

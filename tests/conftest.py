@@ -680,13 +680,6 @@ def versions(url: str) -> list[str]:
         return list(conn.scalars(sa.text("SELECT version_num FROM alembic_version")))
 
 
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-
 def spawn(
     proj: Project,
     *args: str,
@@ -709,7 +702,7 @@ def spawn(
     )
 
 
-def on_terminal(proj: Project, *args: str, columns: int = 160) -> Run:
+def on_terminal(proj: Project, *args: str, columns: int = 160) -> Result:
     """Run ``alembic *args`` in *proj* on a real pseudo-terminal (*columns*
     wide, as a person's terminal is): what it wrote there, as a person saw it
     (both streams, carriage returns and all)."""
@@ -740,16 +733,16 @@ def on_terminal(proj: Project, *args: str, columns: int = 160) -> Run:
             break
     os.close(master)
     code = process.wait(timeout=DEADLINE)
-    return Run(code, seen.decode(errors="replace"), "")
+    return Result(code, seen.decode(errors="replace"), "")
 
 
-def together(proj: Project, count: int, *args: str) -> list[Run]:
+def together(proj: Project, count: int, *args: str) -> list[Result]:
     """Start *count* identical ``alembic`` processes at once; wait for all."""
     processes = [spawn(proj, *args) for _ in range(count)]
     runs = []
     for process in processes:
         out, err = process.communicate(timeout=DEADLINE)
-        runs.append(Run(process.returncode, out, err))
+        runs.append(Result(process.returncode, out, err))
     return runs
 
 

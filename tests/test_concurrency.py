@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from alembic_recipes.locks import lock_key
 from conftest import DEADLINE, Project, ServerDB, add_database, spawn, together
+from filelock import FileLock, Timeout
 
 pytestmark = pytest.mark.concurrency
 
@@ -230,7 +231,14 @@ def test_killed_holder_releases_the_sqlite_file_lock(
     deadline = time.monotonic() + 30
     while not lock_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(1)  # inside the migration by now
+    held = FileLock(str(lock_file))
+    while time.monotonic() < deadline:  # until the victim holds it, not only made it
+        try:
+            held.acquire(timeout=0)
+        except Timeout:
+            break
+        held.release()
+        time.sleep(0.05)
     waiter = proj.alembic(
         "-x", "migration_lock_timeout=0.3", "upgrade", "head", ok=False
     )
@@ -344,7 +352,14 @@ def test_parallel_fleet_sigterm(
     monkeypatch.chdir(proj.root)
     proj.revision("slow", upgrade='op.execute("SELECT pg_sleep(0.3)")')
     run = spawn(proj, "-x", "tenant=all", "-x", "workers=2", "upgrade", "head")
-    time.sleep(4)  # some tenants done, most not
+    deadline = time.monotonic() + DEADLINE
+    query = sa.text(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'"
+    )
+    with pg.engine().connect() as conn:  # until some tenants are done
+        while conn.scalar(query) < 2 and time.monotonic() < deadline:
+            conn.rollback()
+            time.sleep(0.05)
     run.send_signal(signal.SIGTERM)
     out, err = run.communicate(timeout=DEADLINE)
     assert run.returncode == -signal.SIGTERM, err  # ended by the signal, after

@@ -179,7 +179,9 @@ def test_a_killed_pod_started_again_finishes_its_shard(
     job: Project, pg: ServerDB
 ) -> None:
     pods = [_pod(job, k, 3) for k in range(3)]
-    time.sleep(1.5)  # each pod is inside some tenant's migration by now
+    deadline = time.monotonic() + DEADLINE
+    while not _applied(pg) and time.monotonic() < deadline:
+        time.sleep(0.05)  # a first tenant done: every pod is inside its shard
     os.kill(pods[1].pid, signal.SIGKILL)  # evicted: no chance to clean up
     pods[1].communicate(timeout=DEADLINE)
     _finish([pods[0], pods[2]])

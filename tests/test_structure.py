@@ -106,6 +106,33 @@ def test_no_sys_modules_lookups(path: Path) -> None:
     assert "sys.modules" not in path.read_text()
 
 
+ALEMBIC_INTERNAL = {"static_output", "context_opts", "migration_fn", "impl"}
+"""Names of Alembic's internals that are not underscored (``impl``: the
+migration context's dialect implementation)."""
+PUBLIC_UNDERSCORED = {"_replace", "_exit", "_asdict", "_fields"}
+"""Underscored but public: a named tuple's methods, ``os._exit``."""
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_private_attributes_only_in_alembic_internals(path: Path) -> None:
+    """Read as code (not text): no ``x._name`` on anything but ``self`` /
+    ``cls``, and none of Alembic's internal names, outside the compatibility
+    module."""
+    if path.name == "alembic_internals.py":
+        return
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Attribute):
+            continue
+        owner = node.value
+        if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+            continue
+        name = node.attr
+        private = name.startswith("_") and not name.startswith("__")
+        where = f"{path.relative_to(PACKAGE)}:{node.lineno} {ast.unparse(node)}"
+        assert not private or name in PUBLIC_UNDERSCORED, where
+        assert name not in ALEMBIC_INTERNAL, where
+
+
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_alembic_private_names_only_in_alembic_internals(path: Path) -> None:
     """No ``context._proxy``, ``_upgrade_revs``, ``._version``, ``_reverse``,

@@ -41,7 +41,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.engine.mock import MockConnection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.util.concurrency import await_only
@@ -50,6 +49,7 @@ from ..alembic_internals import (
     before_each_step,
     configured,
     offline_environment,
+    refusing_mock_ddl,
     upgrade_steps,
     version_table,
 )
@@ -370,22 +370,18 @@ def _checkfirst_unrendered() -> Iterator[None]:
     drops the check and would always emit the statement, which the online
     run emits only when the object is (not) there.  (The version table Alembic
     creates in the placeholder schema is ours: its script is ours too.)"""
-    original = MockConnection._run_ddl_visitor
     thread = threading.get_ident()
 
-    def checked(self: MockConnection, visitor: Any, element: Any, **kw: Any) -> None:
+    def refuse(element: Any, options: dict[str, Any]) -> None:
         ours = getattr(element, "schema", None) in (PLACEHOLDER, _SECOND)
-        if threading.get_ident() == thread and kw.get("checkfirst", True) and not ours:
+        checks = options.get("checkfirst", True)
+        if threading.get_ident() == thread and checks and not ours:
             raise _Unrendered(
                 "it creates or drops what it finds in the database (checkfirst)"
             )
-        original(self, visitor, element, **kw)
 
-    MockConnection._run_ddl_visitor = checked  # type: ignore[method-assign,assignment]
-    try:
+    with refusing_mock_ddl(refuse):
         yield
-    finally:
-        MockConnection._run_ddl_visitor = original  # type: ignore[method-assign]
 
 
 class _ThisThreadsInfo(logging.Filter):

@@ -24,7 +24,7 @@ from alembic.config import Config
 from alembic.util import CommandError
 from sqlalchemy.engine import URL, Connection, make_url
 
-from ..alembic_internals import VERSION_TABLE, running_command
+from ..alembic_internals import VERSION_TABLE, running_command, static_output
 from ..connections import display_url, expand_url, first_line
 from ..filters import IncludeName
 from ..logs import logger_for
@@ -157,17 +157,16 @@ class Tenant:
 
     def select_offline(self) -> None:
         """Offline: open the tenant's section of the script (and select its schema)."""
-        impl = context.get_context().impl
         what = "Shared scope" if self.shared else "Tenant"
         where = f" on server {self.server}" if self.server else ""
         if self.schema is None:
-            impl.static_output(
+            static_output(
                 f"-- {what} {self.name}{where}: database {self.display_url}\n"
             )
             return
         shown = f" ({self.display_url})" if self.server else ""
-        impl.static_output(f"-- {what} {self.name}{where}{shown}: schema {self.name}\n")
-        quote = impl.dialect.identifier_preparer.quote_identifier
+        static_output(f"-- {what} {self.name}{where}{shown}: schema {self.name}\n")
+        quote = context.get_context().dialect.identifier_preparer.quote_identifier
         if self.create:
             context.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.name)}")
         path = ", ".join(quote(schema) for schema in self.search_path)
@@ -585,12 +584,19 @@ def _server(reader: OptionReader, name: str, strategy: str) -> Server:
 
 
 def _raw_url(config: Config, section: str | None = None) -> str:
-    """``sqlalchemy.url`` with ``{tenant}`` marked before ``%(...)s`` expands."""
+    """``sqlalchemy.url`` with ``{tenant}`` marked -- where written, and in
+    the values of ``${NAME}`` (a URL from a Secret) -- before ``%(...)s``
+    expands: ``{tenant}`` in the project's own path is left alone."""
     parser = config.file_config
     section = section or config.config_ini_section
     if not parser.has_option(section, "sqlalchemy.url"):
         return ""
     raw = parser.get(section, "sqlalchemy.url", raw=True).replace("{tenant}", _MARK)
+    raw = expand_url(
+        raw,
+        f"[{section}]",
+        each=lambda value: value.replace("{tenant}", _MARK).replace("%", "%%"),
+    )
     lookup = ChainMap(dict(parser.items(section, raw=True)))
     try:
         expanded = BasicInterpolation().before_get(
@@ -601,8 +607,7 @@ def _raw_url(config: Config, section: str | None = None) -> str:
             f"invalid sqlalchemy.url in [{section}]: {first_line(exc)}"
             " (write a literal % as %%)"
         ) from None
-    # a URL from the environment may hold {tenant} too
-    return expand_url(expanded.strip(), f"[{section}]").replace("{tenant}", _MARK)
+    return expanded.strip()
 
 
 def _url(config: Config, strategy: str, section: str | None = None) -> URL | None:
