@@ -278,6 +278,19 @@ def test_claiming_bad_input_fails_before_any_sql(
     assert not (proj.root / "tenants").exists()
 
 
+def _listed(
+    project: Callable[..., Project], count: int, **options: str
+) -> tuple[Project, list[str]]:
+    """A SQLite fleet of *count* listed tenants, revision r1 to run."""
+    proj = project("multitenant")
+    names = _names(count)
+    proj.set_option("tenants", ", ".join(names))
+    for key, value in options.items():
+        proj.set_option(key, value)
+    proj.revision("r1", upgrade=ONCE)
+    return proj, names
+
+
 def _sections(output: str) -> list[str]:
     return re.findall(r"^-- Tenant (\w+):", output, re.M)
 
@@ -288,10 +301,7 @@ def test_offline_selects_as_an_online_run_does(
 ) -> None:
     """``--sql`` takes exclusions, patterns and shards as online runs do, and
     refuses in one line what it cannot do."""
-    proj = project("multitenant")
-    names = _names(6)
-    proj.set_option("tenants", ", ".join(names))
-    proj.revision("r1", upgrade=ONCE)
+    proj, names = _listed(project, 6)
     sql = ("upgrade", "head", "--sql")
     out = proj.alembic("-x", "tenant=all,!t0002", *sql).stdout
     assert _sections(out) == [n for n in names if n != "t0002"]
@@ -326,11 +336,7 @@ def test_offline_selects_as_an_online_run_does(
 def test_a_canary_in_another_shard_is_an_empty_wave(
     project: Callable[..., Project],
 ) -> None:
-    proj = project("multitenant")
-    names = _names(6)
-    proj.set_option("tenants", ", ".join(names))
-    proj.set_option("rollout", "t0000; rest")
-    proj.revision("r1", upgrade=ONCE)
+    proj, _ = _listed(project, 6, rollout="t0000; rest")
     holder = next(k for k in (0, 1) if in_shard("t0000", k, 2))
     other = f"{1 - holder}/2"
     plan = proj.alembic(
@@ -358,10 +364,7 @@ def test_shards_that_never_ran_are_named_and_resumed(
 ) -> None:
     """A Job whose JOB_COMPLETIONS says 4 while 2 pods run: ``current`` names
     the shards no run took, ``-x tenant=failed`` migrates their tenants."""
-    proj = project("multitenant")
-    names = _names(12)
-    proj.set_option("tenants", ", ".join(names))
-    proj.revision("r1", upgrade=ONCE)
+    proj, names = _listed(project, 12)
     for k in (0, 1):
         proj.alembic("-x", "tenant=all", "-x", f"shard={k}/4", "upgrade", "head")
     left = sorted(n for n in names if not any(in_shard(n, k, 4) for k in (0, 1)))
@@ -381,10 +384,7 @@ def test_shards_that_never_ran_are_named_and_resumed(
 def test_shards_of_different_counts_are_named(
     project: Callable[..., Project],
 ) -> None:
-    proj = project("multitenant")
-    names = _names(12)
-    proj.set_option("tenants", ", ".join(names))
-    proj.revision("r1", upgrade=ONCE)
+    proj, _ = _listed(project, 12)
     proj.alembic("-x", "tenant=all", "-x", "shard=0/2", "upgrade", "head")
     proj.alembic("-x", "tenant=all", "-x", "shard=1/4", "upgrade", "head")
     status = proj.alembic("-x", "tenant=all", "current", process=True)

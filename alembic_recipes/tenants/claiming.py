@@ -204,15 +204,7 @@ class _Runner:
             log.info("Rollout: %s done across the runners: %d failed", label, failed)
             return True
         self.claims.release(claim.tenant)
-        self.fleet.report.stopped_at = label
-        log.warning(
-            "Rollout: %s had %d failed tenant%s (max_failures = %d): the later"
-            " waves are not attempted",
-            label,
-            failed,
-            "" if failed == 1 else "s",
-            self.fleet.settings.max_failures,
-        )
+        self.fleet.rollout_stops(label, failed)
         self.fleet.journal.not_attempted(self.claims.skip_from(wave, NOT_ATTEMPTED))
         return False
 

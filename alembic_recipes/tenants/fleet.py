@@ -511,15 +511,7 @@ class Fleet:
         failed = len(self.report.failures) - failures_before
         label = wave.label(count)
         if stopped or failed > self.settings.max_failures:
-            self.report.stopped_at = label
-            log.warning(
-                "Rollout: %s had %d failed tenant%s (max_failures = %d): the later"
-                " waves are not attempted",
-                label,
-                failed,
-                "" if failed == 1 else "s",
-                self.settings.max_failures,
-            )
+            self.rollout_stops(label, failed)
             return False
         log.info(
             "Rollout: %s done: %d tenant%s, %d failed",
@@ -529,6 +521,19 @@ class Fleet:
             failed,
         )
         return True
+
+    def rollout_stops(self, label: str, failed: int) -> None:
+        """Rollout wave *label* had *failed* tenants, too many: the later
+        waves are not attempted (the summary says where it stopped)."""
+        self.report.stopped_at = label
+        log.warning(
+            "Rollout: %s had %d failed tenant%s (max_failures = %d): the later"
+            " waves are not attempted",
+            label,
+            failed,
+            "" if failed == 1 else "s",
+            self.settings.max_failures,
+        )
 
     def applied(self, revision: str, versions: Sequence[str]) -> bool:
         """Whether *revision* is applied at *versions* (one of them or their
