@@ -20,7 +20,6 @@ small sync engine), never on a tenant's.
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
 import threading
@@ -32,121 +31,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
-from sqlalchemy import (
-    Column,
-    Float,
-    Index,
-    Integer,
-    MetaData,
-    PrimaryKeyConstraint,
-    String,
-    Table,
-    Text,
-    create_engine,
-    delete,
-    func,
-    insert,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.engine import Connection, Dialect, Engine, make_url
+from sqlalchemy import create_engine, delete, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import NullPool
-from sqlalchemy.sql.elements import TextClause
 
 from ..locks import table_lock
 from ..logs import logger_for
+from .claim_table import (
+    CLAIM_TABLE,
+    CLAIMED,
+    DONE,
+    OPEN,
+    claim_statement,
+    claim_table,
+    summarize,
+    sync_url,
+)
 
-__all__ = ["CLAIM_TABLE", "Claim", "Claims", "Joined", "last_run_summary", "sync_url"]
+__all__ = ["Claim", "Claims", "Joined"]
 
 log = logger_for(__name__)
 
-CLAIM_TABLE = "alembic_recipes_fleet_claim"
-OPEN, CLAIMED, DONE = "open", "claimed", "done"
 _KEEP_RUNS = 10
 """Finished runs whose claims are kept (a late runner of one is told so)."""
 _LOCK_WAIT = 60.0
-_SYNC_DRIVERS = {
-    "postgresql+asyncpg": "postgresql+psycopg",
-    "sqlite+aiosqlite": "sqlite+pysqlite",
-    "mysql+aiomysql": "mysql+pymysql",
-    "mysql+asyncmy": "mysql+pymysql",
-    "mariadb+aiomysql": "mariadb+pymysql",
-    "mariadb+asyncmy": "mariadb+pymysql",
-}
-
-
-def sync_url(url: str) -> str:
-    """*url* with a sync driver where it names an asyncio one: the claims
-    are a few short statements, from the main thread and a lease thread."""
-    parsed = make_url(url)
-    driver = _SYNC_DRIVERS.get(parsed.drivername)
-    return (
-        parsed.set(drivername=driver).render_as_string(hide_password=False)
-        if driver
-        else url
-    )
-
-
-@functools.lru_cache(maxsize=8)
-def _table(schema: str | None) -> Table:
-    table = Table(
-        CLAIM_TABLE,
-        MetaData(),
-        Column("run_id", String(40), nullable=False),
-        Column("tenant", String(63), nullable=False),
-        Column("position", Integer, nullable=False),
-        Column("wave", Integer, nullable=False),
-        Column("state", String(10), nullable=False),
-        Column("runner", String(120)),
-        Column("lease_until", Float),
-        Column("status", String(40)),
-        Column("updated", Float, nullable=False),
-        Column("wave_spec", Text),
-        PrimaryKeyConstraint("run_id", "tenant"),
-        schema=schema,
-    )
-    # the claims not done, in the order they are taken: each claim reads the
-    # first free one, not the done ones before it (PostgreSQL, SQLite: only
-    # those rows are in the index)
-    not_done = table.c.state != DONE
-    Index(
-        f"ix_{CLAIM_TABLE}_next",
-        table.c.run_id,
-        table.c.wave,
-        table.c.position,
-        postgresql_where=not_done,
-        sqlite_where=not_done,
-    )
-    return table
-
-
-@functools.lru_cache(maxsize=8)
-def _claim_statement(schema: str | None, dialect: Dialect) -> TextClause:
-    """PostgreSQL: the last tenant done and the next one claimed, in one
-    statement (its data-modifying parts run whatever the rest finds)."""
-    table = dialect.identifier_preparer.format_table(_table(schema))
-    return text(
-        f"""WITH finished AS (
-    UPDATE {table} SET state = 'done', status = :status, lease_until = NULL,
-        updated = :now
-    WHERE run_id = :run AND tenant = :prev AND runner = :me AND state = 'claimed'
-    RETURNING tenant
-), next AS (
-    SELECT tenant, position, wave, state, runner FROM {table}
-    WHERE run_id = :run AND tenant <> :prev
-      AND wave = (SELECT min(wave) FROM {table}
-                  WHERE run_id = :run AND state <> 'done' AND tenant <> :prev)
-      AND (state = 'open' OR (state = 'claimed' AND lease_until < :now))
-    ORDER BY position LIMIT 1
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE {table} AS claim SET state = 'claimed', runner = :me,
-    lease_until = :until, updated = :now
-FROM next
-WHERE claim.run_id = :run AND claim.tenant = next.tenant
-RETURNING claim.tenant, claim.position, claim.wave, next.state, next.runner"""
-    )
 
 
 @dataclass(frozen=True)
@@ -182,7 +90,7 @@ class Claims:
         self.run_id = run_id
         self.lease = lease
         self.runner = f"{socket.gethostname()}:{os.getpid()}"
-        self.table = _table(schema)
+        self.table = claim_table(schema)
         self.schema = schema
         url = sync_url(url)
         parsed = make_url(url)
@@ -374,7 +282,7 @@ class Claims:
             self._held.discard(prev)
         with self.engine.connect() as conn:
             row = conn.execute(
-                _claim_statement(self.schema, self.engine.dialect),
+                claim_statement(self.schema, self.engine.dialect),
                 {
                     "run": self.run_id,
                     "me": self.runner,
@@ -536,10 +444,7 @@ class Claims:
                     t.c.run_id == self.run_id
                 )
             ).all()
-        outcomes = Counter(status for state, status, _ in rows if state == DONE)
-        left = sum(1 for state, _, _ in rows if state != DONE)
-        runners = len({runner for _, _, runner in rows if runner})
-        return outcomes, left, runners
+        return summarize(rows)
 
     # -- the lease -------------------------------------------------------------
     def __enter__(self) -> Claims:
@@ -583,28 +488,3 @@ class Claims:
                     )
             except Exception as error:  # the next round tries again
                 log.warning("could not renew the claims' lease: %s", error)
-
-
-def last_run_summary(conn: Connection, schema: str | None) -> str | None:
-    """The last shared run (``-x shard=claim``) as one line, over every
-    runner: its tenants by outcome, those left, its runners (None: none)."""
-    if not conn.dialect.has_table(conn, CLAIM_TABLE, schema):
-        return None
-    t = _table(schema)
-    last = conn.scalar(
-        select(t.c.run_id).group_by(t.c.run_id).order_by(func.max(t.c.updated).desc())
-    )
-    if last is None:
-        return None
-    rows = conn.execute(
-        select(t.c.state, t.c.status, t.c.runner).where(t.c.run_id == last)
-    ).all()
-    outcomes = Counter(status for state, status, _ in rows if state == DONE)
-    left = sum(1 for state, _, _ in rows if state != DONE)
-    runners = len({runner for _, _, runner in rows if runner})
-    parts = ", ".join(f"{n} {status}" for status, n in outcomes.most_common())
-    state = f"{left} not done yet" if left else "finished"
-    return (
-        f"Last shared run {last}: {len(rows)} tenants, {runners} runner"
-        f"{'' if runners == 1 else 's'}: {parts or 'none done'}; {state}"
-    )

@@ -14,7 +14,7 @@ from typing import Protocol, TypeVar
 from sqlalchemy.engine import Connection
 
 from ..logs import logger_for
-from .claims import last_run_summary
+from .claim_table import last_run_summary
 from .fleet import Fleet, Outcome
 from .journal import shard_gaps, to_resume
 from .record import Row
