@@ -73,8 +73,11 @@ def _database_exists(url: str) -> bool:
     return parsed.database in server_databases(url)
 
 
-def _on_server(url: str, sql: str) -> None:
-    """Run ``CREATE``/``DROP DATABASE`` for *url*'s database on its server."""
+def _on_server(url: str, sql: str, admin: Connection | None = None) -> None:
+    """Run ``CREATE``/``DROP DATABASE`` for *url*'s database on its server:
+    on *admin*, the connection holding the creation lock, when given -- so
+    that a run killed meanwhile keeps the lock until its server session has
+    finished the statement, and the next run finds the database made."""
     parsed = make_url(url)
 
     def run(conn: Connection) -> None:
@@ -90,6 +93,9 @@ def _on_server(url: str, sql: str) -> None:
 
     server = f"the server {display_url(server_of(url))}"
     with failing_as(f"{sql.split()[0]} DATABASE failed on {server}"):
+        if admin is not None:
+            run(admin)
+            return
         run_with_connection(admin_engine(url), run, owned=True, where=server)
 
 
@@ -97,8 +103,10 @@ class _Created:
     """One tenant database this run creates: made with the
     :data:`CREATING_TABLE` mark, removed again if its first migration fails."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, admin: Connection | None = None) -> None:
         self.url = url
+        self.admin = admin
+        """The connection holding the creation lock (a server's database)."""
         parsed = make_url(url)
         self.sqlite = parsed.get_backend_name() == "sqlite"
         self.path = Path(parsed.database or "")
@@ -107,7 +115,7 @@ class _Created:
     def create(self, options: dict[str, str]) -> None:
         """Create the database (a SQLite file's directories), then mark it."""
         if not self.sqlite:
-            _on_server(self.url, "CREATE DATABASE {name}")
+            _on_server(self.url, "CREATE DATABASE {name}", self.admin)
         else:
             for parent in reversed(self.path.parents):  # outermost first
                 try:
@@ -425,18 +433,22 @@ class DatabaseTenants:
         timeout = fleet.settings.migration_lock_timeout
         if url.get_backend_name() == "sqlite":
             locked = creation_lock(None, url.database or "", timeout=timeout)
-            return self._under_lock(name, tenant, locked)
+            return self._under_lock(name, tenant, locked, None)
         engine = admin_engine(tenant.url)
         where = f"the server {display_url(server_of(url))}"
 
         def run(admin: Connection) -> Outcome:
             locked = creation_lock(admin, url.database or "", timeout=timeout)
-            return self._under_lock(name, tenant, locked)
+            return self._under_lock(name, tenant, locked, admin)
 
         return run_with_connection(engine, run, owned=True, where=where)
 
     def _under_lock(
-        self, name: str, tenant: Tenant, locked: contextlib.AbstractContextManager[None]
+        self,
+        name: str,
+        tenant: Tenant,
+        locked: contextlib.AbstractContextManager[None],
+        admin: Connection | None,
     ) -> Outcome:
         fleet = self.fleet
         with locked:
@@ -454,7 +466,7 @@ class DatabaseTenants:
                 self._load_listed(name)
                 if not fleet.selection.may_create(name):
                     raise fleet.selection.missing(name)
-                created = _Created(tenant.url)
+                created = _Created(tenant.url, admin)
                 created.create(self.options)
             try:
                 return self._run(tenant, created, settled=True)
