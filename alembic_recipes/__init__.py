@@ -10,8 +10,10 @@ Public API:
   from a URL, ``Engine``, ``AsyncEngine`` or ``AsyncConnection``, event loop or not.
 * :func:`transactional_sqlite` -- real transactions (DDL included) on SQLite;
   :func:`transactional_ddl` -- what to tell ``context.configure()`` about it.
-* :func:`upgrade`, :func:`downgrade`, :func:`stamp`, :func:`current`,
-  :func:`run_command` -- awaitable Alembic commands sharing the caller's engine.
+* :func:`upgrade_async`, :func:`downgrade_async`, :func:`stamp_async`,
+  :func:`current_async`, :func:`run_command_async` -- awaitable Alembic
+  commands sharing the caller's engine (named ``_async`` as the other
+  awaitable calls are; the names without it are deprecated aliases).
 * :func:`data_enabled`, :func:`run_data_upgrade`, :func:`run_data_downgrade`,
   :func:`finish_data_migrations`, :func:`pending_data_revisions` -- data-flag.
 * :func:`run_tenants`, :func:`offline_tenants`, :class:`Tenant`,
@@ -27,7 +29,7 @@ Public API:
 * :func:`check_at_head`, :func:`check_at_head_async` -- is the database at head?
 * :func:`create_all_and_stamp`, :func:`create_all_and_stamp_async` -- a fresh
   database or tenant schema from the metadata, stamped at head.
-* :func:`get_bool_option` / :func:`parse_bool` -- ``-x``/attributes/ini options.
+* :func:`get_option` / :func:`get_bool_option` -- ``-x``/attributes/ini options.
 * :func:`render_tables` -- existing tables as ``op.create_table()`` code
   (``python -m alembic_recipes render-tables URL``).
 * :func:`apply_metadata` -- a test/dev database brought to a MetaData by
@@ -39,14 +41,23 @@ Replaceable objects (views, functions, procedures, triggers) live in
 
 from __future__ import annotations
 
+import importlib
+import warnings
+from typing import Any
+
 from .apply import apply_metadata
 from .autogen import autogenerate_hooks, chain
 from .bootstrap import create_all_and_stamp, create_all_and_stamp_async
-from .commands import current, current_heads, downgrade, run_command, stamp, upgrade
+from .commands import (
+    current_async,
+    downgrade_async,
+    run_command_async,
+    stamp_async,
+    upgrade_async,
+)
 from .connections import (
     Connectable,
     is_async_url,
-    run_coroutine,
     run_with_connection,
     transactional_ddl,
     transactional_sqlite,
@@ -71,7 +82,7 @@ from .multidb import (
     offline_databases,
     run_databases,
 )
-from .options import get_bool_option, get_option, parse_bool
+from .options import get_bool_option, get_option
 from .settings import Settings
 from .tables import render_tables
 from .tenants import (
@@ -104,35 +115,63 @@ __all__ = [
     "connect_and_run",
     "create_all_and_stamp",
     "create_all_and_stamp_async",
-    "current",
-    "current_heads",
+    "current_async",
     "data_enabled",
     "database_names",
-    "downgrade",
+    "downgrade_async",
     "finish_data_migrations",
     "get_bool_option",
     "get_option",
     "is_async_url",
     "offline_databases",
     "offline_tenants",
-    "parse_bool",
     "pending_data_revisions",
     "render_tables",
-    "run_command",
-    "run_coroutine",
+    "run_command_async",
     "run_data_downgrade",
     "run_data_upgrade",
     "run_databases",
     "run_tenants",
     "run_with_connection",
     "skip_data_table",
-    "stamp",
+    "stamp_async",
     "tenant_schema",
     "transactional_ddl",
     "transactional_sqlite",
-    "upgrade",
+    "upgrade_async",
     "upgrade_tenant",
     "upgrade_tenant_async",
     "validate_tenant",
 ]
 __version__ = "0.1.0"
+
+_DEPRECATED = {
+    "upgrade": ("commands", "upgrade_async"),
+    "downgrade": ("commands", "downgrade_async"),
+    "stamp": ("commands", "stamp_async"),
+    "current": ("commands", "current_async"),
+    "run_command": ("commands", "run_command_async"),
+    "current_heads": ("commands", "current_heads"),
+    "parse_bool": ("options", "parse_bool"),
+    "run_coroutine": ("connections", "run_coroutine"),
+}
+"""Names this package exported before 0.2: the awaitable commands without
+``_async``, and helpers that were never meant for users.  Still importable,
+with a ``DeprecationWarning``, until 0.3."""
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _DEPRECATED:
+        raise AttributeError(f"module 'alembic_recipes' has no attribute {name!r}")
+    module, new = _DEPRECATED[name]
+    where = (
+        f"alembic_recipes.{new}"
+        if module == "commands" and new != name
+        else f"alembic_recipes.{module}.{new}"
+    )
+    warnings.warn(
+        f"alembic_recipes.{name} is deprecated and goes in 0.3: use {where}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(f"alembic_recipes.{module}"), new)

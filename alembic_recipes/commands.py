@@ -1,6 +1,6 @@
 """Awaitable Alembic commands for async applications, sharing the caller's connection.
 
-``await upgrade(engine, config)`` from a FastAPI/Starlette/Litestar lifespan or
+``await upgrade_async(engine, config)`` from a FastAPI/Starlette/Litestar lifespan or
 an async test runs the migrations on *engine* (or connection) without leaving
 the caller's event loop and without ``asyncio.run()``.
 """
@@ -29,13 +29,13 @@ from .connections import (
 
 __all__ = [
     "config_attributes",
-    "current",
+    "current_async",
     "current_heads",
-    "downgrade",
+    "downgrade_async",
     "read_through_env",
-    "run_command",
-    "stamp",
-    "upgrade",
+    "run_command_async",
+    "stamp_async",
+    "upgrade_async",
 ]
 
 T = TypeVar("T")
@@ -57,7 +57,7 @@ def config_attributes(config: Config, **values: object) -> Iterator[None]:
                 config.attributes[key] = value
 
 
-async def run_command(
+async def run_command_async(
     cmd: Callable[..., T],
     connectable: Connectable | None,
     config: Config,
@@ -91,31 +91,31 @@ async def run_command(
     )
 
 
-async def upgrade(
+async def upgrade_async(
     connectable: Connectable | None,
     config: Config,
     revision: str = "head",
     **kwargs: Any,
 ) -> None:
     """``alembic upgrade`` on *connectable*; keywords go to ``command.upgrade``."""
-    await run_command(command.upgrade, connectable, config, revision, **kwargs)
+    await run_command_async(command.upgrade, connectable, config, revision, **kwargs)
 
 
-async def downgrade(
+async def downgrade_async(
     connectable: Connectable | None, config: Config, revision: str, **kwargs: Any
 ) -> None:
     """``alembic downgrade`` on *connectable*."""
-    await run_command(command.downgrade, connectable, config, revision, **kwargs)
+    await run_command_async(command.downgrade, connectable, config, revision, **kwargs)
 
 
-async def stamp(
+async def stamp_async(
     connectable: Connectable | None,
     config: Config,
     revision: str | list[str] = "head",
     **kwargs: Any,
 ) -> None:
     """``alembic stamp`` on *connectable*."""
-    await run_command(command.stamp, connectable, config, revision, **kwargs)
+    await run_command_async(command.stamp, connectable, config, revision, **kwargs)
 
 
 def read_through_env(
@@ -142,6 +142,8 @@ def current_heads(config: Config) -> tuple[str, ...]:
     )
 
 
-async def current(connectable: Connectable | None, config: Config) -> tuple[str, ...]:
+async def current_async(
+    connectable: Connectable | None, config: Config
+) -> tuple[str, ...]:
     """The database's current heads (empty at base), without printing anything."""
-    return await run_command(current_heads, connectable, config)
+    return await run_command_async(current_heads, connectable, config)

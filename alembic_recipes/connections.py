@@ -459,6 +459,6 @@ def require_no_running_loop(connectable: object, where: str) -> None:
         f"{where} is an {type(connectable).__name__} of the running event loop,"
         " which a synchronous Alembic command cannot await from inside that loop;"
         " run the command on the loop instead: `await"
-        " alembic_recipes.upgrade(async_connection, config)` (or another awaitable"
-        " command; it runs inside the connection's run_sync())"
+        " alembic_recipes.upgrade_async(async_connection, config)` (or another"
+        " awaitable command; it runs inside the connection's run_sync())"
     )

@@ -167,8 +167,8 @@ def test_awaitable_upgrade_inside_asyncio_run(a: Async) -> None:
     async def main() -> tuple[str, ...]:
         engine = a.async_engine()
         try:
-            await alembic_recipes.upgrade(engine, a.config())
-            return await alembic_recipes.current(engine, a.config())
+            await alembic_recipes.upgrade_async(engine, a.config())
+            return await alembic_recipes.current_async(engine, a.config())
         finally:
             await engine.dispose()
 
@@ -183,7 +183,7 @@ def test_lifespan_shaped_startup_hook(a: Async) -> None:
     @asynccontextmanager
     async def lifespan(app: object) -> AsyncIterator[None]:
         engine = a.async_engine()
-        await alembic_recipes.upgrade(engine, a.config())
+        await alembic_recipes.upgrade_async(engine, a.config())
         events.append("migrated")
         yield
         await engine.dispose()
@@ -202,9 +202,9 @@ async def test_under_pytest_asyncio_loop(a: Async) -> None:
     command.upgrade(a.config(), "head")  # sync call on pytest-asyncio's loop
     assert a.versions() == [a.rev]
     engine = a.async_engine()
-    await alembic_recipes.downgrade(engine, a.config(), "base")
-    await alembic_recipes.stamp(engine, a.config(), "head")
-    assert await alembic_recipes.current(engine, a.config()) == (a.rev,)
+    await alembic_recipes.downgrade_async(engine, a.config(), "base")
+    await alembic_recipes.stamp_async(engine, a.config(), "head")
+    assert await alembic_recipes.current_async(engine, a.config()) == (a.rev,)
     await engine.dispose()
     assert "account" not in a.tables()  # stamped, not migrated
 
@@ -216,11 +216,11 @@ async def test_async_connection_in_callers_transaction_rollback_and_commit(
     engine = a.async_engine()
     async with engine.connect() as conn:
         await conn.begin()
-        await alembic_recipes.upgrade(conn, a.config())
+        await alembic_recipes.upgrade_async(conn, a.config())
         await conn.rollback()
     assert a.versions() == [] and "account" not in a.tables()
     async with engine.begin() as conn:  # commits on exit
-        await alembic_recipes.upgrade(conn, a.config())
+        await alembic_recipes.upgrade_async(conn, a.config())
         assert a.versions() == []  # not committed yet: still the caller's
     assert a.versions() == [a.rev] and "account" in a.tables()
     await engine.dispose()

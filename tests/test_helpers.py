@@ -9,10 +9,11 @@ import pytest
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.util import CommandError
-from alembic_recipes import connect_and_run, is_async_url, parse_bool, run_coroutine
+from alembic_recipes import connect_and_run, is_async_url
 from alembic_recipes.__main__ import _split_options, main
+from alembic_recipes.connections import run_coroutine
 from alembic_recipes.data import has_body
-from alembic_recipes.options import get_bool_option, x_arguments
+from alembic_recipes.options import get_bool_option, parse_bool, x_arguments
 from alembic_recipes.templates import TEMPLATES, template_path
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -198,3 +199,27 @@ def test_table_ops_ordered_for_every_input_order() -> None:
             ("CreateTableOp", "b"),
             ("ModifyTableOps", "b"),
         ]
+
+
+def test_names_before_0_2_still_work_and_warn() -> None:
+    """The awaitable commands without ``_async``, and helpers that left the
+    public API, are still there until 0.3, each with a DeprecationWarning
+    that names what to use."""
+    import alembic_recipes
+    from alembic_recipes import commands, connections, options
+
+    for old, new in [
+        ("upgrade", commands.upgrade_async),
+        ("downgrade", commands.downgrade_async),
+        ("stamp", commands.stamp_async),
+        ("current", commands.current_async),
+        ("run_command", commands.run_command_async),
+        ("current_heads", commands.current_heads),
+        ("parse_bool", options.parse_bool),
+        ("run_coroutine", connections.run_coroutine),
+    ]:
+        with pytest.warns(DeprecationWarning, match=f"alembic_recipes.{old} is"):
+            assert getattr(alembic_recipes, old) is new
+        assert old not in alembic_recipes.__all__
+    with pytest.raises(AttributeError):
+        alembic_recipes.no_such_name  # noqa: B018

@@ -291,7 +291,7 @@ def test_shared_connections_of_every_type(
                 with pytest.raises(Exception, match="cannot await"):
                     command.upgrade(cfg, "head")
                 # through run_sync the whole command runs on the caller's loop
-                await alembic_recipes.upgrade(aconn, cfg)
+                await alembic_recipes.upgrade_async(aconn, cfg)
                 conn.commit()
             await aconn.commit()
         await analytics_async.dispose()

@@ -10,7 +10,7 @@ from alembic.config import Config
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
-from ..commands import config_attributes, run_command
+from ..commands import config_attributes, run_command_async
 from ..connections import Connectable
 from ..logs import logger_for
 from ..stopping import finishing, stop_on_signals
@@ -232,4 +232,4 @@ async def upgrade_tenant_async(
     """Migrate one tenant from async code, sharing *connectable* when given."""
     validate_tenant(tenant, source="upgrade_tenant_async()")
     with config_attributes(config, tenant=tenant, create=create):
-        await run_command(command.upgrade, connectable, config, revision)
+        await run_command_async(command.upgrade, connectable, config, revision)

@@ -4,7 +4,7 @@ From the command line, sqlalchemy.url picks the driver: async URLs
 (sqlite+aiosqlite://, postgresql+asyncpg://) run on an event loop, sync URLs
 directly.  From application code, share your engine or connection:
 
-    await alembic_recipes.upgrade(async_engine, config)  # in async apps
+    await alembic_recipes.upgrade_async(async_engine, config)  # in async apps
 
     # or: a Connection, Engine, AsyncEngine or AsyncConnection
     config.attributes["connection"] = connection
