@@ -389,3 +389,33 @@ def test_shards_of_different_counts_are_named(
     proj.alembic("-x", "tenant=all", "-x", "shard=1/4", "upgrade", "head")
     status = proj.alembic("-x", "tenant=all", "current", process=True)
     assert "used different shard counts (N=2, N=4)" in status.stderr
+
+
+@pytest.mark.parametrize("server", ["sqlite", "pg", "mysql"])
+def test_a_working_runner_keeps_its_claim_past_the_lease(
+    request: pytest.FixtureRequest, tmp_path: Path, server: str
+) -> None:
+    """The lease is renewed while a runner works (times kept to the
+    millisecond on every server: MySQL's FLOAT would round them to minutes);
+    a runner that stops renewing loses its tenant to another."""
+    from alembic_recipes.tenants.claims import Claims
+
+    if server == "sqlite":
+        url = f"sqlite:///{tmp_path}/record.db"
+    else:
+        db: ServerDB = request.getfixturevalue(server)
+        url = db.driver_url("psycopg" if server == "pg" else "pymysql")
+    first = Claims(url, None, "r1", lease=1.0)
+    other = Claims(url, None, "r1", lease=1.0)
+    other.runner = "elsewhere:1"
+    first.join([(1, "rest", ["a", "b"])], lambda names: None)
+    with first:
+        assert first.claim() is not None
+        time.sleep(2.5)  # past two leases: renewed meanwhile
+        with other:
+            taken = other.claim()
+            assert taken is not None and taken.tenant == "b"
+            assert other.claim() is None  # "a" is still held, "b" its own
+    again = other.claim()
+    assert again is not None and again.tenant == "a"
+    other.engine.dispose()

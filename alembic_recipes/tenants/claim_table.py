@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     Column,
-    Float,
+    Double,
     Index,
     Integer,
     MetaData,
@@ -79,9 +79,9 @@ def claim_table(schema: str | None) -> Table:
         Column("wave", Integer, nullable=False),
         Column("state", String(10), nullable=False),
         Column("runner", String(120)),
-        Column("lease_until", Float),
+        Column("lease_until", Double),
         Column("status", String(40)),
-        Column("updated", Float, nullable=False),
+        Column("updated", Double, nullable=False),
         Column("wave_spec", Text),
         PrimaryKeyConstraint("run_id", "tenant"),
         schema=schema,
