@@ -27,7 +27,7 @@ from ..stopping import check, pause, requested
 from .claims import Claim, Claims
 from .fleet import Fleet
 from .interface import TenantStrategy
-from .record import NOT_ATTEMPTED, record_location
+from .record import NEEDS_REPAIR, NOT_ATTEMPTED, UNREACHABLE, record_location
 from .report import INTERRUPTED
 from .selection import resolve
 
@@ -35,7 +35,7 @@ __all__ = ["claims_for", "run_claiming"]
 
 log = logger_for(__name__)
 
-_FAILED = ("failed", "needs repair", "server unreachable")
+_FAILED = ("failed", NEEDS_REPAIR, UNREACHABLE)
 _POLL = 0.5
 """Seconds between looks at a wave whose last tenants other runners hold."""
 
@@ -237,7 +237,8 @@ class _Runner:
         if not settings.needs_known:
             return False
         names = resolve(settings.selectors, settings.excluded, self.strategy.known())
-        new = [name for name in names if name not in set(self.names)]
+        have = set(self.names)
+        new = [name for name in names if name not in have]
         if not new:
             return False
         added = self.claims.add(new, self._record)
@@ -257,7 +258,8 @@ class _Runner:
         """*names* joined the run after this runner selected its tenants:
         read what the strategy needs of them (and whether they are listed,
         so that they may be created)."""
-        self.names += [name for name in names if name not in self.names]
+        have = set(self.names)
+        self.names += [name for name in names if name not in have]
         self.fleet.report.total = max(self.fleet.report.total, len(self.names))
         self.fleet.selection.forget_listed()
         self.strategy.take(self.names)

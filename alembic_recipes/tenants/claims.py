@@ -117,10 +117,12 @@ class Claims:
     def _transaction(self, *, exclusive: bool = False) -> Iterator[Connection]:
         """A short transaction of its own; *exclusive*: runs that open or
         add to the run take turns (the table lock; SQLite: the lock file,
-        which every claim takes too)."""
+        which every claim takes too), the table made first if missing."""
         with self.engine.connect() as conn:
             if self._file_lock is not None:
                 with self._file_lock.acquire(timeout=_LOCK_WAIT), conn.begin():
+                    if exclusive:
+                        self._ensure(conn)
                     yield conn
                 return
             conn = conn.execution_options(isolation_level="READ COMMITTED")
@@ -148,8 +150,6 @@ class Claims:
         them."""
         t = self.table
         with self._transaction(exclusive=True) as conn:
-            if self.sqlite:
-                self._ensure(conn)
             rows = conn.execute(
                 select(t.c.tenant, t.c.state).where(t.c.run_id == self.run_id)
             ).all()

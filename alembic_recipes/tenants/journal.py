@@ -113,11 +113,15 @@ class Journal:
         row says it finished at this target is left as it is."""
         if not self.active or not names:
             return
-        by_server: dict[str | None, list[str]] = {}
-        for name in names:
-            by_server.setdefault(self._server_of(name), []).append(name)
-        for server, mine in by_server.items():
+        for server, mine in self._by_server(names).items():
             self._begin_on(server, mine, at_head)
+
+    def _by_server(self, names: Sequence[str]) -> dict[str | None, list[str]]:
+        """*names* grouped by the server whose record holds their rows."""
+        found: dict[str | None, list[str]] = {}
+        for name in names:
+            found.setdefault(self._server_of(name), []).append(name)
+        return found
 
     def _begin_on(
         self,
@@ -293,12 +297,9 @@ class Journal:
         """*names* will not be run (a shared run stopped before them)."""
         if not self.active or not names:
             return
-        entries = [self.entry(name, NOT_ATTEMPTED) for name in names]
-        by_server: dict[str | None, list[dict[str, Any]]] = {}
-        for entry in entries:
-            by_server.setdefault(self._server_of(entry["tenant"]), []).append(entry)
-        for server, mine in by_server.items():
-            self._write_on(server, partial(_write_rows, rows=mine))
+        for server, mine in self._by_server(names).items():
+            rows = [self.entry(name, NOT_ATTEMPTED) for name in mine]
+            self._write_on(server, partial(_write_rows, rows=rows))
 
     def finish(self) -> None:
         """The run ends: its tenants still ``pending`` were not attempted."""
@@ -361,7 +362,10 @@ def shard_gaps(rows: Sequence[Row], known: Sequence[str]) -> list[str]:
     )
     target = latest.target
     of_target = [row for row in sharded if row.target == target]
-    counts = sorted({int(str(row.shard).split("/")[1]) for row in of_target})
+    shards = {
+        tuple(int(part) for part in str(row.shard).split("/")) for row in of_target
+    }
+    counts = sorted({n for _, n in shards})
     reached = {row.tenant for row in rows if row.target == target}
     left = [name for name in known if name not in reached]
     if not left:  # every known tenant reached (by these runs, or since)
@@ -378,7 +382,7 @@ def shard_gaps(rows: Sequence[Row], known: Sequence[str]) -> list[str]:
         )
         return left
     (count,) = counts
-    taken = {int(str(row.shard).split("/")[0]) for row in of_target}
+    taken = {k for k, _ in shards}
     missing = [k for k in range(count) if k not in taken]
     if not missing:
         return []

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from ..commands import config_attributes, run_command_async
 from ..connections import Connectable
 from ..logs import logger_for
+from ..options import x_arguments
 from ..stopping import finishing, stop_on_signals
 from .claiming import run_claiming
 from .config import Tenant, TenantSettings
@@ -166,10 +167,7 @@ def offline_selection(options: TenantSettings, listed: Sequence[str]) -> list[st
 
 def _on_command_line(config: Config, key: str) -> bool:
     """*key* was given as ``-x key=...`` (or in ``config.attributes``)."""
-    given = getattr(config.cmd_opts, "x", None) or []
-    return key in config.attributes or any(
-        arg.partition("=")[0] == key for arg in given
-    )
+    return key in config.attributes or key in x_arguments(config)
 
 
 def _offline_servers(options: TenantSettings) -> Iterator[Tenant]:
