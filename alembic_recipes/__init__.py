@@ -45,23 +45,10 @@ import importlib
 import warnings
 from typing import Any
 
-from .apply import apply_metadata
-from .autogen import autogenerate_hooks, chain
-from .bootstrap import create_all_and_stamp, create_all_and_stamp_async
-from .commands import (
-    current_async,
-    downgrade_async,
-    run_command_async,
-    stamp_async,
-    upgrade_async,
-)
-from .connections import (
-    Connectable,
-    is_async_url,
-    run_with_connection,
-    transactional_ddl,
-    transactional_sqlite,
-)
+from .autogenerate.recipes import autogenerate_hooks, chain
+from .configuration.filters import all_names, all_of
+from .configuration.options import get_bool_option, get_option
+from .configuration.settings import Settings
 from .data import (
     DataSettings,
     data_enabled,
@@ -71,10 +58,19 @@ from .data import (
     run_data_upgrade,
     skip_data_table,
 )
-from .execution import connect_and_run
-from .filters import all_names, all_of
-from .heads import check_at_head, check_at_head_async
+from .database.connections import (
+    Connectable,
+    is_async_url,
+    run_with_connection,
+    transactional_ddl,
+    transactional_sqlite,
+)
 from .logs import configure_logging
+from .metadata.apply import apply_metadata
+from .metadata.bootstrap import create_all_and_stamp, create_all_and_stamp_async
+from .metadata.heads import check_at_head, check_at_head_async
+from .metadata.tables import render_tables
+from .moved import install as install_moved_paths
 from .multidb import (
     Database,
     DatabaseSettings,
@@ -82,9 +78,14 @@ from .multidb import (
     offline_databases,
     run_databases,
 )
-from .options import get_bool_option, get_option
-from .settings import Settings
-from .tables import render_tables
+from .runtime.commands import (
+    current_async,
+    downgrade_async,
+    run_command_async,
+    stamp_async,
+    upgrade_async,
+)
+from .runtime.execution import connect_and_run
 from .tenants import (
     Tenant,
     TenantSettings,
@@ -146,18 +147,21 @@ __all__ = [
 __version__ = "0.1.0"
 
 _DEPRECATED = {
-    "upgrade": ("commands", "upgrade_async"),
-    "downgrade": ("commands", "downgrade_async"),
-    "stamp": ("commands", "stamp_async"),
-    "current": ("commands", "current_async"),
-    "run_command": ("commands", "run_command_async"),
-    "current_heads": ("commands", "current_heads"),
-    "parse_bool": ("options", "parse_bool"),
-    "run_coroutine": ("connections", "run_coroutine"),
+    "upgrade": ("runtime.commands", "upgrade_async"),
+    "downgrade": ("runtime.commands", "downgrade_async"),
+    "stamp": ("runtime.commands", "stamp_async"),
+    "current": ("runtime.commands", "current_async"),
+    "run_command": ("runtime.commands", "run_command_async"),
+    "current_heads": ("runtime.commands", "current_heads"),
+    "parse_bool": ("configuration.options", "parse_bool"),
+    "run_coroutine": ("database.connections", "run_coroutine"),
 }
 """Names this package exported before 0.2: the awaitable commands without
 ``_async``, and helpers that were never meant for users.  Still importable,
-with a ``DeprecationWarning``, until 0.3."""
+with a ``DeprecationWarning``, until 0.3.  (The module paths of 0.1 are
+kept the same way: :mod:`alembic_recipes.moved`.)"""
+
+install_moved_paths()
 
 
 def __getattr__(name: str) -> Any:
@@ -166,7 +170,7 @@ def __getattr__(name: str) -> Any:
     module, new = _DEPRECATED[name]
     where = (
         f"alembic_recipes.{new}"
-        if module == "commands" and new != name
+        if module == "runtime.commands" and new != name
         else f"alembic_recipes.{module}.{new}"
     )
     warnings.warn(

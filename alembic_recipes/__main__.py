@@ -36,7 +36,7 @@ from pathlib import Path
 from alembic.config import main as alembic_main
 from alembic.util import CommandError
 
-from .config_text import reference_markdown
+from .configuration.config_text import reference_markdown
 from .templates import (
     PYPROJECT,
     SHARED_FILES,
@@ -129,7 +129,7 @@ def _split_options(extra: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def render_tables(url: str, tables: Sequence[str], schema: str | None) -> int:
     """Print ``upgrade()`` / ``downgrade()`` creating the tables of URL."""
-    from .tables import render_tables_from_url
+    from .metadata.tables import render_tables_from_url
 
     try:
         print(render_tables_from_url(url, list(tables), schema=schema), end="")

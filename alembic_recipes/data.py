@@ -34,12 +34,12 @@ from sqlalchemy import Column, MetaData, String, Table, inspect, select
 from sqlalchemy.schema import CreateTable
 
 from .alembic_internals import running_command
-from .commands import read_through_env
-from .filters import IncludeName
+from .configuration.filters import IncludeName
+from .configuration.option_table import DATA_TABLE
+from .configuration.options import InvalidOption
+from .configuration.settings import OptionReader, Settings
 from .logs import logger_for
-from .option_table import DATA_TABLE
-from .options import InvalidOption
-from .settings import OptionReader, Settings
+from .runtime.commands import read_through_env
 
 __all__ = [
     "DATA_TABLE",

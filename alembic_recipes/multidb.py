@@ -26,7 +26,15 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.base import Transaction, TwoPhaseTransaction
 
 from .alembic_internals import alembic_may_end, static_output
-from .connections import (
+from .configuration.filters import IncludeName
+from .configuration.options import InvalidOption, InvalidOptionType, main_option
+from .configuration.settings import (
+    WRITING_COMMANDS,
+    OptionReader,
+    Settings,
+    configure_arguments,
+)
+from .database.connections import (
     ACCEPTED_CONNECTABLES,
     display_url,
     engine_from_options,
@@ -36,15 +44,12 @@ from .connections import (
     own_read,
     run_with_connections,
 )
-from .execution import enter_schema
-from .filters import IncludeName
-from .locks import migration_lock
+from .database.locks import migration_lock
+from .database.retries import why_not_retry, with_lock_retries
+from .database.timeouts import migration_safeguards
 from .logs import logger_for
-from .options import InvalidOption, InvalidOptionType, main_option
-from .output import labelled_stdout
-from .retries import why_not_retry, with_lock_retries
-from .settings import WRITING_COMMANDS, OptionReader, Settings, configure_arguments
-from .timeouts import migration_safeguards
+from .runtime.execution import enter_schema
+from .runtime.output import labelled_stdout
 
 __all__ = [
     "Database",

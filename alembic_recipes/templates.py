@@ -6,7 +6,7 @@ from pathlib import Path
 
 import alembic
 
-from .option_table import TEMPLATE_NAMES
+from .configuration.option_table import TEMPLATE_NAMES
 
 __all__ = [
     "SHARED_FILES",

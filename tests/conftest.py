@@ -53,7 +53,7 @@ import alembic.config
 import pytest
 import sqlalchemy as sa
 from alembic.config import CommandLine, Config
-from alembic_recipes.option_table import option
+from alembic_recipes.configuration.option_table import option
 from alembic_recipes.tenants.record import RECORD_TABLE
 from sqlalchemy.engine import URL, make_url
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
-from alembic_recipes.locks import lock_key
+from alembic_recipes.database.locks import lock_key
 from conftest import DEADLINE, Project, ServerDB, add_database, spawn, together
 from filelock import FileLock, Timeout
 

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic_recipes import DatabaseSettings, DataSettings, Settings, TenantSettings
-from alembic_recipes.options import InvalidOption
+from alembic_recipes.configuration.options import InvalidOption
 from conftest import (
     BIN,
     Project,

@@ -11,9 +11,13 @@ from alembic.config import Config
 from alembic.util import CommandError
 from alembic_recipes import connect_and_run, is_async_url
 from alembic_recipes.__main__ import _split_options, main
-from alembic_recipes.connections import run_coroutine
+from alembic_recipes.configuration.options import (
+    get_bool_option,
+    parse_bool,
+    x_arguments,
+)
 from alembic_recipes.data import has_body
-from alembic_recipes.options import get_bool_option, parse_bool, x_arguments
+from alembic_recipes.database.connections import run_coroutine
 from alembic_recipes.templates import TEMPLATES, template_path
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -161,7 +165,7 @@ def test_table_ops_ordered_for_every_input_order() -> None:
     import itertools
 
     from alembic.operations import ops
-    from alembic_recipes.autogen import skip_index_drops_of_dropped_tables
+    from alembic_recipes.autogenerate.recipes import skip_index_drops_of_dropped_tables
 
     metadata = sa.MetaData()
     a = sa.Table("a", metadata, sa.Column("id", sa.Integer, primary_key=True))
@@ -206,7 +210,9 @@ def test_names_before_0_2_still_work_and_warn() -> None:
     public API, are still there until 0.3, each with a DeprecationWarning
     that names what to use."""
     import alembic_recipes
-    from alembic_recipes import commands, connections, options
+    from alembic_recipes.configuration import options
+    from alembic_recipes.database import connections
+    from alembic_recipes.runtime import commands
 
     for old, new in [
         ("upgrade", commands.upgrade_async),
@@ -223,3 +229,54 @@ def test_names_before_0_2_still_work_and_warn() -> None:
         assert old not in alembic_recipes.__all__
     with pytest.raises(AttributeError):
         alembic_recipes.no_such_name  # noqa: B018
+
+
+MOVED_CHECK = """
+import importlib, json, warnings
+from alembic_recipes.moved import MOVED
+found = {}
+for old, new in MOVED.items():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = importlib.import_module(old)
+    target = importlib.import_module(new)
+    names = getattr(target, "__all__", None) or [
+        n for n in vars(target) if not n.startswith("_")
+    ]
+    found[old] = {
+        "warnings": [f"{w.category.__name__}: {w.message}" for w in caught],
+        "same": all(getattr(module, n) is getattr(target, n) for n in names),
+        "all": list(module.__all__) == list(getattr(target, "__all__", [])),
+    }
+exec("from alembic_recipes.formatting import *")
+found["star"] = "ruff_format" in dir()
+print(json.dumps(found))
+"""
+
+
+def test_module_paths_before_0_2_still_work_and_warn() -> None:
+    """``import alembic_recipes.formatting`` (in revision templates written
+    by 0.1) and every other old module path still import, once each with a
+    DeprecationWarning naming the new path, and give the same objects -- in a
+    fresh interpreter, where nothing is imported yet."""
+    import json
+    import subprocess
+    import sys
+
+    from alembic_recipes.moved import MOVED
+
+    done = subprocess.run(
+        [sys.executable, "-c", MOVED_CHECK], capture_output=True, text=True, check=True
+    )
+    found = json.loads(done.stdout)
+    assert found.pop("star") is True
+    assert set(found) == set(MOVED) and len(MOVED) == 23
+    for old, seen in found.items():
+        new = MOVED[old]
+        assert seen["warnings"] == [
+            f"DeprecationWarning: {old} is deprecated and goes in 0.3: use {new}"
+        ], old
+        assert seen["same"] and seen["all"], old
+    for new in MOVED.values():
+        module = __import__(new, fromlist=["_"])
+        assert module.__name__ == new

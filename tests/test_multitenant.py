@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic_recipes import TenantSettings
-from alembic_recipes.options import InvalidOption
+from alembic_recipes.configuration.options import InvalidOption
 from alembic_recipes.tenants.record import RECORD_TABLE
 from conftest import Project, ServerDB, assert_ruff_clean
 from sqlalchemy.ext.asyncio import create_async_engine

@@ -1,4 +1,4 @@
-"""The option table (``alembic_recipes.option_table``) against what reads and
+"""The option table (``configuration.option_table``) against what reads and
 writes options: the settings classes, the templates' config files, the
 configuration reference, the error type -- in-process, no server needed."""
 
@@ -15,18 +15,27 @@ import sqlalchemy as sa
 from alembic.config import Config
 from alembic.util import CommandError
 from alembic_recipes import DatabaseSettings, DataSettings, Settings, TenantSettings
-from alembic_recipes.config_text import (
+from alembic_recipes.autogenerate.formatting import HOOK_NAME as FORMAT_HOOK
+from alembic_recipes.configuration.config_text import (
     INI_LOGGING,
     ini_options,
     reference_markdown,
     toml_options,
 )
-from alembic_recipes.filters import all_names
-from alembic_recipes.formatting import HOOK_NAME as FORMAT_HOOK
+from alembic_recipes.configuration.filters import all_names
+from alembic_recipes.configuration.option_table import (
+    OPTIONS,
+    TEMPLATE_NAMES,
+    option,
+    options_for,
+)
+from alembic_recipes.configuration.options import (
+    InvalidOption,
+    InvalidOptionType,
+    parse_bool,
+)
+from alembic_recipes.configuration.settings import OptionReader
 from alembic_recipes.lint import HOOK_NAME as LINT_HOOK
-from alembic_recipes.option_table import OPTIONS, TEMPLATE_NAMES, option, options_for
-from alembic_recipes.options import InvalidOption, InvalidOptionType, parse_bool
-from alembic_recipes.settings import OptionReader
 from alembic_recipes.templates import template_path
 from mako.template import Template
 

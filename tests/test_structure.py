@@ -1,62 +1,43 @@
 """The package's layers, read from its source: what each module may import.
 
-Bottom up: ``alembic_internals`` (Alembic's private API) and ``connections``
-(the sync/async bridge) import nothing above them; ``poolers`` (PgBouncer
-in front), ``locks``, ``blocking``
-(who held a lock), ``cancelling`` and ``stopping`` (a stop on a signal),
-``online_ddl``, ``timeouts`` and ``retries`` build on those; ``options``,
-``option_table`` and ``settings`` (configuration) import no runner;
-``execution`` runs env.py's function under the lock; only ``alembic_internals``
-touches Alembic's private names, and no module looks
-anything up in ``sys.modules``.
+Bottom up (a module imports only its own layer and those below it, and the
+module graph has no cycle):
+
+1. ``alembic_internals`` (every use of Alembic's private API) and ``logs``;
+2. ``database``: connections, poolers, the lock, timeouts, retries, stops;
+3. ``configuration``: the option table, reading options, the settings;
+4. ``runtime`` (running env.py) and ``autogenerate`` (the cookbook's hooks);
+5. what revision files use: ``replaceable`` objects and the ``lint``;
+6. the templates' features: ``data``, ``multidb``, ``tenants``;
+7. ``metadata``: an application's helpers over them (bootstrap a tenant);
+8. the faces: ``__init__``, ``__main__``, ``templates``, ``moved``.
+
+Only ``alembic_internals`` touches Alembic's private names, and no module
+looks anything up in ``sys.modules``.
 """
 
 from __future__ import annotations
 
 import ast
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "alembic_recipes"
 
-# module -> the package modules it may import (None: any)
-ALLOWED: dict[str, set[str]] = {
-    "alembic_internals": set(),
-    "connections": {"alembic_internals"},
-    "logs": set(),
-    "poolers": {"alembic_internals", "connections", "logs"},
-    "locks": {"alembic_internals", "connections", "logs", "poolers", "stopping"},
-    "options": {"alembic_internals", "option_table"},
-    "option_table": set(),
-    "filters": set(),
-    "config_text": {"option_table"},
-    "settings": {
-        "alembic_internals",
-        "connections",
-        "filters",
-        "logs",
-        "option_table",
-        "options",
-        "timeouts",
-    },
-    "output": {"alembic_internals"},
-    "blocking": {"connections", "logs"},
-    "cancelling": {"blocking", "logs"},
-    "stopping": {"cancelling", "logs"},
-    "online_ddl": {"logs"},
-    "timeouts": {"blocking", "cancelling", "connections", "online_ddl"},
-    "retries": {"blocking", "connections", "logs", "stopping"},
-    "execution": {
-        "connections",
-        "locks",
-        "options",
-        "poolers",
-        "retries",
-        "settings",
-        "timeouts",
-    },
-}
+LAYERS: list[tuple[str, ...]] = [
+    ("alembic_internals", "logs"),
+    ("database",),
+    ("configuration",),
+    ("runtime", "autogenerate"),
+    ("replaceable", "lint"),
+    ("data", "multidb", "tenants"),
+    ("metadata",),
+    ("", "__main__", "templates", "moved"),
+]
+"""Bottom up; a module's layer is that of its first name (``""``: the
+package's ``__init__``)."""
 
 
 def _module_name(path: Path) -> str:
@@ -64,41 +45,69 @@ def _module_name(path: Path) -> str:
     return ".".join(p for p in parts if p != "__init__")
 
 
-def _imports(path: Path) -> set[str]:
-    """Package modules *path* imports (top-level names: ``tenants``, not
-    ``tenants.fleet``)."""
-    tree = ast.parse(path.read_text())
+def _layer(module: str) -> int:
+    head = module.split(".")[0]
+    found = [i for i, names in enumerate(LAYERS) if head in names]
+    assert found, f"{module or '__init__'} is in no layer: add it to LAYERS"
+    return found[0]
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _resolve(name: str) -> str:
+    """*name* as a module of the package: ``tenants.fleet.Fleet`` (an
+    imported name) is ``tenants.fleet``; a package stands for its
+    ``__init__``."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name
+
+
+def _imports(module: str) -> set[str]:
+    """The package modules *module* imports, at any depth of its code."""
+    path = MODULES[module]
     package = (
-        _module_name(path).split(".")[:-1]
-        if path.name != "__init__.py"
-        else (_module_name(path).split(".") if _module_name(path) else [])
+        module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
     )
+    package = [p for p in package if p]
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package[: len(package) - (node.level - 1)]
-                target = [*base, *(node.module.split(".") if node.module else [])]
-                names = (
-                    [target] if node.module else [[*base, a.name] for a in node.names]
-                )
-                found |= {".".join(t) for t in names if t}
-            elif node.module and node.module.startswith("alembic_recipes"):
-                found.add(node.module.removeprefix("alembic_recipes").lstrip("."))
+                prefix = [*base, *(node.module.split(".") if node.module else [])]
+            elif node.module and node.module.split(".")[0] == "alembic_recipes":
+                prefix = node.module.split(".")[1:]
+            else:
+                continue
+            found |= {_resolve(".".join([*prefix, a.name])) for a in node.names}
         elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.startswith("alembic_recipes."):
-                    found.add(alias.name.removeprefix("alembic_recipes."))
-    return {name.split(".")[0] for name in found if name}
+            found |= {
+                _resolve(".".join(a.name.split(".")[1:]))
+                for a in node.names
+                if a.name.split(".")[0] == "alembic_recipes"
+            }
+    return found - {module}
+
+
+GRAPH = {module: _imports(module) for module in MODULES}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES), ids=lambda m: m or "__init__")
+def test_no_module_imports_a_layer_above_its_own(module: str) -> None:
+    above = {m for m in GRAPH[module] if _layer(m) > _layer(module)}
+    assert not above, f"{module or '__init__'} imports {sorted(above)} from above"
+
+
+def test_the_module_graph_has_no_cycle() -> None:
+    try:
+        tuple(TopologicalSorter(GRAPH).static_order())
+    except CycleError as error:
+        pytest.fail(f"import cycle: {' imports '.join(reversed(error.args[1]))}")
 
 
 SOURCES = sorted(PACKAGE.rglob("*.py"))
-
-
-@pytest.mark.parametrize("module", sorted(ALLOWED))
-def test_lower_layers_import_nothing_above_them(module: str) -> None:
-    imported = _imports(PACKAGE / f"{module}.py") - {module}
-    assert imported <= ALLOWED[module], f"{module} imports {imported - ALLOWED[module]}"
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))

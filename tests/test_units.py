@@ -12,8 +12,12 @@ from alembic.config import Config
 from alembic.operations import ops
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from alembic_recipes.autogen import _dependents_first, _must_follow, _stable_order
-from alembic_recipes.locks import lock_key
+from alembic_recipes.autogenerate.recipes import (
+    _dependents_first,
+    _must_follow,
+    _stable_order,
+)
+from alembic_recipes.database.locks import lock_key
 from alembic_recipes.replaceable import (
     Function,
     MaterializedView,

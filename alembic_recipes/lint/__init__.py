@@ -29,9 +29,9 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory, write_hooks
 from sqlalchemy.engine import make_url
 
-from ..connections import failing_as, first_line
+from ..configuration.settings import OptionReader
+from ..database.connections import failing_as, first_line
 from ..logs import logger_for
-from ..settings import OptionReader
 from .render import render, revisions_in
 from .rules import RULES, Finding, check_statements
 from .squawk import squawk_findings
@@ -144,7 +144,7 @@ def pending_range(config: Config) -> tuple[str, str]:
     """The revisions not yet applied: ``(range, why)``; ``base:head`` when the
     database's revision cannot be read (no server, no tenant given, a SQLite
     file not created yet -- reading would create it)."""
-    from ..commands import current_heads
+    from ..runtime.commands import current_heads
 
     url = config.get_main_option("sqlalchemy.url") or ""
     try:

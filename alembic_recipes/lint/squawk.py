@@ -21,7 +21,7 @@ from pathlib import Path
 
 from alembic.util import CommandError
 
-from ..connections import first_line
+from ..database.connections import first_line
 from .rules import Finding
 
 __all__ = ["STYLE_RULES", "squawk_executable", "squawk_findings"]

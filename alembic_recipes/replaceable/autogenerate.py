@@ -33,7 +33,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 
-from ..autogen import register_directives_step
+from ..autogenerate.recipes import register_directives_step
 from ..logs import logger_for
 from .objects import ReplaceableObject, Trigger
 from .operations import CREATE, DROP, REPLACE, DropObjectOp, ObjectOp

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 
-from ..settings import register_revision_check
+from ..configuration.settings import register_revision_check
 from .objects import ReplaceableObject
 
 __all__ = ["check_references", "declarations", "resolve"]
@@ -78,7 +78,8 @@ def resolve(
 def check_references(script: ScriptDirectory) -> None:
     """Resolve every ``replaces=`` of every revision now (see the module doc).
 
-    Registered with :func:`alembic_recipes.settings.register_revision_check`
+    Registered with
+    :func:`alembic_recipes.configuration.settings.register_revision_check`
     when this package is imported (by a revision declaring an object), so a
     command runs it once its revision files are loaded, before any step.
     """

@@ -22,8 +22,8 @@ from functools import partial
 
 from alembic.util import CommandError
 
+from ..database.stopping import check, pause, requested
 from ..logs import logger_for
-from ..stopping import check, pause, requested
 from .claims import Claim, Claims
 from .fleet import Fleet
 from .interface import TenantStrategy

@@ -35,7 +35,7 @@ from sqlalchemy import create_engine, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import NullPool
 
-from ..locks import table_lock
+from ..database.locks import table_lock
 from ..logs import logger_for
 from .claim_table import (
     CLAIM_TABLE,

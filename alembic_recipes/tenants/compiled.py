@@ -53,8 +53,8 @@ from ..alembic_internals import (
     upgrade_steps,
     version_table,
 )
-from ..blocking import narrow_to_statement
-from ..connections import first_line
+from ..database.blocking import narrow_to_statement
+from ..database.connections import first_line
 from ..logs import logger_for
 
 __all__ = ["Compile", "CompiledPaths", "Segment", "execute_script"]

@@ -25,12 +25,12 @@ from alembic.util import CommandError
 from sqlalchemy.engine import URL, Connection, make_url
 
 from ..alembic_internals import VERSION_TABLE, running_command, static_output
-from ..connections import display_url, expand_url, first_line
-from ..filters import IncludeName
+from ..configuration.filters import IncludeName
+from ..configuration.option_table import option
+from ..configuration.options import InvalidOption, InvalidOptionType
+from ..configuration.settings import OptionReader, Settings, configure_arguments
+from ..database.connections import display_url, expand_url, first_line
 from ..logs import logger_for
-from ..option_table import option
-from ..options import InvalidOption, InvalidOptionType
-from ..settings import OptionReader, Settings, configure_arguments
 from .compiled import Compile
 from .names import (
     ALL,

@@ -36,7 +36,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from ..alembic_internals import VERSION_TABLE, transaction_alembic_may_end
-from ..connections import (
+from ..database.connections import (
     display_url,
     engine_from_options,
     failing_as,
@@ -44,11 +44,11 @@ from ..connections import (
     own_read,
     run_with_connection,
 )
-from ..locks import LOCK_FILE_SUFFIX, creation_lock
+from ..database.locks import LOCK_FILE_SUFFIX, creation_lock
+from ..database.poolers import tenant_transaction
+from ..database.stopping import guarded
+from ..database.timeouts import migration_safeguards
 from ..logs import logger_for
-from ..poolers import tenant_transaction
-from ..stopping import guarded
-from ..timeouts import migration_safeguards
 from .config import CREATING_TABLE, Tenant
 from .discovery import admin_engine, known_tenants, server_databases, server_of
 from .fleet import Fleet, Outcome

@@ -10,7 +10,7 @@ from alembic.util import CommandError
 from sqlalchemy import TextClause, text
 from sqlalchemy.engine import URL, Connection, make_url
 
-from ..connections import (
+from ..database.connections import (
     display_url,
     engine_from_options,
     failing_as,

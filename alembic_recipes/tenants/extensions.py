@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
-from ..locks import lock_key
+from ..database.locks import lock_key
 from ..logs import logger_for
 
 __all__ = ["Extensions"]

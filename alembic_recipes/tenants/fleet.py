@@ -7,7 +7,7 @@ the :class:`~.journal.Journal` (the run record, written as the run goes).  A
 run over exactly one tenant lets that tenant's exception through unchanged,
 as stock Alembic would.
 
-A stop (SIGTERM, Ctrl-C: :mod:`~alembic_recipes.stopping`) ends the tenant
+A stop (SIGTERM, Ctrl-C: :mod:`~alembic_recipes.database.stopping`) ends the tenant
 running -- its statement cancelled, its transaction rolled back -- and the
 run; what became of that tenant is read back from its database before it is
 reported, never assumed.
@@ -32,12 +32,12 @@ from ..alembic_internals import (
     current_is_plain,
     environment,
 )
-from ..connections import connection_lost, first_line
-from ..locks import migration_lock
+from ..database.connections import connection_lost, first_line
+from ..database.locks import migration_lock
+from ..database.retries import LockTimeout, backoff, lock_timeout_of
+from ..database.stopping import finishing, pause, requested, signal_name, stopped_by
 from ..logs import logger_for
-from ..output import labelled_stdout
-from ..retries import LockTimeout, backoff, lock_timeout_of
-from ..stopping import finishing, pause, requested, signal_name, stopped_by
+from ..runtime.output import labelled_stdout
 from .config import Tenant, TenantSettings
 from .journal import Journal
 from .progress import Progress
@@ -276,7 +276,7 @@ class Fleet:
 
         A lock timeout puts the tenant aside (:attr:`deferred`) to run again
         after the others, ``lock_retries`` times; then it fails naming who
-        held the lock (:class:`~alembic_recipes.retries.LockTimeout`).  A stop
+        held the lock (:class:`~alembic_recipes.database.retries.LockTimeout`).  A stop
         (SIGTERM, Ctrl-C) reads the tenant's versions again (*verify*) and
         reports what its database says."""
         started = time.perf_counter()

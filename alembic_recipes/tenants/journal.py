@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Dialect
 
-from ..connections import first_line, own_read
+from ..database.connections import first_line, own_read
 from ..logs import logger_for
 from .record import (
     NEEDS_REPAIR,

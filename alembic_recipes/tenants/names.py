@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from alembic.util import CommandError
 
-from ..options import InvalidOption
+from ..configuration.options import InvalidOption
 
 __all__ = [
     "ALL",

@@ -14,7 +14,7 @@ Stop at the first failure (the default): no worker starts another tenant; those
 in flight finish their transaction.  ``continue=true`` goes on.  Each worker
 writes its tenants' rows of the run record itself (:mod:`.journal`).
 
-Ctrl-C or SIGTERM (:mod:`~alembic_recipes.stopping`) reach the parent, which
+Ctrl-C or SIGTERM (:mod:`~alembic_recipes.database.stopping`) reach the parent, which
 sends SIGTERM to its workers: each cancels its running statement on the server
 and ends at once, and its transaction rolls back.  The parent waits a few
 seconds for them (then kills what is left), reads the versions of the tenants
@@ -40,10 +40,10 @@ from typing import Any
 
 from alembic.util import CommandError
 
-from ..connections import connection_lost, first_line
+from ..database.connections import connection_lost, first_line
+from ..database.retries import with_lock_retries
+from ..database.stopping import as_worker, check, on_stop, parent_is_gone, requested
 from ..logs import logger_for
-from ..retries import with_lock_retries
-from ..stopping import as_worker, check, on_stop, parent_is_gone, requested
 from .fleet import Fleet
 from .interface import TenantStrategy
 from .report import Outcome, failure_cause

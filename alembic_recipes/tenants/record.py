@@ -62,7 +62,7 @@ from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.schema import CreateColumn
 from sqlalchemy.sql.elements import TextClause
 
-from ..locks import table_lock
+from ..database.locks import table_lock
 from ..logs import logger_for
 from .config import RECORD_TABLE, TenantSettings
 
@@ -336,7 +336,7 @@ def read_rows(
 ) -> list[Row] | None:
     """The rows of *tenants* (all: None), None when no fleet run was recorded
     yet.  Only reads (inside the caller's
-    :func:`~alembic_recipes.connections.own_read`)."""
+    :func:`~alembic_recipes.database.connections.own_read`)."""
     if not conn.dialect.has_table(conn, RECORD_TABLE, schema=schema):
         return None
     table = _table(schema)

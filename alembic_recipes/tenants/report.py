@@ -27,9 +27,9 @@ from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 
-from ..connections import first_line
+from ..database.connections import first_line
+from ..database.stopping import Interrupted, signal_name
 from ..logs import logger_for
-from ..stopping import Interrupted, signal_name
 from .progress import Progress
 from .report_file import ReportFile
 from .selection import AUTOGENERATE_COMMANDS

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from alembic.util import CommandError
 
+from ..configuration.options import InvalidOption
 from ..logs import logger_for
-from ..options import InvalidOption
 from .names import is_pattern, validate_selector
 
 __all__ = ["Wave", "parse_rollout", "waves_of"]

@@ -10,11 +10,11 @@ from alembic.config import Config
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
-from ..commands import config_attributes, run_command_async
-from ..connections import Connectable
+from ..configuration.options import x_arguments
+from ..database.connections import Connectable
+from ..database.stopping import finishing, stop_on_signals
 from ..logs import logger_for
-from ..options import x_arguments
-from ..stopping import finishing, stop_on_signals
+from ..runtime.commands import config_attributes, run_command_async
 from .claiming import run_claiming
 from .config import Tenant, TenantSettings
 from .fleet import Fleet

@@ -30,8 +30,8 @@ from ..alembic_internals import (
     steps_until,
     transaction_alembic_may_end,
 )
-from ..blocking import SCHEMAS_KEY
-from ..connections import (
+from ..database.blocking import SCHEMAS_KEY
+from ..database.connections import (
     OWN_READ,
     connection_lost,
     display_url,
@@ -40,11 +40,11 @@ from ..connections import (
     rolled_back,
     run_with_connection,
 )
-from ..execution import connect_and_run
+from ..database.poolers import tenant_transaction
+from ..database.stopping import guarded, requested
+from ..database.timeouts import LOCAL_SETTINGS, TAKES_LOCAL_SETTINGS
 from ..logs import logger_for
-from ..poolers import tenant_transaction
-from ..stopping import guarded, requested
-from ..timeouts import LOCAL_SETTINGS, TAKES_LOCAL_SETTINGS
+from ..runtime.execution import connect_and_run
 from .compiled import CompiledPaths, execute_script
 from .config import Tenant
 from .discovery import known_tenants

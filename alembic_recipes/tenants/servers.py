@@ -26,7 +26,7 @@ from typing import TypeVar
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
-from ..connections import first_line
+from ..database.connections import first_line
 from ..logs import logger_for
 from .config import Server
 from .discovery import catalog

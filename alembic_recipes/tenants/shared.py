@@ -21,7 +21,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 
 from ..alembic_internals import StepFunction, replace_step_function, run_step_instead
-from ..options import main_option
+from ..configuration.options import main_option
 from .config import Tenant, TenantSettings
 from .fleet import Fleet
 from .strategy import run_serially, strategy_for

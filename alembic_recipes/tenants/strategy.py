@@ -13,7 +13,7 @@ from functools import partial
 
 from sqlalchemy.engine import Connection
 
-from ..stopping import check
+from ..database.stopping import check
 from .config import Tenant
 from .databases import DatabaseTenants
 from .fleet import Fleet

@@ -8,7 +8,7 @@ operations, alembic_utils' entities, any operation with a ``*schema``
 attribute -- would carry that tenant's name into the revision, and every
 other tenant would then fail (``type "acme.ticket_status" does not exist``).
 :func:`tenant_free`, a ``process_revision_directives`` step of every
-:func:`~alembic_recipes.autogen.autogenerate_hooks`, rewrites them before
+:func:`~alembic_recipes.autogenerate.recipes.autogenerate_hooks`, rewrites them before
 they are rendered:
 
 * Alembic's operations: the tenant's schema becomes ``None``;
@@ -32,7 +32,7 @@ from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 
-from ..autogen import register_directives_step
+from ..autogenerate.recipes import register_directives_step
 
 __all__ = ["TENANT_SCHEMA_KEY", "TenantSchema", "tenant_free", "tenant_schema"]
 

@@ -1,4 +1,4 @@
-<%! from alembic_recipes.config_text import INI_LOGGING, ini_options %>\
+<%! from alembic_recipes.configuration.config_text import INI_LOGGING, ini_options %>\
 # Alembic configuration for async (and sync) engines, CLI or in-process (async-shared).
 # The other options are in pyproject.toml, [tool.alembic].
 

@@ -1,4 +1,4 @@
-<%! from alembic_recipes.config_text import INI_LOGGING, INI_POST_WRITE_HOOKS, ini_options %>\
+<%! from alembic_recipes.configuration.config_text import INI_LOGGING, INI_POST_WRITE_HOOKS, ini_options %>\
 # A multi-purpose Alembic configuration: schema and data migrations (data-flag).
 
 [alembic]

@@ -1,4 +1,4 @@
-<%! from alembic_recipes.config_text import INI_LOGGING %>\
+<%! from alembic_recipes.configuration.config_text import INI_LOGGING %>\
 # Alembic configuration: several databases, sync and async mixed (multidb-mixed).
 # The other options are in pyproject.toml, [tool.alembic].
 

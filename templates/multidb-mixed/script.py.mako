@@ -1,5 +1,5 @@
 <%!
-    import alembic_recipes.formatting  # registers the post-write hooks in alembic.ini
+    import alembic_recipes.autogenerate.formatting  # registers the post-write hooks in alembic.ini
     import alembic_recipes.lint
     from alembic_recipes.multidb import database_names
 %>\

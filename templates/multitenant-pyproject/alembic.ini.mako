@@ -1,4 +1,4 @@
-<%! from alembic_recipes.config_text import INI_LOGGING, ini_options %>\
+<%! from alembic_recipes.configuration.config_text import INI_LOGGING, ini_options %>\
 # Alembic configuration: one schema or one database per tenant (multitenant).
 # The other options are in pyproject.toml, [tool.alembic].
 

@@ -19,7 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
-from .connections import (
+from ..database.connections import (
     ACCEPTED_CONNECTABLES,
     Connectable,
     is_async_connection,

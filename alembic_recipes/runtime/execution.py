@@ -20,7 +20,9 @@ from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from .connections import (
+from ..configuration.options import InvalidOptionType
+from ..configuration.settings import Settings
+from ..database.connections import (
     ACCEPTED_CONNECTABLES,
     connection_lost,
     display_url,
@@ -29,12 +31,10 @@ from .connections import (
     is_connectable,
     run_with_connection,
 )
-from .locks import migration_lock
-from .options import InvalidOptionType
-from .poolers import one_transaction, pooled
-from .retries import why_not_retry, with_lock_retries
-from .settings import Settings
-from .timeouts import migration_safeguards
+from ..database.locks import migration_lock
+from ..database.poolers import one_transaction, pooled
+from ..database.retries import why_not_retry, with_lock_retries
+from ..database.timeouts import migration_safeguards
 
 __all__ = ["connect_and_run"]
 

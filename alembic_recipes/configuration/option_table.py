@@ -76,7 +76,7 @@ class Option:
     @property
     def attribute(self) -> str | None:
         """Its ``config.attributes`` key: the ``-x`` key, as
-        :func:`~alembic_recipes.options.get_option` reads it."""
+        :func:`~alembic_recipes.configuration.options.get_option` reads it."""
         return self.x
 
     def help_for(self, template: str, fmt: str = "ini") -> tuple[str, ...]:

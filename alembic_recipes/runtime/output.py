@@ -8,7 +8,7 @@ from typing import IO
 
 from alembic.config import Config
 
-from .alembic_internals import running_command
+from ..alembic_internals import running_command
 
 __all__ = ["LABELLED_COMMANDS", "labelled_stdout"]
 

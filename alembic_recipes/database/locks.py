@@ -36,9 +36,9 @@ from filelock import FileLock, Timeout
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 
-from .alembic_internals import VERSION_TABLE
+from ..alembic_internals import VERSION_TABLE
+from ..logs import logger_for
 from .connections import own_read
-from .logs import logger_for
 from .poolers import pooled, session_required
 from .stopping import pause
 

@@ -4,7 +4,7 @@ The templates' ``alembic.ini.mako`` and ``pyproject.toml.mako`` call these
 when ``alembic init`` renders them, so every generated config file shows each
 option of :mod:`.option_table` with the same comment, default and spelling::
 
-    <%! from alembic_recipes.config_text import ini_options %>
+    <%! from alembic_recipes.configuration.config_text import ini_options %>
     [alembic]
     ${ini_options("data-flag", script_location)}
 """

@@ -46,8 +46,8 @@ from alembic.util import CommandError
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
+from ..logs import logger_for
 from .cancelling import cancel_running
-from .logs import logger_for
 
 __all__ = [
     "Interrupted",

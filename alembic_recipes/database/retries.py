@@ -18,9 +18,9 @@ from typing import TypeVar
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
+from ..logs import logger_for
 from .blocking import Timeout, timeout_of
 from .connections import transactional_ddl
-from .logs import logger_for
 from .stopping import check, pause
 
 __all__ = [

@@ -33,10 +33,10 @@ from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column
 
-from .alembic_internals import column_copy, reflected_table, running_command
-from .filters import IncludeObject, all_of
-from .logs import logger_for
-from .settings import Settings, parse_column_order
+from ..alembic_internals import column_copy, reflected_table, running_command
+from ..configuration.filters import IncludeObject, all_of
+from ..configuration.settings import Settings, parse_column_order
+from ..logs import logger_for
 
 __all__ = [
     "IncludeObject",

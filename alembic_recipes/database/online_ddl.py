@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
-from .logs import logger_for
+from ..logs import logger_for
 
 __all__ = ["rebuilding_invalid_indexes"]
 

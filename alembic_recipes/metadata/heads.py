@@ -9,8 +9,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-from .alembic_internals import VERSION_TABLE
-from .connections import (
+from ..alembic_internals import VERSION_TABLE
+from ..database.connections import (
     Connectable,
     own_read,
     run_with_connection,

@@ -32,8 +32,8 @@ from typing import Any
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import URL, Connection
 
+from ..logs import logger_for
 from .blocking import BACKEND_KEY
-from .logs import logger_for
 
 __all__ = ["cancel_running", "cancellable"]
 

@@ -22,9 +22,9 @@ from alembic.util import CommandError
 from sqlalchemy import MetaData, Table, inspect
 from sqlalchemy.engine import Connection
 
-from .alembic_internals import VERSION_TABLE
-from .connections import display_url, engine_from_options, run_with_connection
-from .option_table import DATA_TABLE
+from ..alembic_internals import VERSION_TABLE
+from ..configuration.option_table import DATA_TABLE
+from ..database.connections import display_url, engine_from_options, run_with_connection
 
 __all__ = ["render_tables", "render_tables_from_url"]
 

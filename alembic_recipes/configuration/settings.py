@@ -29,16 +29,17 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-from .alembic_internals import (
+from ..alembic_internals import (
     before_first_steps,
     environment,
     environment_state,
     running_command,
     toml_beside_ini,
 )
-from .connections import expand_url, transactional_ddl
+from ..database.connections import expand_url, transactional_ddl
+from ..database.timeouts import Timeouts
+from ..logs import logger_for
 from .filters import IncludeName, all_names
-from .logs import logger_for
 from .option_table import OPTIONS, option, options_for
 from .options import (
     InvalidOption,
@@ -49,7 +50,6 @@ from .options import (
     parse_duration,
     x_arguments,
 )
-from .timeouts import Timeouts
 
 __all__ = [
     "OptionReader",
@@ -167,7 +167,8 @@ class OptionReader:
     def check_x(self) -> None:
         """Refuse, before any SQL, a ``-x`` key that is neither an option of
         this environment nor one env.py reads itself (declared in ``x_keys``,
-        or read through :func:`~alembic_recipes.options.get_option` already),
+        or read through
+        :func:`~alembic_recipes.configuration.options.get_option` already),
         and one of ours given twice: a typo must not turn ``plan=true`` into
         a real run.  The nearest known key is suggested."""
         given = [arg.partition("=") for arg in self.x_list]

@@ -23,8 +23,8 @@ from sqlalchemy import bindparam, event, text
 from sqlalchemy.engine import Connection, Engine, ExceptionContext
 from sqlalchemy.exc import DBAPIError
 
+from ..logs import logger_for
 from .connections import driver_errors, first_line
-from .logs import logger_for
 
 __all__ = ["Holder", "Timeout", "explaining", "narrow_to_statement", "timeout_of"]
 

@@ -28,9 +28,9 @@ from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from .alembic_internals import alembic_may_end
+from ..alembic_internals import alembic_may_end
+from ..logs import logger_for
 from .connections import display_url, own_read
-from .logs import logger_for
 
 __all__ = [
     "POOLED",

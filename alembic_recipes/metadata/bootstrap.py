@@ -16,8 +16,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
-from .connections import Connectable, run_with_connection, run_with_connection_async
-from .tenants import schema_scope, validate_tenant
+from ..database.connections import (
+    Connectable,
+    run_with_connection,
+    run_with_connection_async,
+)
+from ..tenants import schema_scope, validate_tenant
 
 __all__ = ["create_all_and_stamp", "create_all_and_stamp_async"]
 

@@ -13,7 +13,7 @@ import weakref
 from alembic.config import Config
 from alembic.util import CommandError
 
-from .alembic_internals import toml_beside_ini
+from ..alembic_internals import toml_beside_ini
 from .option_table import option
 
 __all__ = [

@@ -20,8 +20,8 @@ from alembic.util import CommandError
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, Engine
 
-from .connections import connect_engine, display_url, own_read
-from .logs import logger_for
+from ..database.connections import connect_engine, display_url, own_read
+from ..logs import logger_for
 from .tables import VERSION_TABLES
 
 __all__ = ["apply_metadata"]

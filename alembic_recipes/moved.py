@@ -1,0 +1,100 @@
+"""The module paths of 0.1, importable with a ``DeprecationWarning`` until 0.3.
+
+0.2 grouped the top-level modules by concern (:mod:`~alembic_recipes.database`,
+:mod:`~alembic_recipes.configuration`, :mod:`~alembic_recipes.autogenerate`,
+:mod:`~alembic_recipes.runtime`, :mod:`~alembic_recipes.metadata`).  Revision
+templates written before then say ``import alembic_recipes.formatting``; that
+still works: the old name is a module that forwards every attribute to the new
+one, and importing it warns once, naming the new path.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+import warnings
+from collections.abc import Sequence
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+
+__all__ = ["MOVED", "install"]
+
+MOVED: dict[str, str] = {
+    f"alembic_recipes.{old}": f"alembic_recipes.{new}"
+    for old, new in {
+        "blocking": "database.blocking",
+        "cancelling": "database.cancelling",
+        "connections": "database.connections",
+        "locks": "database.locks",
+        "online_ddl": "database.online_ddl",
+        "poolers": "database.poolers",
+        "retries": "database.retries",
+        "stopping": "database.stopping",
+        "timeouts": "database.timeouts",
+        "config_text": "configuration.config_text",
+        "option_table": "configuration.option_table",
+        "options": "configuration.options",
+        "settings": "configuration.settings",
+        "autogen": "autogenerate.recipes",
+        "filters": "configuration.filters",
+        "formatting": "autogenerate.formatting",
+        "commands": "runtime.commands",
+        "execution": "runtime.execution",
+        "output": "runtime.output",
+        "apply": "metadata.apply",
+        "bootstrap": "metadata.bootstrap",
+        "heads": "metadata.heads",
+        "tables": "metadata.tables",
+    }.items()
+}
+"""Old module path -> new module path."""
+
+
+class _Forward(importlib.abc.Loader):
+    """Makes the old module: every attribute read goes to the new one."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return None  # the default: an empty module named as asked
+
+    def exec_module(self, module: ModuleType) -> None:
+        target = importlib.import_module(self.target)
+        warnings.warn(
+            f"{module.__name__} is deprecated and goes in 0.3: use {self.target}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        public = getattr(target, "__all__", None)
+        vars(module).update(
+            __doc__=f"Deprecated: moved to :mod:`{self.target}`.",
+            __all__=list(public) if public is not None else [],
+            __getattr__=lambda name: getattr(target, name),
+            __dir__=lambda: dir(target),
+        )
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    """Finds the old paths, after the normal finders found no file there."""
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> ModuleSpec | None:
+        new = MOVED.get(fullname)
+        return (
+            None
+            if new is None
+            else importlib.util.spec_from_loader(fullname, _Forward(new))
+        )
+
+
+def install() -> None:
+    """Make the old paths importable (once per interpreter)."""
+    if not any(isinstance(finder, _Finder) for finder in sys.meta_path):
+        sys.meta_path.append(_Finder())
