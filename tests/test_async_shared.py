@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
-from conftest import Project, ServerDB, assert_ruff_clean
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from support.projects import Project, assert_ruff_clean
+from support.servers import ServerDB
 
 
 def _account_revision(proj: Project) -> str:

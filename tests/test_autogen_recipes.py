@@ -12,8 +12,9 @@ import alembic_recipes
 import pytest
 import sqlalchemy as sa
 from alembic.config import Config
-from conftest import Project, ServerDB, assert_ruff_clean
 from sqlalchemy.ext.asyncio import create_async_engine
+from support.projects import Project, assert_ruff_clean
+from support.servers import ServerDB
 
 
 def use_models(proj: Project, source: str) -> None:

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from alembic_recipes.tenants.selection import in_shard
-from conftest import DEADLINE, Project, ServerDB, spawn
+from support.processes import DEADLINE, spawn
+from support.projects import Project
+from support.servers import ServerDB
 
 CLAIM = ("-x", "tenant=all", "-x", "shard=claim", "-x", "claim_lease=2s")
 ONCE = (

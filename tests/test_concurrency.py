@@ -12,8 +12,10 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 from alembic_recipes.database.locks import lock_key
-from conftest import DEADLINE, Project, ServerDB, add_database, spawn, together
 from filelock import FileLock, Timeout
+from support.processes import DEADLINE, spawn, together
+from support.projects import Project, add_database
+from support.servers import ServerDB
 
 pytestmark = pytest.mark.concurrency
 

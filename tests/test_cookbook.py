@@ -18,17 +18,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 from alembic_recipes import apply_metadata
-from conftest import (
-    BIN,
-    MYSQL_URL,
-    PG_URL,
-    Project,
-    _throwaway,
-    cli_environment,
-    set_body,
-    tables,
-    versions,
-)
+from support.processes import BIN, cli_environment
+from support.projects import Project, set_body
+from support.servers import MYSQL_URL, PG_URL, tables, throwaway, versions
 
 # --- several environments in one ini ---------------------------------------
 
@@ -178,7 +170,7 @@ def two_databases(
     }[kind]
     with ExitStack() as stack:
         legacy, app = (
-            stack.enter_context(contextmanager(_throwaway)(base, driver, server))
+            stack.enter_context(contextmanager(throwaway)(base, driver, server))
             for _ in range(2)
         )
         yield legacy.driver_url(driver), app.driver_url(driver)
@@ -269,6 +261,7 @@ def _render_tables(*args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.driver
 def test_render_tables_bad_input(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/legacy.db"
     sa.create_engine(url).connect().exec_driver_sql(

@@ -14,7 +14,9 @@ from alembic import command
 from alembic.config import Config
 from alembic_recipes import DataSettings
 from alembic_recipes.configuration.options import InvalidOption
-from conftest import BIN, Project, ServerDB, assert_ruff_clean
+from support.processes import BIN
+from support.projects import Project, assert_ruff_clean
+from support.servers import ServerDB
 
 SCHEMA1 = """\
 op.create_table(

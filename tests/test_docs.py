@@ -51,7 +51,9 @@ from pathlib import Path
 import alembic_recipes
 import pytest
 import yaml
-from conftest import ServerDB, cli_environment, set_ini_option
+from support.processes import cli_environment
+from support.projects import set_ini_option
+from support.servers import ServerDB
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGE_URL = re.compile(r"postgresql(?P<driver>\+\w+)?://postgres@127\.0\.0\.1:5432/app")

@@ -10,7 +10,9 @@ from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
-from conftest import BIN, Project, ServerDB, cli_environment, tables
+from support.processes import BIN, cli_environment
+from support.projects import Project
+from support.servers import ServerDB, tables
 
 
 def _alembic(proj: Project, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

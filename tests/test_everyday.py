@@ -22,19 +22,15 @@ from alembic import command
 from alembic.config import Config
 from alembic_recipes import DatabaseSettings, DataSettings, Settings, TenantSettings
 from alembic_recipes.configuration.options import InvalidOption
-from conftest import (
-    BIN,
+from support.processes import BIN, Result
+from support.projects import (
     Project,
-    Result,
-    ServerDB,
     add_database,
     assert_ruff_clean,
     set_body,
-    tables,
-    throwaway_on,
     use_models,
-    versions,
 )
+from support.servers import ServerDB, tables, throwaway_on, versions
 
 TEMPLATES = ["async-shared", "data-flag", "multidb-mixed", "multitenant"]
 SETTINGS: dict[str, type[Settings]] = {
@@ -436,6 +432,7 @@ def test_failed_first_migration_drops_created_database(
 
 
 # -- 8. {tenant} only in the database part ------------------------------------------
+@pytest.mark.driver
 def test_tenant_placeholder_in_project_path_is_left_alone(
     project: Callable[..., Project], monkeypatch: pytest.MonkeyPatch
 ) -> None:

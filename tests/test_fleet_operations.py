@@ -13,16 +13,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from alembic_recipes.tenants.selection import in_shard, resolve
-from conftest import (
-    DEADLINE,
-    Project,
-    ServerDB,
-    cli_environment,
-    on_terminal,
-    spawn,
-    throwaway_on,
-    use_models,
-)
+from support.processes import DEADLINE, cli_environment, on_terminal, spawn
+from support.projects import Project, use_models
+from support.servers import ServerDB, throwaway_on
 
 NAMES = ["t001", "t002", "t003", "t004", "t005", "t006", "demo1", "demo2"]
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import BIN, Project, ServerDB, autogenerate_two
+from support.processes import BIN
+from support.projects import Project, autogenerate_two
+from support.servers import ServerDB
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.third_party]
 

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import DEADLINE, Project, ServerDB, spawn
+from support.processes import DEADLINE, spawn
+from support.projects import Project
+from support.servers import ServerDB
 
 DONE = ("upgraded", "already at head")
 TENANTS = 200

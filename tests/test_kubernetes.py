@@ -22,7 +22,9 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from alembic_recipes.tenants.selection import in_shard
-from conftest import DEADLINE, Project, ServerDB, cli_environment, spawn
+from support.processes import DEADLINE, cli_environment, spawn
+from support.projects import Project
+from support.servers import ServerDB
 
 DEPLOY = Path(__file__).parent.parent / "deploy" / "kubernetes"
 MANIFEST = DEPLOY / "migrate-tenants-indexed-job.yaml"

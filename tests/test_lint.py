@@ -18,7 +18,8 @@ import pytest
 from alembic_recipes.lint.render import split_statements
 from alembic_recipes.lint.rules import check_statements
 from alembic_recipes.lint.squawk import squawk_executable
-from conftest import Project, cli_environment
+from support.processes import cli_environment
+from support.projects import Project
 
 PG = "postgresql+psycopg://postgres@127.0.0.1/never_connected"
 MYSQL = "mysql+pymysql://root@127.0.0.1/never_connected"
@@ -102,6 +103,7 @@ def pg_project(
     return proj
 
 
+@pytest.mark.driver
 def test_each_rule_is_caught_on_its_revision_and_clean_ones_pass(
     pg_project: Project,
 ) -> None:
@@ -127,6 +129,7 @@ def test_each_rule_is_caught_on_its_revision_and_clean_ones_pass(
     ]  # fmt: skip
 
 
+@pytest.mark.driver
 def test_a_revision_opts_out_of_a_rule(pg_project: Project) -> None:
     _, risky, _ = pg_project.prepared
     path = pg_project.revision_file(risky["drop-column"])
@@ -136,6 +139,7 @@ def test_a_revision_opts_out_of_a_rule(pg_project: Project) -> None:
     assert (code, found) == (0, [])
 
 
+@pytest.mark.driver
 def test_squawk_adds_its_lock_rules_and_leaves_style_off(pg_project: Project) -> None:
     if squawk_executable() is None:
         if os.environ.get("CI") == "true":
@@ -160,12 +164,14 @@ def test_squawk_adds_its_lock_rules_and_leaves_style_off(pg_project: Project) ->
     assert code == 255 and "FAILED: squawk failed" in output
 
 
+@pytest.mark.driver
 def test_timeouts_turned_off_in_the_config(pg_project: Project) -> None:
     pg_project.set_option("lock_timeout", "0")
     code, found, _ = lint(pg_project, "--no-squawk", pg_project.prepared[2])
     assert (code, found) == (1, [("alembic.ini", "*", "missing-timeouts")])
 
 
+@pytest.mark.driver
 def test_rules_follow_the_dialect(
     project: Callable[..., Project], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,7 +17,9 @@ from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
-from conftest import DEADLINE, Project, ServerDB, spawn, tables, versions
+from support.processes import DEADLINE, spawn
+from support.projects import Project
+from support.servers import ServerDB, tables, versions
 
 APP = "app-under-test"
 

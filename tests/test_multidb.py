@@ -13,15 +13,9 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from conftest import (
-    Project,
-    ServerDB,
-    add_database,
-    assert_ruff_clean,
-    tables,
-    versions,
-)
 from sqlalchemy.ext.asyncio import create_async_engine
+from support.projects import Project, add_database, assert_ruff_clean
+from support.servers import ServerDB, tables, versions
 
 
 def _two(proj: Project) -> tuple[str, str]:

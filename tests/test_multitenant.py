@@ -17,8 +17,9 @@ from alembic.config import Config
 from alembic_recipes import TenantSettings
 from alembic_recipes.configuration.options import InvalidOption
 from alembic_recipes.tenants.record import RECORD_TABLE
-from conftest import Project, ServerDB, assert_ruff_clean
 from sqlalchemy.ext.asyncio import create_async_engine
+from support.projects import Project, assert_ruff_clean
+from support.servers import ServerDB
 
 ITEM_UP = """\
 op.create_table("item", sa.Column("id", sa.Integer, primary_key=True))
@@ -212,6 +213,7 @@ def test_schema_hostile_names_rejected_before_any_sql(s: Schemas) -> None:
         assert "1 to 63 lower-case ASCII letters" in message
 
 
+@pytest.mark.driver
 @pytest.mark.orchestration
 def test_hostile_name_fails_without_connecting(s: Schemas) -> None:
     s.proj.set_option("sqlalchemy.url", "postgresql+psycopg://nobody@127.0.0.1:1/none")

@@ -130,6 +130,7 @@ def test_configuration_reference_in_docs_is_current() -> None:
             assert f"`{opt.key}`" in text
 
 
+@pytest.mark.driver
 def test_near_miss_ini_key_is_named_even_when_reading_fails(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from alembic_recipes.templates import TEMPLATES
-from conftest import IN_CI, Project, assert_ruff_clean
+from support.projects import Project, assert_ruff_clean
+from support.servers import IN_CI
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_DIRS = sorted(p.name for p in (ROOT / "templates").iterdir() if p.is_dir())

@@ -13,14 +13,9 @@ from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
-from conftest import (
-    DEADLINE,
-    Project,
-    ServerDB,
-    add_database,
-    advisory_locks,
-    spawn,
-)
+from support.processes import DEADLINE, spawn
+from support.projects import Project, add_database
+from support.servers import ServerDB, advisory_locks
 
 TENANTS = [f"t{i:03}" for i in range(1, 25)]
 POOLER = "goes through a connection pooler"

@@ -11,7 +11,8 @@ from pathlib import Path
 import alembic
 import pytest
 import sqlalchemy as sa
-from conftest import Project, ServerDB, tables, versions
+from support.projects import Project
+from support.servers import ServerDB, tables, versions
 
 pytestmark = [
     pytest.mark.pyproject,

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import alembic
 import pytest
-from conftest import BIN, Project, ServerDB, autogenerate_two, use_models
+from support.processes import BIN
+from support.projects import Project, autogenerate_two, use_models
+from support.servers import ServerDB
 
 pytestmark = pytest.mark.third_party
 

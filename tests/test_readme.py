@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from conftest import BIN
+from support.processes import BIN
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

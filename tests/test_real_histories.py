@@ -35,14 +35,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import (
-    BIN,
-    PG_URL,
-    ServerDB,
-    cli_environment,
-    schema_dump,
-    set_ini_option,
-)
+from support.processes import BIN, cli_environment
+from support.projects import set_ini_option
+from support.servers import PG_URL, ServerDB, schema_dump
 
 pytestmark = pytest.mark.history
 

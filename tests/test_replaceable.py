@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import Project, ServerDB, assert_ruff_clean, tables, use_models, versions
+from support.projects import Project, assert_ruff_clean, use_models
+from support.servers import ServerDB, tables, versions
 
 ORDERS = (
     'op.create_table("orders", sa.Column("id", sa.Integer, primary_key=True),'

@@ -12,16 +12,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
-from conftest import (
-    DEADLINE,
-    Cluster,
-    Project,
-    ServerDB,
-    advisory_locks,
-    spawn,
-    throwaway_on,
-)
 from sqlalchemy.engine import make_url
+from support.processes import DEADLINE, spawn
+from support.projects import Project
+from support.servers import Cluster, ServerDB, advisory_locks, throwaway_on
 
 EU = [f"e{i:02}" for i in range(1, 7)]
 US = [f"u{i:02}" for i in range(1, 7)]
@@ -273,6 +267,7 @@ def test_database_strategy_over_two_servers(
                     conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+@pytest.mark.driver
 def test_offline_sql_labels_each_tenants_server(
     project: Callable[..., Project],
 ) -> None:
@@ -423,6 +418,7 @@ def test_database_tenants_on_mariadb_and_postgresql(
             engine.dispose()
 
 
+@pytest.mark.driver
 @pytest.mark.pyproject
 def test_servers_in_pyproject(project: Callable[..., Project]) -> None:
     """The pyproject flavour: ``servers`` in ``[tool.alembic]``, the servers'

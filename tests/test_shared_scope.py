@@ -11,15 +11,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from alembic_recipes.tenants.record import RECORD_TABLE
-from conftest import (
-    Project,
-    ServerDB,
-    assert_ruff_clean,
-    set_body,
-    tables,
-    together,
-    versions,
-)
+from support.processes import together
+from support.projects import Project, assert_ruff_clean, set_body
+from support.servers import ServerDB, tables, versions
 
 MODELS = """import sqlalchemy as sa
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import DEADLINE, Project, ServerDB, spawn, together
+from support.processes import DEADLINE, spawn, together
+from support.projects import Project
+from support.servers import ServerDB
 
 SLOW = {
     "postgresql": 'op.execute("SELECT pg_sleep(60)")',

@@ -13,7 +13,8 @@ import re
 from collections.abc import Callable
 
 import pytest
-from conftest import Project, ServerDB, schema_dump
+from support.projects import Project
+from support.servers import ServerDB, schema_dump
 
 pytestmark = [
     pytest.mark.postgresql,
