@@ -25,6 +25,7 @@ from alembic.util import CommandError
 from ..database.stopping import check, pause, requested
 from ..logs import logger_for
 from .claims import Claim, Claims
+from .config import TenantSettings
 from .fleet import Fleet
 from .interface import TenantStrategy
 from .record import NEEDS_REPAIR, NOT_ATTEMPTED, UNREACHABLE, record_location
@@ -40,9 +41,8 @@ _POLL = 0.5
 """Seconds between looks at a wave whose last tenants other runners hold."""
 
 
-def claims_for(fleet: Fleet) -> Claims:
-    """The claims of *fleet*'s run, beside its run record."""
-    settings = fleet.settings
+def claims_for(settings: TenantSettings) -> Claims:
+    """The claims of the run *settings* name, beside its run record."""
     assert settings.run_id is not None
     if settings.servers:
         raise CommandError(
@@ -71,11 +71,11 @@ def claims_for(fleet: Fleet) -> Claims:
 
 def run_claiming(strategy: TenantStrategy) -> None:
     """Run this runner's part of a shared run, in this process."""
-    fleet = strategy.fleet
-    claims = claims_for(fleet)
+    fleet = Fleet(strategy.run)
+    claims = claims_for(fleet.settings)
 
     def each() -> None:
-        fleet.run_to_its_end(lambda: _Runner(strategy, claims).run())
+        fleet.run_to_its_end(lambda: _Runner(fleet, strategy, claims).run())
 
     try:
         with claims:
@@ -87,9 +87,9 @@ def run_claiming(strategy: TenantStrategy) -> None:
 class _Runner:
     """One runner's loop over the claims of its run."""
 
-    def __init__(self, strategy: TenantStrategy, claims: Claims) -> None:
+    def __init__(self, fleet: Fleet, strategy: TenantStrategy, claims: Claims) -> None:
         self.strategy = strategy
-        self.fleet = strategy.fleet
+        self.fleet = fleet
         self.claims = claims
         self.names: list[str] = []
         self._waited_on: int | None = None
@@ -101,10 +101,10 @@ class _Runner:
         fleet, claims = self.fleet, self.claims
         self.names = self.strategy.select()
         journal = fleet.journal
-        journal.active = fleet.records
+        journal.active = fleet.run.records
         journal.shared_run = True
         journal.run_id = claims.run_id
-        waves = [(w.number, w.spec, w.names) for w in fleet.waves(self.names)]
+        waves = [(w.number, w.spec, w.names) for w in fleet.waves.of(self.names)]
         joined = claims.join(waves, self._record)
         fleet.report.claiming(joined.total)
         if not joined.opened:
@@ -204,7 +204,7 @@ class _Runner:
             log.info("Rollout: %s done across the runners: %d failed", label, failed)
             return True
         self.claims.release(claim.tenant)
-        self.fleet.rollout_stops(label, failed)
+        self.fleet.waves.stop(label, failed)
         self.fleet.journal.not_attempted(self.claims.skip_from(wave, NOT_ATTEMPTED))
         return False
 
@@ -261,7 +261,7 @@ class _Runner:
         have = set(self.names)
         self.names += [name for name in names if name not in have]
         self.fleet.report.total = max(self.fleet.report.total, len(self.names))
-        self.fleet.selection.forget_listed()
+        self.fleet.run.selection.forget_listed()
         self.strategy.take(self.names)
 
     def _record(self, names: Sequence[str]) -> None:

@@ -51,10 +51,11 @@ from ..database.timeouts import migration_safeguards
 from ..logs import logger_for
 from .config import CREATING_TABLE, Tenant
 from .discovery import admin_engine, known_tenants, server_databases, server_of
-from .fleet import Fleet, Outcome
 from .interface import recorded
 from .record import Row, read_rows, record_location
 from .repair import commits_ddl, watching
+from .report import Outcome
+from .run import Run
 
 __all__ = ["DatabaseTenants"]
 
@@ -169,26 +170,24 @@ class DatabaseTenants:
     """The database strategy's tenants (a :class:`~.strategy.TenantStrategy`):
     each on a connection of its own."""
 
-    def __init__(
-        self, fleet: Fleet, migrate: Callable[[Connection, Tenant], None]
-    ) -> None:
-        self.fleet = fleet
+    def __init__(self, run: Run, migrate: Callable[[Connection, Tenant], None]) -> None:
+        self.run = run
         self.migrate = migrate
-        config = fleet.config
+        config = run.config
         self.shared = config.attributes.get("connection")
         # a server's own section (``servers``), else [alembic]
-        self.section = fleet.settings.section or config.config_ini_section
+        self.section = run.settings.section or config.config_ini_section
         self.options = dict(config.get_section(self.section, {}))
         self._before: dict[str, list[str]] = {}
         self._record_engine: tuple[int, Engine | AsyncEngine] | None = None
-        fleet.journal.bind(fleet.settings.server, self.on_record)
+        run.journal.bind(run.settings.server, self.on_record)
 
     def on_connection(self, fn: Callable[[], T]) -> T:
         """Call *fn*: the tenants share no connection (each opens its own);
         the run record's, opened when first written, is closed after.  One
         of several ``servers`` is asked first whether it answers."""
-        url = make_url(self.fleet.settings.tenant("placeholder").url)
-        if self.fleet.settings.server is not None and url.get_backend_name() not in (
+        url = make_url(self.run.settings.tenant("placeholder").url)
+        if self.run.settings.server is not None and url.get_backend_name() not in (
             "sqlite",
         ):
             server_databases(url.render_as_string(hide_password=False))
@@ -199,13 +198,13 @@ class DatabaseTenants:
 
     def select(self) -> list[str]:
         """The tenants of this run."""
-        names = self.fleet.select(None, partial(recorded, self))
+        names = self.run.select(None, partial(recorded, self))
         self.take(names)
         return names
 
     def known(self) -> list[str]:
         """The known tenants of this server (or SQLite directory)."""
-        return known_tenants(self.fleet.settings, None)
+        return known_tenants(self.run.settings, None)
 
     def record_rows(self) -> list[Row] | None:
         """The rows of the run record; None: no run recorded."""
@@ -228,7 +227,7 @@ class DatabaseTenants:
         return self._before.get(name), self._read_now(name)
 
     def _read_now(self, name: str) -> list[str] | None:
-        tenant = self.fleet.settings.tenant(name)
+        tenant = self.run.settings.tenant(name)
         if self.shared is None and not _database_exists(tenant.url):
             return None
 
@@ -259,7 +258,7 @@ class DatabaseTenants:
         there is none, see :func:`~.record.record_location`; or, to read, a
         SQLite record file no fleet run has written yet -- not created by
         reading)."""
-        url, schema = record_location(self.fleet.settings)
+        url, schema = record_location(self.run.settings)
         if (
             not write
             and url is not None
@@ -268,7 +267,7 @@ class DatabaseTenants:
         ):
             return None
         if url is None:
-            if self.fleet.command == "current":
+            if self.run.command == "current":
                 return None  # status: nothing to say about a record never kept
             log.info(
                 "No run record kept: with tenant_strategy = database on a server,"
@@ -313,7 +312,7 @@ class DatabaseTenants:
     def current(self, name: str) -> list[str] | None:
         """Tenant *name*'s versions, read from its database; None when the
         database does not exist."""
-        tenant = self.fleet.settings.tenant(name)
+        tenant = self.run.settings.tenant(name)
 
         def read(conn: Connection) -> list[str]:
             with own_read(conn):
@@ -322,14 +321,14 @@ class DatabaseTenants:
         if self.shared is not None:
             return run_with_connection(self.shared, read)
         if not _database_exists(tenant.url):
-            if self.fleet.command != "current":  # a plan: would it be created?
+            if self.run.command != "current":  # a plan: would it be created?
                 self._load_listed(name)
             return None
         return self._on_tenant(tenant, read)
 
     def prepare_workers(self, names: Sequence[str]) -> None:
         """Read which tenants are listed now, once, for every worker."""
-        self.fleet.selection.load_listed(None, names)
+        self.run.selection.load_listed(None, names)
 
     def _migrate_on(
         self,
@@ -342,21 +341,21 @@ class DatabaseTenants:
         (under the creation lock); *settled*: a database without versions is
         known to be an existing tenant's (the creation lock has been taken,
         or the caller gave the connection)."""
-        fleet = self.fleet
+        run = self.run
         with contextlib.ExitStack() as stack:
             stack.enter_context(tenant_transaction(conn))  # behind a pooler
             # the caller's transaction or, behind a pooler, ours: a savepoint
             caller_txn = conn.in_transaction()
-            stack.enter_context(fleet.lock(conn))  # then read: versions to trust
-            stack.enter_context(migration_safeguards(conn, fleet.settings.timeouts))
+            stack.enter_context(run.lock(conn))  # then read: versions to trust
+            stack.enter_context(migration_safeguards(conn, run.settings.timeouts))
             with own_read(conn):
                 before = _versions(conn)
             self._before[tenant.name] = before
-            applied = partial(fleet.applied, versions=before)
-            fleet.journal.check_repair(tenant.name, applied)
-            if fleet.at_head(before):
+            applied = partial(run.applied, versions=before)
+            run.journal.check_repair(tenant.name, applied)
+            if run.at_head(before):
                 return None
-            new = not before and fleet.command in ("upgrade", "stamp")
+            new = not before and run.command in ("upgrade", "stamp")
             if new and created is None and not settled:
                 raise _Unsettled
             with (
@@ -378,7 +377,7 @@ class DatabaseTenants:
         run record first (:mod:`.repair`)."""
         if not commits_ddl(conn):
             return None
-        return partial(self.fleet.journal.running, tenant.name)
+        return partial(self.run.journal.running, tenant.name)
 
     def _on_tenant(self, tenant: Tenant, fn: Callable[[Connection], T]) -> T:
         """``fn(connection)`` on a connection of the tenant's own database."""
@@ -399,12 +398,12 @@ class DatabaseTenants:
         """Migrate tenant *name* (creating its database when it may be);
         its row of the run record is written right after its commit."""
         outcome = self._one(name)
-        self.fleet.journal.done(name, outcome)
+        self.run.journal.done(name, outcome)
         return outcome
 
     def _one(self, name: str) -> Outcome:
-        fleet = self.fleet
-        tenant = fleet.settings.tenant(name)
+        run = self.run
+        tenant = run.settings.tenant(name)
         if self.shared is not None:
             return run_with_connection(
                 self.shared, lambda c: self._migrate_on(c, tenant, settled=True)
@@ -415,33 +414,32 @@ class DatabaseTenants:
             except _Unsettled:
                 pass  # no version yet: see below, under the creation lock
         else:
-            if fleet.command == "current":
+            if run.command == "current":
                 return [], []
             self._load_listed(name)
-            if not fleet.selection.may_create(name):
-                raise fleet.selection.missing(name)
+            if not run.selection.may_create(name):
+                raise run.selection.missing(name)
         return self._create_and_run(name, tenant)
 
     def _load_listed(self, name: str) -> None:
-        self.fleet.selection.load_listed(None, [name])  # once, until forgotten
+        self.run.selection.load_listed(None, [name])  # once, until forgotten
 
     def _create_and_run(self, name: str, tenant: Tenant) -> Outcome:
         """Under the creation lock: create tenant *name*'s database (removing
         one an interrupted run left unfinished) when it may be, and migrate it."""
-        fleet = self.fleet
         url = make_url(tenant.url)
-        timeout = fleet.settings.migration_lock_timeout
+        timeout = self.run.settings.migration_lock_timeout
         if url.get_backend_name() == "sqlite":
             locked = creation_lock(None, url.database or "", timeout=timeout)
             return self._under_lock(name, tenant, locked, None)
         engine = admin_engine(tenant.url)
         where = f"the server {display_url(server_of(url))}"
 
-        def run(admin: Connection) -> Outcome:
+        def create(admin: Connection) -> Outcome:
             locked = creation_lock(admin, url.database or "", timeout=timeout)
             return self._under_lock(name, tenant, locked, admin)
 
-        return run_with_connection(engine, run, owned=True, where=where)
+        return run_with_connection(engine, create, owned=True, where=where)
 
     def _under_lock(
         self,
@@ -450,7 +448,7 @@ class DatabaseTenants:
         locked: contextlib.AbstractContextManager[None],
         admin: Connection | None,
     ) -> Outcome:
-        fleet = self.fleet
+        run = self.run
         with locked:
             exists = _database_exists(tenant.url)
             if exists and self._left_unfinished(tenant):
@@ -464,8 +462,8 @@ class DatabaseTenants:
             created = None
             if not exists:
                 self._load_listed(name)
-                if not fleet.selection.may_create(name):
-                    raise fleet.selection.missing(name)
+                if not run.selection.may_create(name):
+                    raise run.selection.missing(name)
                 created = _Created(tenant.url, admin)
                 created.create(self.options)
             try:

@@ -1,6 +1,6 @@
 """The one interface of the ways of keeping tenants apart.
 
-:class:`TenantStrategy` is what a fleet, the shared scope and the worker
+:class:`TenantStrategy` is what a run, the shared scope and the worker
 processes run tenants through: :class:`~.schemas.SchemaTenants`,
 :class:`~.databases.DatabaseTenants`, and :class:`~.servers.ServerTenants`
 over one of those per server.  :func:`~.strategy.strategy_for` chooses.
@@ -15,9 +15,10 @@ from sqlalchemy.engine import Connection
 
 from ..logs import logger_for
 from .claim_table import last_run_summary
-from .fleet import Fleet, Outcome
 from .journal import shard_gaps, to_resume
 from .record import Row
+from .report import Outcome
+from .run import Run
 
 __all__ = ["TenantStrategy", "recorded"]
 
@@ -29,7 +30,7 @@ class TenantStrategy(Protocol):
     """What a run needs of a strategy (:class:`~.schemas.SchemaTenants`,
     :class:`~.databases.DatabaseTenants`)."""
 
-    fleet: Fleet
+    run: Run
 
     def on_connection(self, fn: Callable[[], T]) -> T:
         """Call *fn* with whatever the tenants share open (the schema

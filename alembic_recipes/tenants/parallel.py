@@ -47,8 +47,9 @@ from ..logs import logger_for
 from .fleet import Fleet
 from .interface import TenantStrategy
 from .report import Outcome, failure_cause
+from .run import Run
+from .serial import choose
 from .servers import Group, groups_of
-from .strategy import choose
 
 __all__ = ["can_fork", "run_parallel"]
 
@@ -60,13 +61,13 @@ _GRACE = 3.0
 kills what is left."""
 
 
-def can_fork(fleet: Fleet) -> str | None:
-    """Why this fleet cannot run in worker processes, or None when it can."""
+def can_fork(run: Run) -> str | None:
+    """Why *run* cannot run in worker processes, or None when it can."""
     if "fork" not in multiprocessing.get_all_start_methods():
         return "this platform cannot fork"
     if threading.active_count() > 1:
         return "other threads are running in this process"
-    if fleet.config.attributes.get("connection") is not None:
+    if run.config.attributes.get("connection") is not None:
         return "config.attributes['connection'] is one shared connection"
     return None
 
@@ -143,8 +144,8 @@ def _work(
     timeout runs the tenant again in place (the other workers go on).  A
     failure's row of the run record is written here.  True when a tenant
     lost the connection: the caller opens a new one."""
-    journal = strategy.fleet.journal
-    retries = strategy.fleet.settings.lock_retries
+    journal = strategy.run.journal
+    retries = strategy.run.settings.lock_retries
     while not stop.is_set() and not parent_is_gone(parent):
         name = tasks.take()
         if name is None:
@@ -173,7 +174,7 @@ def _failed(
     """Tenant *name* failed in this worker: its row of the run record, then
     the parent's message."""
     entry = {"status": "failed", "error": failure_cause(error), "seconds": seconds}
-    strategy.fleet.journal.reported(name, entry)
+    strategy.run.journal.reported(name, entry)
     results.put((name, "done", _Failure.of(error), seconds))
 
 
@@ -230,28 +231,27 @@ def _on_group(tasks: _Tasks, results: Any, stop: Any, parent: int) -> None:
 # -- parent side ---------------------------------------------------------------
 def run_parallel(strategy: TenantStrategy, workers: int) -> None:
     """Run the fleet in *workers* forked processes (see the module docstring)."""
-    try:
-        _run_parallel(strategy, workers)
-    finally:  # the bar down, the log level back (before the summary)
-        strategy.fleet.report.progress.close()
+    fleet = Fleet(strategy.run)
 
-
-def _run_parallel(strategy: TenantStrategy, workers: int) -> None:
     def run() -> None:
         names = strategy.on_connection(lambda: choose(strategy))
         strategy.prepare_workers(names)
-        _waves(strategy, names, workers)
+        _waves(fleet, strategy, names, workers)
 
-    strategy.fleet.run_to_its_end(run)
+    try:
+        fleet.run_to_its_end(run)
+    finally:  # the bar down, the log level back (before the summary)
+        fleet.report.progress.close()
 
 
-def _waves(strategy: TenantStrategy, names: list[str], workers: int) -> None:
-    fleet = strategy.fleet
-    waves = fleet.waves(names)
+def _waves(
+    fleet: Fleet, strategy: TenantStrategy, names: list[str], workers: int
+) -> None:
+    waves = fleet.waves.of(names)
     done = 0
     for wave in waves:
         check()
-        fleet.wave_starts(wave, len(waves))
+        fleet.waves.starts(wave, len(waves))
         failures = len(fleet.report.failures)
         supervisor = _Supervisor(fleet, done=done)
         todo = []
@@ -272,7 +272,7 @@ def _waves(strategy: TenantStrategy, names: list[str], workers: int) -> None:
             fleet.stopped_on(supervisor.done, name, strategy.verify, 0.0)
         done = supervisor.done
         stopped = supervisor.interrupted or supervisor.stop.is_set()
-        if not fleet.wave_done(wave, len(waves), failures, stopped):
+        if not fleet.waves.done(wave, len(waves), failures, stopped):
             break
 
 

@@ -17,12 +17,13 @@ from ..logs import logger_for
 from ..runtime.commands import config_attributes, run_command_async
 from .claiming import run_claiming
 from .config import Tenant, TenantSettings
-from .fleet import Fleet
 from .names import validate_tenant
 from .parallel import can_fork, run_parallel
+from .run import Run
 from .selection import in_shard, resolve
+from .serial import run_plan, run_serially
 from .shared import migrating_shared, run_shared
-from .strategy import run_plan, run_serially, strategy_for
+from .strategy import strategy_for
 
 log = logger_for(__name__)
 
@@ -44,8 +45,7 @@ def run_tenants(
         if options.shared_runs:
             log.info("plan: the shared scope is not planned (-x tenant=shared runs it)")
         if options.tenants_run:
-            fleet = Fleet(options)
-            run_plan(strategy_for(fleet, migrate))
+            run_plan(strategy_for(Run(options), migrate))
         return
     for shared in _scopes(options):
         if shared:
@@ -69,10 +69,10 @@ def _scopes(options: TenantSettings) -> list[bool]:
 def _run_fleet(
     options: TenantSettings, migrate: Callable[[Connection, Tenant], None]
 ) -> None:
-    fleet = Fleet(options)
-    strategy = strategy_for(fleet, migrate)
+    run = Run(options)
+    strategy = strategy_for(run, migrate)
     with stop_on_signals():
-        if options.claim and fleet.writes:
+        if options.claim and run.writes:
             if options.workers > 1:
                 log.info(
                     "workers=%d: with shard=claim each runner migrates one tenant"
@@ -81,10 +81,10 @@ def _run_fleet(
                 )
             run_claiming(strategy)
             with finishing():
-                fleet.report.finish()
+                run.report.finish()
             return
-        parallel = options.workers > 1 and fleet.writes
-        why_not = can_fork(fleet) if parallel else None
+        parallel = options.workers > 1 and run.writes
+        why_not = can_fork(run) if parallel else None
         if parallel and why_not is None:
             run_parallel(strategy, options.workers)
         else:
@@ -92,7 +92,7 @@ def _run_fleet(
                 log.info("workers=%d: running serially, %s", options.workers, why_not)
             run_serially(strategy)
         with finishing():
-            fleet.report.finish()
+            run.report.finish()
 
 
 def offline_tenants(settings: TenantSettings | Config) -> Iterator[Tenant]:

@@ -49,10 +49,11 @@ from .compiled import CompiledPaths, execute_script
 from .config import Tenant
 from .discovery import known_tenants
 from .extensions import Extensions
-from .fleet import MIGRATED_ELSEWHERE, Fleet, Outcome
 from .interface import recorded
 from .record import Row, read_rows
 from .repair import watching
+from .report import MIGRATED_ELSEWHERE, Outcome
+from .run import Run
 from .tenant_free import TENANT_SCHEMA_KEY
 
 __all__ = ["SchemaTenants", "schema_scope"]
@@ -243,10 +244,8 @@ class SchemaTenants:
     one connection to the shared database, one batched read, then one tenant
     at a time, each in its own transaction under its own lock."""
 
-    def __init__(
-        self, fleet: Fleet, migrate: Callable[[Connection, Tenant], None]
-    ) -> None:
-        self.fleet = fleet
+    def __init__(self, run: Run, migrate: Callable[[Connection, Tenant], None]) -> None:
+        self.run = run
         self.migrate = migrate
         self._conn: Connection | None = None
         self._dialect: Dialect | None = None
@@ -254,22 +253,22 @@ class SchemaTenants:
         self.existing: set[str] = set()
         self.with_table: set[str] = set()
         self.versions: dict[str, list[str]] = {}
-        settings = fleet.settings
+        settings = run.settings
         # an upgrade to the one head: replay once-rendered scripts where allowed
         self.compiled = (
             CompiledPaths(
-                fleet.script, fleet.targets[0], settings.compiled, config=fleet.config
+                run.script, run.targets[0], settings.compiled, config=run.config
             )
             if settings.compiled != "never"
-            and not fleet.shared
-            and fleet.command == "upgrade"
-            and fleet.skip_at_head
-            and len(fleet.targets) == 1
+            and not run.shared
+            and run.command == "upgrade"
+            and run.skip_at_head
+            and len(run.targets) == 1
             else None
         )
         self._record_schema: str | None = None
         self.extensions = Extensions(settings.extensions)
-        fleet.journal.bind(settings.server, self.on_record)
+        run.journal.bind(settings.server, self.on_record)
 
     def on_connection(self, fn: Callable[[], T]) -> T:
         """Call *fn* with this strategy's connection open: the database's (a
@@ -283,7 +282,7 @@ class SchemaTenants:
             finally:
                 self._conn = previous
 
-        settings = self.fleet.settings
+        settings = self.run.settings
         return connect_and_run(settings, bound, lock=False, section=settings.section)
 
     @property
@@ -295,14 +294,14 @@ class SchemaTenants:
         """The tenants of this run, and what one batched read knows of them."""
         self.caller_txn = self.conn.in_transaction()  # before we touch it: whose?
         with own_read(self.conn):
-            names = self.fleet.select(self.conn, partial(recorded, self))
+            names = self.run.select(self.conn, partial(recorded, self))
         self.take(names)
         return names
 
     def known(self) -> list[str]:
         """The known tenants of this database."""
         with own_read(self.conn):
-            return known_tenants(self.fleet.settings, self.conn)
+            return known_tenants(self.run.settings, self.conn)
 
     @property
     def record_schema(self) -> str | None:
@@ -310,7 +309,7 @@ class SchemaTenants:
         default one (``public``) -- named in every statement, so that it is
         never a tenant's, whatever the search_path."""
         if self._record_schema is None:
-            shared = self.fleet.settings.shared
+            shared = self.run.settings.shared
             self._record_schema = shared or self.conn.dialect.default_schema_name
         return self._record_schema
 
@@ -350,7 +349,7 @@ class SchemaTenants:
             existing, _, found = _schema_state(conn, [name])
             return found.get(name, []) if name in existing else None
 
-        config, settings = self.fleet.config, self.fleet.settings
+        config, settings = self.run.config, self.run.settings
         shared = config.attributes.get("connection")
         if shared is not None:
             return run_with_connection(shared, read)
@@ -368,12 +367,12 @@ class SchemaTenants:
         conn = self.conn
         self._dialect = conn.dialect
         self.record_schema  # noqa: B018 - resolved now, outside any tenant
-        if not self.fleet.is_fleet:  # one named tenant: Alembic's run, as stock
+        if not self.run.is_fleet:  # one named tenant: Alembic's run, as stock
             self.compiled = None
         self.existing, self.with_table, self.versions = _schema_state(conn, names)
         with own_read(conn):
             missing = [n for n in names if n not in self.existing]
-            self.fleet.selection.load_listed(conn, missing)
+            self.run.selection.load_listed(conn, missing)
 
     def current(self, name: str) -> list[str] | None:
         """Tenant *name*'s versions from the batched read; None when its
@@ -393,7 +392,7 @@ class SchemaTenants:
 
     def at_head(self, name: str) -> bool | None:
         """At head according to the batched read (nothing to lock for)."""
-        return name in self.existing and self.fleet.at_head(self.versions.get(name, []))
+        return name in self.existing and self.run.at_head(self.versions.get(name, []))
 
     def one(self, name: str) -> Outcome:
         """Migrate tenant *name*; what it did.
@@ -407,24 +406,24 @@ class SchemaTenants:
         """
         if self.at_head(name):
             return None
-        fleet = self.fleet
-        if fleet.prints_current:  # status: the batched read has it all
+        run = self.run
+        if run.prints_current:  # status: the batched read has it all
             versions = self.current(name) or []
             if name in self.existing:
-                fleet.print_current(versions)
+                run.print_current(versions)
             return versions, versions
-        conn, settings = self.conn, fleet.settings
+        conn, settings = self.conn, run.settings
         tenant = settings.tenant(name)
         scope = schema_scope(conn, name, path=tenant.search_path)
         # autogenerate compares with a tenant that does not exist yet inside
         # a transaction rolled back: its schema (and the version table Alembic
         # makes) are not left behind
-        compares_only = fleet.autogenerates and name not in self.existing
+        compares_only = run.autogenerates and name not in self.existing
         around = rolled_back(conn) if compares_only else tenant_transaction(conn)
-        with around, scope, fleet.lock(conn, schema=name):
+        with around, scope, run.lock(conn, schema=name):
             outcome, recorded = self._migrate(conn, tenant)
             if not recorded:  # its row, in the same transaction as its version
-                fleet.journal.done(name, outcome, on=(conn, self.record_schema))
+                run.journal.done(name, outcome, on=(conn, self.record_schema))
         if not compares_only:
             self.existing.add(name)
         return outcome
@@ -432,18 +431,18 @@ class SchemaTenants:
     def _migrate(self, conn: Connection, tenant: Tenant) -> tuple[Outcome, bool]:
         """Inside the tenant's transaction, under its lock: what it does, and
         whether its row of the run record went with its replayed script."""
-        fleet, settings, name = self.fleet, self.fleet.settings, tenant.name
+        run, settings, name = self.run, self.run.settings, tenant.name
         if settings.locks():  # trust only what we read under the lock
             self._refresh(conn, name)
         before = self.versions.get(name, [])
         missing = name not in self.existing
-        fleet.journal.check_repair(name, partial(fleet.applied, versions=before))
-        if not missing and fleet.at_head(before):
+        run.journal.check_repair(name, partial(run.applied, versions=before))
+        if not missing and run.at_head(before):
             return MIGRATED_ELSEWHERE, False
-        if missing and not fleet.autogenerates and not fleet.selection.may_create(name):
-            if fleet.command == "current":
+        if missing and not run.autogenerates and not run.selection.may_create(name):
+            if run.command == "current":
                 return (before, before), False
-            raise fleet.selection.missing(name)
+            raise run.selection.missing(name)
         if missing:
             conn.execute(CreateSchema(name, if_not_exists=True))
         # a stop: no statement of it starts after; a failure after part of
@@ -454,13 +453,13 @@ class SchemaTenants:
             self.extensions.shared(conn),
         ):
             if self.compiled is not None:
-                outcome: Outcome = (before, [fleet.targets[0]])
+                outcome: Outcome = (before, [run.targets[0]])
                 schema = self.record_schema
-                row = fleet.journal.done_sql(name, outcome, conn.dialect, schema)
+                row = run.journal.done_sql(name, outcome, conn.dialect, schema)
                 replayed = self._replay(conn, tenant, before, row or "")
                 if replayed is not None:
                     return outcome, replayed and row is not None
-            if tenant.shared_schema and fleet.autogenerates:
+            if tenant.shared_schema and run.autogenerates:
                 shared = _shared_only(conn, tenant.shared_schema, name)
                 tenant = replace(tenant, shared_tables=shared)
             self.migrate(conn, tenant)

@@ -6,7 +6,7 @@ on ``tenants_url`` (a catalog) may place tenants with a second column, the
 server's name -- never its URL: passwords stay in the ini.
 
 :class:`ServerTenants` is one :class:`~.strategy.TenantStrategy` over one
-strategy per server, each with its own :class:`~.fleet.Fleet` (the server's
+strategy per server, each with its own :class:`~.run.Run` (the server's
 settings) sharing the run's one :class:`~.report.Report`.  The tenants are
 selected once across the servers (a tenant lives on one server), then each
 server's strategy reads and runs its own.  A server that cannot be reached --
@@ -30,9 +30,10 @@ from ..database.connections import first_line
 from ..logs import logger_for
 from .config import Server
 from .discovery import catalog
-from .fleet import Fleet, Outcome
 from .interface import TenantStrategy, recorded
 from .record import Row
+from .report import Outcome
+from .run import Run
 
 __all__ = ["Group", "ServerTenants", "groups_of"]
 
@@ -81,9 +82,9 @@ class ServerTenants:
     :class:`~.strategy.TenantStrategy`)."""
 
     def __init__(
-        self, fleet: Fleet, on_one_server: Callable[[Fleet], TenantStrategy]
+        self, run: Run, on_one_server: Callable[[Run], TenantStrategy]
     ) -> None:
-        self.fleet = fleet
+        self.run = run
         self._on_one_server = on_one_server
         self._parts: dict[str, _Part] | None = None
         self.owner: dict[str, str] = {}
@@ -93,16 +94,12 @@ class ServerTenants:
     def parts(self) -> dict[str, _Part]:
         """The servers' strategies; the catalog is read once, for them all."""
         if self._parts is None:
-            settings = self.fleet.settings
+            settings = self.run.settings
             placed = catalog(settings)
             self._parts = {}
             for server in settings.servers:
                 mine = [name for name, where in placed.items() if where == server.name]
-                on_server = Fleet(
-                    settings.on_server(server.name, mine),
-                    report=self.fleet.report,
-                    journal=self.fleet.journal,
-                )
+                on_server = self.run.on_server(server.name, mine)
                 self._parts[server.name] = _Part(server, self._on_one_server(on_server))
         return self._parts
 
@@ -143,7 +140,7 @@ class ServerTenants:
         return list(seen)
 
     def _known_on(self, part: _Part) -> list[str]:
-        listed = list(part.strategy.fleet.settings.tenants)
+        listed = list(part.strategy.run.settings.tenants)
         if part.down is not None:
             return listed  # what the ini and the catalog say is there
         try:
@@ -188,17 +185,17 @@ class ServerTenants:
     def select(self) -> list[str]:
         """The tenants of this run across the servers, each handed to its
         server's strategy."""
-        names = self.fleet.select(None, partial(recorded, self), self.known)
+        names = self.run.select(None, partial(recorded, self), self.known)
         self.take(names)
         return names
 
     def take(self, names: Sequence[str]) -> None:
         """Place *names* on their servers; each reachable server reads its own."""
         self._place(names)
-        report = self.fleet.report
+        report = self.run.report
         report.servers = {name: self.owner[name] for name in names}
-        self.fleet.selection.across_servers(
-            lambda name: self._part_of(name).strategy.fleet.selection
+        self.run.selection.across_servers(
+            lambda name: self._part_of(name).strategy.run.selection
         )
         for part in self.parts.values():
             part.names = self._on(part, names)
@@ -211,14 +208,14 @@ class ServerTenants:
         unplaced = [name for name in names if name not in self.owner]
         listed: dict[str, str] = {}
         for part in self.parts.values():
-            for name in part.strategy.fleet.settings.tenants:
+            for name in part.strategy.run.settings.tenants:
                 _one_server(name, listed.setdefault(name, part.server.name), part)
         for name in unplaced:
             if name in listed:
                 self.owner[name] = listed[name]
         if any(name not in self.owner for name in unplaced):
             self.known()
-        servers = self.fleet.settings.servers
+        servers = self.run.settings.servers
         for name in names:
             if name in self.owner:
                 continue

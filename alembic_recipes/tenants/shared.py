@@ -23,8 +23,9 @@ from sqlalchemy.engine import Connection
 from ..alembic_internals import StepFunction, replace_step_function, run_step_instead
 from ..configuration.options import main_option
 from .config import Tenant, TenantSettings
-from .fleet import Fleet
-from .strategy import run_serially, strategy_for
+from .run import Run
+from .serial import run_serially
+from .strategy import strategy_for
 
 __all__ = ["migrating_shared", "run_shared", "shared_scope"]
 
@@ -72,5 +73,4 @@ def run_shared(
         with migrating_shared():
             migrate(conn, tenant)
 
-    fleet = Fleet(options, shared=True)
-    run_serially(strategy_for(fleet, migrate_shared))
+    run_serially(strategy_for(Run(options, shared=True), migrate_shared))
