@@ -12,8 +12,8 @@ __all__ = ["configure_logging", "logger_for"]
 
 def logger_for(module: str) -> logging.Logger:
     """The logger of package module *module* (its ``__name__``), under
-    Alembic's: ``alembic_recipes.tenants.fleet`` logs as
-    ``alembic.recipes.tenants.fleet``, so the ini's ``[logger_alembic]``
+    Alembic's: ``alembic_recipes.tenants.driving.fleet`` logs as
+    ``alembic.recipes.tenants.driving.fleet``, so the ini's ``[logger_alembic]``
     level and handlers apply, as they do to ``alembic.runtime.migration``."""
     return logging.getLogger(
         f"alembic.recipes.{module.removeprefix('alembic_recipes.')}"

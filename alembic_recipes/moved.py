@@ -2,7 +2,8 @@
 
 0.2 grouped the top-level modules by concern (:mod:`~alembic_recipes.database`,
 :mod:`~alembic_recipes.configuration`, :mod:`~alembic_recipes.autogenerate`,
-:mod:`~alembic_recipes.runtime`, :mod:`~alembic_recipes.metadata`).  Revision
+:mod:`~alembic_recipes.runtime`, :mod:`~alembic_recipes.metadata`), and the
+tenants package into parts (:mod:`~alembic_recipes.tenants`).  Revision
 templates written before then say ``import alembic_recipes.formatting``; that
 still works: the old name is a module that forwards every attribute to the new
 one, and importing it warns once, naming the new path.
@@ -47,9 +48,35 @@ MOVED: dict[str, str] = {
         "bootstrap": "metadata.bootstrap",
         "heads": "metadata.heads",
         "tables": "metadata.tables",
+        # the tenants package, in parts by concern since 0.2
+        "tenants.config": "tenants.model.settings",
+        "tenants.names": "tenants.model.names",
+        "tenants.rollout": "tenants.model.rollout",
+        "tenants.discovery": "tenants.selection.discovery",
+        "tenants.claim_table": "tenants.records.claim_table",
+        "tenants.journal": "tenants.records.journal",
+        "tenants.progress": "tenants.records.progress",
+        "tenants.record": "tenants.records.record",
+        "tenants.repair": "tenants.records.repair",
+        "tenants.report": "tenants.records.report",
+        "tenants.report_file": "tenants.records.report_file",
+        "tenants.compiled": "tenants.running.compiled",
+        "tenants.databases": "tenants.running.databases",
+        "tenants.extensions": "tenants.running.extensions",
+        "tenants.interface": "tenants.running.interface",
+        "tenants.schemas": "tenants.running.schemas",
+        "tenants.servers": "tenants.running.servers",
+        "tenants.strategy": "tenants.running.strategy",
+        "tenants.tenant_free": "tenants.running.tenant_free",
+        "tenants.claiming": "tenants.driving.claiming",
+        "tenants.claims": "tenants.driving.claims",
+        "tenants.fleet": "tenants.driving.fleet",
+        "tenants.parallel": "tenants.driving.parallel",
+        "tenants.shared": "tenants.driving.shared",
     }.items()
 }
-"""Old module path -> new module path."""
+"""Old module path -> new module path.  (``tenants.selection``, now the
+package, forwards its old names itself.)"""
 
 
 class _Forward(importlib.abc.Loader):

@@ -44,11 +44,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic_recipes.tenants.journal import Journal
-from alembic_recipes.tenants.progress import Progress
-from alembic_recipes.tenants.record import UNFINISHED, write_rows
-from alembic_recipes.tenants.report import status_of
-from alembic_recipes.tenants.report_file import ReportFile
+from alembic_recipes.tenants.records.journal import Journal
+from alembic_recipes.tenants.records.progress import Progress
+from alembic_recipes.tenants.records.record import UNFINISHED, write_rows
+from alembic_recipes.tenants.records.report import status_of
+from alembic_recipes.tenants.records.report_file import ReportFile
 from multitenant import (
     BIN,
     add_pg_url,

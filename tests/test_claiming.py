@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic_recipes.tenants.selection import in_shard
+from alembic_recipes.tenants.selection.selection import in_shard
 from support.processes import DEADLINE, spawn
 from support.projects import Project
 from support.servers import ServerDB
@@ -400,7 +400,7 @@ def test_a_working_runner_keeps_its_claim_past_the_lease(
     """The lease is renewed while a runner works (times kept to the
     millisecond on every server: MySQL's FLOAT would round them to minutes);
     a runner that stops renewing loses its tenant to another."""
-    from alembic_recipes.tenants.claims import Claims
+    from alembic_recipes.tenants.driving.claims import Claims
 
     if server == "sqlite":
         url = f"sqlite:///{tmp_path}/record.db"

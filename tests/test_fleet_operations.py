@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic_recipes.tenants.selection import in_shard, resolve
+from alembic_recipes.tenants.selection.selection import in_shard, resolve
 from support.processes import DEADLINE, cli_environment, on_terminal, spawn
 from support.projects import Project, use_models
 from support.servers import ServerDB, throwaway_on
@@ -510,7 +510,7 @@ def test_progress_quiet_and_checked(fleet: tuple[Project, str, str]) -> None:
     proj, _, _ = fleet
     out = proj.alembic("-x", "tenant=all", "-x", "progress=quiet", "upgrade", "head")
     assert out.stderr.splitlines() == [
-        "INFO  [alembic.recipes.tenants.report] Tenants: 8 total: 8 upgraded"
+        "INFO  [alembic.recipes.tenants.records.report] Tenants: 8 total: 8 upgraded"
     ]
     plan = proj.alembic("-x", "tenant=all", "-x", "progress=quiet", "-x", "plan=true",
                         "upgrade", "head").stderr  # fmt: skip

@@ -270,7 +270,7 @@ def test_module_paths_before_0_2_still_work_and_warn() -> None:
     )
     found = json.loads(done.stdout)
     assert found.pop("star") is True
-    assert set(found) == set(MOVED) and len(MOVED) == 23
+    assert set(found) == set(MOVED) and len(MOVED) == 47
     for old, seen in found.items():
         new = MOVED[old]
         assert seen["warnings"] == [
@@ -280,3 +280,11 @@ def test_module_paths_before_0_2_still_work_and_warn() -> None:
     for new in MOVED.values():
         module = __import__(new, fromlist=["_"])
         assert module.__name__ == new
+    # tenants.selection is a package now: its old names forward, and warn
+    from alembic_recipes.tenants import selection
+    from alembic_recipes.tenants.selection.selection import Selection
+
+    with pytest.warns(DeprecationWarning, match="selection.selection.Selection"):
+        assert selection.Selection is Selection
+    with pytest.raises(AttributeError):
+        selection.no_such_name  # noqa: B018

@@ -21,7 +21,7 @@ import kubernetes_validate
 import pytest
 import sqlalchemy as sa
 import yaml
-from alembic_recipes.tenants.selection import in_shard
+from alembic_recipes.tenants.selection.selection import in_shard
 from support.processes import DEADLINE, cli_environment, spawn
 from support.projects import Project
 from support.servers import ServerDB

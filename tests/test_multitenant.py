@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic.config import Config
 from alembic_recipes import TenantSettings
 from alembic_recipes.configuration.options import InvalidOption
-from alembic_recipes.tenants.record import RECORD_TABLE
+from alembic_recipes.tenants.records.record import RECORD_TABLE
 from sqlalchemy.ext.asyncio import create_async_engine
 from support.projects import Project, assert_ruff_clean
 from support.servers import ServerDB

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic_recipes.tenants.record import RECORD_TABLE
+from alembic_recipes.tenants.records.record import RECORD_TABLE
 from support.processes import together
 from support.projects import Project, assert_ruff_clean, set_body
 from support.servers import ServerDB, tables, versions

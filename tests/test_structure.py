@@ -8,7 +8,9 @@ module graph has no cycle):
 3. ``configuration``: the option table, reading options, the settings;
 4. ``runtime`` (running env.py) and ``autogenerate`` (the cookbook's hooks);
 5. what revision files use: ``replaceable`` objects and the ``lint``;
-6. the templates' features: ``data``, ``multidb``, ``tenants``;
+6. the templates' features: ``data``, ``multidb``, ``tenants`` (in parts
+   of its own, bottom up: ``model``, ``selection``, ``records``, ``running``,
+   ``driving``, then the entry points);
 7. ``metadata``: an application's helpers over them (bootstrap a tenant);
 8. the faces: ``__init__``, ``__main__``, ``templates``, ``moved``.
 
@@ -98,6 +100,35 @@ GRAPH = {module: _imports(module) for module in MODULES}
 def test_no_module_imports_a_layer_above_its_own(module: str) -> None:
     above = {m for m in GRAPH[module] if _layer(m) > _layer(module)}
     assert not above, f"{module or '__init__'} imports {sorted(above)} from above"
+
+
+TENANT_LAYERS: list[tuple[str, ...]] = [
+    ("model",),
+    ("selection",),
+    ("records",),
+    ("running",),
+    ("driving",),
+    ("", "runner"),
+]
+"""The tenants package bottom up, by its second name: what a tenant is, how a
+selection is made, what is recorded, how one tenant runs, how a run is
+driven, the entry points."""
+
+
+def _tenant_layer(module: str) -> int:
+    part = module.split(".")[1] if module.count(".") else ""
+    found = [i for i, names in enumerate(TENANT_LAYERS) if part in names]
+    assert found, f"{module} is in no layer of the tenants package: add it"
+    return found[0]
+
+
+@pytest.mark.parametrize(
+    "module", sorted(m for m in MODULES if m.startswith("tenants"))
+)
+def test_no_tenants_module_imports_a_part_above_its_own(module: str) -> None:
+    inside = {m for m in GRAPH[module] if m.startswith("tenants")}
+    above = {m for m in inside if _tenant_layer(m) > _tenant_layer(module)}
+    assert not above, f"{module} imports {sorted(above)} from above"
 
 
 def test_the_module_graph_has_no_cycle() -> None:

@@ -25,7 +25,7 @@ from alembic_recipes.replaceable import (
     Trigger,
     View,
 )
-from alembic_recipes.tenants.compiled import PLACEHOLDER, CompiledPaths, Segment
+from alembic_recipes.tenants.running.compiled import PLACEHOLDER, CompiledPaths, Segment
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 PG, LITE, MY = postgresql.dialect(), sqlite.dialect(), mysql.dialect()

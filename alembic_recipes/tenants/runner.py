@@ -15,15 +15,16 @@ from ..database.connections import Connectable
 from ..database.stopping import finishing, stop_on_signals
 from ..logs import logger_for
 from ..runtime.commands import config_attributes, run_command_async
-from .claiming import run_claiming
-from .config import Tenant, TenantSettings
-from .names import validate_tenant
-from .parallel import can_fork, run_parallel
-from .run import Run
-from .selection import in_shard, resolve
-from .serial import run_plan, run_serially
-from .shared import migrating_shared, run_shared
-from .strategy import strategy_for
+from .driving.claiming import run_claiming
+from .driving.parallel import can_fork, run_parallel
+from .driving.serial import run_plan, run_serially
+from .driving.shared import migrating_shared, run_shared
+from .model.names import validate_tenant
+from .model.settings import TenantSettings
+from .model.tenant import Tenant
+from .running.run import Run
+from .running.strategy import strategy_for
+from .selection.selection import in_shard, resolve
 
 log = logger_for(__name__)
 

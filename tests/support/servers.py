@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic_recipes.tenants.record import RECORD_TABLE
+from alembic_recipes.tenants.records.record import RECORD_TABLE
 from sqlalchemy.engine import URL, make_url
 
 PG_URL = os.environ.get(
