@@ -258,19 +258,25 @@ def _shared(settings: DatabaseSettings) -> dict[str, Any]:
             f" {ACCEPTED_CONNECTABLES}, got {type(shared).__name__}"
         )
     for name, connectable in shared.items():
-        if name not in settings.names:
-            raise CommandError(
-                f"unknown database {name!r} in config.attributes['connections']:"
-                f" configured databases are {', '.join(settings.names)}"
-            )
-        if not is_connectable(connectable):
-            raise InvalidOptionType(
-                f"config.attributes['connections'][{name!r}] must be"
-                f" {ACCEPTED_CONNECTABLES}, got {type(connectable).__name__}:"
-                f" {connectable!r}"
-            )
+        _check_shared(settings, name, connectable)
     selected = {db.name for db in settings.databases}
     return {name: c for name, c in shared.items() if name in selected}
+
+
+def _check_shared(settings: DatabaseSettings, name: str, connectable: object) -> None:
+    """``config.attributes['connections'][name]``: a configured database's
+    connectable."""
+    if name not in settings.names:
+        raise CommandError(
+            f"unknown database {name!r} in config.attributes['connections']:"
+            f" configured databases are {', '.join(settings.names)}"
+        )
+    if not is_connectable(connectable):
+        raise InvalidOptionType(
+            f"config.attributes['connections'][{name!r}] must be"
+            f" {ACCEPTED_CONNECTABLES}, got {type(connectable).__name__}:"
+            f" {connectable!r}"
+        )
 
 
 def _check_two_phase(
@@ -423,9 +429,9 @@ def run_databases(
     ``config.attributes["connections"]`` may share a Connection, Engine,
     AsyncEngine or AsyncConnection per database name.
     """
-    options = DatabaseSettings.of(settings)
-    databases = list(options.databases)
-    shared = _shared(options)
+    settings = DatabaseSettings.of(settings)
+    databases = list(settings.databases)
+    shared = _shared(settings)
     # named as errors name them: the caller's object, or the configured database
     names = {
         db.name: (
@@ -445,9 +451,9 @@ def run_databases(
     def run_all(connections: dict[str, Connection]) -> None:
         views = {db.name: connections[names[db.name]] for db in databases}
         with ExitStack() as held:
-            if options.locks():  # every database, in the same order everywhere
+            if settings.locks():  # every database, in the same order everywhere
                 for db in databases:
-                    timeout = options.migration_lock_timeout
+                    timeout = settings.migration_lock_timeout
                     held.enter_context(
                         migration_lock(
                             views[db.name], schema=db.schema, timeout=timeout
@@ -457,14 +463,14 @@ def run_databases(
                 if db.schema is not None:
                     held.enter_context(enter_schema(views[db.name], db.schema))
                 held.enter_context(
-                    migration_safeguards(views[db.name], options.timeouts)
+                    migration_safeguards(views[db.name], settings.timeouts)
                 )
             why_not = next(
                 (f"{n}: {w}" for n, c in views.items() if (w := why_not_retry(c))), ""
             )
             with_lock_retries(
-                lambda: _all_or_nothing(views, options, migrate),
-                options.lock_retries,
+                lambda: _all_or_nothing(views, settings, migrate),
+                settings.lock_retries,
                 "the databases " + ", ".join(db.name for db in databases),
                 why_not=why_not,
             )

@@ -45,9 +45,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic_recipes.tenants.records.journal import Journal
+from alembic_recipes.tenants.records.outcomes import status_of
 from alembic_recipes.tenants.records.progress import Progress
 from alembic_recipes.tenants.records.record import UNFINISHED, write_rows
-from alembic_recipes.tenants.records.report import status_of
 from alembic_recipes.tenants.records.report_file import ReportFile
 from multitenant import (
     BIN,

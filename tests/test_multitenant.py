@@ -633,9 +633,9 @@ def test_batched_version_read_in_chunks(
 ) -> None:
     """The batched read runs in statements of a bounded size (2 here)."""
     from alembic import command
-    from alembic_recipes.tenants import schemas
+    from alembic_recipes.tenants.running import schema_state
 
-    monkeypatch.setattr(schemas, "_CHUNK", 2)
+    monkeypatch.setattr(schema_state, "_CHUNK", 2)
     cfg = Config(str(s.proj.ini))
     cfg.attributes.update(tenant=["acme", "globex", "initech"], configure_logger=False)
     command.upgrade(cfg, "head")

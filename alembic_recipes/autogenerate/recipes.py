@@ -156,28 +156,50 @@ def _dependents_first(
 def _must_follow(directives: list[ops.MigrateOperation]) -> list[set[int]]:
     """For each directive, the indexes of the directives that must come first."""
     keys = [_table_key(d) for d in directives]
-    creates: dict[_Key, int] = {}
-    drops: dict[_Key, int] = {}
-    for i, (directive, key) in enumerate(zip(directives, keys, strict=True)):
-        if key is not None and isinstance(directive, ops.CreateTableOp):
-            creates[key] = i
-        elif key is not None and isinstance(directive, ops.DropTableOp):
-            drops[key] = i
+    creates = _indexes_of(ops.CreateTableOp, directives, keys)
+    drops = _indexes_of(ops.DropTableOp, directives, keys)
+    created, dropped = set(creates.values()), set(drops.values())
     must_follow: list[set[int]] = [set() for _ in directives]
     for i, (directive, key) in enumerate(zip(directives, keys, strict=True)):
         if key is None:
             continue
         targets = _referenced_tables(directive) - {key}
-        if i in creates.values():  # after the tables it references
+        if i in created:  # after the tables it references
             must_follow[i] |= {creates[t] for t in targets if t in creates}
-        elif i in drops.values():  # after every other op on it...
-            same_table = {j for j, k in enumerate(keys) if k == key and j != i}
-            must_follow[i] |= same_table - set(creates.values())
-            for target in targets & drops.keys():  # ...and before those it uses
-                must_follow[drops[target]].add(i)
+        elif i in dropped:
+            _drop_follows(i, keys, targets, created, drops, must_follow)
         elif key in creates:  # ops on a new table come after its creation
             must_follow[i].add(creates[key])
     return must_follow
+
+
+def _drop_follows(
+    i: int,
+    keys: list[_Key | None],
+    targets: set[_Key],
+    created: set[int],
+    drops: dict[_Key, int],
+    must_follow: list[set[int]],
+) -> None:
+    """Drop *i* comes after every other op on its table, and before the drops
+    of the tables it references (*targets*)."""
+    same_table = {j for j, k in enumerate(keys) if k == keys[i] and j != i}
+    must_follow[i] |= same_table - created
+    for target in targets & drops.keys():
+        must_follow[drops[target]].add(i)
+
+
+def _indexes_of(
+    kind: type[ops.MigrateOperation],
+    directives: list[ops.MigrateOperation],
+    keys: list[_Key | None],
+) -> dict[_Key, int]:
+    """Each table's directive of *kind* (create, drop), by the table's key."""
+    return {
+        key: i
+        for i, (directive, key) in enumerate(zip(directives, keys, strict=True))
+        if key is not None and isinstance(directive, kind)
+    }
 
 
 def _stable_order(must_follow: list[set[int]]) -> list[int]:
@@ -325,21 +347,21 @@ def autogenerate_hooks(
     ``run_migrations()`` per command (one per database).  *settings*: what
     env.py loaded (a ``Config`` is read into settings here).
     """
-    options = Settings.of(settings)
+    settings = Settings.of(settings)
     filters: list[IncludeObject | None] = [
-        exclude_views if options.exclude_views else None,
-        keep_unknown_tables if options.keep_unknown_tables else None,
+        exclude_views if settings.exclude_views else None,
+        keep_unknown_tables if settings.keep_unknown_tables else None,
         include_object,
     ]
-    order = options.column_order
+    order = settings.column_order
     hooks: list[RevisionDirectives | None] = [
         _registered,
         column_order(order) if order else None,
         skip_index_drops_of_dropped_tables
-        if options.skip_index_drops_of_dropped_tables
+        if settings.skip_index_drops_of_dropped_tables
         else None,
         process_revision_directives,
-        skip_empty_revisions(runs) if options.skip_empty_revisions else None,
+        skip_empty_revisions(runs) if settings.skip_empty_revisions else None,
     ]
     return {
         "include_object": all_of(*filters),

@@ -44,11 +44,7 @@ def _block(
 ) -> str:
     lines: list[str] = []
     for opt in options_for(template):
-        if not opt.in_ini or (fmt == "toml" and opt.ini_only):
-            continue
-        if only is not None and opt.key != only:
-            continue
-        if only is None and opt.alembic and script_location is None:
+        if not _written(opt, fmt, script_location, only):
             continue
         help_lines = opt.help_for(template, fmt)
         if lines and help_lines and not opt.joined:
@@ -56,6 +52,19 @@ def _block(
         lines += [f"# {line}".rstrip() for line in help_lines]
         lines.append(_assignment(opt, template, fmt, script_location))
     return "\n".join(lines) + "\n"
+
+
+def _written(
+    opt: Option, fmt: str, script_location: str | None, only: str | None
+) -> bool:
+    """Whether option *opt* is written in a *fmt* config file's block (*only*:
+    that option alone; Alembic's own rows only where we write the whole file,
+    with its *script_location*)."""
+    if not opt.in_ini or (fmt == "toml" and opt.ini_only):
+        return False
+    if only is not None:
+        return opt.key == only
+    return not (opt.alembic and script_location is None)
 
 
 def _assignment(
@@ -219,22 +228,11 @@ def reference_markdown() -> str:
     out = [
         "# Configuration reference",
         "",
-        "<!-- generated from alembic_recipes/option_table.py by"
+        "<!-- generated from alembic_recipes/configuration/option_table.py by"
         " `python -m alembic_recipes options`; do not edit -->",
         "",
         _INTRO,
-    ]
-    ours = [opt for opt in OPTIONS if not opt.alembic]
-    common = [opt for opt in ours if len(opt.templates) > 2]
-    for title, lead in _SECTIONS:
-        if title in TEMPLATE_NAMES:
-            chosen = [o for o in ours if o not in common and title in o.templates]
-        else:
-            chosen = common
-        out += ["", f"## {title}", "", lead]
-        for opt in chosen:
-            out += ["", *_reference_entry(opt)]
-    out += [
+        *_option_sections(),
         "",
         "## Post-write hook types",
         "",
@@ -256,6 +254,23 @@ def reference_markdown() -> str:
         "#editing-the-ini-file).",
     ]
     return "\n".join(out) + "\n"
+
+
+def _option_sections() -> list[str]:
+    """Our options: those every template reads first, then each template's."""
+    ours = [opt for opt in OPTIONS if not opt.alembic]
+    common = [opt for opt in ours if len(opt.templates) > 2]
+    out: list[str] = []
+    for title, lead in _SECTIONS:
+        chosen = (
+            [o for o in ours if o not in common and title in o.templates]
+            if title in TEMPLATE_NAMES
+            else common
+        )
+        out += ["", f"## {title}", "", lead]
+        for opt in chosen:
+            out += ["", *_reference_entry(opt)]
+    return out
 
 
 def _reference_entry(opt: Option) -> list[str]:

@@ -161,14 +161,23 @@ def main_option(config: Config, key: str) -> tuple[str | bool | None, str]:
     if not isinstance(typed, bool | int | float):
         found = config.get_alembic_option(key)
     _check_toml_type(key, found, source)
+    typed_value = _toml_value(found, source)
+    if typed_value is None and isinstance(found, str):
+        return None, ""  # blank
+    return typed_value, source
+
+
+def _toml_value(found: object, source: str) -> str | bool | None:
+    """A ``[tool.alembic]`` value as the options read it: booleans kept,
+    numbers as text, lists joined with ``", "``; None for a blank string."""
     if found is None or isinstance(found, bool):
-        return found, source
+        return found
     if isinstance(found, int | float):
-        return str(found), source
+        return str(found)
     if isinstance(found, list) and all(isinstance(v, str | int) for v in found):
-        return ", ".join(str(v) for v in found), source
+        return ", ".join(str(v) for v in found)
     if isinstance(found, str):
-        return (found, source) if found.strip() else (None, "")
+        return found if found.strip() else None
     raise InvalidOption.expected(
         found, source, "a string, a number, a boolean or a list of strings"
     )

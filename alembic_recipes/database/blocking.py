@@ -133,16 +133,22 @@ def _first_line(error: BaseException | None) -> str:
     return f"{type(error).__name__}: {first_line(error)}"
 
 
+_POSTGRESQL: dict[str, tuple[Kind, str]] = {
+    "55P03": ("lock", "lock timeout"),
+    "57014": ("statement", "statement timeout"),
+}
+"""PostgreSQL's SQLSTATEs of the two timeouts, and the words their messages
+hold (55P03 is any lock not available, 57014 any cancel)."""
+
+
 def _kind(orig: BaseException | None) -> Kind | None:
     """Which timeout the driver's error *orig* reports, if any."""
     if orig is None:
         return None
     message = str(orig)
     code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if code == "55P03" and "lock timeout" in message:
-        return "lock"
-    if code == "57014" and "statement timeout" in message:
-        return "statement"
+    if code in _POSTGRESQL and _POSTGRESQL[code][1] in message:
+        return _POSTGRESQL[code][0]
     args = getattr(orig, "args", ())
     errno = args[0] if args and isinstance(args[0], int) else None
     if errno == 1205:  # ER_LOCK_WAIT_TIMEOUT: row locks and metadata locks

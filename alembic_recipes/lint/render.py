@@ -95,31 +95,34 @@ def split_statements(sql: str) -> list[str]:
     quotes and comments; comments and blank statements are dropped."""
     statements: list[str] = []
     current: list[str] = []
-    i, n = 0, len(sql)
-    while i < n:
-        ch = sql[i]
-        if ch == "-" and sql.startswith("--", i):
-            end = sql.find("\n", i)
-            i = n if end == -1 else end + 1
-            continue
-        if ch in "'\"":
-            end = i + 1
-            while end < n and (sql[end] != ch or sql[end : end + 2] == ch * 2):
-                end += 2 if sql[end : end + 2] == ch * 2 else 1
-            current.append(sql[i : end + 1])
-            i = end + 1
-            continue
-        if ch == "$" and (tag := _DOLLAR.match(sql, i)) is not None:
-            end = sql.find(tag[0], tag.end())
-            end = n if end == -1 else end + len(tag[0])
-            current.append(sql[i:end])
-            i = end
-            continue
-        if ch == ";":
+    i = 0
+    while i < len(sql):
+        end, kept = _token(sql, i)
+        if kept == ";":
             statements.append("".join(current))
             current = []
         else:
-            current.append(ch)
-        i += 1
+            current.append(kept)
+        i = end
     statements.append("".join(current))
     return [" ".join(s.split()) for s in statements if s.strip()]
+
+
+def _token(sql: str, i: int) -> tuple[int, str]:
+    """The token of *sql* at *i*: where it ends, and its text as kept (a
+    comment: nothing; a quoted string or dollar-quoted body: whole; else one
+    character)."""
+    n, ch = len(sql), sql[i]
+    if sql.startswith("--", i):
+        end = sql.find("\n", i)
+        return (n if end == -1 else end + 1), ""
+    if ch in "'\"":
+        end = i + 1
+        while end < n and (sql[end] != ch or sql[end : end + 2] == ch * 2):
+            end += 2 if sql[end : end + 2] == ch * 2 else 1
+        return end + 1, sql[i : end + 1]
+    if ch == "$" and (tag := _DOLLAR.match(sql, i)) is not None:
+        end = sql.find(tag[0], tag.end())
+        end = n if end == -1 else end + len(tag[0])
+        return end, sql[i:end]
+    return i + 1, ch

@@ -18,6 +18,7 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from alembic.util import CommandError
 
@@ -81,13 +82,7 @@ def squawk_findings(
         done = subprocess.run(
             [*args, *paths], capture_output=True, text=True, check=False
         )
-    try:  # exit 1: findings; 2: squawk refused its arguments
-        reported = json.loads(done.stdout) if done.returncode in (0, 1) else None
-    except json.JSONDecodeError:
-        reported = None
-    if not isinstance(reported, list):
-        first = first_line(done.stderr) or "no output"
-        raise CommandError(f"squawk failed (exit {done.returncode}): {first}")
+    reported = _reported(done)
     found: dict[str, list[Finding]] = {}
     for item in reported:
         name = paths.get(item.get("file", ""))
@@ -101,3 +96,16 @@ def squawk_findings(
             )
         )
     return found
+
+
+def _reported(done: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    """squawk's JSON report; ``CommandError`` when it failed (exit 1:
+    findings; 2: squawk refused its arguments)."""
+    try:
+        reported = json.loads(done.stdout) if done.returncode in (0, 1) else None
+    except json.JSONDecodeError:
+        reported = None
+    if not isinstance(reported, list):
+        first = first_line(done.stderr) or "no output"
+        raise CommandError(f"squawk failed (exit {done.returncode}): {first}")
+    return reported

@@ -45,6 +45,30 @@ def render_tables(
 
     An unknown table name raises ``CommandError`` naming the tables there are.
     """
+    wanted = _wanted(connection, tables, schema)
+    metadata = MetaData()
+    metadata.reflect(connection, schema=schema, only=wanted, resolve_fks=False)
+    ordered = [t for t in metadata.sorted_tables if t.name in wanted]
+    if connection.dialect.name == "postgresql":
+        for table in ordered:
+            _serial_without_sequence_default(table)
+    context = MigrationContext.configure(connection)
+    imports: set[str] = set()
+    up = _render(_creating(ordered), context, imports)
+    down = _render(_dropping(ordered), context, imports)
+    header = "".join(f"{line}\n" for line in sorted(imports))
+    return (
+        f"{header}{chr(10) * 2 if header else ''}"
+        f"def upgrade() -> None:\n    {up}\n\n\n"
+        f"def downgrade() -> None:\n    {down}\n"
+    )
+
+
+def _wanted(
+    connection: Connection, tables: Sequence[str], schema: str | None
+) -> list[str]:
+    """*tables* (default: every table but Alembic's version tables), each
+    checked to be there; else ``CommandError`` naming the tables there are."""
     existing = inspect(connection).get_table_names(schema=schema)
     wanted = list(tables) or [name for name in existing if name not in VERSION_TABLES]
     missing = [name for name in wanted if name not in existing]
@@ -55,29 +79,20 @@ def render_tables(
             f"{display_url(connection.engine.url)}: it has"
             f" {', '.join(existing) or 'no tables'}"
         )
-    metadata = MetaData()
-    metadata.reflect(connection, schema=schema, only=wanted, resolve_fks=False)
-    ordered = [t for t in metadata.sorted_tables if t.name in wanted]
-    if connection.dialect.name == "postgresql":
-        for table in ordered:
-            _serial_without_sequence_default(table)
-    upgrade = ops.UpgradeOps(
+    return wanted
+
+
+def _creating(ordered: list[Table]) -> ops.UpgradeOps:
+    """The tables created, dependencies first, then their indexes."""
+    return ops.UpgradeOps(
         [ops.CreateTableOp.from_table(t) for t in ordered]
         + [ops.CreateIndexOp.from_index(i) for t in ordered for i in _indexes(t)]
     )
-    downgrade = ops.DowngradeOps(
-        [ops.DropTableOp.from_table(t) for t in reversed(ordered)]
-    )
-    context = MigrationContext.configure(connection)
-    imports: set[str] = set()
-    up = _render(upgrade, context, imports)
-    down = _render(downgrade, context, imports)
-    header = "".join(f"{line}\n" for line in sorted(imports))
-    return (
-        f"{header}{chr(10) * 2 if header else ''}"
-        f"def upgrade() -> None:\n    {up}\n\n\n"
-        f"def downgrade() -> None:\n    {down}\n"
-    )
+
+
+def _dropping(ordered: list[Table]) -> ops.DowngradeOps:
+    """The tables dropped, dependents first."""
+    return ops.DowngradeOps([ops.DropTableOp.from_table(t) for t in reversed(ordered)])
 
 
 _NEXTVAL = re.compile(r"nextval\('(?:[^']+\.)?\"?(\w+)\"?'::regclass\)")

@@ -204,21 +204,9 @@ def compare_objects(
     taken: set[str] = set()
     found: list[ObjectOp] = []
     for obj in declared:
-        current = _rendered(conn, obj, obj.bare_name)
-        if not current:
-            found.append(CREATE[obj.kind](obj, attribute=_attribute(obj, taken)))
-        elif _changed(conn, obj, current):
-            previous = history.get(obj.identity)
-            if previous is None:
-                log.warning(
-                    "%s %s differs from the database's, but no revision declares"
-                    " it: write its op.replace_%s() by hand",
-                    obj.kind.replace("_", " "), obj.name, obj.kind,
-                )  # fmt: skip
-                continue
-            revision, attribute, _ = previous
-            new = dataclasses.replace(obj, replaces=f"{revision}.{attribute}")
-            found.append(REPLACE[obj.kind](new, attribute=_attribute(obj, taken)))
+        op = _create_or_replace(conn, obj, history, taken)
+        if op is not None:
+            found.append(op)
     wanted = {obj.identity for obj in declared}
     for identity, (_, _, old) in history.items():
         if identity not in wanted and _rendered(conn, old, old.bare_name):
@@ -228,6 +216,33 @@ def compare_objects(
         return
     upgrade_ops.ops.extend(found)
     _add_declarations(autogen_context, found)
+
+
+def _create_or_replace(
+    conn: Connection,
+    obj: ReplaceableObject,
+    history: dict[tuple[str, str | None, str], tuple[str, str, ReplaceableObject]],
+    taken: set[str],
+) -> ObjectOp | None:
+    """The operation declared *obj* needs: created when the database has
+    none, replaced (naming the revision declaring the one there) when it
+    differs; None when it is the same, or no revision declares the old one."""
+    current = _rendered(conn, obj, obj.bare_name)
+    if not current:
+        return CREATE[obj.kind](obj, attribute=_attribute(obj, taken))
+    if not _changed(conn, obj, current):
+        return None
+    previous = history.get(obj.identity)
+    if previous is None:
+        log.warning(
+            "%s %s differs from the database's, but no revision declares"
+            " it: write its op.replace_%s() by hand",
+            obj.kind.replace("_", " "), obj.name, obj.kind,
+        )  # fmt: skip
+        return None
+    revision, attribute, _ = previous
+    new = dataclasses.replace(obj, replaces=f"{revision}.{attribute}")
+    return REPLACE[obj.kind](new, attribute=_attribute(obj, taken))
 
 
 def _add_declarations(autogen_context: AutogenContext, found: list[ObjectOp]) -> None:

@@ -42,12 +42,7 @@ def resolve(
             f"{what}: expected '<revision>.<attribute>', e.g. replaces="
             f"'28af9800143f.{obj.bare_name}'"
         )
-    try:
-        revision = script.get_revision(rev_id)
-    except CommandError as exc:
-        raise CommandError(f"{what}: {exc}") from exc
-    if revision is None:
-        raise CommandError(f"{what}: no revision {rev_id!r}")
+    revision = _revision(script, rev_id, what)
     found = dict(declarations(revision.module))
     old = found.get(attribute)
     if old is None:
@@ -62,17 +57,33 @@ def resolve(
             f" {old.kind.replace('_', ' ')}, not a {obj.kind.replace('_', ' ')}"
         )
     if within is not None:
-        if revision.revision == within:
-            raise CommandError(
-                f"{what}: an object cannot replace one of its own revision"
-            )
-        ancestors = {r.revision for r in script.iterate_revisions(within, "base")}
-        if revision.revision not in ancestors:
-            raise CommandError(
-                f"{what}: revision {revision.revision} does not come before"
-                f" {within}, so its definition is not the one being replaced"
-            )
+        _check_before(script, revision, within, what)
     return revision, attribute, old
+
+
+def _check_before(
+    script: ScriptDirectory, revision: Script, within: str, what: str
+) -> None:
+    """*revision* (the one replaced) comes before revision *within*."""
+    if revision.revision == within:
+        raise CommandError(f"{what}: an object cannot replace one of its own revision")
+    ancestors = {r.revision for r in script.iterate_revisions(within, "base")}
+    if revision.revision not in ancestors:
+        raise CommandError(
+            f"{what}: revision {revision.revision} does not come before"
+            f" {within}, so its definition is not the one being replaced"
+        )
+
+
+def _revision(script: ScriptDirectory, rev_id: str, what: str) -> Script:
+    """Revision *rev_id*, or one line naming what refers to it."""
+    try:
+        revision = script.get_revision(rev_id)
+    except CommandError as exc:
+        raise CommandError(f"{what}: {exc}") from exc
+    if revision is None:
+        raise CommandError(f"{what}: no revision {rev_id!r}")
+    return revision
 
 
 def check_references(script: ScriptDirectory) -> None:

@@ -60,9 +60,9 @@ def connect_and_run(
     configured timeouts, and with *lock*, a lock timeout runs *fn* again
     (``lock_retries``).
     """
-    options = Settings.of(settings)
-    config = options.config
-    locked = _guarded(fn, options, lock=lock)
+    settings = Settings.of(settings)
+    config = settings.config
+    locked = _guarded(fn, settings, lock=lock)
     shared = config.attributes.get(attribute)
     if shared is not None:
         if not is_connectable(shared):

@@ -23,7 +23,7 @@ from .model.names import NAME_RULE, validate_tenant
 from .model.settings import TenantSettings
 from .model.tenant import Tenant
 from .runner import offline_tenants, run_tenants, upgrade_tenant, upgrade_tenant_async
-from .running.schemas import schema_scope
+from .running.schema_scope import schema_scope
 from .running.tenant_free import tenant_schema
 
 __all__ = [

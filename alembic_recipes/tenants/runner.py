@@ -41,56 +41,56 @@ def run_tenants(
     a transaction open), with the tenant's schema selected.  *settings*: what
     env.py loaded with ``TenantSettings.load(config)``.
     """
-    options = TenantSettings.of(settings)
-    if options.plan and options.command in ("upgrade", "downgrade", "stamp"):
-        if options.shared_runs:
+    settings = TenantSettings.of(settings)
+    if settings.plan and settings.command in ("upgrade", "downgrade", "stamp"):
+        if settings.shared_runs:
             log.info("plan: the shared scope is not planned (-x tenant=shared runs it)")
-        if options.tenants_run:
-            run_plan(strategy_for(Run(options), migrate))
+        if settings.tenants_run:
+            run_plan(strategy_for(Run(settings), migrate))
         return
-    for shared in _scopes(options):
+    for shared in _scopes(settings):
         if shared:
-            run_shared(options, migrate)
+            run_shared(settings, migrate)
         else:
-            _run_fleet(options, migrate)
+            _run_fleet(settings, migrate)
 
 
-def _scopes(options: TenantSettings) -> list[bool]:
+def _scopes(settings: TenantSettings) -> list[bool]:
     """What this command migrates, in order: True for the shared scope, False
     for the tenants.  The shared scope goes first, last on downgrade.  A
     command naming no tenant fails here, before anything runs."""
-    if options.tenants_run and not options.every:
-        options.named()
-    order = [False] if options.tenants_run else []
-    if options.shared_runs:
-        order.insert(len(order) if options.command == "downgrade" else 0, True)
+    if settings.tenants_run and not settings.every:
+        settings.named()
+    order = [False] if settings.tenants_run else []
+    if settings.shared_runs:
+        order.insert(len(order) if settings.command == "downgrade" else 0, True)
     return order
 
 
 def _run_fleet(
-    options: TenantSettings, migrate: Callable[[Connection, Tenant], None]
+    settings: TenantSettings, migrate: Callable[[Connection, Tenant], None]
 ) -> None:
-    run = Run(options)
+    run = Run(settings)
     strategy = strategy_for(run, migrate)
     with stop_on_signals():
-        if options.claim and run.writes:
-            if options.workers > 1:
+        if settings.claim and run.writes:
+            if settings.workers > 1:
                 log.info(
                     "workers=%d: with shard=claim each runner migrates one tenant"
                     " at a time; start more runners instead",
-                    options.workers,
+                    settings.workers,
                 )
             run_claiming(strategy)
             with finishing():
                 run.report.finish()
             return
-        parallel = options.workers > 1 and run.writes
+        parallel = settings.workers > 1 and run.writes
         why_not = can_fork(run) if parallel else None
         if parallel and why_not is None:
-            run_parallel(strategy, options.workers)
+            run_parallel(strategy, settings.workers)
         else:
             if parallel:
-                log.info("workers=%d: running serially, %s", options.workers, why_not)
+                log.info("workers=%d: running serially, %s", settings.workers, why_not)
             run_serially(strategy)
         with finishing():
             run.report.finish()
@@ -102,53 +102,53 @@ def offline_tenants(settings: TenantSettings | Config) -> Iterator[Tenant]:
     Connects to nothing, so ``-x tenant=all`` uses only the ``tenants`` list.
     The shared scope, when it runs, comes first (last on downgrade).
     """
-    options = TenantSettings.of(settings)
-    for shared in _scopes(options):
-        yield from _offline_shared(options) if shared else _offline_fleet(options)
+    settings = TenantSettings.of(settings)
+    for shared in _scopes(settings):
+        yield from _offline_shared(settings) if shared else _offline_fleet(settings)
 
 
-def _offline_shared(options: TenantSettings) -> Iterator[Tenant]:
+def _offline_shared(settings: TenantSettings) -> Iterator[Tenant]:
     with migrating_shared():
-        tenant = options.tenant(str(options.shared))
-        yield replace(tenant, create=options.create != "never")
+        tenant = settings.tenant(str(settings.shared))
+        yield replace(tenant, create=settings.create != "never")
 
 
-def _offline_fleet(options: TenantSettings) -> Iterator[Tenant]:
-    if options.servers:
-        yield from _offline_servers(options)
+def _offline_fleet(settings: TenantSettings) -> Iterator[Tenant]:
+    if settings.servers:
+        yield from _offline_servers(settings)
         return
-    listed = list(options.tenants)  # offline: no tenants_query
-    if options.needs_known and not listed:
+    listed = list(settings.tenants)  # offline: no tenants_query
+    if settings.needs_known and not listed:
         raise CommandError(
             "offline (--sql) runs connect to nothing: pass -x tenant=NAME[,NAME...]"
             " or list the tenants in tenants = ... in [alembic]"
         )
     known = frozenset(listed)
-    for name in offline_selection(options, listed):
-        create = options.create == "always" or (
-            options.create == "known" and name in known
+    for name in offline_selection(settings, listed):
+        create = settings.create == "always" or (
+            settings.create == "known" and name in known
         )
         yield replace(
-            options.tenant(name), create=create and options.command == "upgrade"
+            settings.tenant(name), create=create and settings.command == "upgrade"
         )
 
 
-def offline_selection(options: TenantSettings, listed: Sequence[str]) -> list[str]:
+def offline_selection(settings: TenantSettings, listed: Sequence[str]) -> list[str]:
     """The tenants of an offline (``--sql``) run, selected as an online run
     selects them -- names, ``all``, patterns and exclusions over *listed*,
     then ``-x shard=K/N`` -- and what cannot apply offline refused."""
-    if options.claim:
+    if settings.claim:
         raise CommandError(
             "-x shard=claim claims tenants from the database: offline (--sql)"
             " connects to nothing; split a script with -x shard=K/N instead"
         )
-    if options.resumes:
+    if settings.resumes:
         raise CommandError(
             "-x tenant=failed reads the run record in the database: offline"
             " (--sql) connects to nothing; name the tenants instead"
         )
-    if options.rollout:
-        if _on_command_line(options.config, "rollout"):
+    if settings.rollout:
+        if _on_command_line(settings.config, "rollout"):
             raise CommandError(
                 "-x rollout runs waves one after another: an offline (--sql) script"
                 " has none; select each wave's tenants with -x tenant=... instead"
@@ -157,9 +157,9 @@ def offline_selection(options: TenantSettings, listed: Sequence[str]) -> list[st
             "rollout (in [alembic]) does not apply offline: the script holds the"
             " selected tenants in order, without waves"
         )
-    names = resolve(options.selectors, options.excluded, listed)
-    if options.shard is not None:
-        k, n = options.shard
+    names = resolve(settings.selectors, settings.excluded, listed)
+    if settings.shard is not None:
+        k, n = settings.shard
         names = [name for name in names if in_shard(name, k, n)]
         if not names:
             log.warning("offline (--sql): shard %d/%d holds none of the tenants", k, n)
@@ -171,32 +171,37 @@ def _on_command_line(config: Config, key: str) -> bool:
     return key in config.attributes or key in x_arguments(config)
 
 
-def _offline_servers(options: TenantSettings) -> Iterator[Tenant]:
+def _offline_servers(settings: TenantSettings) -> Iterator[Tenant]:
     """Offline over ``servers``: each tenant's section says its server, as
     listed in the servers' ``tenants`` (the catalog is not read)."""
-    listed = {name: s.name for s in options.servers for name in s.tenants}
-    if options.needs_known and not listed:
+    listed = {name: s.name for s in settings.servers for name in s.tenants}
+    if settings.needs_known and not listed:
         raise CommandError(
             "offline (--sql) runs connect to nothing: pass -x tenant=NAME[,NAME...]"
             " or list each server's tenants in its section (tenants = ...)"
         )
-    for name in offline_selection(options, list(listed)):
-        server = listed.get(name)
-        if server is None and len(options.servers) == 1:
-            server = options.servers[0].name
-        if server is None:
-            raise CommandError(
-                f"offline (--sql): tenant {name!r} is listed on none of the servers"
-                f" ({', '.join(s.name for s in options.servers)}): list it in its"
-                " server's tenants, or pass -x server=NAME"
-            )
-        on_server = options.on_server(server)
-        create = options.create == "always" or (
-            options.create == "known" and name in on_server.tenants
+    for name in offline_selection(settings, list(listed)):
+        on_server = settings.on_server(_offline_server(settings, listed, name))
+        create = settings.create == "always" or (
+            settings.create == "known" and name in on_server.tenants
         )
         yield replace(
-            on_server.tenant(name), create=create and options.command == "upgrade"
+            on_server.tenant(name), create=create and settings.command == "upgrade"
         )
+
+
+def _offline_server(settings: TenantSettings, listed: dict[str, str], name: str) -> str:
+    """Offline: the server of tenant *name* (as listed; or the one server)."""
+    server = listed.get(name)
+    if server is None and len(settings.servers) == 1:
+        server = settings.servers[0].name
+    if server is None:
+        raise CommandError(
+            f"offline (--sql): tenant {name!r} is listed on none of the servers"
+            f" ({', '.join(s.name for s in settings.servers)}): list it in its"
+            " server's tenants, or pass -x server=NAME"
+        )
+    return server
 
 
 def upgrade_tenant(

@@ -25,8 +25,8 @@ from alembic.util import CommandError
 from ...database.stopping import check, pause, requested
 from ...logs import logger_for
 from ..model.settings import TenantSettings
+from ..records.outcomes import INTERRUPTED
 from ..records.record import NEEDS_REPAIR, NOT_ATTEMPTED, UNREACHABLE, record_location
-from ..records.report import INTERRUPTED
 from ..running.interface import TenantStrategy
 from ..selection.selection import resolve
 from .claims import Claim, Claims
@@ -98,6 +98,13 @@ class _Runner:
         """How many rollout waves the run has."""
 
     def run(self) -> None:
+        if self._join():
+            self._loop()
+            log.info("Run %s: %s", self.claims.run_id, self._summary())
+
+    def _join(self) -> bool:
+        """Select this runner's tenants and join the run (opening it, when
+        first); False when the run had finished before this runner came."""
         fleet, claims = self.fleet, self.claims
         self.names = self.strategy.select()
         journal = fleet.journal
@@ -115,7 +122,8 @@ class _Runner:
                 claims.run_id,
                 self._summary(),
             )
-            return
+            return False
+        added = joined.added and not joined.opened
         log.info(
             "Run %s: %s, %d tenant%s (runner %s)%s",
             claims.run_id,
@@ -123,21 +131,22 @@ class _Runner:
             joined.total,
             "" if joined.total == 1 else "s",
             claims.runner,
-            f"; added {len(joined.added)} that joined the catalog"
-            if joined.added and not joined.opened
-            else "",
+            f"; added {len(joined.added)} that joined the catalog" if added else "",
         )
         self.count = claims.waves()
+        return True
+
+    def _loop(self) -> None:
+        """Claim tenant after tenant until none is left to claim, waiting
+        for a wave whose last tenants other runners hold."""
+        claims = self.claims
         finished: tuple[str, str] | None = None
         try:
             while True:
                 check()  # a stop: no tenant starts after it
                 claim, finished = claims.claim(finished), None
                 if claim is None:
-                    wave = claims.next_wave()
-                    if wave is not None:
-                        self._wait(wave)
-                    elif fleet.report.stopped_at or not self._catalog_grew():
+                    if not self._more_to_come():
                         break
                     continue
                 if claim.wave > self._checked_wave and not self._wave_may_start(claim):
@@ -148,7 +157,15 @@ class _Runner:
         finally:
             if finished is not None:  # this runner's last: done
                 claims.done(*finished)
-        log.info("Run %s: %s", claims.run_id, self._summary())
+
+    def _more_to_come(self) -> bool:
+        """Nothing to claim now: True after waiting for the other runners'
+        wave, or when tenants joined the catalog; False: the run is done."""
+        wave = self.claims.next_wave()
+        if wave is not None:
+            self._wait(wave)
+            return True
+        return not self.fleet.report.stopped_at and self._catalog_grew()
 
     # -- one tenant --------------------------------------------------------------
     def _run(self, claim: Claim) -> tuple[str, str] | None:

@@ -44,8 +44,16 @@ from ..records.claim_table import (
     OPEN,
     claim_statement,
     claim_table,
+    ending,
+    failed_in,
+    joining_rows,
+    next_free,
+    opening_rows,
+    skip_from,
     summarize,
     sync_url,
+    wave_count,
+    wave_spec,
 )
 
 __all__ = ["Claim", "Claims", "Joined"]
@@ -163,23 +171,7 @@ class Claims:
                 return Joined(False, False, len(rows) + len(new), tuple(new))
             write_record(names)
             self._forget_old_runs(conn)
-            now = time.time()
-            position = 0
-            values = []
-            for number, spec, group in waves:
-                for name in group:
-                    position += 1
-                    values.append(
-                        {
-                            "run_id": self.run_id,
-                            "tenant": name,
-                            "position": position,
-                            "wave": number,
-                            "state": OPEN,
-                            "updated": now,
-                            "wave_spec": spec,
-                        }
-                    )
+            values = opening_rows(self.run_id, waves, time.time())
             if values:
                 conn.execute(insert(t), values)
             return Joined(True, False, len(values), tuple(names))
@@ -215,21 +207,8 @@ class Claims:
             )
         ).one()
         write_record(new)
-        now = time.time()
-        conn.execute(
-            insert(t),
-            [
-                {
-                    "run_id": self.run_id,
-                    "tenant": name,
-                    "position": (last[0] or 0) + i,
-                    "wave": last[1] or 1,
-                    "state": OPEN,
-                    "updated": now,
-                }
-                for i, name in enumerate(new, 1)
-            ],
-        )
+        rows = joining_rows(self.run_id, new, last[0] or 0, last[1] or 1, time.time())
+        conn.execute(insert(t), rows)
 
     def _forget_old_runs(self, conn: Connection) -> None:
         """Keep the claims of the last few runs only."""
@@ -301,22 +280,7 @@ class Claims:
         with self._transaction() as conn:
             if finished is not None:
                 self._end_on(conn, finished[0], DONE, finished[1])
-            wave = select(func.min(t.c.wave)).where(
-                t.c.run_id == self.run_id, t.c.state != DONE
-            )
-            free = (t.c.state == OPEN) | (
-                (t.c.state == CLAIMED) & (t.c.lease_until < now)
-            )
-            query = (
-                select(t.c.tenant, t.c.position, t.c.wave, t.c.state, t.c.runner)
-                .where(
-                    t.c.run_id == self.run_id, t.c.wave == wave.scalar_subquery(), free
-                )
-                .order_by(t.c.position)
-                .limit(1)
-            )
-            if not self.sqlite:
-                query = query.with_for_update(skip_locked=True)
+            query = next_free(t, self.run_id, now, lock=not self.sqlite)
             row = conn.execute(query).first()
             if row is None:
                 return None
@@ -349,89 +313,33 @@ class Claims:
     def _end_on(
         self, conn: Connection, name: str, state: str, status: str | None
     ) -> bool:
-        t = self.table
         with self._guard:
             self._held.discard(name)
-        values: dict[str, object] = {
-            "state": state,
-            "status": status,
-            "lease_until": None,
-            "updated": time.time(),
-        }
-        if state == OPEN:
-            values["runner"] = None
-        done = conn.execute(
-            update(t)
-            .where(
-                t.c.run_id == self.run_id,
-                t.c.tenant == name,
-                t.c.runner == self.runner,
-                t.c.state == CLAIMED,
-            )
-            .values(**values)
-        )
+        statement = ending(self.table, self.run_id, name, self.runner, state, status)
+        done = conn.execute(statement)
         return bool(done.rowcount)
 
     # -- waves -----------------------------------------------------------------
     def failed_in(self, wave: int, failed: Sequence[str]) -> int:
         """How many tenants of *wave* ended in one of the *failed* statuses."""
-        t = self.table
         with self._transaction() as conn:
-            return int(
-                conn.scalar(
-                    select(func.count()).where(
-                        t.c.run_id == self.run_id,
-                        t.c.wave == wave,
-                        t.c.state == DONE,
-                        t.c.status.in_(list(failed)),
-                    )
-                )
-                or 0
-            )
+            return failed_in(conn, self.table, self.run_id, wave, failed)
 
     def skip_from(self, wave: int, status: str) -> list[str]:
         """The tenants of *wave* and later not taken yet are done with
         *status* (an earlier wave failed); their names."""
-        t = self.table
         with self._transaction() as conn:
-            names = list(
-                conn.scalars(
-                    select(t.c.tenant).where(
-                        t.c.run_id == self.run_id,
-                        t.c.wave >= wave,
-                        t.c.state == OPEN,
-                    )
-                )
-            )
-            if names:
-                conn.execute(
-                    update(t)
-                    .where(
-                        t.c.run_id == self.run_id,
-                        t.c.wave >= wave,
-                        t.c.state == OPEN,
-                    )
-                    .values(state=DONE, status=status, updated=time.time())
-                )
-            return names
+            return skip_from(conn, self.table, self.run_id, wave, status)
 
     def wave_spec(self, wave: int) -> str:
-        t = self.table
+        """How the rollout wrote wave *wave* (``10%``; ``rest``)."""
         with self._transaction() as conn:
-            spec = conn.scalar(
-                select(t.c.wave_spec)
-                .where(t.c.run_id == self.run_id, t.c.wave == wave)
-                .limit(1)
-            )
-        return str(spec or "rest")
+            return wave_spec(conn, self.table, self.run_id, wave)
 
     def waves(self) -> int:
-        t = self.table
+        """How many rollout waves the run has."""
         with self._transaction() as conn:
-            return int(
-                conn.scalar(select(func.max(t.c.wave)).where(t.c.run_id == self.run_id))
-                or 1
-            )
+            return wave_count(conn, self.table, self.run_id)
 
     # -- the run as a whole ----------------------------------------------------
     def summary(self) -> tuple[Counter[str], int, int]:

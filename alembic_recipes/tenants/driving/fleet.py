@@ -24,8 +24,8 @@ from ...database.connections import connection_lost, first_line
 from ...database.retries import LockTimeout, backoff, lock_timeout_of
 from ...database.stopping import finishing, pause, requested, signal_name, stopped_by
 from ...logs import logger_for
+from ..records.outcomes import MIGRATED_ELSEWHERE, Outcome
 from ..records.repair import NeedsRepair
-from ..records.report import MIGRATED_ELSEWHERE, Outcome
 from ..running.run import Run
 from .waves import Waves
 

@@ -44,7 +44,7 @@ from ...database.connections import connection_lost, first_line
 from ...database.retries import with_lock_retries
 from ...database.stopping import as_worker, check, on_stop, parent_is_gone, requested
 from ...logs import logger_for
-from ..records.report import Outcome, failure_cause
+from ..records.outcomes import Outcome, failure_cause
 from ..running.interface import TenantStrategy
 from ..running.run import Run
 from ..running.servers import Group, groups_of

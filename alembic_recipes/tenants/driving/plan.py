@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...logs import logger_for
-from ..records.report import shown_revisions
+from ..records.outcomes import shown_revisions
 from ..running.run import Run
 
 __all__ = ["Plan"]

@@ -66,7 +66,7 @@ def migrating_shared() -> Iterator[None]:
 
 
 def run_shared(
-    options: TenantSettings, migrate: Callable[[Connection, Tenant], None]
+    settings: TenantSettings, migrate: Callable[[Connection, Tenant], None]
 ) -> None:
     """Migrate the shared scope, as a one-tenant run of its own."""
 
@@ -74,4 +74,4 @@ def run_shared(
         with migrating_shared():
             migrate(conn, tenant)
 
-    run_serially(strategy_for(Run(options, shared=True), migrate_shared))
+    run_serially(strategy_for(Run(settings, shared=True), migrate_shared))

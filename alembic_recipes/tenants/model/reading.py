@@ -63,14 +63,7 @@ def read_requested(reader: OptionReader) -> dict[str, Any]:
         source = "config.attributes['tenant']"
     if raw is None:
         return {}
-    if isinstance(raw, str):
-        items: list[object] = list(raw.split(","))  # exact: " all" is no tenant
-    elif isinstance(raw, Sequence):
-        items = list(raw)
-    else:
-        raise InvalidOptionType(
-            f"invalid {source}: expected a name, a list of names or 'all', got {raw!r}"
-        )
+    items = _items(raw, source)
     checked = list(dict.fromkeys(validate_selector(i, source=source) for i in items))
     positive = tuple(i for i in checked if not i.startswith("!"))
     excluded = tuple(i[1:] for i in checked if i.startswith("!"))
@@ -82,6 +75,18 @@ def read_requested(reader: OptionReader) -> dict[str, Any]:
         "selectors": positive or (ALL,),
         "excluded": excluded,
     }
+
+
+def _items(raw: object, source: str) -> list[object]:
+    """The items of ``-x tenant`` (comma-separated) or of the attribute (a
+    name, or a list of them)."""
+    if isinstance(raw, str):
+        return list(raw.split(","))  # exact: " all" is no tenant
+    if isinstance(raw, Sequence):
+        return list(raw)
+    raise InvalidOptionType(
+        f"invalid {source}: expected a name, a list of names or 'all', got {raw!r}"
+    )
 
 
 def read_extensions(reader: OptionReader) -> str | None:
@@ -186,22 +191,32 @@ def read_servers(reader: OptionReader, strategy: str) -> tuple[Server, ...]:
                 " [alembic])"
             )
         return ()
+    _check_server_names(names)
+    if wanted is not None:
+        names = _wanted_servers(wanted, names)
+    return tuple(_server(reader, name, strategy) for name in names)
+
+
+def _check_server_names(names: list[str]) -> None:
+    """Each name of ``servers`` a section name, none listed twice."""
     for name in names:
         if not _SERVER_NAME.fullmatch(name):
             raise InvalidOption.expected(name, "servers", option("servers").accepted)
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise InvalidOption(f"servers lists {', '.join(duplicates)} more than once")
-    if wanted is not None:
-        chosen = split_list(wanted)
-        unknown = [name for name in chosen if name not in names]
-        if unknown or not chosen:
-            raise InvalidOption(
-                f"invalid -x server={wanted}: expected names listed in servers"
-                f" ({', '.join(names)})"
-            )
-        names = [name for name in names if name in chosen]
-    return tuple(_server(reader, name, strategy) for name in names)
+
+
+def _wanted_servers(wanted: str, names: list[str]) -> list[str]:
+    """The servers of *names* that ``-x server=`` *wanted* names."""
+    chosen = split_list(wanted)
+    unknown = [name for name in chosen if name not in names]
+    if unknown or not chosen:
+        raise InvalidOption(
+            f"invalid -x server={wanted}: expected names listed in servers"
+            f" ({', '.join(names)})"
+        )
+    return [name for name in names if name in chosen]
 
 
 def _server(reader: OptionReader, name: str, strategy: str) -> Server:
@@ -251,6 +266,7 @@ def _raw_url(config: Config, section: str | None = None) -> str:
 
 
 def read_url(config: Config, strategy: str, section: str | None = None) -> URL | None:
+    """``sqlalchemy.url`` (of *section*), checked for *strategy*; None: none."""
     raw = _raw_url(config, section)
     if not raw:
         return None  # only a caller-shared connection can serve
@@ -260,6 +276,14 @@ def read_url(config: Config, strategy: str, section: str | None = None) -> URL |
         shown = display_url(raw)
         where = f" in [{section}]" if section else ""
         raise InvalidOption(f"invalid sqlalchemy.url{where} {shown}: {exc}") from None
+    _check_marked(url, strategy)
+    return url
+
+
+def _check_marked(url: URL, strategy: str) -> None:
+    """``{tenant}`` (marked) where *strategy* needs it: only in the database
+    part, and there for the database strategy; nowhere, on PostgreSQL, for
+    the schema strategy."""
     shown = display_url(url).replace(MARK, "{tenant}")
     marked = MARK in (url.database or "")
     elsewhere = (url.username, url.password, url.host, *url.query.values())
@@ -278,7 +302,6 @@ def read_url(config: Config, strategy: str, section: str | None = None) -> URL |
             "tenant_strategy = schema needs one PostgreSQL sqlalchemy.url"
             f" (no {{tenant}}), got {shown}"
         )
-    return url
 
 
 def read_tenants_url(value: str | None) -> str | None:

@@ -82,38 +82,45 @@ def waves_of(
     then that tenant is another run's, and its wave is empty, said once."""
     left = list(names)
     waves: list[Wave] = []
-    for spec in specs:
-        if spec == REST:
-            chosen = list(left)
-        elif (percent := _PERCENT.fullmatch(spec)) is not None:
-            chosen = left[: math.ceil(len(left) * int(percent[1]) / 100)]
-        else:
-            chosen = []
-            for item in (i.strip() for i in spec.split(",")):
-                found = (
-                    [n for n in left if fnmatch.fnmatchcase(n, item)]
-                    if is_pattern(item)
-                    else [n for n in left if n == item]
-                )
-                if not found and part is not None:
-                    log.info(
-                        "rollout wave %d (%s): %r is not among the tenants of this"
-                        " run (%s): that wave is empty here",
-                        len(waves) + 1,
-                        spec,
-                        item,
-                        part,
-                    )
-                    continue
-                if not found:
-                    raise CommandError(
-                        f"rollout wave {len(waves) + 1} ({spec}): {item!r} matches"
-                        " none of the tenants of this run not in an earlier wave"
-                    )
-                chosen += [n for n in found if n not in chosen]
-        waves.append(Wave(len(waves) + 1, spec, tuple(chosen)))
+    for number, spec in enumerate(specs, 1):
+        chosen = _chosen(number, spec, left, part)
+        waves.append(Wave(number, spec, tuple(chosen)))
         taken = set(chosen)
         left = [n for n in left if n not in taken]
     if left:
         waves.append(Wave(len(waves) + 1, REST, tuple(left)))
     return [wave for wave in waves if wave.names] or [Wave(1, REST, ())]
+
+
+def _chosen(number: int, spec: str, left: list[str], part: str | None) -> list[str]:
+    """The tenants of wave *number* (*spec*) among those *left*, in order."""
+    if spec == REST:
+        return list(left)
+    if (percent := _PERCENT.fullmatch(spec)) is not None:
+        return left[: math.ceil(len(left) * int(percent[1]) / 100)]
+    chosen: list[str] = []
+    for item in (i.strip() for i in spec.split(",")):
+        found = _matching(item, left)
+        if not found and part is not None:
+            log.info(
+                "rollout wave %d (%s): %r is not among the tenants of this"
+                " run (%s): that wave is empty here",
+                number,
+                spec,
+                item,
+                part,
+            )
+        elif not found:
+            raise CommandError(
+                f"rollout wave {number} ({spec}): {item!r} matches"
+                " none of the tenants of this run not in an earlier wave"
+            )
+        chosen += [n for n in found if n not in chosen]
+    return chosen
+
+
+def _matching(item: str, names: list[str]) -> list[str]:
+    """The *names* a wave's *item* (a name, or a pattern) stands for."""
+    if is_pattern(item):
+        return [n for n in names if fnmatch.fnmatchcase(n, item)]
+    return [n for n in names if n == item]

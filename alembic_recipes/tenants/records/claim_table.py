@@ -11,6 +11,7 @@ index of the rows not done keeps each claim from reading the done ones.
 from __future__ import annotations
 
 import functools
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -28,8 +29,10 @@ from sqlalchemy import (
     func,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import Connection, Dialect, make_url
+from sqlalchemy.sql import Select, Update
 from sqlalchemy.sql.elements import TextClause
 
 __all__ = [
@@ -39,9 +42,17 @@ __all__ = [
     "OPEN",
     "claim_statement",
     "claim_table",
+    "ending",
+    "failed_in",
+    "joining_rows",
     "last_run_summary",
+    "next_free",
+    "opening_rows",
+    "skip_from",
     "summarize",
     "sync_url",
+    "wave_count",
+    "wave_spec",
 ]
 
 CLAIM_TABLE = "alembic_recipes_fleet_claim"
@@ -158,4 +169,123 @@ def last_run_summary(conn: Connection, schema: str | None) -> str | None:
     return (
         f"Last shared run {last}: {len(rows)} tenants, {runners} runner"
         f"{'' if runners == 1 else 's'}: {parts or 'none done'}; {state}"
+    )
+
+
+# -- rows and wave queries (each on the caller's transaction) -------------------
+def opening_rows(
+    run_id: str, waves: Sequence[tuple[int, str, Sequence[str]]], now: float
+) -> list[dict[str, Any]]:
+    """The rows of a run opened with the tenants of *waves* (``(number,
+    spec, names)``), in order."""
+    names = [(number, spec, name) for number, spec, group in waves for name in group]
+    return [
+        {
+            "run_id": run_id,
+            "tenant": name,
+            "position": position,
+            "wave": number,
+            "state": OPEN,
+            "updated": now,
+            "wave_spec": spec,
+        }
+        for position, (number, spec, name) in enumerate(names, 1)
+    ]
+
+
+def joining_rows(
+    run_id: str, names: Sequence[str], last: int, wave: int, now: float
+) -> list[dict[str, Any]]:
+    """The rows of tenants *names* joining the run's last wave *wave* after
+    position *last*."""
+    return [
+        {
+            "run_id": run_id,
+            "tenant": name,
+            "position": last + i,
+            "wave": wave,
+            "state": OPEN,
+            "updated": now,
+        }
+        for i, name in enumerate(names, 1)
+    ]
+
+
+def failed_in(
+    conn: Connection, t: Table, run_id: str, wave: int, failed: Sequence[str]
+) -> int:
+    """How many tenants of *wave* ended in one of the *failed* statuses."""
+    query = select(func.count()).where(
+        t.c.run_id == run_id,
+        t.c.wave == wave,
+        t.c.state == DONE,
+        t.c.status.in_(list(failed)),
+    )
+    return int(conn.scalar(query) or 0)
+
+
+def skip_from(
+    conn: Connection, t: Table, run_id: str, wave: int, status: str
+) -> list[str]:
+    """Mark the tenants of *wave* and later not taken yet done with
+    *status*; their names."""
+    where = (t.c.run_id == run_id, t.c.wave >= wave, t.c.state == OPEN)
+    names = list(conn.scalars(select(t.c.tenant).where(*where)))
+    if names:
+        conn.execute(
+            update(t)
+            .where(*where)
+            .values(state=DONE, status=status, updated=time.time())
+        )
+    return names
+
+
+def wave_spec(conn: Connection, t: Table, run_id: str, wave: int) -> str:
+    """How the rollout wrote wave *wave* (``rest`` for the catalog's late)."""
+    query = select(t.c.wave_spec).where(t.c.run_id == run_id, t.c.wave == wave)
+    return str(conn.scalar(query.limit(1)) or "rest")
+
+
+def wave_count(conn: Connection, t: Table, run_id: str) -> int:
+    """How many rollout waves run *run_id* has."""
+    query = select(func.max(t.c.wave)).where(t.c.run_id == run_id)
+    return int(conn.scalar(query) or 1)
+
+
+def next_free(t: Table, run_id: str, now: float, *, lock: bool) -> Select[Any]:
+    """The next tenant to claim: open, or claimed under a lease that ran out,
+    of the lowest wave not done (*lock*: ``FOR UPDATE SKIP LOCKED``)."""
+    wave = select(func.min(t.c.wave)).where(t.c.run_id == run_id, t.c.state != DONE)
+    free = (t.c.state == OPEN) | ((t.c.state == CLAIMED) & (t.c.lease_until < now))
+    query = (
+        select(t.c.tenant, t.c.position, t.c.wave, t.c.state, t.c.runner)
+        .where(t.c.run_id == run_id, t.c.wave == wave.scalar_subquery(), free)
+        .order_by(t.c.position)
+        .limit(1)
+    )
+    return query.with_for_update(skip_locked=True) if lock else query
+
+
+def ending(
+    t: Table, run_id: str, name: str, runner: str, state: str, status: str | None
+) -> Update:
+    """Runner *runner*'s claim on *name* ends in *state* (``open``: given
+    back; ``done``: with *status*) -- only while that runner holds it."""
+    values: dict[str, object] = {
+        "state": state,
+        "status": status,
+        "lease_until": None,
+        "updated": time.time(),
+    }
+    if state == OPEN:
+        values["runner"] = None
+    return (
+        update(t)
+        .where(
+            t.c.run_id == run_id,
+            t.c.tenant == name,
+            t.c.runner == runner,
+            t.c.state == CLAIMED,
+        )
+        .values(**values)
     )

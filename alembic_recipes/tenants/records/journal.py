@@ -6,8 +6,8 @@ it writes the run's intent when the tenants are chosen (:meth:`Journal.begin`),
 each tenant's outcome as the strategy commits it (:meth:`Journal.done`), the
 failures and interruptions the run reports (it listens to the
 :class:`~.report.Report`), and the tenants not reached when the run ends
-(:meth:`Journal.finish`).  :func:`to_resume` is what ``-x tenant=failed``
-selects from the rows and the tenants' versions.
+(:meth:`Journal.finish`).  What ``-x tenant=failed`` selects from the rows:
+:mod:`.resume`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Dialect
 
 from ...database.connections import first_line, own_read
 from ...logs import logger_for
-from ..selection.selection import in_shard
+from .outcomes import Outcome, shown_revisions, status_of
 from .record import (
     NEEDS_REPAIR,
     NOT_ATTEMPTED,
@@ -41,9 +41,8 @@ from .record import (
     write_rows,
 )
 from .repair import NeedsRepair
-from .report import Outcome, shown_revisions, status_of
 
-__all__ = ["Journal", "Writer", "shard_gaps", "to_resume"]
+__all__ = ["Journal", "Writer"]
 
 log = logger_for(__name__)
 T = TypeVar("T")
@@ -137,24 +136,9 @@ class Journal:
         existing = {row.tenant: row for row in found or []}
         entries = []
         for name in names:
-            row = existing.get(name)
-            if row is not None and row.status in (RUNNING, NEEDS_REPAIR):
-                if row.to_revision:  # kept until the tenant is repaired
-                    self._repairs[name] = (row.to_revision, row.error)
-                    continue
-            known = at_head(name)
-            finished = (
-                row is not None
-                and not row.unfinished
-                and self.target is not None
-                and row.target == self.target
-            )
-            if finished and known is not False:
-                self._kept.add(name)
-            elif known:
-                entries.append(self.entry(name, _AT_HEAD, self.heads, self.heads))
-            else:
-                entries.append(self.entry(name, PENDING))
+            entry = self._intent(name, existing.get(name), at_head)
+            if entry is not None:
+                entries.append(entry)
         if entries:
 
             def write(conn: Connection, schema: str | None) -> bool:
@@ -166,6 +150,29 @@ class Journal:
         elif found is None:
             return
         self._ready.add(server)
+
+    def _intent(
+        self, name: str, row: Row | None, at_head: Callable[[str], bool | None]
+    ) -> dict[str, Any] | None:
+        """Tenant *name*'s row to write when the run begins (None: none --
+        its row waits for a repair, or already says this run's target)."""
+        if row is not None and row.status in (RUNNING, NEEDS_REPAIR):
+            if row.to_revision:  # kept until the tenant is repaired
+                self._repairs[name] = (row.to_revision, row.error)
+                return None
+        known = at_head(name)
+        finished = (
+            row is not None
+            and not row.unfinished
+            and self.target is not None
+            and row.target == self.target
+        )
+        if finished and known is not False:
+            self._kept.add(name)
+            return None
+        if known:
+            return self.entry(name, _AT_HEAD, self.heads, self.heads)
+        return self.entry(name, PENDING)
 
     # -- each tenant ---------------------------------------------------------------
     def start(self, name: str) -> None:
@@ -347,87 +354,3 @@ def _write_rows(
     conn: Connection, schema: str | None, *, rows: list[dict[str, Any]]
 ) -> None:
     write_rows(conn, schema, rows)
-
-
-def shard_gaps(rows: Sequence[Row], known: Sequence[str]) -> list[str]:
-    """Check the ``-x shard=K/N`` runs of *rows*' latest target: shards of
-    different N (their slices overlap and leave tenants out), or shards no
-    run took (their tenants never migrated) -- a warning naming them; the
-    *known* tenants that no run of that target reached."""
-    sharded = [row for row in rows if row.shard and row.target]
-    if not sharded:
-        return []
-    latest = max(
-        sharded, key=lambda row: row.updated or datetime.min.replace(tzinfo=UTC)
-    )
-    target = latest.target
-    of_target = [row for row in sharded if row.target == target]
-    shards = {
-        tuple(int(part) for part in str(row.shard).split("/")) for row in of_target
-    }
-    counts = sorted({n for _, n in shards})
-    reached = {row.tenant for row in rows if row.target == target}
-    left = [name for name in known if name not in reached]
-    if not left:  # every known tenant reached (by these runs, or since)
-        return []
-    if len(counts) > 1:
-        log.warning(
-            "the sharded runs to %s used different shard counts (%s): their"
-            " slices overlap and leave tenants out; %d known tenant%s no run to it"
-            " reached (run every shard of one count, or -x shard=claim)",
-            target,
-            ", ".join(f"N={n}" for n in counts),
-            len(left),
-            " was" if len(left) == 1 else "s were",
-        )
-        return left
-    (count,) = counts
-    taken = {k for k, _ in shards}
-    missing = [k for k in range(count) if k not in taken]
-    if not missing:
-        return []
-    left = [name for name in left if any(in_shard(name, k, count) for k in missing)]
-    if not left:
-        return []
-    log.warning(
-        "shard%s %s of the runs to %s never ran: %d known tenant%s in %s"
-        " (JOB_COMPLETIONS must equal the Job's completions; -x tenant=failed"
-        " selects them)",
-        "" if len(missing) == 1 else "s",
-        ", ".join(f"{k}/{count}" for k in missing),
-        target,
-        len(left),
-        "" if len(left) == 1 else "s",
-        "it" if len(missing) == 1 else "them",
-    )
-    return left
-
-
-def to_resume(
-    rows: Sequence[Row],
-    versions: Callable[[list[str]], dict[str, list[str] | None]],
-) -> list[str]:
-    """What ``-x tenant=failed`` selects from *rows*: the unfinished tenants
-    (failed, pending, interrupted, not attempted, on a server that did not
-    answer, needing repair), and each tenant whose version -- read by
-    *versions* (None: its schema or database is gone) -- is not the target
-    its row records, whatever the row says."""
-    unfinished = sorted(row.tenant for row in rows if row.unfinished)
-    targets = {row.tenant: row.target for row in rows if not row.unfinished}
-    checked = {name: target for name, target in targets.items() if target}
-    found = versions(sorted(checked)) if checked else {}
-    behind = sorted(
-        name
-        for name, target in checked.items()
-        if found.get(name) is not None and shown_revisions(found[name] or []) != target
-    )
-    if unfinished or behind:
-        counts: dict[str, int] = {}
-        for row in rows:
-            if row.unfinished:
-                counts[row.status] = counts.get(row.status, 0) + 1
-        parts = [f"{count} {status}" for status, count in sorted(counts.items())]
-        if behind:
-            parts.append(f"{len(behind)} not at the target their row records")
-        log.info("-x tenant=failed: %s", ", ".join(parts))
-    return sorted({*unfinished, *behind})

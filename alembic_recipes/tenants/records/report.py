@@ -17,66 +17,36 @@ from __future__ import annotations
 
 import textwrap
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-from alembic.autogenerate import render_python_code
-from alembic.operations import ops
-from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 
-from ...database.connections import first_line
-from ...database.stopping import Interrupted, signal_name
 from ...logs import logger_for
 from ..selection.selection import AUTOGENERATE_COMMANDS
+from .outcomes import (
+    AT_HEAD,
+    DIFFERS,
+    INTERRUPTED,
+    NO_VERSIONS,
+    VERBS,
+    Outcome,
+    Versions,
+    failure_cause,
+    iso_time,
+    shown_revisions,
+    status_of,
+)
 from .progress import Progress
 from .report_file import ReportFile
+from .summary import Summary
 
-__all__ = [
-    "MIGRATED_ELSEWHERE",
-    "Outcome",
-    "Report",
-    "diff_lines",
-    "failure_cause",
-    "shown_revisions",
-    "status_of",
-]
+__all__ = ["Report"]
 
 log = logger_for(__name__)
 
-MIGRATED_ELSEWHERE = "migrated by another run meanwhile"
-Outcome = tuple[Sequence[str], Sequence[str]] | str | None
-"""One tenant's result: ``(versions before, versions after)``; None when the
-batched read found it at head; :data:`MIGRATED_ELSEWHERE` when it was found at
-head once locked."""
 
-DIFFERS = "differs from the models"
-INTERRUPTED = "interrupted (rolled back)"
-_AT_HEAD = "already at head"
-_NO_VERSIONS = ("failed", INTERRUPTED, "not attempted", "needs repair")
-_VERBS = {"upgrade": "upgraded", "downgrade": "downgraded", "stamp": "stamped"}
-Versions = Sequence[str] | frozenset[str]
-
-
-def status_of(
-    command: str, result: Outcome, heads: frozenset[str]
-) -> tuple[str, Versions, Versions]:
-    """A tenant's status after *command* gave *result*, and its versions
-    before and after: ``upgraded``, ``unchanged``, ``already at head`` ..."""
-    if result is None or isinstance(result, str):
-        return _AT_HEAD, heads, heads
-    before, after = result
-    if command == "current":
-        state = "at head" if frozenset(after) == heads else "behind head"
-        return state, before, after
-    if tuple(before) == tuple(after):
-        return "unchanged", before, after
-    return _VERBS.get(command, command or "ran"), before, after
-
-
-class Report:
+class Report(Summary):
     """The outcomes of one run over *total* tenants, logged as they come."""
 
     def __init__(
@@ -159,11 +129,6 @@ class Report:
         entry = self.entries.get(name)
         return None if entry is None else str(entry["status"])
 
-    @property
-    def done(self) -> int:
-        """Tenants with an outcome so far."""
-        return sum(len(v) for v in self.outcomes.values())
-
     def record(
         self,
         index: int,
@@ -241,7 +206,7 @@ class Report:
     ) -> None:
         """The run was stopped on tenant *name*, whose commit got through
         first: its versions, read again, are *versions*."""
-        status = _VERBS.get(self.command, self.command)
+        status = VERBS.get(self.command, self.command)
         log.info(
             "%s %s to %s: committed before the stop (in %.0f ms)",
             self.prefix(index, name),
@@ -300,9 +265,9 @@ class Report:
             "tenant": name,
             **({"server": self.servers[name]} if name in self.servers else {}),
             "status": status,
-            "from": None if status in _NO_VERSIONS else shown_revisions(before),
-            "to": None if status in _NO_VERSIONS else shown_revisions(after),
-            "started": _iso(time.time() - seconds),
+            "from": None if status in NO_VERSIONS else shown_revisions(before),
+            "to": None if status in NO_VERSIONS else shown_revisions(after),
+            "started": iso_time(time.time() - seconds),
             "seconds": round(seconds, 4),
             "error": error,
         }
@@ -319,7 +284,7 @@ class Report:
         """Log the tenant's line; its status, versions before and after."""
         status, before, after = status_of(self.command, result, self.heads)
         self.outcomes.setdefault(status, []).append(name)
-        if status == _AT_HEAD:
+        if status == AT_HEAD:
             extra = f"; {result}" if isinstance(result, str) else ""
             log.info(
                 "%s already at head (%s%s)", prefix, shown_revisions(self.heads), extra
@@ -344,192 +309,3 @@ class Report:
                 seconds * 1000,
             )
         return status, before, after
-
-    def finish(self) -> None:
-        """Log the summary; raise (non-zero exit) if any tenant failed."""
-        self.progress.close()
-        if self.command == "revision" or self.shared:
-            return
-        if self.command == "check" and not self.entries and not self.failures:
-            return  # one tenant: Alembic's own check says it
-        if self.interrupted:
-            self.outcomes[INTERRUPTED] = self.interrupted
-        if self.claims:  # this runner's tenants; the run's line is the claims'
-            self.total = len(self.names)
-        done = self.done
-        parts = [f"{len(v)} {k}" for k, v in self.outcomes.items()]
-        if done < self.total:
-            parts.append(f"{self.total - done} not attempted")
-        if self.stopped_at:
-            parts.append(f"rollout stopped at {self.stopped_at}")
-        log.info("Tenants: %d total: %s", self.total, ", ".join(parts) or "none")
-        self._per_server()
-        if self.command == "current":
-            self._histogram()
-        self.write()
-        self._raise_for_differences()
-        self._raise_for_failures(done)
-
-    def _per_server(self) -> None:
-        """With ``servers``: one summary line per server."""
-        for server, counts in self.server_statuses().items():
-            total = sum(counts.values())
-            parts = ", ".join(f"{count} {status}" for status, count in counts.items())
-            plural = "" if total == 1 else "s"
-            log.info("Server %s: %d tenant%s: %s", server, total, plural, parts)
-
-    def server_statuses(self) -> dict[str, dict[str, int]]:
-        """Per server (``servers``), how many tenants ended in each status."""
-        found: dict[str, Counter[str]] = {}
-        for line in self.lines():
-            server = self.servers.get(line["tenant"])
-            if server is not None:
-                found.setdefault(server, Counter())[line["status"]] += 1
-        return {server: dict(counts) for server, counts in found.items()}
-
-    def _histogram(self) -> None:
-        """``current``: how many tenants are at each revision."""
-        at = Counter(e["to"] for e in self.entries.values() if e["status"] != "failed")
-        if not at:
-            return
-        head = shown_revisions(self.heads)
-        parts = []
-        for revision, count in at.most_common():
-            if revision == head:
-                parts.append(f"{count} at {revision} (head)")
-            else:
-                behind = self.steps(_split(revision), sorted(self.heads))
-                parts.append(f"{count} at {revision} ({behind} behind)")
-        unfinished = [n for n in self.unfinished or () if n in self.entries]
-        if unfinished:
-            shown = ", ".join(unfinished[:5]) + (", ..." if len(unfinished) > 5 else "")
-            parts.append(f"{len(unfinished)} unfinished in the run record ({shown})")
-        log.info("Revisions: %s", "; ".join(parts))
-
-    def lines(self) -> list[dict[str, Any]]:
-        """The record: one entry per selected tenant, in order (those not
-        reached: ``not attempted``)."""
-        return [
-            self.entries.get(name) or _not_attempted(name, self.servers.get(name))
-            for name in self.names
-        ]
-
-    def write(self) -> None:
-        """Write the record to ``-x report=PATH``: one JSON object per tenant
-        (those not reached: ``not attempted``), then the summary."""
-        if self.file is None:
-            return
-        lines = self.lines()
-        counts = Counter(entry["status"] for entry in lines)
-        summary = {
-            "summary": True,
-            "command": self.command,
-            "total": self.total,
-            "statuses": dict(counts),
-            "failed": [name for name, _ in self.failures],
-            "stopped_at": self.stopped_at,
-            **({"servers": self.server_statuses()} if self.servers else {}),
-            **(
-                {"unfinished_last_run": self.unfinished}
-                if self.unfinished is not None
-                else {}
-            ),
-            "started": _iso(self.started),
-            "seconds": round(time.time() - self.started, 3),
-        }
-        self.file.close(lines, summary)
-        log.info("Run record: %s", self.path)
-
-    def _raise_for_differences(self) -> None:
-        """A fleet ``check``: fail when a tenant differs from the models."""
-        differing = self.outcomes.get(DIFFERS, [])
-        if not differing:
-            return
-        failed = f"; {len(self.failures)} failed" if self.failures else ""
-        raise CommandError(
-            f"check: {len(differing)} of {self.total} tenants differ from the"
-            f" target metadata: {', '.join(differing)}{failed}; each difference is"
-            " logged above"
-        )
-
-    def _raise_for_failures(self, done: int) -> None:
-        if self.was_interrupted:
-            by = signal_name(self.signum) if self.signum else "a stop"
-            failed = f", {len(self.failures)} failed" if self.failures else ""
-            part = len(self.part_way)
-            rolled = len(self.interrupted) - part
-            part_way = f", {part} stopped part-way" if part else ""
-            raise Interrupted(
-                f"interrupted by {by}: {rolled} of {self.total} tenants rolled back"
-                f"{part_way}, {self.total - done} not attempted{failed}"
-                " (-x tenant=failed resumes); every other tenant committed whole",
-                self.signum,
-            )
-        if self.worker_errors:
-            raise CommandError(
-                "a worker process failed (logged above); "
-                f"{self.total - done} of {self.total} tenants not attempted"
-            ) from self.worker_errors[0]
-        if self.failures:
-            names = ", ".join(name for name, _ in self.failures)
-            hint = (
-                ""
-                if self.keep_going or done == self.total
-                else " (stopped at the first failure; -x continue=true goes on)"
-            )
-            if self.stopped_at:
-                hint += f"; rollout stopped at {self.stopped_at}"
-            raise CommandError(
-                f"{len(self.failures)} of {self.total} tenants failed: {names}"
-                f"{hint}; each failure is logged above"
-            ) from self.failures[0][1]
-
-
-def failure_cause(exc: BaseException) -> str:
-    """A failure's one-line cause, as records and reports keep it."""
-    cause = (
-        str(exc) if isinstance(exc, CommandError) else f"{type(exc).__name__}: {exc}"
-    )
-    return first_line(cause)
-
-
-def shown_revisions(versions: Sequence[str] | frozenset[str]) -> str:
-    """Versions as the lines show them: ``a1,b2``, or ``base`` for none."""
-    return ",".join(sorted(versions)) or "base"
-
-
-def diff_lines(
-    upgrade_ops: ops.UpgradeOps, migration_context: MigrationContext
-) -> list[str]:
-    """What a comparison found, as the lines a revision's ``upgrade()`` would
-    get (``op.add_column('items', sa.Column('note', ...))``); [] for nothing."""
-    if upgrade_ops.is_empty():
-        return []
-    opts = migration_context.opts
-    code = render_python_code(
-        upgrade_ops,
-        sqlalchemy_module_prefix=opts.get("sqlalchemy_module_prefix") or "sa.",
-        alembic_module_prefix=opts.get("alembic_module_prefix") or "op.",
-        render_as_batch=bool(opts.get("render_as_batch")),
-        render_item=opts.get("render_item"),
-        user_module_prefix=opts.get("user_module_prefix"),
-        # the dialect's type rendering, without the env.py's script (whose
-        # context would insist on comparing again)
-        migration_context=MigrationContext.configure(dialect=migration_context.dialect),
-    )
-    kept = [line for line in code.splitlines() if not line.lstrip().startswith("#")]
-    return textwrap.dedent("\n".join(kept)).strip().splitlines()
-
-
-def _not_attempted(name: str, server: str | None) -> dict[str, Any]:
-    keys = ("from", "to", "started", "seconds", "error")
-    where = {"server": server} if server else {}
-    return {"tenant": name, **where, "status": "not attempted", **dict.fromkeys(keys)}
-
-
-def _split(revs: str) -> list[str]:
-    return [] if revs == "base" else revs.split(",")
-
-
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")

@@ -29,21 +29,16 @@ One log line per path names each such revision and why.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Table
-from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.schema import CreateTable
-from sqlalchemy.util.concurrency import await_only
+from sqlalchemy.engine import Dialect
 
 from ...alembic_internals import (
     before_each_step,
@@ -53,20 +48,23 @@ from ...alembic_internals import (
     upgrade_steps,
     version_table,
 )
-from ...database.blocking import narrow_to_statement
 from ...database.connections import first_line
 from ...logs import logger_for
 from ..model.settings import Compile
+from .segments import (
+    PLACEHOLDER,
+    Segment,
+    execute_script,
+    is_bookkeeping,
+    replayed,
+    version_writes,
+)
 
-__all__ = ["CompiledPaths", "Segment", "execute_script"]
+__all__ = ["PLACEHOLDER", "CompiledPaths", "Segment", "execute_script"]
 
 log = logger_for(__name__)
 
 
-_SHOWN = 10
-"""Lines of a failed replayed script shown at its start and at its end."""
-PLACEHOLDER = "alembic-recipes-tenant"
-"""Schema name compiled into the scripts; its '-' makes SQLAlchemy quote it."""
 _SECOND = "alembic-recipes-check"  # the second render's placeholder
 
 
@@ -82,77 +80,6 @@ class _Statements:
 
     def flush(self) -> None:
         pass
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A stretch of an upgrade path ending at revision :attr:`stop`: replayed
-    (:attr:`sql`, its version write included, for the placeholder schema)
-    or, :attr:`sql` None, run by Alembic."""
-
-    stop: str
-    sql: str | None = None
-    span: str = ""
-    """The revisions replayed, as ``start -> stop``."""
-
-    def for_schema(self, dialect: Dialect, schema: str) -> Segment:
-        """This segment with *schema* in place of the placeholder."""
-        if self.sql is None:
-            return self
-        quote = dialect.identifier_preparer.quote_identifier
-        sql = self.sql.replace(quote(PLACEHOLDER), quote(schema))
-        return Segment(self.stop, sql, self.span)
-
-    def explain(self, exc: BaseException) -> None:
-        """*exc* ended this replayed script: name the statement it most
-        likely came from -- a lock timeout's, the one touching what another
-        session held; another error's, the first naming every object its
-        message quotes -- as the driver error's SQL (else the script's start
-        and end), and say so in a note (the traceback shows it)."""
-        sql = self.sql or ""
-        statements = [s.strip() for s in sql.split(";\n\n") if s.strip()]
-        narrow_to_statement(exc, statements)
-        lines = sql.strip().splitlines()
-        named = _statement_named(exc, statements)
-        where = f"the replayed script of {self.span}, {len(lines)} lines of SQL"
-        if named is not None:
-            where += "; its statement shown is the first that names what the error"
-            where += " names"
-        exc.add_note(
-            f"(in {where}; -x compiled=false runs each revision through Alembic"
-            " instead, naming the revision and the statement)"
-        )
-        if not isinstance(exc, DBAPIError):
-            return
-        if named is not None:
-            exc.statement = named
-        elif len(lines) > _SHOWN * 2:
-            hidden = len(lines) - _SHOWN * 2
-            exc.statement = "\n".join(
-                [*lines[:_SHOWN], f"-- ... {hidden} more lines ...", *lines[-_SHOWN:]]
-            )
-
-
-_QUOTED = re.compile(r'"([^"]+)"')
-
-
-def _statement_named(exc: BaseException, statements: list[str]) -> str | None:
-    """The first of *statements* that names every object the driver's
-    message quotes (``relation "b" already exists``), if it quotes any."""
-    orig = getattr(exc, "orig", None)
-    if orig is None:
-        return None
-    names = set(_QUOTED.findall(first_line(orig)))
-    if not names:
-        return None
-    for statement in statements:
-        found = {q or w for q, w in _IDENTIFIER.findall(statement)}
-        if names <= found:
-            return statement
-    return None
-
-
-_IDENTIFIER = re.compile(r'"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z0-9_$]*)')
 
 
 class _Unrendered(Exception):
@@ -217,7 +144,7 @@ class CompiledPaths:
             body, version = self._statements(dialect, before, self.destination)
         except _Unrendered as whole:
             return self._split(dialect, before, has_version_table, path, str(whole))
-        writes = _version_writes(
+        writes = version_writes(
             dialect, version, before, self.destination, has_version_table
         )
         log.info("fleet upgrade %s: rendered once, replayed per tenant", path)
@@ -229,6 +156,7 @@ class CompiledPaths:
         """The statements from *before* to *stop* (no bookkeeping) and the
         version table; :class:`_Unrendered` when they cannot be replayed."""
         start = before[0] if before else "base"
+        second: list[str] | None = None  # auto: a second render, to compare
         try:
             first, version = self._render(dialect, before, stop, PLACEHOLDER)
             if self.mode == "auto":
@@ -242,17 +170,8 @@ class CompiledPaths:
                 f"cannot be rendered offline: {where} raised"
                 f" {type(cause).__name__}: {first_line(cause)}"
             ) from exc
-        if any(s.strip().rstrip(";").upper() == "COMMIT" for s in first):
-            raise _Unrendered("uses autocommit_block()")
-        if self.mode == "auto":
-            quote = dialect.identifier_preparer.quote_identifier
-            again = [s.replace(quote(_SECOND), quote(PLACEHOLDER)) for s in second]
-            if again != first:
-                raise _Unrendered(
-                    "its SQL differs from one rendering to the next (a value"
-                    " computed in Python, such as uuid4() or now())"
-                )
-        return [s for s in first if not _is_bookkeeping(s, version)], version
+        _check_replayable(dialect, first, second)
+        return [s for s in first if not is_bookkeeping(s, version)], version
 
     def _split(
         self,
@@ -281,10 +200,11 @@ class CompiledPaths:
             except _Unrendered as exc:
                 normally.append((revision, str(exc)))
                 if pending and version is not None:
-                    end = previous[0]
-                    writes = _version_writes(dialect, version, start, end, has_table)
-                    span = f"{start[0] if start else 'base'} -> {end}"
-                    segments.append(Segment(end, "".join([*pending, *writes]), span))
+                    segments.append(
+                        replayed(
+                            dialect, version, pending, start, previous[0], has_table
+                        )
+                    )
                     pending = []
                 if segments and segments[-1].sql is None:
                     segments[-1] = Segment(revision)  # one Alembic run for both
@@ -294,12 +214,8 @@ class CompiledPaths:
                 continue
             pending.extend(body)
         if pending and version is not None:
-            writes = _version_writes(
-                dialect, version, start, self.destination, has_table
-            )
-            span = f"{start[0] if start else 'base'} -> {self.destination}"
-            sql = "".join([*pending, *writes])
-            segments.append(Segment(self.destination, sql, span))
+            end = self.destination
+            segments.append(replayed(dialect, version, pending, start, end, has_table))
         if all(segment.sql is None for segment in segments):
             self._normally(path, why)
             return None
@@ -362,6 +278,25 @@ class CompiledPaths:
         return buffer.items, version_table(context)
 
 
+def _check_replayable(
+    dialect: Dialect, first: list[str], second: list[str] | None
+) -> None:
+    """:class:`_Unrendered` when the statements *first* cannot be replayed:
+    an ``autocommit_block()``, or (*second*: a render with another
+    placeholder) SQL that differs from one rendering to the next."""
+    if any(s.strip().rstrip(";").upper() == "COMMIT" for s in first):
+        raise _Unrendered("uses autocommit_block()")
+    if second is None:
+        return
+    quote = dialect.identifier_preparer.quote_identifier
+    again = [s.replace(quote(_SECOND), quote(PLACEHOLDER)) for s in second]
+    if again != first:
+        raise _Unrendered(
+            "its SQL differs from one rendering to the next (a value"
+            " computed in Python, such as uuid4() or now())"
+        )
+
+
 @contextmanager
 def _checkfirst_unrendered() -> Iterator[None]:
     """Meanwhile a revision creating or dropping what it finds in the
@@ -419,39 +354,6 @@ def _grouped(normally: list[tuple[str, str]]) -> str:
     )
 
 
-def _is_bookkeeping(statement: str, version: Table) -> bool:
-    """Alembic's comments and its version-table statements (replaced by ours)."""
-    text = statement.lstrip()
-    return text.startswith("--") or _qualified(version) in text.split("(")[0]
-
-
-def _qualified(version: Table) -> str:
-    return f'"{version.schema}".{version.name}'
-
-
-def _version_writes(
-    dialect: Dialect,
-    version: Table,
-    before: tuple[str, ...],
-    destination: str,
-    has_table: bool,
-) -> list[str]:
-    """One version write (after creating the table, from base)."""
-
-    def render(clause: object) -> str:
-        compiled = clause.compile(  # type: ignore[attr-defined]
-            dialect=dialect, compile_kwargs={"literal_binds": True}
-        )
-        return f"{str(compiled).strip()};\n\n"
-
-    column = version.c.version_num
-    if before:
-        write = version.update().where(column == before[0])
-        return [render(write.values(version_num=destination))]
-    create = [] if has_table else [render(CreateTable(version))]
-    return [*create, render(version.insert().values(version_num=destination))]
-
-
 def _chain(
     steps: Any, before: tuple[str, ...]
 ) -> list[tuple[tuple[str, ...], str]] | None:
@@ -483,15 +385,3 @@ def _first_raised(exc: BaseException) -> BaseException:
             return exc
         seen.add(id(earlier))
         exc = earlier
-
-
-def execute_script(conn: Connection, sql: str) -> None:
-    """Run a multi-statement script inside *conn*'s open transaction."""
-    if conn.dialect.driver == "asyncpg":
-        # asyncpg takes several statements only through its own execute(); the
-        # transaction is already open (the runner's set_config started it)
-        driver = conn.connection.driver_connection
-        assert driver is not None
-        await_only(driver.execute(sql))
-    else:  # the script as it is: no parameters, so '%' means '%' (psycopg2)
-        conn.exec_driver_sql(sql, execution_options={"no_parameters": True})

@@ -32,27 +32,26 @@ from typing import TYPE_CHECKING, TypeVar
 
 from alembic import context
 from alembic.util import CommandError
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from ...alembic_internals import VERSION_TABLE, transaction_alembic_may_end
+from ...alembic_internals import transaction_alembic_may_end
 from ...database.connections import (
     display_url,
     engine_from_options,
-    failing_as,
     is_async_engine,
     own_read,
     run_with_connection,
 )
-from ...database.locks import LOCK_FILE_SUFFIX, creation_lock
+from ...database.locks import creation_lock
 from ...database.poolers import tenant_transaction
 from ...database.stopping import guarded
 from ...database.timeouts import migration_safeguards
 from ...logs import logger_for
 from ..model.tenant import CREATING_TABLE, Tenant
+from ..records.outcomes import Outcome
 from ..records.record import Row, read_rows, record_location
 from ..records.repair import commits_ddl, watching
-from ..records.report import Outcome
 from ..selection.discovery import (
     admin_engine,
     known_tenants,
@@ -61,6 +60,13 @@ from ..selection.discovery import (
 )
 from .interface import recorded
 from .run import Run
+from .tenant_database import (
+    Created,
+    Unsettled,
+    database_exists,
+    marked,
+    versions_in,
+)
 
 __all__ = ["DatabaseTenants"]
 
@@ -69,106 +75,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 log = logger_for(__name__)
-
-
-def _database_exists(url: str) -> bool:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        return database in ("", ":memory:") or Path(database).exists()
-    return parsed.database in server_databases(url)
-
-
-def _on_server(url: str, sql: str, admin: Connection | None = None) -> None:
-    """Run ``CREATE``/``DROP DATABASE`` for *url*'s database on its server:
-    on *admin*, the connection holding the creation lock, when given -- so
-    that a run killed meanwhile keeps the lock until its server session has
-    finished the statement, and the next run finds the database made."""
-    parsed = make_url(url)
-
-    def run(conn: Connection) -> None:
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        name = conn.dialect.identifier_preparer.quote_identifier(parsed.database or "")
-        version = conn.dialect.server_version_info or ()
-        force = (
-            " WITH (FORCE)"  # a killed run's backend may linger (PostgreSQL 13+)
-            if conn.dialect.name == "postgresql" and version >= (13,)
-            else ""
-        )
-        conn.exec_driver_sql(sql.format(name=name, force=force))
-
-    server = f"the server {display_url(server_of(url))}"
-    with failing_as(f"{sql.split()[0]} DATABASE failed on {server}"):
-        if admin is not None:
-            run(admin)
-            return
-        run_with_connection(admin_engine(url), run, owned=True, where=server)
-
-
-class _Created:
-    """One tenant database this run creates: made with the
-    :data:`CREATING_TABLE` mark, removed again if its first migration fails."""
-
-    def __init__(self, url: str, admin: Connection | None = None) -> None:
-        self.url = url
-        self.admin = admin
-        """The connection holding the creation lock (a server's database)."""
-        parsed = make_url(url)
-        self.sqlite = parsed.get_backend_name() == "sqlite"
-        self.path = Path(parsed.database or "")
-        self.made_dirs: list[Path] = []
-
-    def create(self, options: dict[str, str]) -> None:
-        """Create the database (a SQLite file's directories), then mark it."""
-        if not self.sqlite:
-            _on_server(self.url, "CREATE DATABASE {name}", self.admin)
-        else:
-            for parent in reversed(self.path.parents):  # outermost first
-                try:
-                    parent.mkdir()
-                except FileExistsError:  # there already, or made by another run
-                    continue
-                self.made_dirs.append(parent)
-        engine = engine_from_options({**options, "sqlalchemy.url": self.url})
-
-        def mark(conn: Connection) -> None:
-            with conn.begin():
-                conn.execute(text(f"CREATE TABLE {CREATING_TABLE} (pid INTEGER)"))
-
-        where = f"the new database ({display_url(self.url)})"
-        run_with_connection(engine, mark, owned=True, where=where)
-
-    def remove(self) -> None:
-        if not self.sqlite:
-            drop = "DROP DATABASE IF EXISTS {name}{force}"
-            with contextlib.suppress(CommandError):  # keep the migration's error
-                _on_server(self.url, drop)
-            return
-        for suffix in ("", "-journal", "-wal", "-shm", LOCK_FILE_SUFFIX):
-            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-        for directory in reversed(self.made_dirs):  # innermost first
-            with contextlib.suppress(OSError):  # not empty: someone else's
-                directory.rmdir()
-
-
-class _Unsettled(Exception):
-    """The tenant's database holds no version yet: whether it is an empty
-    tenant, one a run is creating, or one a run left unfinished is decided
-    under the creation lock (reading the mark outside it would race the
-    creator's DDL: MariaDB fails a ``DESCRIBE`` of a table being created)."""
-
-
-def _marked(conn: Connection) -> bool:
-    """The database holds the creating mark (:data:`CREATING_TABLE`)."""
-    return inspect(conn).has_table(CREATING_TABLE)
-
-
-def _versions(conn: Connection) -> list[str]:
-    if not inspect(conn).has_table(VERSION_TABLE):
-        return []
-    return [
-        str(v) for v in conn.scalars(text(f"SELECT version_num FROM {VERSION_TABLE}"))
-    ]
 
 
 class DatabaseTenants:
@@ -233,12 +139,12 @@ class DatabaseTenants:
 
     def _read_now(self, name: str) -> list[str] | None:
         tenant = self.run.settings.tenant(name)
-        if self.shared is None and not _database_exists(tenant.url):
+        if self.shared is None and not database_exists(tenant.url):
             return None
 
         def read(conn: Connection) -> list[str]:
             with own_read(conn):
-                return _versions(conn)
+                return versions_in(conn)
 
         if self.shared is not None:
             return run_with_connection(self.shared, read)
@@ -268,7 +174,7 @@ class DatabaseTenants:
             not write
             and url is not None
             and make_url(url).get_backend_name() == "sqlite"
-            and not _database_exists(url)
+            and not database_exists(url)
         ):
             return None
         if url is None:
@@ -321,11 +227,11 @@ class DatabaseTenants:
 
         def read(conn: Connection) -> list[str]:
             with own_read(conn):
-                return _versions(conn)
+                return versions_in(conn)
 
         if self.shared is not None:
             return run_with_connection(self.shared, read)
-        if not _database_exists(tenant.url):
+        if not database_exists(tenant.url):
             if self.run.command != "current":  # a plan: would it be created?
                 self._load_listed(name)
             return None
@@ -339,7 +245,7 @@ class DatabaseTenants:
         self,
         conn: Connection,
         tenant: Tenant,
-        created: _Created | None = None,
+        created: Created | None = None,
         settled: bool = False,
     ) -> Outcome:
         """Migrate *tenant* on *conn*; *created*: this run made its database
@@ -354,7 +260,7 @@ class DatabaseTenants:
             stack.enter_context(run.lock(conn))  # then read: versions to trust
             stack.enter_context(migration_safeguards(conn, run.settings.timeouts))
             with own_read(conn):
-                before = _versions(conn)
+                before = versions_in(conn)
             self._before[tenant.name] = before
             applied = partial(run.applied, versions=before)
             run.journal.check_repair(tenant.name, applied)
@@ -362,7 +268,7 @@ class DatabaseTenants:
                 return None
             new = not before and run.command in ("upgrade", "stamp")
             if new and created is None and not settled:
-                raise _Unsettled
+                raise Unsettled
             with (
                 conn.begin_nested() if caller_txn else transaction_alembic_may_end(conn)
             ):
@@ -393,7 +299,7 @@ class DatabaseTenants:
         return run_with_connection(engine, fn, owned=True, where=where)
 
     def _run(
-        self, tenant: Tenant, created: _Created | None = None, settled: bool = False
+        self, tenant: Tenant, created: Created | None = None, settled: bool = False
     ) -> Outcome:
         return self._on_tenant(
             tenant, lambda c: self._migrate_on(c, tenant, created, settled)
@@ -413,10 +319,10 @@ class DatabaseTenants:
             return run_with_connection(
                 self.shared, lambda c: self._migrate_on(c, tenant, settled=True)
             )
-        if _database_exists(tenant.url):
+        if database_exists(tenant.url):
             try:
                 return self._run(tenant)
-            except _Unsettled:
+            except Unsettled:
                 pass  # no version yet: see below, under the creation lock
         else:
             if run.command == "current":
@@ -455,21 +361,21 @@ class DatabaseTenants:
     ) -> Outcome:
         run = self.run
         with locked:
-            exists = _database_exists(tenant.url)
+            exists = database_exists(tenant.url)
             if exists and self._left_unfinished(tenant):
                 log.warning(
                     "tenant %r: its database was created by a run that did not finish"
                     " its first migration (interrupted); removed",
                     name,
                 )
-                _Created(tenant.url).remove()
+                Created(tenant.url).remove()
                 exists = False
             created = None
             if not exists:
                 self._load_listed(name)
                 if not run.selection.may_create(name):
                     raise run.selection.missing(name)
-                created = _Created(tenant.url, admin)
+                created = Created(tenant.url, admin)
                 created.create(self.options)
             try:
                 return self._run(tenant, created, settled=True)
@@ -483,6 +389,6 @@ class DatabaseTenants:
 
         def read(conn: Connection) -> bool:
             with own_read(conn):
-                return not _versions(conn) and _marked(conn)
+                return not versions_in(conn) and marked(conn)
 
         return self._on_tenant(tenant, read)

@@ -15,9 +15,9 @@ from sqlalchemy.engine import Connection
 
 from ...logs import logger_for
 from ..records.claim_table import last_run_summary
-from ..records.journal import shard_gaps, to_resume
+from ..records.outcomes import Outcome
 from ..records.record import Row
-from ..records.report import Outcome
+from ..records.resume import shard_gaps, to_resume
 from .run import Run
 
 __all__ = ["TenantStrategy", "recorded"]

@@ -27,8 +27,9 @@ from ...runtime.output import labelled_stdout
 from ..model.settings import TenantSettings
 from ..model.tenant import Tenant
 from ..records.journal import Journal
+from ..records.outcomes import diff_lines
 from ..records.progress import Progress
-from ..records.report import Report, diff_lines
+from ..records.report import Report
 from ..selection.selection import AUTOGENERATE_COMMANDS, Selection
 
 __all__ = ["Run"]
@@ -51,27 +52,26 @@ class Run:
         self.shared = shared
         """This run migrates the shared scope (``shared_scope``) alone."""
         self.config = settings.config
-        # env.py's own script directory: its revision files are loaded already
-        env = environment()
-        self.script: ScriptDirectory = (
-            env.script
-            if env is not None and env.config is self.config
-            else ScriptDirectory.from_config(self.config)
-        )
+        self.script = _script_of(settings)
         self.heads = frozenset(self.script.get_heads())
         self.command = settings.command
-        try:  # resolved: "head" comes back as the head revision's id
-            destination = context.get_revision_argument()
-        except KeyError:  # commands without a destination (current, revision)
-            destination = None
-        self.targets: tuple[str, ...] = (
-            (destination,) if isinstance(destination, str) else tuple(destination or ())
-        )
+        self.targets = _targets()
         self.skip_at_head = self.command in ("upgrade", "stamp") and (
             frozenset(self.targets) == self.heads
         )
         self.selection = Selection(settings, shared=shared)
-        self.report = report or Report(
+        self.report = report or self._new_report()
+        self.journal = journal or self._new_journal()
+        self._ancestors: dict[tuple[str, ...], frozenset[str]] = {}
+        self._current_lines: dict[tuple[str, ...], list[str]] = {}
+        self.differences: dict[str, list[str]] = {}
+        """``check`` over a fleet: each compared tenant's differences from
+        the target metadata, as the operations a revision would get."""
+
+    def _new_report(self) -> Report:
+        settings, shared = self.settings, self.shared
+        changes = self.command in ("upgrade", "downgrade", "stamp")
+        return Report(
             self.command,
             self.heads,
             self.steps,
@@ -81,27 +81,23 @@ class Run:
             progress=Progress(
                 settings.progress,
                 settings.progress_interval,
-                changes=self.command in ("upgrade", "downgrade", "stamp")
-                and not shared
-                and not settings.plan,
+                changes=changes and not shared and not settings.plan,
             ),
         )
-        self.journal = journal or Journal(
+
+    def _new_journal(self) -> Journal:
+        """This run's record, listening to its report."""
+        journal = Journal(
             self.command,
             self.heads,
             self.targets,
             records=False,  # decided when the tenants are chosen (records)
             server_of=lambda name: self.report.servers.get(name),
         )
-        if journal is None:
-            self.report.listeners.append(self.journal.reported)
-            if settings.shard is not None:
-                self.journal.shard = "{}/{}".format(*settings.shard)
-        self._ancestors: dict[tuple[str, ...], frozenset[str]] = {}
-        self._current_lines: dict[tuple[str, ...], list[str]] = {}
-        self.differences: dict[str, list[str]] = {}
-        """``check`` over a fleet: each compared tenant's differences from
-        the target metadata, as the operations a revision would get."""
+        self.report.listeners.append(journal.reported)
+        if self.settings.shard is not None:
+            journal.shard = "{}/{}".format(*self.settings.shard)
+        return journal
 
     @property
     def is_fleet(self) -> bool:
@@ -267,3 +263,24 @@ class Run:
             report=self.report,
             journal=self.journal,
         )
+
+
+def _script_of(settings: TenantSettings) -> ScriptDirectory:
+    """env.py's own script directory (its revision files are loaded already),
+    else the config's."""
+    env = environment()
+    if env is not None and env.config is settings.config:
+        return env.script
+    return ScriptDirectory.from_config(settings.config)
+
+
+def _targets() -> tuple[str, ...]:
+    """The command's destination revisions, resolved (``head`` comes back as
+    the head revision's id); none for commands without one."""
+    try:
+        destination = context.get_revision_argument()
+    except KeyError:  # commands without a destination (current, revision)
+        return ()
+    if isinstance(destination, str):
+        return (destination,)
+    return tuple(destination or ())

@@ -8,19 +8,15 @@ the transaction ends, nothing formatted into SQL), and env.py migrates with
 
 from __future__ import annotations
 
-import html
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import TypeVar
 
 from alembic import context
 from sqlalchemy import (
-    event,
     func,
     select,
-    text,
 )
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.schema import CreateSchema
@@ -28,11 +24,8 @@ from sqlalchemy.schema import CreateSchema
 from ...alembic_internals import (
     VERSION_TABLE,
     steps_until,
-    transaction_alembic_may_end,
 )
-from ...database.blocking import SCHEMAS_KEY
 from ...database.connections import (
-    OWN_READ,
     connection_lost,
     display_url,
     engine_from_options,
@@ -42,201 +35,24 @@ from ...database.connections import (
 )
 from ...database.poolers import tenant_transaction
 from ...database.stopping import guarded, requested
-from ...database.timeouts import LOCAL_SETTINGS, TAKES_LOCAL_SETTINGS
 from ...logs import logger_for
 from ...runtime.execution import connect_and_run
 from ..model.tenant import Tenant
+from ..records.outcomes import MIGRATED_ELSEWHERE, Outcome
 from ..records.record import Row, read_rows
 from ..records.repair import watching
-from ..records.report import MIGRATED_ELSEWHERE, Outcome
 from ..selection.discovery import known_tenants
 from .compiled import CompiledPaths, execute_script
 from .extensions import Extensions
 from .interface import recorded
 from .run import Run
-from .tenant_free import TENANT_SCHEMA_KEY
+from .schema_scope import schema_scope
+from .schema_state import refresh, schema_state, shared_only
 
 __all__ = ["SchemaTenants", "schema_scope"]
 
 log = logger_for(__name__)
 T = TypeVar("T")
-
-
-_CHUNK = 100
-"""Tenants per version read: statements of a bounded size, each in a
-transaction of its own -- reading a table locks it until the transaction
-ends, and PostgreSQL's lock table holds about 64 per connection (10,000
-tenants at once failed with "out of shared memory")."""
-
-_STATE = text(
-    # per name: the schema, whether it has a version table, and its versions,
-    # read by the server (query_to_xml runs one small query per table) in one
-    # static statement -- a UNION ALL of the tables written out by the client
-    # cost 9.9 ms per 100 tenants on a new connection, this 8.3, and the
-    # client no longer builds 100 bound parameters.  The schemas by a join,
-    # not "= ANY(...)": 15 ms for 5,000 names, not 700.  The version table by
-    # its qualified name (to_regclass, then pg_class by oid: one index lookup
-    # each): matched on pg_class by name, in a join or an EXISTS, the planner
-    # may read every tenant's version table for each name -- 9.6 ms per
-    # tenant at 10,000 schemas
-    "SELECT nspname, kind IN ('r', 'p') IS TRUE, CASE WHEN kind IN ('r', 'p')"
-    " THEN CAST(xpath('/table/row/v/text()', query_to_xml(format("
-    "'SELECT version_num AS v FROM %I.%I', nspname, CAST(:table AS text)),"
-    " false, false, '')) AS text[]) END"
-    " FROM (SELECT n.nspname, (SELECT c.relkind FROM pg_class c WHERE c.oid ="
-    " to_regclass(format('%I.%I', n.nspname, CAST(:table AS text)))) AS kind"
-    " FROM unnest(CAST(:names AS text[])) AS s(name)"
-    " JOIN pg_namespace n ON n.nspname = s.name) AS found"
-)
-
-
-def _schema_state(
-    conn: Connection, names: Sequence[str]
-) -> tuple[set[str], set[str], dict[str, list[str]]]:
-    """Existing schemas among *names*, those with a version table, and their
-    versions: one statement per :data:`_CHUNK` of names."""
-    existing: set[str] = set()
-    with_table: set[str] = set()
-    versions: dict[str, list[str]] = {}
-    ordered = sorted(names)
-    for start in range(0, len(ordered), _CHUNK):
-        chunk = ordered[start : start + _CHUNK]
-        with own_read(conn):
-            rows = conn.execute(_STATE, {"names": chunk, "table": VERSION_TABLE})
-            for schema, has_table, found in rows:
-                existing.add(schema)
-                if has_table:
-                    with_table.add(schema)
-                if found:  # XML text: "&", "<" and ">" come back escaped
-                    versions[schema] = [html.unescape(v) for v in found]
-    return existing, with_table, versions
-
-
-@contextmanager
-def _default_schema(conn: Connection, schema: str) -> Iterator[None]:
-    """Reflection (autogenerate) defaults to the tenant's schema meanwhile,
-    and autogenerate's plugins are kept from naming it (:mod:`.tenant_free`)."""
-    dialect = conn.dialect
-    previous = dialect.default_schema_name
-    dialect.default_schema_name = schema
-    info = conn.info
-    info[TENANT_SCHEMA_KEY] = (schema, previous)
-    try:
-        yield
-    finally:
-        dialect.default_schema_name = previous
-        info.pop(TENANT_SCHEMA_KEY, None)
-
-
-def _shared_only(conn: Connection, shared: str, schema: str) -> frozenset[str]:
-    """Tables of schema *shared* that schema *schema* has none of."""
-    rows = conn.scalars(
-        text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = :shared EXCEPT"
-            " SELECT tablename FROM pg_tables WHERE schemaname = :schema"
-        ),
-        {"shared": shared, "schema": schema},
-    )
-    return frozenset(rows)
-
-
-def _search_path(conn: Connection, value: str, *, local: bool = True) -> None:
-    conn.execute(select(func.set_config("search_path", value, local)))
-
-
-@contextmanager
-def schema_scope(
-    conn: Connection,
-    schema: str,
-    *,
-    create: bool = False,
-    path: Sequence[str] = (),
-) -> Iterator[None]:
-    """A transaction in which *schema* is the only schema on the search_path
-    (or the schemas of *path*: the tenant's, then the shared one).
-
-    Its own transaction, or a SAVEPOINT when the caller's transaction is open
-    (the caller's search_path is restored afterwards).  *create* creates the
-    schema first.  Reflection defaults to the schema meanwhile.  Its own
-    transaction is one env.py's migration context may end: after an
-    ``autocommit_block()`` the next transaction, and the block itself (on the
-    session, put back at the end), have the same search_path.
-    """
-    quote = conn.dialect.identifier_preparer.quote_identifier
-    value = ", ".join(quote(name) for name in path or [schema])
-    info = conn.info  # (read from an invalidated connection, it raises)
-    info[SCHEMAS_KEY] = list(path or [schema])  # who blocks, on a timeout
-    try:
-        if conn.in_transaction():
-            with _in_savepoint(conn, value):
-                if create:
-                    conn.execute(CreateSchema(schema, if_not_exists=True))
-                with _default_schema(conn, schema):
-                    yield
-            return
-        with _on_every_transaction(conn, value), transaction_alembic_may_end(conn):
-            if create:
-                conn.execute(CreateSchema(schema, if_not_exists=True))
-            with _default_schema(conn, schema):
-                yield
-    finally:
-        info.pop(SCHEMAS_KEY, None)
-
-
-@contextmanager
-def _in_savepoint(conn: Connection, value: str) -> Iterator[None]:
-    """Inside the caller's transaction: a SAVEPOINT, the caller's search_path
-    put back afterwards."""
-    previous = conn.scalar(select(func.current_setting("search_path")))
-    with conn.begin_nested():
-        _search_path(conn, value)
-        yield
-    _search_path(conn, str(previous))
-
-
-@contextmanager
-def _on_every_transaction(conn: Connection, value: str) -> Iterator[None]:
-    """Meanwhile every transaction on *conn* starts with search_path *value*
-    (``SET LOCAL``); in autocommit mode the session's is set, and put back
-    when the scope ends."""
-    previous: list[str] = []
-
-    def on_begin(c: Connection) -> None:
-        if c.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
-            if not previous:
-                setting = c.scalar(select(func.current_setting("search_path")))
-                previous.append(str(setting))
-            _search_path(c, value, local=False)
-        elif not c.info.get(TAKES_LOCAL_SETTINGS) or c.info.get(OWN_READ):
-            _search_path(c, value)
-        # else the timeouts' statement sets it (LOCAL_SETTINGS): one round trip
-
-    settings = conn.info.setdefault(LOCAL_SETTINGS, {})
-    settings["search_path"] = value
-    event.listen(conn, "begin", on_begin)
-    try:
-        yield
-    finally:
-        event.remove(conn, "begin", on_begin)
-        settings.pop("search_path", None)
-        if previous and not conn.invalidated and not conn.closed:
-            with own_read(conn):
-                _search_path(conn, previous[0], local=False)
-
-
-def _refresh(
-    name: str,
-    state: tuple[set[str], set[str], dict[str, list[str]]],
-    existing: set[str],
-    with_table: set[str],
-    versions: dict[str, list[str]],
-) -> None:
-    """Replace what the batched read knew of tenant *name* by a fresh read."""
-    fresh_existing, fresh_with_table, fresh_versions = state
-    for known, fresh in ((existing, fresh_existing), (with_table, fresh_with_table)):
-        known.discard(name)
-        known.update(fresh)
-    versions[name] = fresh_versions.get(name, [])
 
 
 class SchemaTenants:
@@ -324,7 +140,7 @@ class SchemaTenants:
 
     def versions_of(self, names: list[str]) -> dict[str, list[str] | None]:
         """The versions of *names* (None: no such schema), one batched read."""
-        existing, _, found = _schema_state(self.conn, names)
+        existing, _, found = schema_state(self.conn, names)
         return {n: found.get(n, []) if n in existing else None for n in names}
 
     def on_record(self, fn: Callable[[Connection, str | None], T]) -> T:
@@ -346,7 +162,7 @@ class SchemaTenants:
     def _read_now(self, name: str) -> list[str] | None:
 
         def read(conn: Connection) -> list[str] | None:
-            existing, _, found = _schema_state(conn, [name])
+            existing, _, found = schema_state(conn, [name])
             return found.get(name, []) if name in existing else None
 
         config, settings = self.run.config, self.run.settings
@@ -369,7 +185,7 @@ class SchemaTenants:
         self.record_schema  # noqa: B018 - resolved now, outside any tenant
         if not self.run.is_fleet:  # one named tenant: Alembic's run, as stock
             self.compiled = None
-        self.existing, self.with_table, self.versions = _schema_state(conn, names)
+        self.existing, self.with_table, self.versions = schema_state(conn, names)
         with own_read(conn):
             missing = [n for n in names if n not in self.existing]
             self.run.selection.load_listed(conn, missing)
@@ -439,12 +255,8 @@ class SchemaTenants:
         run.journal.check_repair(name, partial(run.applied, versions=before))
         if not missing and run.at_head(before):
             return MIGRATED_ELSEWHERE, False
-        if missing and not run.autogenerates and not run.selection.may_create(name):
-            if run.command == "current":
-                return (before, before), False
-            raise run.selection.missing(name)
-        if missing:
-            conn.execute(CreateSchema(name, if_not_exists=True))
+        if missing and not self._creates(conn, name):
+            return (before, before), False  # current: a missing tenant, said
         # a stop: no statement of it starts after; a failure after part of
         # it committed (autocommit_block()) needs repair
         with (
@@ -453,17 +265,39 @@ class SchemaTenants:
             self.extensions.shared(conn),
         ):
             if self.compiled is not None:
-                outcome: Outcome = (before, [run.targets[0]])
-                schema = self.record_schema
-                row = run.journal.done_sql(name, outcome, conn.dialect, schema)
-                replayed = self._replay(conn, tenant, before, row or "")
-                if replayed is not None:
-                    return outcome, replayed and row is not None
+                found = self._replayed(conn, tenant, before)
+                if found is not None:
+                    return found
             if tenant.shared_schema and run.autogenerates:
-                shared = _shared_only(conn, tenant.shared_schema, name)
+                shared = shared_only(conn, tenant.shared_schema, name)
                 tenant = replace(tenant, shared_tables=shared)
             self.migrate(conn, tenant)
         return (before, list(context.get_context().get_current_heads())), False
+
+    def _creates(self, conn: Connection, name: str) -> bool:
+        """Tenant *name*'s schema is missing: create it, when it may be
+        (autogenerate compares with an empty one); False for ``current``;
+        else the one-line error."""
+        run = self.run
+        if not run.autogenerates and not run.selection.may_create(name):
+            if run.command == "current":
+                return False
+            raise run.selection.missing(name)
+        conn.execute(CreateSchema(name, if_not_exists=True))
+        return True
+
+    def _replayed(
+        self, conn: Connection, tenant: Tenant, before: list[str]
+    ) -> tuple[Outcome, bool] | None:
+        """Replay the tenant's path (:mod:`.compiled`), its record row with
+        it; None when Alembic runs it instead."""
+        run, name = self.run, tenant.name
+        outcome: Outcome = (before, [run.targets[0]])
+        row = run.journal.done_sql(name, outcome, conn.dialect, self.record_schema)
+        replayed = self._replay(conn, tenant, before, row or "")
+        if replayed is None:
+            return None
+        return outcome, replayed and row is not None
 
     def _refresh(self, conn: Connection, name: str) -> None:
         """Read tenant *name*'s versions again (under its lock): only them
@@ -483,8 +317,8 @@ class SchemaTenants:
             self.versions[name] = [str(version) for (version,) in rows]
             self.with_table.add(name)
             return
-        state = _schema_state(conn, [name])
-        _refresh(name, state, self.existing, self.with_table, self.versions)
+        state = schema_state(conn, [name])
+        refresh(name, state, self.existing, self.with_table, self.versions)
 
     def _replay(
         self, conn: Connection, tenant: Tenant, before: list[str], tail: str

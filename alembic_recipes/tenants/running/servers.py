@@ -29,8 +29,8 @@ from sqlalchemy.engine import Connection
 from ...database.connections import first_line
 from ...logs import logger_for
 from ..model.tenant import Server
+from ..records.outcomes import Outcome
 from ..records.record import Row
-from ..records.report import Outcome
 from ..selection.discovery import catalog
 from .interface import TenantStrategy, recorded
 from .run import Run
@@ -215,18 +215,22 @@ class ServerTenants:
                 self.owner[name] = listed[name]
         if any(name not in self.owner for name in unplaced):
             self.known()
-        servers = self.run.settings.servers
         for name in names:
-            if name in self.owner:
-                continue
-            if len(servers) != 1:
-                raise CommandError(
-                    f"tenant {name!r} is on none of the servers"
-                    f" ({', '.join(s.name for s in servers)}): list it in a server's"
-                    " tenants, return it from tenants_query with its server, or"
-                    " pass -x server=NAME to run it on that server"
-                )
-            self.owner[name] = servers[0].name
+            if name not in self.owner:
+                self.owner[name] = self._only_server(name)
+
+    def _only_server(self, name: str) -> str:
+        """The server of tenant *name*, placed nowhere: the one server given,
+        else the one-line error."""
+        servers = self.run.settings.servers
+        if len(servers) != 1:
+            raise CommandError(
+                f"tenant {name!r} is on none of the servers"
+                f" ({', '.join(s.name for s in servers)}): list it in a server's"
+                " tenants, return it from tenants_query with its server, or"
+                " pass -x server=NAME to run it on that server"
+            )
+        return servers[0].name
 
     def _on(self, part: _Part, names: Sequence[str]) -> list[str]:
         """Those of *names* that live on *part*'s server, in order."""

@@ -110,17 +110,24 @@ def _rewrite(op: ops.MigrateOperation, schema: str, default: str | None) -> bool
         return False
     called = False
     for name, value in list(vars(op).items()):
-        if name.endswith("schema") and value == schema:
-            setattr(op, name, TenantSchema(schema))
-            called = True
-        elif isinstance(value, list):
-            rewritten = [_in_value(item, schema) for item in value]
-            called |= any(n is not o for n, o in zip(rewritten, value, strict=True))
-            setattr(op, name, rewritten)
-        elif _is_entity(value) and value.schema == schema:
-            _render_tenant_free(value, schema)
-            called = True
+        called |= _rewrite_attribute(op, name, value, schema)
     return called
+
+
+def _rewrite_attribute(op: object, name: str, value: Any, schema: str) -> bool:
+    """Rewrite attribute *name* of a plugin's *op*; whether it now renders
+    ``tenant_schema()``: its schema, the items of a list, an entity's schema."""
+    if name.endswith("schema") and value == schema:
+        setattr(op, name, TenantSchema(schema))
+        return True
+    if isinstance(value, list):
+        rewritten = [_in_value(item, schema) for item in value]
+        setattr(op, name, rewritten)
+        return any(n is not o for n, o in zip(rewritten, value, strict=True))
+    if _is_entity(value) and value.schema == schema:
+        _render_tenant_free(value, schema)
+        return True
+    return False
 
 
 def _in_value(item: Any, schema: str) -> Any:

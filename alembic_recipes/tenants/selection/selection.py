@@ -54,34 +54,16 @@ class Selection:
             return [str(settings.shared)]
         selectors: Sequence[str] = settings.selectors
         if settings.resumes:
-            failed = recorded()
-            if failed is None:
-                raise CommandError(
-                    "-x tenant=failed: no fleet run of this environment is recorded"
-                    " yet (the record is written after each fleet upgrade,"
-                    " downgrade or stamp)"
-                )
-            if not failed and list(selectors) == [FAILED]:
-                log.info(
-                    "-x tenant=failed: every tenant of the run record is finished"
-                    " and at the target its row records"
-                )
+            resumed = _resumed(selectors, recorded())
+            if resumed is None:
                 return []
-            selectors = [n for s in selectors for n in (failed if s == FAILED else [s])]
+            selectors = resumed
         if settings.needs_known:
             found = known() if known is not None else known_tenants(settings, conn)
-            if not found:
-                raise CommandError(
-                    "-x tenant=all found no tenants: list them in tenants, or set"
-                    " tenants_query or tenants_pattern in [alembic]"
-                )
-            names = resolve(selectors, settings.excluded, found)
+            names = resolve(selectors, settings.excluded, _some(found))
         else:
-            names = resolve(
-                selectors if settings.resumes else settings.named(),
-                settings.excluded,
-                [],
-            )
+            named = selectors if settings.resumes else settings.named()
+            names = resolve(named, settings.excluded, [])
         if settings.shard is not None:
             k, n = settings.shard
             names = [name for name in names if in_shard(name, k, n)]
@@ -153,6 +135,35 @@ class Selection:
         )
 
 
+def _some(known: list[str]) -> list[str]:
+    """The *known* tenants of ``-x tenant=all`` (or a pattern): not none."""
+    if not known:
+        raise CommandError(
+            "-x tenant=all found no tenants: list them in tenants, or set"
+            " tenants_query or tenants_pattern in [alembic]"
+        )
+    return known
+
+
+def _resumed(selectors: Sequence[str], failed: list[str] | None) -> list[str] | None:
+    """*selectors* with ``failed`` replaced by the tenants the run record
+    leaves to resume (*failed*); None: nothing to resume, and nothing else
+    selected."""
+    if failed is None:
+        raise CommandError(
+            "-x tenant=failed: no fleet run of this environment is recorded"
+            " yet (the record is written after each fleet upgrade,"
+            " downgrade or stamp)"
+        )
+    if not failed and list(selectors) == [FAILED]:
+        log.info(
+            "-x tenant=failed: every tenant of the run record is finished"
+            " and at the target its row records"
+        )
+        return None
+    return [n for s in selectors for n in (failed if s == FAILED else [s])]
+
+
 def resolve(
     selectors: Sequence[str], excluded: Sequence[str], known: Sequence[str]
 ) -> list[str]:
@@ -161,18 +172,7 @@ def resolve(
     pattern or exclusion matching nothing is an error naming it."""
     chosen: dict[str, None] = {}
     for item in selectors:
-        if item == ALL:
-            chosen.update(dict.fromkeys(known))
-        elif is_pattern(item):
-            matched = [name for name in known if fnmatch.fnmatchcase(name, item)]
-            if not matched:
-                raise CommandError(
-                    f"-x tenant: the pattern {item!r} matches none of the"
-                    f" {len(known)} known tenants"
-                )
-            chosen.update(dict.fromkeys(matched))
-        else:
-            chosen[item] = None
+        chosen.update(dict.fromkeys(_chosen_by(item, known)))
     for item in excluded:
         matched = [name for name in chosen if fnmatch.fnmatchcase(name, item)]
         if not matched:
@@ -185,6 +185,22 @@ def resolve(
     if not chosen:
         raise CommandError("-x tenant: the exclusions leave no tenant to run")
     return list(chosen)
+
+
+def _chosen_by(item: str, known: Sequence[str]) -> list[str]:
+    """The tenants selector *item* chooses: a name as given; ``all`` and a
+    pattern over *known*."""
+    if item == ALL:
+        return list(known)
+    if not is_pattern(item):
+        return [item]
+    matched = [name for name in known if fnmatch.fnmatchcase(name, item)]
+    if not matched:
+        raise CommandError(
+            f"-x tenant: the pattern {item!r} matches none of the"
+            f" {len(known)} known tenants"
+        )
+    return matched
 
 
 def in_shard(name: str, k: int, n: int) -> bool:
