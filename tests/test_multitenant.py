@@ -651,9 +651,9 @@ def test_version_read_reports_each_schema_state(
     """The server-side version read (chunks of 2 here): a missing schema, one
     without a version table, two heads, and a revision id with the characters
     XML escapes come back as they are."""
-    from alembic_recipes.tenants import schemas
+    from alembic_recipes.tenants.running import schema_state
 
-    monkeypatch.setattr(schemas, "_CHUNK", 2)
+    monkeypatch.setattr(schema_state, "_CHUNK", 2)
     with pg.engine().begin() as conn:
         for name, versions in (("v_none", None), ("v_two", ["b1", "b2"]),
                                ("v_odd", ["a&b<c>'\""]), ("v_empty", [])):  # fmt: skip
@@ -667,7 +667,7 @@ def test_version_read_reports_each_schema_state(
                 conn.execute(table.insert().values(version_num=version))
     with pg.engine().connect() as conn:
         names = ["v_none", "v_two", "v_odd", "v_empty", "v_missing"]
-        existing, with_table, found = schemas._schema_state(conn, names)
+        existing, with_table, found = schema_state.schema_state(conn, names)
     assert existing == {"v_none", "v_two", "v_odd", "v_empty"}
     assert with_table == {"v_two", "v_odd", "v_empty"}
     assert {k: sorted(v) for k, v in found.items()} == {
