@@ -15,6 +15,7 @@ import random
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -713,3 +714,44 @@ def test_a_tenant_put_aside_after_a_lock_timeout_is_reported_as_it_ended(
     assert "not run again: the run stopped at an earlier failure" in line
     assert "Tenants: 4 total: 1 upgraded, 2 failed, 1 not attempted" in err
     assert _record(pg)["t001"] == "failed"
+
+
+BLOCKED_WRITER = """
+import logging, sys
+from alembic_recipes.database.stopping import check, stop_on_signals, stopped_by
+logging.basicConfig(
+    level=logging.INFO, stream=sys.stderr, format="%(threadName)s %(message)s"
+)
+log = logging.getLogger("alembic.recipes.test")
+print("ready", flush=True)
+try:
+    with stop_on_signals():
+        while True:  # stderr is a pipe nobody reads yet: writes block
+            check()
+            log.info("x" * 4000)
+except BaseException as exc:
+    print("stopped" if stopped_by(exc) else f"raised {exc!r}", flush=True)
+"""
+
+
+def test_the_signal_handler_writes_nothing_itself() -> None:
+    """A signal may land while the main thread is inside a write to stderr;
+    a handler writing there too fails with "reentrant call" (a CI run's
+    random-moment trial met it once).  So the handler writes nothing: the
+    stop is said once, by the ``stopping`` thread, while the main thread is
+    blocked writing to a full pipe; the run stops with no logging error."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", BLOCKED_WRITER],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    time.sleep(0.5)  # its stderr pipe fills: the main thread blocks in write()
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=DEADLINE)
+    said = [line for line in err.splitlines() if "SIGTERM: stopping" in line]
+    assert [line.split()[0] for line in said] == ["stopping"], said
+    assert "reentrant call" not in err and "Logging error" not in err, err[-2000:]
+    assert out.strip() == "stopped"

@@ -93,6 +93,8 @@ class _State:
     """The run writes its record and summary: no ``KeyboardInterrupt`` now."""
     depth: int = 0
     callbacks: list[Callable[[], None]] = field(default_factory=list)
+    watchdog: threading.Thread | None = None
+    """Says the stop and carries it out (:func:`_after_first`)."""
 
 
 _state = _State()
@@ -204,6 +206,8 @@ def stop_on_signals() -> Iterator[None]:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             state.done.set()
+            if state.watchdog is not None:  # its line written before we go on
+                state.watchdog.join(timeout=5)
             if stopped and state.signum is not None and not _exit_signal:
                 _exit_signal.append(state.signum)
                 atexit.register(_exit_as_signalled)
@@ -216,32 +220,39 @@ def _reset() -> None:
 
 
 def _handle(signum: int, frame: FrameType | None) -> None:
+    """The signal handler.  It writes nothing itself: it may have interrupted
+    the main thread inside a write to the same stream, which a second write
+    there would fail ("reentrant call"); its lines come from threads."""
     state = _state
     if state.signum is None:
         state.signum = signum
         state.asked.set()
-        log.warning(
-            "%s: stopping; no tenant starts after this, the running statements"
-            " are cancelled and their transactions roll back",
-            signal_name(signum),
-        )
         for callback in list(state.callbacks):
             callback()
-        watchdog = threading.Thread(
+        state.watchdog = threading.Thread(
             target=_after_first, args=(state,), daemon=True, name="stopping"
         )
-        watchdog.start()
+        state.watchdog.start()
         return
     if state.finishing:
-        log.warning("%s again: writing the summary", signal_name(signum))
+        threading.Thread(
+            target=log.warning,
+            args=("%s again: writing the summary", signal_name(signum)),
+            daemon=True,
+        ).start()
         return
     raise KeyboardInterrupt
 
 
 def _after_first(state: _State) -> None:
-    """Cancel what runs; raise ``KeyboardInterrupt`` in the main thread if
-    the run has not ended after :data:`ESCALATE_AFTER` seconds; exit at
-    :data:`HARD_AFTER`."""
+    """Say the stop and cancel what runs; raise ``KeyboardInterrupt`` in the
+    main thread if the run has not ended after :data:`ESCALATE_AFTER`
+    seconds; exit at :data:`HARD_AFTER`."""
+    log.warning(
+        "%s: stopping; no tenant starts after this, the running statements"
+        " are cancelled and their transactions roll back",
+        signal_name(state.signum),
+    )
     cancel_running()
     if state.done.wait(ESCALATE_AFTER):
         return
