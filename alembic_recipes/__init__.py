@@ -58,13 +58,8 @@ from .data import (
     run_data_upgrade,
     skip_data_table,
 )
-from .database.connections import (
-    Connectable,
-    is_async_url,
-    run_with_connection,
-    transactional_ddl,
-    transactional_sqlite,
-)
+from .database.connections import Connectable, run_with_connection
+from .database.engines import is_async_url, transactional_ddl, transactional_sqlite
 from .logs import configure_logging
 from .metadata.apply import apply_metadata
 from .metadata.bootstrap import create_all_and_stamp, create_all_and_stamp_async

@@ -37,7 +37,8 @@ from .alembic_internals import running_command
 from .configuration.filters import IncludeName
 from .configuration.option_table import DATA_TABLE
 from .configuration.options import InvalidOption
-from .configuration.settings import OptionReader, Settings
+from .configuration.reader import OptionReader
+from .configuration.settings import Settings
 from .logs import logger_for
 from .runtime.commands import read_through_env
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
-__all__ = ["MOVED", "install"]
+__all__ = ["ALSO", "MOVED", "install"]
 
 MOVED: dict[str, str] = {
     f"alembic_recipes.{old}": f"alembic_recipes.{new}"
@@ -78,29 +78,65 @@ MOVED: dict[str, str] = {
 """Old module path -> new module path.  (``tenants.selection``, now the
 package, forwards its old names itself.)"""
 
+ALSO: dict[str, tuple[str, ...]] = {
+    f"alembic_recipes.{old}": tuple(f"alembic_recipes.{m}" for m in more)
+    for old, more in {
+        "connections": ("database.engines", "database.errors"),
+        "settings": ("configuration.reader",),
+        "tenants.config": ("tenants.model.tenant", "tenants.model.reading"),
+        "tenants.journal": ("tenants.records.resume",),
+        "tenants.report": ("tenants.records.outcomes", "tenants.records.summary"),
+        "tenants.schemas": (
+            "tenants.running.schema_scope",
+            "tenants.running.schema_state",
+        ),
+        "tenants.databases": ("tenants.running.tenant_database",),
+        "tenants.compiled": ("tenants.running.segments",),
+        "tenants.fleet": (
+            "tenants.running.run",
+            "tenants.driving.waves",
+            "tenants.driving.plan",
+        ),
+    }.items()
+    if more
+}
+"""Old module path -> the modules that took the rest of its names (a module
+split in two): an old name is looked up in each, after the new path."""
+
 
 class _Forward(importlib.abc.Loader):
-    """Makes the old module: every attribute read goes to the new one."""
+    """Makes the old module: every attribute read goes to the new one (and
+    to those that took the rest of its names)."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, also: tuple[str, ...] = ()) -> None:
         self.target = target
+        self.also = also
 
     def create_module(self, spec: ModuleSpec) -> ModuleType | None:
         return None  # the default: an empty module named as asked
 
     def exec_module(self, module: ModuleType) -> None:
-        target = importlib.import_module(self.target)
+        targets = [importlib.import_module(m) for m in (self.target, *self.also)]
         warnings.warn(
             f"{module.__name__} is deprecated and goes in 0.3: use {self.target}",
             DeprecationWarning,
             stacklevel=2,
         )
-        public = getattr(target, "__all__", None)
+
+        def forward(name: str) -> object:
+            for target in targets:
+                if hasattr(target, name):
+                    return getattr(target, name)
+            raise AttributeError(
+                f"module {module.__name__!r} has no attribute {name!r}"
+            )
+
+        public = [n for target in targets for n in getattr(target, "__all__", [])]
         vars(module).update(
             __doc__=f"Deprecated: moved to :mod:`{self.target}`.",
-            __all__=list(public) if public is not None else [],
-            __getattr__=lambda name: getattr(target, name),
-            __dir__=lambda: dir(target),
+            __all__=list(dict.fromkeys(public)),
+            __getattr__=forward,
+            __dir__=lambda: sorted({n for target in targets for n in dir(target)}),
         )
 
 
@@ -114,11 +150,10 @@ class _Finder(importlib.abc.MetaPathFinder):
         target: ModuleType | None = None,
     ) -> ModuleSpec | None:
         new = MOVED.get(fullname)
-        return (
-            None
-            if new is None
-            else importlib.util.spec_from_loader(fullname, _Forward(new))
-        )
+        if new is None:
+            return None
+        loader = _Forward(new, ALSO.get(fullname, ()))
+        return importlib.util.spec_from_loader(fullname, loader)
 
 
 def install() -> None:

@@ -233,20 +233,21 @@ def test_names_before_0_2_still_work_and_warn() -> None:
 
 MOVED_CHECK = """
 import importlib, json, warnings
-from alembic_recipes.moved import MOVED
+from alembic_recipes.moved import ALSO, MOVED
 found = {}
 for old, new in MOVED.items():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         module = importlib.import_module(old)
-    target = importlib.import_module(new)
-    names = getattr(target, "__all__", None) or [
-        n for n in vars(target) if not n.startswith("_")
-    ]
+    targets = [importlib.import_module(m) for m in (new, *ALSO.get(old, ()))]
+    names = [n for target in targets for n in getattr(target, "__all__", [])]
     found[old] = {
         "warnings": [f"{w.category.__name__}: {w.message}" for w in caught],
-        "same": all(getattr(module, n) is getattr(target, n) for n in names),
-        "all": list(module.__all__) == list(getattr(target, "__all__", [])),
+        "same": bool(names) and all(
+            getattr(module, n) is getattr(next(t for t in targets if hasattr(t, n)), n)
+            for n in names
+        ),
+        "all": list(module.__all__) == list(dict.fromkeys(names)),
     }
 exec("from alembic_recipes.formatting import *")
 found["star"] = "ruff_format" in dir()

@@ -34,7 +34,7 @@ from alembic_recipes.configuration.options import (
     InvalidOptionType,
     parse_bool,
 )
-from alembic_recipes.configuration.settings import OptionReader
+from alembic_recipes.configuration.reader import OptionReader
 from alembic_recipes.lint import HOOK_NAME as LINT_HOOK
 from alembic_recipes.templates import template_path
 from mako.template import Template

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine, ExceptionContext
 from sqlalchemy.exc import DBAPIError
 
 from ..logs import logger_for
-from .connections import driver_errors, first_line
+from .errors import driver_errors, first_line
 
 __all__ = ["Holder", "Timeout", "explaining", "narrow_to_statement", "timeout_of"]
 

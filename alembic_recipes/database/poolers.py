@@ -30,7 +30,8 @@ from sqlalchemy.engine import Connection
 
 from ..alembic_internals import alembic_may_end
 from ..logs import logger_for
-from .connections import display_url, own_read
+from .connections import own_read
+from .engines import display_url
 
 __all__ = [
     "POOLED",

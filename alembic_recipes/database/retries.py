@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from ..logs import logger_for
 from .blocking import Timeout, timeout_of
-from .connections import transactional_ddl
+from .engines import transactional_ddl
 from .stopping import check, pause
 
 __all__ = [

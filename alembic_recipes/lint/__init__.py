@@ -29,8 +29,8 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory, write_hooks
 from sqlalchemy.engine import make_url
 
-from ..configuration.settings import OptionReader
-from ..database.connections import failing_as, first_line
+from ..configuration.reader import OptionReader
+from ..database.errors import failing_as, first_line
 from ..logs import logger_for
 from .render import render, revisions_in
 from .rules import RULES, Finding, check_statements

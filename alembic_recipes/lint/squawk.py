@@ -22,7 +22,7 @@ from typing import Any
 
 from alembic.util import CommandError
 
-from ..database.connections import first_line
+from ..database.errors import first_line
 from .rules import Finding
 
 __all__ = ["STYLE_RULES", "squawk_executable", "squawk_findings"]

@@ -20,7 +20,8 @@ from alembic.util import CommandError
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, Engine
 
-from ..database.connections import connect_engine, display_url, own_read
+from ..database.connections import connect_engine, own_read
+from ..database.engines import display_url
 from ..logs import logger_for
 from .tables import VERSION_TABLES
 

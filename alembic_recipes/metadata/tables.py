@@ -24,7 +24,8 @@ from sqlalchemy.engine import Connection
 
 from ..alembic_internals import VERSION_TABLE
 from ..configuration.option_table import DATA_TABLE
-from ..database.connections import display_url, engine_from_options, run_with_connection
+from ..database.connections import run_with_connection
+from ..database.engines import display_url, engine_from_options
 
 __all__ = ["render_tables", "render_tables_from_url"]
 

@@ -16,16 +16,10 @@ from sqlalchemy.engine import Connection, make_url
 from ..alembic_internals import static_output
 from ..configuration.filters import IncludeName
 from ..configuration.options import InvalidOption, main_option
-from ..configuration.settings import (
-    OptionReader,
-    Settings,
-    configure_arguments,
-)
-from ..database.connections import (
-    display_url,
-    expand_url,
-    failing_as,
-)
+from ..configuration.reader import OptionReader
+from ..configuration.settings import Settings, configure_arguments
+from ..database.engines import display_url, expand_url
+from ..database.errors import failing_as
 
 __all__ = [
     "NON_TRANSACTIONAL_DDL",

@@ -17,12 +17,11 @@ from ..configuration.options import InvalidOptionType
 from ..configuration.settings import (
     WRITING_COMMANDS,
 )
-from ..database.connections import (
+from ..database.connections import own_read, run_with_connections
+from ..database.engines import (
     ACCEPTED_CONNECTABLES,
     engine_from_options,
     is_connectable,
-    own_read,
-    run_with_connections,
 )
 from ..database.locks import migration_lock
 from ..database.retries import why_not_retry, with_lock_retries

@@ -19,9 +19,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
-from ..database.connections import (
+from ..database.connections import Connectable
+from ..database.engines import (
     ACCEPTED_CONNECTABLES,
-    Connectable,
     is_async_connection,
     is_async_engine,
     is_engine_like,

@@ -22,15 +22,15 @@ from sqlalchemy.engine import Connection
 
 from ..configuration.options import InvalidOptionType
 from ..configuration.settings import Settings
-from ..database.connections import (
+from ..database.connections import run_with_connection
+from ..database.engines import (
     ACCEPTED_CONNECTABLES,
-    connection_lost,
     display_url,
     engine_from_options,
     is_async_engine,
     is_connectable,
-    run_with_connection,
 )
+from ..database.errors import connection_lost
 from ..database.locks import migration_lock
 from ..database.poolers import one_transaction, pooled
 from ..database.retries import why_not_retry, with_lock_retries

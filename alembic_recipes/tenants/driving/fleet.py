@@ -20,7 +20,7 @@ from collections.abc import Callable
 from alembic.util import CommandError
 
 from ...alembic_internals import configured
-from ...database.connections import connection_lost, first_line
+from ...database.errors import connection_lost, first_line
 from ...database.retries import LockTimeout, backoff, lock_timeout_of
 from ...database.stopping import finishing, pause, requested, signal_name, stopped_by
 from ...logs import logger_for

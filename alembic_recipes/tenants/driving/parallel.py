@@ -40,7 +40,7 @@ from typing import Any
 
 from alembic.util import CommandError
 
-from ...database.connections import connection_lost, first_line
+from ...database.errors import connection_lost, first_line
 from ...database.retries import with_lock_retries
 from ...database.stopping import as_worker, check, on_stop, parent_is_gone, requested
 from ...logs import logger_for

@@ -22,8 +22,9 @@ from sqlalchemy.engine import URL, make_url
 
 from ...configuration.option_table import option
 from ...configuration.options import InvalidOption, InvalidOptionType
-from ...configuration.settings import OptionReader
-from ...database.connections import display_url, expand_url, first_line
+from ...configuration.reader import OptionReader
+from ...database.engines import display_url, expand_url
+from ...database.errors import first_line
 from .names import (
     ALL,
     FAILED,

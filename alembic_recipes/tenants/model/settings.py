@@ -19,7 +19,8 @@ from sqlalchemy.engine import URL
 
 from ...alembic_internals import running_command
 from ...configuration.options import InvalidOption
-from ...configuration.settings import OptionReader, Settings
+from ...configuration.reader import OptionReader
+from ...configuration.settings import Settings
 from ...logs import logger_for
 from .names import (
     ALL,

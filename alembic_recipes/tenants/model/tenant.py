@@ -12,7 +12,7 @@ from sqlalchemy.engine import URL, Connection
 from ...alembic_internals import VERSION_TABLE, static_output
 from ...configuration.filters import IncludeName
 from ...configuration.settings import configure_arguments
-from ...database.connections import display_url
+from ...database.engines import display_url
 
 __all__ = ["CREATING_TABLE", "MARK", "RECORD_FILE", "RECORD_TABLE", "Server", "Tenant"]
 

@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Dialect
 
-from ...database.connections import first_line, own_read
+from ...database.connections import own_read
+from ...database.errors import first_line
 from ...logs import logger_for
 from .outcomes import Outcome, shown_revisions, status_of
 from .record import (

@@ -12,7 +12,7 @@ from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 
-from ...database.connections import first_line
+from ...database.errors import first_line
 
 __all__ = [
     "AT_HEAD",

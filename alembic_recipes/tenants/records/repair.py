@@ -35,7 +35,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
 from ...alembic_internals import announcing_steps
-from ...database.connections import first_line
+from ...database.errors import first_line
 from .record import NEEDS_REPAIR
 
 __all__ = ["NeedsRepair", "commits_ddl", "watching"]

@@ -48,7 +48,7 @@ from ...alembic_internals import (
     upgrade_steps,
     version_table,
 )
-from ...database.connections import first_line
+from ...database.errors import first_line
 from ...logs import logger_for
 from ..model.settings import Compile
 from .segments import (

@@ -36,13 +36,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from ...alembic_internals import transaction_alembic_may_end
-from ...database.connections import (
-    display_url,
-    engine_from_options,
-    is_async_engine,
-    own_read,
-    run_with_connection,
-)
+from ...database.connections import own_read, run_with_connection
+from ...database.engines import display_url, engine_from_options, is_async_engine
 from ...database.locks import creation_lock
 from ...database.poolers import tenant_transaction
 from ...database.stopping import guarded

@@ -20,7 +20,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from ...alembic_internals import autogenerate_ops, current_is_plain, environment
-from ...database.connections import first_line
+from ...database.errors import first_line
 from ...database.locks import migration_lock
 from ...logs import logger_for
 from ...runtime.output import labelled_stdout

@@ -25,14 +25,9 @@ from ...alembic_internals import (
     VERSION_TABLE,
     steps_until,
 )
-from ...database.connections import (
-    connection_lost,
-    display_url,
-    engine_from_options,
-    own_read,
-    rolled_back,
-    run_with_connection,
-)
+from ...database.connections import own_read, rolled_back, run_with_connection
+from ...database.engines import display_url, engine_from_options
+from ...database.errors import connection_lost
 from ...database.poolers import tenant_transaction
 from ...database.stopping import guarded, requested
 from ...logs import logger_for

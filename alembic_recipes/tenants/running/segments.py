@@ -12,7 +12,7 @@ from sqlalchemy.schema import CreateTable
 from sqlalchemy.util.concurrency import await_only
 
 from ...database.blocking import narrow_to_statement
-from ...database.connections import first_line
+from ...database.errors import first_line
 
 __all__ = [
     "PLACEHOLDER",

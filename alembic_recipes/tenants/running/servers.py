@@ -26,7 +26,7 @@ from typing import TypeVar
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
-from ...database.connections import first_line
+from ...database.errors import first_line
 from ...logs import logger_for
 from ..model.tenant import Server
 from ..records.outcomes import Outcome

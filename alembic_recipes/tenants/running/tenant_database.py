@@ -11,12 +11,9 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, make_url
 
 from ...alembic_internals import VERSION_TABLE
-from ...database.connections import (
-    display_url,
-    engine_from_options,
-    failing_as,
-    run_with_connection,
-)
+from ...database.connections import run_with_connection
+from ...database.engines import display_url, engine_from_options
+from ...database.errors import failing_as
 from ...database.locks import LOCK_FILE_SUFFIX
 from ..model.tenant import CREATING_TABLE
 from ..selection.discovery import (

@@ -10,12 +10,9 @@ from alembic.util import CommandError
 from sqlalchemy import TextClause, text
 from sqlalchemy.engine import URL, Connection, make_url
 
-from ...database.connections import (
-    display_url,
-    engine_from_options,
-    failing_as,
-    run_with_connection,
-)
+from ...database.connections import run_with_connection
+from ...database.engines import display_url, engine_from_options
+from ...database.errors import failing_as
 from ..model.names import is_reserved, split_list, validate_all
 from ..model.settings import TenantSettings
 from ..model.tenant import RECORD_FILE
