@@ -755,3 +755,32 @@ def test_the_signal_handler_writes_nothing_itself() -> None:
     assert [line.split()[0] for line in said] == ["stopping"], said
     assert "reentrant call" not in err and "Logging error" not in err, err[-2000:]
     assert out.strip() == "stopped"
+
+
+FORKED_CHILD = """
+import os, signal
+from alembic_recipes.database.stopping import stop_on_signals
+with stop_on_signals():
+    pid = os.fork()
+    if pid == 0:  # the child's first instruction: Ctrl-C already its parent's
+        os._exit(0 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN else 1)
+    _, status = os.waitpid(pid, 0)
+    parent = signal.getsignal(signal.SIGINT).__name__
+print(os.waitstatus_to_exitcode(status), parent)
+"""
+
+
+def test_a_child_forked_during_a_run_leaves_ctrl_c_to_its_parent() -> None:
+    """Ctrl-C reaches the whole process group; a worker forked a moment
+    before must not run the parent's handler, whose stop state it copied (a
+    CI run's random-moment trial saw it raise ``KeyboardInterrupt`` in the
+    worker's start-up).  A child forked under the stop's handling ignores
+    SIGINT from its first instruction; the parent keeps its handler."""
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED_CHILD],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=True,
+    )
+    assert done.stdout.split() == ["0", "_handle"], done.stdout + done.stderr

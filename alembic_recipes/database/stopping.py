@@ -31,6 +31,7 @@ database what became of its tenant).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import logging
 import os
@@ -314,6 +315,21 @@ def as_worker() -> int:
     if os.getppid() != parent:  # died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
     return parent
+
+
+def _in_child() -> None:
+    """Right after a fork while a stop is watched (a worker starting): Ctrl-C
+    is the parent's to handle, from the child's first instruction on -- the
+    whole process group gets it, and the parent's stop state, copied into the
+    child, would make the inherited handler raise ``KeyboardInterrupt`` in
+    the middle of the child's start-up.  :func:`as_worker` then sets the
+    worker's own handling."""
+    if signal.getsignal(signal.SIGINT) is _handle:
+        with contextlib.suppress(ValueError):  # forked off the main thread
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+os.register_at_fork(after_in_child=_in_child)
 
 
 def _worker_stop(signum: int, frame: FrameType | None) -> None:
