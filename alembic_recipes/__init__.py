@@ -42,7 +42,6 @@ Replaceable objects (views, functions, procedures, triggers) live in
 from __future__ import annotations
 
 import importlib
-import warnings
 from typing import Any
 
 from .autogenerate.recipes import autogenerate_hooks, chain
@@ -66,6 +65,7 @@ from .metadata.bootstrap import create_all_and_stamp, create_all_and_stamp_async
 from .metadata.heads import check_at_head, check_at_head_async
 from .metadata.tables import render_tables
 from .moved import install as install_moved_paths
+from .moved import warn_moved
 from .multidb import (
     Database,
     DatabaseSettings,
@@ -168,9 +168,5 @@ def __getattr__(name: str) -> Any:
         if module == "runtime.commands" and new != name
         else f"alembic_recipes.{module}.{new}"
     )
-    warnings.warn(
-        f"alembic_recipes.{name} is deprecated and goes in 0.3: use {where}",
-        DeprecationWarning,
-        stacklevel=2,
-    )
+    warn_moved(f"alembic_recipes.{name}", where)
     return getattr(importlib.import_module(f"alembic_recipes.{module}"), new)

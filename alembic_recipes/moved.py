@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
-__all__ = ["ALSO", "MOVED", "install"]
+__all__ = ["ALSO", "MOVED", "install", "warn_moved"]
 
 MOVED: dict[str, str] = {
     f"alembic_recipes.{old}": f"alembic_recipes.{new}"
@@ -104,6 +104,17 @@ ALSO: dict[str, tuple[str, ...]] = {
 split in two): an old name is looked up in each, after the new path."""
 
 
+def warn_moved(old: str, new: str, *, stacklevel: int = 2) -> None:
+    """The one ``DeprecationWarning`` of an old name or path *old* (*new*:
+    what to use); *stacklevel* as :func:`warnings.warn` counts it from the
+    caller."""
+    warnings.warn(
+        f"{old} is deprecated and goes in 0.3: use {new}",
+        DeprecationWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
 class _Forward(importlib.abc.Loader):
     """Makes the old module: every attribute read goes to the new one (and
     to those that took the rest of its names)."""
@@ -117,11 +128,7 @@ class _Forward(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         targets = [importlib.import_module(m) for m in (self.target, *self.also)]
-        warnings.warn(
-            f"{module.__name__} is deprecated and goes in 0.3: use {self.target}",
-            DeprecationWarning,
-            stacklevel=2,
-        )
+        warn_moved(module.__name__, self.target)
 
         def forward(name: str) -> object:
             for target in targets:

@@ -3,7 +3,8 @@
 Bottom up (a module imports only its own layer and those below it, and the
 module graph has no cycle):
 
-1. ``alembic_internals`` (every use of Alembic's private API) and ``logs``;
+1. ``alembic_internals`` (every use of Alembic's private API), ``logs`` and
+   ``moved`` (the old paths and names, deprecated);
 2. ``database``: connections, poolers, the lock, timeouts, retries, stops;
 3. ``configuration``: the option table, reading options, the settings;
 4. ``runtime`` (running env.py) and ``autogenerate`` (the cookbook's hooks);
@@ -12,7 +13,7 @@ module graph has no cycle):
    of its own, bottom up: ``model``, ``selection``, ``records``, ``running``,
    ``driving``, then the entry points);
 7. ``metadata``: an application's helpers over them (bootstrap a tenant);
-8. the faces: ``__init__``, ``__main__``, ``templates``, ``moved``.
+8. the faces: ``__init__``, ``__main__``, ``templates``.
 
 Only ``alembic_internals`` touches Alembic's private names, and no module
 looks anything up in ``sys.modules``.
@@ -29,14 +30,14 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "alembic_recipes"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("alembic_internals", "logs"),
+    ("alembic_internals", "logs", "moved"),
     ("database",),
     ("configuration",),
     ("runtime", "autogenerate"),
     ("replaceable", "lint"),
     ("data", "multidb", "tenants"),
     ("metadata",),
-    ("", "__main__", "templates", "moved"),
+    ("", "__main__", "templates"),
 ]
 """Bottom up; a module's layer is that of its first name (``""``: the
 package's ``__init__``)."""

@@ -10,18 +10,14 @@ Before 0.2 ``alembic_recipes.tenants.selection`` was the module that is now
 from __future__ import annotations
 
 import importlib
-import warnings
 from typing import Any
+
+from ...moved import warn_moved
 
 
 def __getattr__(name: str) -> Any:
     module = importlib.import_module(f"{__name__}.selection")
     if name.startswith("__") or not hasattr(module, name):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"{__name__}.{name} is deprecated and goes in 0.3: use"
-        f" {__name__}.selection.{name}",
-        DeprecationWarning,
-        stacklevel=2,
-    )
+    warn_moved(f"{__name__}.{name}", f"{__name__}.selection.{name}")
     return getattr(module, name)
