@@ -26,7 +26,6 @@ __all__ = [
     "Database",
     "DatabaseSettings",
     "database_names",
-    "database_section",
     "offline_databases",
     "selected_databases",
 ]
