@@ -578,6 +578,78 @@ OPTIONS: tuple[Option, ...] = (
         ),
     ),
     Option(
+        "provision",
+        (
+            "How a missing tenant is made (-x provision=...): replay - run every",
+            "revision into it; snapshot - copy the schema of the template tenant",
+            "(provision_template, kept at head by the fleet) in one transaction, then",
+            "run the revisions the template has not had yet.",
+        ),
+        default="replay",
+        kind="word",
+        accepted="one of replay, snapshot",
+        x="provision",
+        templates=frozenset({"multitenant"}),
+        reference=(
+            "How a tenant that does not exist yet is made. `replay` (the default) "
+            "runs the whole history into it. `snapshot` copies the template tenant "
+            "(`provision_template`) at head instead, in one transaction, so that a "
+            "new tenant costs the same whatever the history's length: on "
+            "PostgreSQL schemas, the template's DDL (`pg_dump --schema-only`, "
+            "captured once per template revision and kept in the "
+            "`alembic_recipes_snapshot` table) renamed to the new schema; a "
+            "PostgreSQL database is made with `CREATE DATABASE ... TEMPLATE`, a "
+            "SQLite file with the backup API, a MariaDB/MySQL database from the "
+            "template's `SHOW CREATE` DDL. A template behind head is copied, then "
+            "the revisions it lacks run as usual. See Provisioning tenants."
+        ),
+    ),
+    Option(
+        "provision_template",
+        (
+            "The tenant provision = snapshot copies; a fleet run (-x tenant=all)",
+            "creates it and migrates it first.",
+        ),
+        default="_template",
+        kind="text",
+        accepted="a tenant name (" + "1 to 63 lower-case ASCII letters, digits,"
+        " '_' or '-', starting with a letter or '_')",
+        templates=frozenset({"multitenant"}),
+        reference=(
+            "The tenant that `provision = snapshot` copies. A fleet run "
+            "(`-x tenant=all`) creates it when missing and migrates it before "
+            "the other tenants; it holds no customer's data. Its name is "
+            "checked like any tenant's."
+        ),
+    ),
+    Option(
+        "provision_seed",
+        ("Tables of the template whose rows provision = snapshot copies too:",),
+        example="plans, countries",
+        kind="list",
+        accepted="table names of the template, comma-separated",
+        templates=frozenset({"multitenant"}),
+        reference=(
+            "Tables of the template whose rows `provision = snapshot` copies "
+            "into a new tenant (seed rows revisions inserted), with their "
+            "sequences' positions; other tables are created empty."
+        ),
+    ),
+    Option(
+        "new_tenant",
+        kind="bool",
+        accepted="true or false",
+        x="new",
+        templates=frozenset({"multitenant"}),
+        in_ini=False,
+        reference=(
+            "`-x new=true` (what `provision_tenant()` sets): the named tenant must "
+            "not exist yet. It is created, and a tenant that exists is an error "
+            "naming it; two runs creating the same name take turns, and exactly "
+            "one creates it."
+        ),
+    ),
+    Option(
         "continue_on_error",
         (
             "Fleet runs stop at the first failing tenant; true goes on with the others",

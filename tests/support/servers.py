@@ -285,11 +285,15 @@ def versions(url: str) -> list[str]:
         return list(conn.scalars(sa.text("SELECT version_num FROM alembic_version")))
 
 
-def schema_dump(url: sa.URL, schema: str, database: str | None = None) -> list[str]:
+def schema_dump(
+    url: sa.URL, schema: str, database: str | None = None, *, privileges: bool = False
+) -> list[str]:
     """``pg_dump --schema-only`` of *schema*, as lines comparable across
-    schemas: the schema's name written ``public``, the run record left out."""
+    schemas: the schema's name written ``public``, the run record left out
+    (*privileges*: with its grants)."""
+    grants = [] if privileges else ["--no-privileges"]
     done = subprocess.run(
-        ["pg_dump", "--schema-only", "--no-owner", "--no-privileges", "-n", schema,
+        ["pg_dump", "--schema-only", "--no-owner", *grants, "-n", schema,
          "-h", str(url.host), "-p", str(url.port or 5432), "-U", str(url.username),
          database or str(url.database)],
         capture_output=True, text=True, timeout=120, check=True,

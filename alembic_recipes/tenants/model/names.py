@@ -20,6 +20,7 @@ __all__ = [
     "NAME_RULE",
     "PATTERN_RULE",
     "SHARED",
+    "exists",
     "is_pattern",
     "is_reserved",
     "split_list",
@@ -123,3 +124,12 @@ def validate_all(names: Iterable[object], source: str) -> list[str]:
 def split_list(value: str | None) -> list[str]:
     """``"a, b c"`` -> ``["a", "b", "c"]``."""
     return [part for part in re.split(r"[\s,]+", value or "") if part]
+
+
+def exists(name: str, what: str) -> CommandError:
+    """The error for tenant *name*, asked for as new (``-x new=true``,
+    ``provision_tenant()``) while its *what* (schema, database) exists."""
+    return CommandError(
+        f"tenant {name!r}: its {what} exists already (-x new=true creates only"
+        " tenants that do not exist; drop it first, or choose another name)"
+    )

@@ -32,6 +32,7 @@ from .names import (
     validate_selector,
     validate_shared,
 )
+from .provisioning import Provisioning, read_provisioning
 from .reading import (
     ProgressMode,
     read_extensions,
@@ -102,6 +103,8 @@ class TenantSettings(Settings):
     create: Create = "known"
     """Missing tenants: created ``always``, only ``known`` ones (listed in
     ``tenants`` or returned by ``tenants_query``), or ``never``."""
+    provisioning: Provisioning = Provisioning()
+    """How missing tenants are made (``provision``; :mod:`.provisioning`)."""
     keep_going: bool = False
     compiled: Compile = "auto"
     """Replay a once-rendered script per tenant: ``auto`` where the SQL is
@@ -168,6 +171,7 @@ class TenantSettings(Settings):
             "progress": read_progress(reader),
             "progress_interval": reader.duration("progress_interval"),
             "create": reader.flag_or_word("create_tenants"),
+            "provisioning": read_provisioning(reader),
             "keep_going": reader.flag("continue_on_error"),
             "compiled": reader.flag_or_word("compiled_upgrades"),
             "workers": reader.whole("fleet_workers"),

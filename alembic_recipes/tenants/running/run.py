@@ -228,6 +228,13 @@ class Run:
             return None
         return frozenset(wanted) if known else None
 
+    def known_revisions(self, revisions: Sequence[str]) -> bool:
+        """Whether every one of *revisions* is a revision of this script."""
+        try:
+            return all(self.script.get_revision(r) is not None for r in revisions)
+        except Exception:  # an unknown or partial id: not ours
+            return False
+
     def applied(self, revision: str, versions: Sequence[str]) -> bool:
         """Whether *revision* is applied at *versions* (one of them or their
         ancestors)."""

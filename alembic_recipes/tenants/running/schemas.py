@@ -14,6 +14,7 @@ from functools import partial
 from typing import TypeVar
 
 from alembic import context
+from alembic.util import CommandError
 from sqlalchemy import (
     func,
     select,
@@ -32,6 +33,7 @@ from ...database.poolers import tenant_transaction
 from ...database.stopping import guarded, requested
 from ...logs import logger_for
 from ...runtime.execution import connect_and_run
+from ..model.names import exists
 from ..model.tenant import Tenant
 from ..records.outcomes import MIGRATED_ELSEWHERE, Outcome
 from ..records.record import Row, read_rows
@@ -43,6 +45,7 @@ from .interface import recorded
 from .run import Run
 from .schema_scope import schema_scope
 from .schema_state import refresh, schema_state, shared_only
+from .snapshots import Snapshots
 
 __all__ = ["SchemaTenants", "schema_scope"]
 
@@ -79,6 +82,12 @@ class SchemaTenants:
         )
         self._record_schema: str | None = None
         self.extensions = Extensions(settings.extensions)
+        provisioning = settings.provisioning
+        self.snapshots = (
+            Snapshots(provisioning.template, provisioning.seed, settings.shared)
+            if provisioning.snapshot and run.command == "upgrade" and not run.autogenerates
+            else None
+        )
         run.journal.bind(settings.server, self.on_record)
 
     def on_connection(self, fn: Callable[[], T]) -> T:
@@ -237,6 +246,8 @@ class SchemaTenants:
                 run.journal.done(name, outcome, on=(conn, self.record_schema))
         if not compares_only:
             self.existing.add(name)
+        if self.snapshots is not None and name == self.snapshots.template:
+            self.snapshots.refresh(conn)  # (an application provisions from it)
         return outcome
 
     def _migrate(self, conn: Connection, tenant: Tenant) -> tuple[Outcome, bool]:
@@ -248,10 +259,15 @@ class SchemaTenants:
         before = self.versions.get(name, [])
         missing = name not in self.existing
         run.journal.check_repair(name, partial(run.applied, versions=before))
+        if not missing and settings.provisioning.new:
+            raise exists(name, "schema")
         if not missing and run.at_head(before):
             return MIGRATED_ELSEWHERE, False
         if missing and not self._creates(conn, name):
             return (before, before), False  # current: a missing tenant, said
+        if missing and self._copies(name) and self._from_snapshot(conn, name):
+            if run.at_head(self.versions[name]):
+                return (before, self.versions[name]), False
         # a stop: no statement of it starts after; a failure after part of
         # it committed (autocommit_block()) needs repair
         with (
@@ -278,7 +294,50 @@ class SchemaTenants:
             if run.command == "current":
                 return False
             raise run.selection.missing(name)
-        conn.execute(CreateSchema(name, if_not_exists=True))
+        if not self._copies(name):  # (a snapshot's script creates it)
+            conn.execute(CreateSchema(name, if_not_exists=True))
+        return True
+
+    def _copies(self, name: str) -> bool:
+        """New tenant *name* is made from the snapshot (not the template)."""
+        return self.snapshots is not None and name != self.snapshots.template
+
+    def _from_snapshot(self, conn: Connection, name: str) -> bool:
+        """Make the new schema *name* a copy of the template (its versions
+        then those of the snapshot); False when this command's target is not
+        at or past the snapshot (an upgrade to an older revision replays)."""
+        assert self.snapshots is not None
+        snapshot = self.snapshots.current(conn)
+        run = self.run
+        known = run.known_revisions(snapshot.heads)
+        if not known:
+            raise CommandError(
+                f"provision = snapshot: the template tenant"
+                f" {self.snapshots.template!r} is at {', '.join(snapshot.heads)},"
+                " which this code's migrations do not know (they end at"
+                f" {', '.join(sorted(run.heads))}): migrate it with this code's"
+                " migrations, or provision from the code that made it"
+            )
+        if not run.known_revisions(run.targets) or not all(
+            run.applied(head, run.targets) for head in snapshot.heads
+        ):
+            log.info(
+                "tenant %r: the snapshot is past %s; replaying instead",
+                name,
+                ", ".join(run.targets),
+            )
+            conn.execute(CreateSchema(name, if_not_exists=True))
+            return False
+        snapshot.apply(conn, name)
+        log.info(
+            "tenant %r: copied from the snapshot of %r at %s",
+            name,
+            snapshot.template,
+            ", ".join(snapshot.heads),
+        )
+        self.versions[name] = list(snapshot.heads)
+        self.with_table.add(name)
+        self.existing.add(name)
         return True
 
     def _replayed(

@@ -60,6 +60,7 @@ class Selection:
             selectors = resumed
         if settings.needs_known:
             found = known() if known is not None else known_tenants(settings, conn)
+            found = _template_first(settings, found)
             names = resolve(selectors, settings.excluded, _some(found))
         else:
             named = selectors if settings.resumes else settings.named()
@@ -93,7 +94,10 @@ class Selection:
         create = self.settings.create
         if self.settings.command == "current":
             return False  # status never creates anything
-        if self.shared:
+        provisioning = self.settings.provisioning
+        if self.shared or provisioning.new:
+            return True
+        if provisioning.snapshot and name == provisioning.template:
             return True
         if create == "never":
             return False
@@ -133,6 +137,16 @@ class Selection:
             f"tenant {name!r}: {what} does not exist{why} (create it with"
             " -x create=true or create_tenants = true)"
         )
+
+
+def _template_first(settings: TenantSettings, names: list[str]) -> list[str]:
+    """The known tenants *names*, with ``provision = snapshot``'s template
+    first: an upgrade migrates it before the others (creating it if missing)."""
+    provisioning = settings.provisioning
+    if not provisioning.snapshot or settings.command != "upgrade":
+        return names
+    template = provisioning.template
+    return [template, *(name for name in names if name != template)]
 
 
 def _some(known: list[str]) -> list[str]:
