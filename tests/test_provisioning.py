@@ -5,13 +5,18 @@ object for object; it is one transaction; it refuses what it must.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic.config import Config
+from alembic.util import CommandError
+from sqlalchemy.ext.asyncio import create_async_engine
 from support.projects import Project
 from support.servers import ServerDB, schema_dump
+
+from alembic_recipes import provision_tenant, provision_tenant_async
 
 # -- a history holding every kind of object the snapshot must copy ------------
 CHAIN = {
@@ -115,3 +120,79 @@ def test_a_snapshot_tenant_equals_a_replayed_one(snap: Project, pg: ServerDB) ->
     assert "Captured the snapshot of template tenant '_template'" in fleet.output
     assert "tenant 'copied': copied from the snapshot of '_template'" in out.output
     print(fleet.output, out.output)
+
+
+def _schemas(pg: ServerDB) -> set[str]:
+    return {
+        str(name)
+        for (name,) in _rows(
+            pg,
+            "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg_%'"
+            " AND nspname NOT IN ('information_schema', 'public')",
+        )
+    }
+
+
+def _config(proj: Project) -> Config:
+    return Config(str(proj.ini))
+
+
+@pytest.mark.postgresql
+def test_concurrent_sign_ups_from_one_async_application(
+    snap: Project, pg: ServerDB
+) -> None:
+    """100 sign-ups at once from one event loop on one AsyncEngine, 92 of
+    different names and 8 of one name: every new name is made at head,
+    exactly one of the 8 makes its tenant and the 7 others get one error
+    naming it."""
+    snap.alembic("-x", "tenant=all", "upgrade", "head")
+    config = _config(snap)
+    head = snap.prepared[-1]
+
+    async def sign_ups() -> list[BaseException | None]:
+        engine = create_async_engine(pg.driver_url("asyncpg"), pool_size=10)
+        try:
+            calls = [f"c{i:02d}" for i in range(92)] + ["same"] * 8
+            done = await asyncio.gather(
+                *(provision_tenant_async(engine, n, config=config) for n in calls),
+                return_exceptions=True,
+            )
+            return list(done)
+        finally:
+            await engine.dispose()
+
+    outcomes = asyncio.run(sign_ups())
+    assert outcomes[:92] == [None] * 92
+    same = outcomes[92:]
+    assert same.count(None) == 1, same
+    for failure in (o for o in same if o is not None):
+        assert isinstance(failure, CommandError)
+        assert str(failure).startswith("tenant 'same': its schema exists already")
+    assert _schemas(pg) == {"_template", "same", *(f"c{i:02d}" for i in range(92))}
+    expected = _dump(pg, "_template")
+    for name in ("c00", "c91", "same"):
+        assert _dump(pg, name) == expected
+        assert _state(pg, name)["versions"] == [(head,)]
+
+
+@pytest.mark.postgresql
+def test_provisioning_refuses_what_it_must_and_sends_nothing(
+    snap: Project, pg: ServerDB
+) -> None:
+    """A bad name, a tenant that exists, a missing template, a template at a
+    revision this code does not know: one error each; nothing is made."""
+    config = _config(snap)
+    with pytest.raises(CommandError, match=r"^invalid tenant name 'Bad Name'"):
+        provision_tenant(None, "Bad Name", config=config)
+    with pytest.raises(CommandError, match="template tenant '_template' does not"):
+        provision_tenant(None, "acme", config=config)
+    assert _schemas(pg) == set()
+    snap.alembic("-x", "tenant=all", "upgrade", "head")
+    provision_tenant(None, "acme", config=config)
+    with pytest.raises(CommandError, match="^tenant 'acme': its schema exists"):
+        provision_tenant(None, "acme", config=config)
+    with pg.engine().begin() as conn:
+        conn.exec_driver_sql("UPDATE _template.alembic_version SET version_num = 'f00'")
+    with pytest.raises(CommandError, match="at f00, which this code's migrations"):
+        provision_tenant(None, "globex", config=config)
+    assert _schemas(pg) == {"_template", "acme"}

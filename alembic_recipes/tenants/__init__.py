@@ -13,12 +13,14 @@ The package reads bottom up, each part importing only those before it:
   :class:`~.running.interface.TenantStrategy`;
 * :mod:`.driving` -- how a run is driven: serially, in worker processes, by
   runners claiming tenants, wave after wave, or planned; the shared scope;
-* :mod:`.runner` -- env.py's entry points and the application helpers.
+* :mod:`.runner` -- env.py's entry points and the application helpers;
+  :mod:`.lifecycle` -- a tenant made at head for an application's sign-up.
 """
 
 from __future__ import annotations
 
 from .driving.shared import shared_scope
+from .lifecycle import provision_tenant, provision_tenant_async
 from .model.names import NAME_RULE, validate_tenant
 from .model.settings import TenantSettings
 from .model.tenant import Tenant
@@ -31,6 +33,8 @@ __all__ = [
     "Tenant",
     "TenantSettings",
     "offline_tenants",
+    "provision_tenant",
+    "provision_tenant_async",
     "run_tenants",
     "schema_scope",
     "shared_scope",

@@ -11,7 +11,7 @@ template whose database part holds ``{tenant}``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
 from alembic.util import CommandError
@@ -103,7 +103,7 @@ class TenantSettings(Settings):
     create: Create = "known"
     """Missing tenants: created ``always``, only ``known`` ones (listed in
     ``tenants`` or returned by ``tenants_query``), or ``never``."""
-    provisioning: Provisioning = Provisioning()
+    provisioning: Provisioning = field(default_factory=Provisioning)
     """How missing tenants are made (``provision``; :mod:`.provisioning`)."""
     keep_going: bool = False
     compiled: Compile = "auto"

@@ -85,7 +85,9 @@ class SchemaTenants:
         provisioning = settings.provisioning
         self.snapshots = (
             Snapshots(provisioning.template, provisioning.seed, settings.shared)
-            if provisioning.snapshot and run.command == "upgrade" and not run.autogenerates
+            if provisioning.snapshot
+            and run.command == "upgrade"
+            and not run.autogenerates
             else None
         )
         run.journal.bind(settings.server, self.on_record)
@@ -329,12 +331,6 @@ class SchemaTenants:
             conn.execute(CreateSchema(name, if_not_exists=True))
             return False
         snapshot.apply(conn, name)
-        log.info(
-            "tenant %r: copied from the snapshot of %r at %s",
-            name,
-            snapshot.template,
-            ", ".join(snapshot.heads),
-        )
         self.versions[name] = list(snapshot.heads)
         self.with_table.add(name)
         self.existing.add(name)

@@ -26,13 +26,16 @@ from dataclasses import dataclass
 from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from ...alembic_internals import VERSION_TABLE
 from ...database.engines import display_url
+from ...database.locks import lock_key
 from ...logs import logger_for
+from ..model.names import exists
 from .segments import execute_script
 
-__all__ = ["SNAPSHOT_TABLE", "Snapshot", "Snapshots", "quoted"]
+__all__ = ["SNAPSHOT_TABLE", "Snapshot", "Snapshots", "copy_schema", "quoted"]
 
 log = logger_for(__name__)
 
@@ -97,6 +100,12 @@ class Snapshot:
             for head in self.heads
         )
         execute_script(conn, self.script_for(name) + saved + rows)
+        log.info(
+            "tenant %r: copied from the snapshot of %r at %s",
+            name,
+            self.template,
+            ", ".join(self.heads),
+        )
 
 
 def _literal(value: str) -> str:
@@ -146,6 +155,13 @@ class Snapshots:
         if kept is not None and kept.heads == heads and kept.seed == self.seed:
             return kept
         snapshot = self._stored(conn, heads)
+        if snapshot is None:
+            # one capture at a time per template: the others then read it
+            key = lock_key(
+                f"{conn.engine.url.database}/{SNAPSHOT_TABLE}", self.template
+            )
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+            snapshot = self._stored(conn, heads)
         if snapshot is None:
             snapshot = self.capture(conn, heads)
             self._store(conn, snapshot)
@@ -233,6 +249,19 @@ class Snapshots:
         ``REFRESH`` of its populated materialized views; and the settings
         the script sets."""
         schema = quoted(self.template)
+        missing = [
+            t
+            for t in self.seed
+            if conn.scalar(
+                text("SELECT to_regclass(:t)"), {"t": f"{schema}.{quoted(t)}"}
+            )
+            is None
+        ]
+        if missing:
+            raise CommandError(
+                f"provision_seed: no table {', '.join(map(repr, missing))} in the"
+                f" template tenant {self.template!r}: expected some of its tables"
+            )
         script = _pg_dump(conn, "--schema-only", "--schema", schema)
         if self.seed:
             tables = [
@@ -302,3 +331,56 @@ def _pg_dump(conn: Connection, *args: str) -> str:
         said = done.stderr.strip().splitlines() or [f"exit {done.returncode}"]
         raise CommandError(f"pg_dump of {display_url(url)} failed: {said[-1]}")
     return done.stdout
+
+
+def copy_schema(
+    conn: Connection,
+    name: str,
+    snapshots: Snapshots,
+    heads: frozenset[str],
+    lock_timeout: float | None,
+) -> tuple[str, ...] | None:
+    """Make the new schema tenant *name* from the snapshot when it is at
+    *heads* (the code's), in a transaction (a SAVEPOINT in the caller's) under
+    the tenant's migration lock; its versions.  None: the snapshot is behind
+    *heads*, nothing was done.  A tenant that exists is an error."""
+    begin = conn.begin_nested if conn.in_transaction() else conn.begin
+    with begin():
+        if lock_timeout is not None:
+            _wait_for_lock(conn, name, lock_timeout)
+        found = conn.scalar(
+            text("SELECT 1 FROM pg_namespace WHERE nspname = :n"), {"n": name}
+        )
+        if found is not None:
+            raise exists(name, "schema")
+        snapshot = snapshots.current(conn)
+        if frozenset(snapshot.heads) != heads:
+            return None
+        snapshot.apply(conn, name)
+    return snapshot.heads
+
+
+def _wait_for_lock(conn: Connection, name: str, timeout: float) -> None:
+    """Tenant *name*'s migration lock for the transaction (the key the fleet
+    takes), waited for by the server -- an async caller's event loop goes on
+    meanwhile -- for at most *timeout* seconds."""
+    key = lock_key(conn.engine.url.database or "", name)
+    previous = conn.scalar(text("SELECT current_setting('lock_timeout')"))
+    conn.execute(
+        text("SELECT set_config('lock_timeout', :t, true)"),
+        {"t": f"{max(1, int(timeout * 1000))}ms"},
+    )
+    try:
+        with conn.begin_nested():
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "55P03" and "lock timeout" not in str(
+            exc
+        ):
+            raise
+        raise CommandError(
+            f"tenant {name!r}: timed out after {timeout:g} s waiting for its"
+            " migration lock; nothing was changed (migration_lock_timeout waits"
+            " longer)"
+        ) from exc
+    conn.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": previous})

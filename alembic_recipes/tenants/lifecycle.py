@@ -1,0 +1,136 @@
+"""A tenant's life where migrations meet it, for applications and scripts:
+made at head (:func:`provision_tenant`, :func:`provision_tenant_async`).
+
+A sign-up handler awaits :func:`provision_tenant_async`: the new tenant is
+made as ``alembic -x tenant=NAME -x new=true upgrade head`` would make it --
+with ``provision = snapshot``, a copy of the template tenant -- and a tenant
+that exists already is an error.  On the schema strategy, when the snapshot
+is at the code's head, the copy runs on the caller's connection without
+Alembic's command (so concurrent sign-ups run side by side, each under its
+tenant's migration lock); otherwise Alembic's command runs, one at a time in
+a process (Alembic's ``context`` is one per process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+import weakref
+from collections.abc import Callable
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+
+from ..database.connections import (
+    Connectable,
+    run_with_connection,
+    run_with_connection_async,
+)
+from ..database.engines import display_url, engine_from_options
+from ..runtime.commands import run_command_async
+from .model.names import validate_tenant
+from .model.settings import TenantSettings
+from .running.snapshots import Snapshots, copy_schema
+
+__all__ = ["provision_tenant", "provision_tenant_async"]
+
+_scripts: dict[tuple[str | None, str], frozenset[str]] = {}
+"""The code's heads, read once per process and script location."""
+_one_command = threading.Lock()
+_loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _provisioning(config: Config, name: str) -> Config:
+    """A copy of *config* asking for tenant *name*, new (the caller's
+    ``config.attributes`` untouched: concurrent sign-ups share it)."""
+    clone = copy.copy(config)
+    clone.attributes = {**config.attributes, "tenant": name, "new": True}
+    return clone
+
+
+def _heads(config: Config) -> frozenset[str]:
+    key = (config.config_file_name, str(config.get_main_option("script_location")))
+    if key not in _scripts:
+        _scripts[key] = frozenset(ScriptDirectory.from_config(config).get_heads())
+    return _scripts[key]
+
+
+def _copier(
+    settings: TenantSettings, name: str
+) -> Callable[[Connection], tuple[str, ...] | None] | None:
+    """The copy without Alembic's command (schema strategy, ``provision =
+    snapshot``, one server); None where Alembic's command must run."""
+    provisioning = settings.provisioning
+    if settings.strategy != "schema" or not provisioning.snapshot or settings.servers:
+        return None
+    snapshots = Snapshots(provisioning.template, provisioning.seed, settings.shared)
+    heads = _heads(settings.config)
+    timeout = settings.migration_lock_timeout if settings.migration_lock else None
+    return lambda conn: copy_schema(conn, name, snapshots, heads, timeout)
+
+
+def _on_ini_engine(
+    settings: TenantSettings, fn: Callable[[Connection], tuple[str, ...] | None]
+) -> tuple[str, ...] | None:
+    config = settings.config
+    section = settings.section or config.config_ini_section
+    engine = engine_from_options(config.get_section(section, {}))
+    where = f"the database {display_url(engine.url)}"
+    try:
+        return run_with_connection(engine, fn, owned=True, where=where)
+    finally:
+        if not engine.dialect.is_async:
+            engine.dispose()
+
+
+def provision_tenant(
+    connectable: Connectable | None, name: str, *, config: Config
+) -> None:
+    """Make the new tenant *name* at head (sync; from a script, a sync
+    application or a worker thread); *connectable*: the caller's engine or
+    connection (None: ``sqlalchemy.url``).  Fails with one ``CommandError``
+    for a bad name or a tenant that exists."""
+    validate_tenant(name, source="provision_tenant()")
+    clone = _provisioning(config, name)
+    settings = TenantSettings.load(clone)
+    copier = _copier(settings, name)
+    if copier is not None:
+        done = (
+            run_with_connection(connectable, copier)
+            if connectable is not None
+            else _on_ini_engine(settings, copier)
+        )
+        if done is not None:
+            return
+    if connectable is not None:
+        clone.attributes["connection"] = connectable
+    with _one_command:
+        command.upgrade(clone, "head")
+
+
+async def provision_tenant_async(
+    connectable: Connectable | None, name: str, *, config: Config
+) -> None:
+    """:func:`provision_tenant` from async code (a FastAPI or Starlette
+    sign-up handler), on the caller's event loop: an ``AsyncEngine`` or
+    ``AsyncConnection`` runs it through ``run_sync()``."""
+    validate_tenant(name, source="provision_tenant_async()")
+    clone = _provisioning(config, name)
+    settings = TenantSettings.load(clone)
+    copier = _copier(settings, name)
+    if copier is not None:
+        if connectable is not None:
+            done = await run_with_connection_async(connectable, copier)
+        else:
+            done = await asyncio.to_thread(_on_ini_engine, settings, copier)
+        if done is not None:
+            return
+    loop = asyncio.get_running_loop()
+    lock = _loop_locks.setdefault(loop, asyncio.Lock())
+    async with lock:
+        await run_command_async(command.upgrade, connectable, clone, "head")
