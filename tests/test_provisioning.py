@@ -6,6 +6,8 @@ object for object; it is one transaction; it refuses what it must.
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 from collections.abc import Callable
 
 import pytest
@@ -13,6 +15,7 @@ import sqlalchemy as sa
 from alembic.config import Config
 from alembic.util import CommandError
 from sqlalchemy.ext.asyncio import create_async_engine
+from support.processes import DEADLINE, spawn
 from support.projects import Project
 from support.servers import ServerDB, schema_dump
 
@@ -196,3 +199,92 @@ def test_provisioning_refuses_what_it_must_and_sends_nothing(
     with pytest.raises(CommandError, match="at f00, which this code's migrations"):
         provision_tenant(None, "globex", config=config)
     assert _schemas(pg) == {"_template", "acme"}
+
+
+@pytest.mark.postgresql
+def test_a_template_behind_head_is_copied_then_brought_to_head(
+    snap: Project, pg: ServerDB
+) -> None:
+    """The code has a revision the template has not had yet: the new tenant
+    is copied at the template's version, then that revision runs as usual;
+    it ends as a replayed tenant ends."""
+    snap.alembic("-x", "tenant=all", "upgrade", "head")
+    newer = snap.revision(
+        "email",
+        upgrade='op.add_column("users", sa.Column("email", sa.Text))\n'
+        'op.create_index("ix_users_email", "users", ["email"])',
+    )
+    provision_tenant(None, "late", config=_config(snap))
+    snap.alembic(
+        "-x", "tenant=replayed", "-x", "provision=replay", "-x", "create=true",
+        "upgrade", "head",
+    )  # fmt: skip
+    assert _state(pg, "late")["versions"] == [(newer,)]
+    assert _dump(pg, "late") == _dump(pg, "replayed")
+    assert _state(pg, "late") == _state(pg, "replayed")
+    assert _state(pg, "_template")["versions"] == [(snap.prepared[-1],)]
+
+
+@pytest.mark.postgresql
+def test_the_command_line_makes_a_new_tenant_and_refuses_an_existing_one(
+    snap: Project, pg: ServerDB
+) -> None:
+    """``alembic -x tenant=NAME -x new=true upgrade head``: the CLI of
+    ``provision_tenant()``."""
+    snap.alembic("-x", "tenant=all", "upgrade", "head")
+    new = ("-x", "tenant=acme", "-x", "new=true", "upgrade", "head")
+    made = snap.alembic(*new, process=True)
+    assert "tenant 'acme': copied from the snapshot of '_template'" in made.output
+    again = snap.alembic(*new, ok=False, process=True)
+    assert again.code == 255
+    assert "FAILED: tenant 'acme': its schema exists already" in again.output
+    assert _dump(pg, "acme") == _dump(pg, "_template")
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill", "term"])
+def test_a_provisioning_cut_off_leaves_nothing_behind(
+    snap: Project, pg: ServerDB, sig: signal.Signals
+) -> None:
+    """The copy is one transaction: stopped or killed while the application
+    holds a lock it needs (``public.plans``, which its foreign key names),
+    the tenant's schema, version and record row are not there, ``current``
+    shows no such tenant -- and the next run makes it whole."""
+    snap.alembic("-x", "tenant=all", "upgrade", "head")
+    holder = pg.engine().connect()
+    holder.begin()
+    holder.exec_driver_sql("LOCK TABLE public.plans IN ACCESS EXCLUSIVE MODE")
+    run = spawn(snap, "-x", "tenant=victim", "-x", "new=true", "upgrade", "head")
+    try:
+        _until(lambda: _waiting(pg) > 0, "the copy to wait for the lock")
+        run.send_signal(sig)
+        run.communicate(timeout=60)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert run.returncode != 0
+    assert "victim" not in _schemas(pg)
+    status = snap.alembic("-x", "tenant=victim", "current")
+    record = "SELECT tenant FROM public.alembic_recipes_fleet_run"
+    with pg.engine().connect() as conn:
+        if sa.inspect(conn).has_table("alembic_recipes_fleet_run"):
+            assert ("victim",) not in _rows(pg, record)
+    assert "head" not in status.stdout
+    snap.alembic("-x", "tenant=victim", "-x", "new=true", "upgrade", "head")
+    assert _dump(pg, "victim") == _dump(pg, "_template")
+
+
+def _waiting(pg: ServerDB) -> int:
+    q = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock'"
+    )
+    with pg.engine().connect() as conn:
+        return int(conn.scalar(sa.text(q)) or 0)
+
+
+def _until(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)

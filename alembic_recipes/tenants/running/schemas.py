@@ -213,7 +213,10 @@ class SchemaTenants:
                 self.compiled.segments_for(self._dialect, before, name, has_table)
 
     def at_head(self, name: str) -> bool | None:
-        """At head according to the batched read (nothing to lock for)."""
+        """At head according to the batched read (nothing to lock for; a
+        tenant asked for as new is checked under its lock)."""
+        if self.run.settings.provisioning.new:
+            return False
         return name in self.existing and self.run.at_head(self.versions.get(name, []))
 
     def one(self, name: str) -> Outcome:
