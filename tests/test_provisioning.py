@@ -14,12 +14,11 @@ import pytest
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.util import CommandError
+from alembic_recipes import provision_tenant, provision_tenant_async
 from sqlalchemy.ext.asyncio import create_async_engine
 from support.processes import DEADLINE, spawn
 from support.projects import Project
 from support.servers import ServerDB, schema_dump
-
-from alembic_recipes import provision_tenant, provision_tenant_async
 
 # -- a history holding every kind of object the snapshot must copy ------------
 CHAIN = {
@@ -192,7 +191,7 @@ def test_provisioning_refuses_what_it_must_and_sends_nothing(
     assert _schemas(pg) == set()
     snap.alembic("-x", "tenant=all", "upgrade", "head")
     provision_tenant(None, "acme", config=config)
-    with pytest.raises(CommandError, match="^tenant 'acme': its schema exists"):
+    with pytest.raises(CommandError, match=r"^tenant 'acme': its schema exists"):
         provision_tenant(None, "acme", config=config)
     with pg.engine().begin() as conn:
         conn.exec_driver_sql("UPDATE _template.alembic_version SET version_num = 'f00'")
