@@ -9,6 +9,7 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -287,3 +288,199 @@ def _until(check: Callable[[], bool], what: str) -> None:
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
+
+
+# -- the database strategy ----------------------------------------------------
+SQLITE_CHAIN = {
+    "kinds and users": """\
+op.create_table(
+    "kinds",
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+)
+op.execute("INSERT INTO kinds (name) VALUES ('basic'), ('pro')")
+op.create_table(
+    "users",
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind_id", sa.Integer, sa.ForeignKey("kinds.id")),
+    sa.Column("name", sa.Text),
+)
+op.create_index("ix_users_name", "users", ["name"])""",
+    "a view and a trigger": """\
+op.execute("CREATE VIEW v_users AS SELECT name FROM users")
+op.execute(
+    "CREATE TRIGGER t_users AFTER INSERT ON users BEGIN"
+    " UPDATE users SET name = lower(name) WHERE id = NEW.id; END"
+)""",
+}
+
+
+def _sqlite_chain(proj: Project) -> list[str]:
+    return [
+        proj.revision(message, upgrade=body) for message, body in SQLITE_CHAIN.items()
+    ]
+
+
+def _sqlite_state(path: Path) -> tuple[list[tuple[object, ...]], ...]:
+    engine = sa.create_engine(f"sqlite:///{path}", poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        master = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name"
+        return (
+            [tuple(r) for r in conn.execute(sa.text(master))],
+            [tuple(r) for r in conn.execute(sa.text("SELECT * FROM kinds"))],
+            [tuple(r) for r in conn.execute(sa.text("SELECT * FROM alembic_version"))],
+        )
+
+
+def test_a_sqlite_tenant_is_a_copy_of_the_template_file(
+    project: Callable[..., Project],
+) -> None:
+    """SQLite: the template's file copied with the backup API, renamed into
+    place; the same tables, index, view, trigger, rows and version as a
+    tenant made by replaying the history."""
+    proj = project("multitenant", prepare=_sqlite_chain)
+    proj.set_option("tenants", "")
+    proj.set_option("provision", "snapshot")
+    proj.alembic("-x", "tenant=all", "upgrade", "head")
+    made = proj.alembic("-x", "tenant=acme", "-x", "new=true", "upgrade", "head")
+    assert "tenant 'acme': copied from the template '_template'" in made.output
+    proj.alembic(
+        "-x", "tenant=replayed", "-x", "provision=replay", "-x", "create=true",
+        "upgrade", "head",
+    )  # fmt: skip
+    tenants = proj.root / "tenants"
+    assert _sqlite_state(tenants / "acme.db") == _sqlite_state(tenants / "replayed.db")
+    assert sorted(p.name for p in tenants.iterdir() if "copying" in p.name) == []
+    again = proj.alembic(
+        "-x", "tenant=acme", "-x", "new=true", "upgrade", "head", ok=False
+    )
+    assert "tenant 'acme': its database exists already" in again.output
+
+
+@pytest.mark.postgresql
+def test_a_postgresql_tenant_database_is_created_from_the_template(
+    project: Callable[..., Project], pg: ServerDB
+) -> None:
+    """PostgreSQL, a database per tenant: ``CREATE DATABASE ... TEMPLATE``;
+    ``pg_dump -s`` equals a replayed tenant's.  While a session is connected
+    to the template, one error says why, and nothing is made."""
+    base = pg.url.database
+    proj = project(
+        "multitenant", url=pg.driver_url("psycopg") + "_{tenant}", prepare=_chain
+    )
+    proj.set_option("tenants", "")
+    proj.set_option("provision", "snapshot")
+    names = ["_template", "acme", "replayed", "busy"]
+    try:
+        proj.alembic("-x", "tenant=all", "upgrade", "head")
+        proj.alembic("-x", "tenant=acme", "-x", "new=true", "upgrade", "head")
+        proj.alembic(
+            "-x", "tenant=replayed", "-x", "provision=replay", "-x", "create=true",
+            "upgrade", "head",
+        )  # fmt: skip
+        dump = {n: schema_dump(pg.url, "public", f"{base}_{n}", privileges=True)
+                for n in ("acme", "replayed")}  # fmt: skip
+        assert dump["acme"] == dump["replayed"]
+        assert len(dump["acme"]) > 60
+        sitting = sa.create_engine(pg.url.set(database=f"{base}__template",
+                                              drivername="postgresql+psycopg"),
+                                   poolclass=sa.pool.NullPool)  # fmt: skip
+        with sitting.connect():
+            busy = proj.alembic(
+                "-x", "tenant=busy", "-x", "new=true", "upgrade", "head", ok=False
+            )
+        assert "the template database" in busy.output
+        assert "has other sessions" in busy.output
+        with pg.engine().connect() as conn:
+            found = conn.scalar(sa.text("SELECT count(*) FROM pg_database WHERE datname = :d"),
+                                {"d": f"{base}_busy"})  # fmt: skip
+        assert found == 0
+    finally:
+        pg.drop_tenant_databases(names)
+
+
+MYSQL_CHAIN = {
+    "kinds and users": """\
+op.create_table(
+    "kinds",
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(50), nullable=False),
+)
+op.execute("INSERT INTO kinds (name) VALUES ('basic'), ('pro')")
+op.create_table(
+    "users",
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind_id", sa.Integer, sa.ForeignKey("kinds.id")),
+    sa.Column("name", sa.String(50), comment="their name"),
+)
+op.create_index("ix_users_name", "users", ["name"])""",
+    "a view and a trigger": """\
+op.execute("CREATE VIEW v_users AS SELECT u.name, k.name AS kind FROM users u"
+           " JOIN kinds k ON k.id = u.kind_id")
+op.execute(
+    "CREATE TRIGGER t_users BEFORE INSERT ON users FOR EACH ROW"
+    " SET NEW.name = lower(NEW.name)"
+)""",
+}
+
+
+def _mysql_chain(proj: Project) -> list[str]:
+    return [
+        proj.revision(message, upgrade=body) for message, body in MYSQL_CHAIN.items()
+    ]
+
+
+def _mysql_state(db: ServerDB, database: str) -> list[object]:
+    """Every table's, view's and trigger's ``SHOW CREATE`` (the database's
+    name written ``db``), the seed rows and the version."""
+    with db.engine().connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT table_name, table_type FROM information_schema.tables"
+                    " WHERE table_schema = :s ORDER BY table_name"),
+            {"s": database},
+        ).all()  # fmt: skip
+        state: list[object] = []
+        for name, kind in rows:
+            what = "VIEW" if kind == "VIEW" else "TABLE"
+            ddl = conn.exec_driver_sql(f"SHOW CREATE {what} `{database}`.`{name}`")
+            state.append(ddl.one()[1].replace(f"`{database}`", "`db`"))
+        for (trigger,) in conn.execute(
+            sa.text("SELECT trigger_name FROM information_schema.triggers"
+                    " WHERE trigger_schema = :s"),
+            {"s": database},
+        ):  # fmt: skip
+            shown = conn.exec_driver_sql(
+                f"SHOW CREATE TRIGGER `{database}`.`{trigger}`"
+            )
+            state.append(shown.one()[2])
+        for table in ("kinds", "alembic_version"):
+            q = f"SELECT * FROM `{database}`.`{table}`"
+            state.append([tuple(r) for r in conn.exec_driver_sql(q)])
+        return state
+
+
+@pytest.mark.mysql
+def test_a_mariadb_tenant_is_made_from_the_template_ddl(
+    project: Callable[..., Project], mysql: ServerDB
+) -> None:
+    """MariaDB/MySQL: the template's ``SHOW CREATE`` DDL and its seed rows in
+    a new database; the same as a tenant made by replaying the history."""
+    base = mysql.url.database
+    proj = project("multitenant", url=mysql.driver_url("pymysql") + "_{tenant}",
+                   prepare=_mysql_chain)  # fmt: skip
+    proj.set_option("tenants", "")
+    proj.set_option("provision", "snapshot")
+    proj.set_option("provision_seed", "kinds")
+    try:
+        proj.alembic("-x", "tenant=all", "upgrade", "head")
+        made = proj.alembic("-x", "tenant=acme", "-x", "new=true", "upgrade", "head")
+        assert "tenant 'acme': copied from the template '_template'" in made.output
+        proj.alembic(
+            "-x", "tenant=replayed", "-x", "provision=replay", "-x", "create=true",
+            "upgrade", "head",
+        )  # fmt: skip
+        copied = _mysql_state(mysql, f"{base}_acme")
+        assert copied == _mysql_state(mysql, f"{base}_replayed")
+        assert len(copied) == 7
+    finally:
+        mysql.drop_tenant_databases(["_template", "acme", "replayed"])

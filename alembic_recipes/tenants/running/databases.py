@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, TypeVar
 
 from alembic import context
 from alembic.util import CommandError
-from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from ...alembic_internals import transaction_alembic_may_end
@@ -43,7 +42,8 @@ from ...database.poolers import tenant_transaction
 from ...database.stopping import guarded
 from ...database.timeouts import migration_safeguards
 from ...logs import logger_for
-from ..model.tenant import CREATING_TABLE, Tenant
+from ..model.names import exists as already
+from ..model.tenant import Tenant
 from ..records.outcomes import Outcome
 from ..records.record import Row, read_rows, record_location
 from ..records.repair import commits_ddl, watching
@@ -55,11 +55,13 @@ from ..selection.discovery import (
 )
 from .interface import recorded
 from .run import Run
+from .snapshots import snapshot_usable
 from .tenant_database import (
     Created,
     Unsettled,
     database_exists,
     marked,
+    unmark,
     versions_in,
 )
 
@@ -260,7 +262,10 @@ class DatabaseTenants:
             applied = partial(run.applied, versions=before)
             run.journal.check_repair(tenant.name, applied)
             if run.at_head(before):
-                return None
+                if created is None:
+                    return None
+                unmark(conn)  # a copy of the template at head
+                return [], before
             new = not before and run.command in ("upgrade", "stamp")
             if new and created is None and not settled:
                 raise Unsettled
@@ -272,8 +277,7 @@ class DatabaseTenants:
                         self.migrate(conn, tenant)
                 after = list(context.get_context().get_current_heads())
             if created is not None:  # the first migration has committed
-                with conn.begin():
-                    conn.execute(text(f"DROP TABLE IF EXISTS {CREATING_TABLE}"))
+                unmark(conn)
         return before, after
 
     def _running(
@@ -315,6 +319,8 @@ class DatabaseTenants:
                 self.shared, lambda c: self._migrate_on(c, tenant, settled=True)
             )
         if database_exists(tenant.url):
+            if run.settings.provisioning.new:
+                raise already(name, "database")
             try:
                 return self._run(tenant)
             except Unsettled:
@@ -365,19 +371,48 @@ class DatabaseTenants:
                 )
                 Created(tenant.url).remove()
                 exists = False
+            if exists and run.settings.provisioning.new:
+                raise already(name, "database")
             created = None
             if not exists:
                 self._load_listed(name)
                 if not run.selection.may_create(name):
                     raise run.selection.missing(name)
-                created = Created(tenant.url, admin)
-                created.create(self.options)
+                created = Created(tenant.url, admin, self._template_for(name))
+                created.create(self.options, run.settings.provisioning.seed)
             try:
                 return self._run(tenant, created, settled=True)
             except BaseException:
                 if created is not None:
                     created.remove()
                 raise
+
+    def _template_for(self, name: str) -> str | None:
+        """The URL of the template tenant's database that new tenant *name*
+        is copied from (``provision = snapshot``); None: replay the history
+        (no snapshot asked, the template itself, or a target before the
+        template's versions)."""
+        run = self.run
+        provisioning = run.settings.provisioning
+        if not provisioning.snapshot or name == provisioning.template:
+            return None
+        if run.command != "upgrade":
+            return None
+        template = run.settings.tenant(provisioning.template)
+        heads = (
+            self._on_tenant(template, versions_in)
+            if database_exists(template.url)
+            else []
+        )
+        if not snapshot_usable(run, provisioning.template, heads, name):
+            return None
+        log.info(
+            "tenant %r: copied from the template %r at %s",
+            name,
+            provisioning.template,
+            ", ".join(heads),
+        )
+        return template.url
 
     def _left_unfinished(self, tenant: Tenant) -> bool:
         """The tenant's database holds the creating mark and no version."""

@@ -14,7 +14,6 @@ from functools import partial
 from typing import TypeVar
 
 from alembic import context
-from alembic.util import CommandError
 from sqlalchemy import (
     func,
     select,
@@ -45,7 +44,7 @@ from .interface import recorded
 from .run import Run
 from .schema_scope import schema_scope
 from .schema_state import refresh, schema_state, shared_only
-from .snapshots import Snapshots
+from .snapshots import Snapshots, snapshot_usable
 
 __all__ = ["SchemaTenants", "schema_scope"]
 
@@ -313,24 +312,7 @@ class SchemaTenants:
         at or past the snapshot (an upgrade to an older revision replays)."""
         assert self.snapshots is not None
         snapshot = self.snapshots.current(conn)
-        run = self.run
-        known = run.known_revisions(snapshot.heads)
-        if not known:
-            raise CommandError(
-                f"provision = snapshot: the template tenant"
-                f" {self.snapshots.template!r} is at {', '.join(snapshot.heads)},"
-                " which this code's migrations do not know (they end at"
-                f" {', '.join(sorted(run.heads))}): migrate it with this code's"
-                " migrations, or provision from the code that made it"
-            )
-        if not run.known_revisions(run.targets) or not all(
-            run.applied(head, run.targets) for head in snapshot.heads
-        ):
-            log.info(
-                "tenant %r: the snapshot is past %s; replaying instead",
-                name,
-                ", ".join(run.targets),
-            )
+        if not snapshot_usable(self.run, snapshot.template, snapshot.heads, name):
             conn.execute(CreateSchema(name, if_not_exists=True))
             return False
         snapshot.apply(conn, name)

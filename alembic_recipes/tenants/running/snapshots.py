@@ -33,9 +33,17 @@ from ...database.engines import display_url
 from ...database.locks import lock_key
 from ...logs import logger_for
 from ..model.names import exists
+from .run import Run
 from .segments import execute_script
 
-__all__ = ["SNAPSHOT_TABLE", "Snapshot", "Snapshots", "copy_schema", "quoted"]
+__all__ = [
+    "SNAPSHOT_TABLE",
+    "Snapshot",
+    "Snapshots",
+    "copy_schema",
+    "quoted",
+    "snapshot_usable",
+]
 
 log = logger_for(__name__)
 
@@ -144,12 +152,7 @@ class Snapshots:
         captured now (and stored, in *conn*'s transaction)."""
         heads = self.template_heads(conn)
         if not heads:
-            raise CommandError(
-                f"provision = snapshot: the template tenant {self.template!r} does"
-                " not exist or is at base; create it with -x tenant="
-                f"{self.template} -x create=true upgrade head (a fleet run,"
-                " -x tenant=all, does)"
-            )
+            raise no_template(self.template)
         key = (str(conn.engine.url), self.template)
         kept = self._kept.get(key)
         if kept is not None and kept.heads == heads and kept.seed == self.seed:
@@ -384,3 +387,38 @@ def _wait_for_lock(conn: Connection, name: str, timeout: float) -> None:
             " longer)"
         ) from exc
     conn.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": previous})
+
+
+def no_template(template: str) -> CommandError:
+    return CommandError(
+        f"provision = snapshot: the template tenant {template!r} does not exist"
+        f" or is at base; create it with -x tenant={template} -x create=true"
+        " upgrade head (a fleet run, -x tenant=all, does)"
+    )
+
+
+def snapshot_usable(run: Run, template: str, heads: Sequence[str], name: str) -> bool:
+    """Whether new tenant *name* is made from the template at *heads*: its
+    versions must be this code's, and this command's target at or past them
+    (else the history is replayed, said).  A template that does not exist,
+    or that is at revisions this code does not know, is an error."""
+    if not heads:
+        raise no_template(template)
+    if not run.known_revisions(heads):
+        raise CommandError(
+            f"provision = snapshot: the template tenant {template!r} is at"
+            f" {', '.join(heads)}, which this code's migrations do not know (they"
+            f" end at {', '.join(sorted(run.heads))}): migrate it with this code's"
+            " migrations, or provision from the code that made it"
+        )
+    targets = run.targets
+    if not run.known_revisions(targets) or not all(
+        run.applied(head, targets) for head in heads
+    ):
+        log.info(
+            "tenant %r: the template is past %s; replaying the history instead",
+            name,
+            ", ".join(targets),
+        )
+        return False
+    return True
