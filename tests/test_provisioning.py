@@ -484,3 +484,30 @@ def test_a_mariadb_tenant_is_made_from_the_template_ddl(
         assert len(copied) == 7
     finally:
         mysql.drop_tenant_databases(["_template", "acme", "replayed"])
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("-x", "provision=copy", "invalid value 'copy' for -x provision:"
+         " expected one of replay, snapshot"),
+        ("provision_template", "Bad Name", "invalid tenant name 'Bad Name' from"
+         " provision_template"),
+        ("provision_seed", "kinds; drop table x",
+         "invalid value 'kinds;' for provision_seed: expected table names"),
+    ],
+)  # fmt: skip
+def test_bad_provisioning_options_are_one_line_before_any_sql(
+    project: Callable[..., Project], option: str, value: str, said: str
+) -> None:
+    proj = project("multitenant", prepare=_sqlite_chain)
+    args = ["-x", "tenant=acme", "-x", "create=true", "upgrade", "head"]
+    if option == "-x":
+        args = ["-x", value, *args]
+    else:
+        proj.set_option(option, value)
+        proj.set_option("provision", "snapshot")
+    failed = proj.alembic(*args, ok=False)
+    assert failed.code == 255
+    assert f"FAILED: {said}" in failed.output, failed.output
+    assert not (proj.root / "tenants").exists()

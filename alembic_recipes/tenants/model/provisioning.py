@@ -46,9 +46,9 @@ def read_provisioning(reader: OptionReader) -> Provisioning:
         if not found:
             raise InvalidOption.expected(value, source, option("provision").accepted)
         how = found[0]
-    template = reader.text("provision_template") or "_template"
+    template = reader.ini("provision_template") or "_template"
     validate_tenant(template, source="provision_template")
-    seed = tuple(split_list(reader.text("provision_seed")))
+    seed = tuple(split_list(reader.ini("provision_seed")))
     for table in seed:
         if not _TABLE_NAME.fullmatch(table):
             raise InvalidOption.expected(

@@ -107,7 +107,7 @@ class Created:
                     continue
                 self.made_dirs.append(parent)
         if self.template is not None and not self.mysql:
-            self._copy()
+            self._copy_template()
             return
         if not self.sqlite:
             on_server(self.url, "CREATE DATABASE {name}", self.admin)
@@ -123,7 +123,7 @@ class Created:
         where = f"the new database ({display_url(self.url)})"
         run_with_connection(engine, mark, owned=True, where=where)
 
-    def _copy(self) -> None:
+    def _copy_template(self) -> None:
         assert self.template is not None
         template = make_url(self.template)
         if self.sqlite:
