@@ -17,6 +17,13 @@ the configuration reference of every template, as Markdown::
 
     python -m alembic_recipes options
 
+a multitenant environment's tenants made, dropped and renamed
+(:mod:`alembic_recipes.tenants.lifecycle`, :mod:`~alembic_recipes.tenants.dropping`)::
+
+    python -m alembic_recipes tenant provision NAME [-c alembic.ini]
+    python -m alembic_recipes tenant drop NAME --confirm NAME [-c alembic.ini]
+    python -m alembic_recipes tenant rename NAME NEW --confirm NAME [-c alembic.ini]
+
 and the safety lint of an environment's revisions, one revision at a time
 (:mod:`alembic_recipes.lint`)::
 
@@ -33,6 +40,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from alembic.config import Config
 from alembic.config import main as alembic_main
 from alembic.util import CommandError
 
@@ -52,7 +60,9 @@ USAGE = (
     "       python -m alembic_recipes render-tables URL [TABLE ...] [--schema NAME]\n"
     "       python -m alembic_recipes options\n"
     "       python -m alembic_recipes lint [-c INI] [-n SECTION] [-x KEY=VALUE]"
-    " [--no-squawk] [--squawk-include RULE] [RANGE]"
+    " [--no-squawk] [--squawk-include RULE] [RANGE]\n"
+    "       python -m alembic_recipes tenant provision|drop|rename NAME [NEW]"
+    " [--confirm NAME] [-c INI] [-n SECTION] [-x KEY=VALUE]"
 )
 
 
@@ -187,11 +197,7 @@ def _parser() -> argparse.ArgumentParser:
         help="A:B (after A, up to B), base:head, or one revision; default: those"
         " not yet applied to the database (-x tenant=NAME: to that tenant), or all",
     )
-    lint.add_argument("-c", "--config", default="alembic.ini", metavar="INI")
-    lint.add_argument("-n", "--name", default="alembic", metavar="SECTION")
-    lint.add_argument(
-        "-x", action="append", default=[], metavar="KEY=VALUE", help="as for alembic"
-    )
+    _config_arguments(lint)
     lint.add_argument("--dialect", help="rules of this dialect (default: the URL's)")
     lint.add_argument("--no-squawk", action="store_true", help="built-in rules only")
     lint.add_argument(
@@ -201,31 +207,79 @@ def _parser() -> argparse.ArgumentParser:
         metavar="RULE",
         help="turn on one of squawk's style rules (off by default)",
     )
+    tenant = commands.add_parser(
+        "tenant",
+        prog=f"{prog} tenant",
+        help="make a tenant at head, drop or rename one (multitenant)",
+    )
+    tenant.add_argument("action", choices=("provision", "drop", "rename"))
+    tenant.add_argument("name", metavar="NAME")
+    tenant.add_argument("new", metavar="NEW", nargs="?", help="rename: its new name")
+    tenant.add_argument(
+        "--confirm", metavar="NAME", help="drop, rename: the tenant's name again"
+    )
+    _config_arguments(tenant)
     return parser
+
+
+def _config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", default="alembic.ini", metavar="INI")
+    parser.add_argument(
+        "-n", "--name", dest="section", default="alembic", metavar="SECTION"
+    )
+    parser.add_argument(
+        "-x", action="append", default=[], metavar="KEY=VALUE", help="as for alembic"
+    )
+
+
+def _config(args: argparse.Namespace) -> Config | None:
+    """The Alembic config of ``-c``/``-n``/``-x`` (with ``[tool.alembic]`` of
+    a pyproject.toml beside it); None after saying that the file is missing."""
+    if not Path(args.config).is_file():
+        print(f"FAILED: no config file {args.config!r}", file=sys.stderr)
+        return None
+    toml = Path(args.config).with_name("pyproject.toml")
+    extra = {"toml_file": str(toml)} if toml.is_file() else {}
+    opts = argparse.Namespace(x=args.x)
+    try:
+        return Config(args.config, ini_section=args.section, cmd_opts=opts, **extra)  # type: ignore[arg-type]
+    except TypeError:  # Alembic < 1.16: no [tool.alembic]
+        return Config(args.config, ini_section=args.section, cmd_opts=opts)
+
+
+def run_tenant(args: argparse.Namespace) -> int:
+    """``tenant provision|drop|rename``: 0, or 255 with one ``FAILED:`` line."""
+    from .logs import configure_logging
+    from .tenants import drop_tenant, provision_tenant, rename_tenant
+
+    config = _config(args)
+    if config is None:
+        return 255
+    configure_logging(config)
+    try:
+        if args.action == "provision":
+            provision_tenant(None, args.name, config=config)
+        elif args.action == "drop":
+            drop_tenant(None, args.name, config=config, confirm=args.confirm)
+        elif args.new is None:
+            raise CommandError("tenant rename: give the new name: rename NAME NEW")
+        else:
+            rename_tenant(
+                None, args.name, args.new, config=config, confirm=args.confirm
+            )
+    except CommandError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 255
+    return 0
 
 
 def run_lint(args: argparse.Namespace) -> int:
     """Print each problem; 1 when there is one, 0 when none, 255 on failure."""
-    from alembic.config import Config
-
     from .lint import lint, pending_range
 
-    if not Path(args.config).is_file():
-        print(f"FAILED: no config file {args.config!r}", file=sys.stderr)
+    config = _config(args)
+    if config is None:
         return 255
-    toml = Path(args.config).with_name("pyproject.toml")
-    extra = {"toml_file": str(toml)} if toml.is_file() else {}
-    try:
-        config = Config(
-            args.config,
-            ini_section=args.name,
-            cmd_opts=argparse.Namespace(x=args.x),
-            **extra,  # type: ignore[arg-type]
-        )
-    except TypeError:  # Alembic < 1.16: no [tool.alembic]
-        config = Config(
-            args.config, ini_section=args.name, cmd_opts=argparse.Namespace(x=args.x)
-        )
     revisions = args.revisions
     if revisions is None:
         revisions, why = pending_range(config)
@@ -262,6 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "lint":
         return run_lint(args)
+    if args.command == "tenant":
+        return run_tenant(args)
     return render_tables(args.url, args.tables, args.schema)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,9 +17,14 @@ import pytest
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.util import CommandError
-from alembic_recipes import provision_tenant, provision_tenant_async
+from alembic_recipes import (
+    drop_tenant,
+    provision_tenant,
+    provision_tenant_async,
+    rename_tenant,
+)
 from sqlalchemy.ext.asyncio import create_async_engine
-from support.processes import DEADLINE, spawn
+from support.processes import DEADLINE, cli_environment, spawn
 from support.projects import Project
 from support.servers import ServerDB, schema_dump
 
@@ -392,8 +399,10 @@ def test_a_postgresql_tenant_database_is_created_from_the_template(
         assert "the template database" in busy.output
         assert "has other sessions" in busy.output
         with pg.engine().connect() as conn:
-            found = conn.scalar(sa.text("SELECT count(*) FROM pg_database WHERE datname = :d"),
-                                {"d": f"{base}_busy"})  # fmt: skip
+            found = conn.scalar(
+                sa.text("SELECT count(*) FROM pg_database WHERE datname = :d"),
+                {"d": f"{base}_busy"},
+            )
         assert found == 0
     finally:
         pg.drop_tenant_databases(names)
@@ -511,3 +520,77 @@ def test_bad_provisioning_options_are_one_line_before_any_sql(
     assert failed.code == 255
     assert f"FAILED: {said}" in failed.output, failed.output
     assert not (proj.root / "tenants").exists()
+
+
+# -- dropping and renaming ------------------------------------------------------
+def _tenant_command(proj: Project, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m alembic_recipes tenant ...`` in the project, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "alembic_recipes", "tenant", *args],
+        cwd=proj.root,
+        capture_output=True,
+        text=True,
+        env=cli_environment(),
+        timeout=120,
+    )
+
+
+@pytest.mark.postgresql
+def test_schema_tenants_are_provisioned_renamed_and_dropped_from_the_shell(
+    snap: Project, pg: ServerDB
+) -> None:
+    """``tenant provision``, ``rename`` and ``drop``: each refuses without the
+    name confirmed (nothing changed), renaming keeps the history and moves
+    the tenant's rows of the run record, dropping removes both."""
+    snap.alembic("-x", "tenant=all", "upgrade", "head")
+    assert _tenant_command(snap, "provision", "acme").returncode == 0
+    snap.set_option("tenants", "acme")
+    snap.alembic("-x", "tenant=all", "-x", "provision=replay", "upgrade", "head")
+    record = "SELECT tenant FROM public.alembic_recipes_fleet_run ORDER BY tenant"
+    assert ("acme",) in _rows(pg, record)
+    head = _state(pg, "acme")["versions"]
+
+    refused = _tenant_command(snap, "rename", "acme", "globex", "--confirm", "acm")
+    assert refused.returncode == 255
+    assert refused.stderr.startswith(
+        "FAILED: rename_tenant: 'acme' not confirmed (got confirm='acm')"
+    ), refused.stderr
+    assert "acme" in _schemas(pg)
+    bad = _tenant_command(snap, "drop", "Acme", "--confirm", "Acme")
+    assert bad.returncode == 255
+    assert "invalid tenant name 'Acme'" in bad.stderr
+
+    renamed = _tenant_command(snap, "rename", "acme", "globex", "--confirm", "acme")
+    assert renamed.returncode == 0, renamed.stderr
+    assert {"globex"} <= _schemas(pg) and "acme" not in _schemas(pg)
+    assert _state(pg, "globex")["versions"] == head
+    assert ("globex",) in _rows(pg, record) and ("acme",) not in _rows(pg, record)
+    taken = _tenant_command(
+        snap, "rename", "globex", "_template", "--confirm", "globex"
+    )
+    assert "tenant '_template': its schema exists already" in taken.stderr
+
+    dropped = _tenant_command(snap, "drop", "globex", "--confirm", "globex")
+    assert dropped.returncode == 0, dropped.stderr
+    assert "globex" not in _schemas(pg)
+    assert ("globex",) not in _rows(pg, record)
+    again = _tenant_command(snap, "drop", "globex", "--confirm", "globex")
+    assert again.stderr.startswith("FAILED: drop_tenant: no tenant 'globex'")
+
+
+def test_sqlite_tenants_are_renamed_and_dropped(
+    project: Callable[..., Project],
+) -> None:
+    proj = project("multitenant", prepare=_sqlite_chain)
+    proj.set_option("tenants", "acme")
+    proj.alembic("-x", "tenant=all", "upgrade", "head")
+    tenants = proj.root / "tenants"
+    before = _sqlite_state(tenants / "acme.db")
+    config = _config(proj)
+    rename_tenant(None, "acme", "globex", config=config, confirm="acme")
+    assert not (tenants / "acme.db").exists()
+    assert _sqlite_state(tenants / "globex.db") == before
+    with pytest.raises(CommandError, match="not confirmed"):
+        drop_tenant(None, "globex", config=config, confirm=None)
+    drop_tenant(None, "globex", config=config, confirm="globex")
+    assert not (tenants / "globex.db").exists()

@@ -109,7 +109,7 @@ TENANT_LAYERS: list[tuple[str, ...]] = [
     ("records",),
     ("running",),
     ("driving",),
-    ("", "runner", "lifecycle"),
+    ("", "runner", "lifecycle", "dropping"),
 ]
 """The tenants package bottom up, by its second name: what a tenant is, how a
 selection is made, what is recorded, how one tenant runs, how a run is

@@ -14,12 +14,14 @@ The package reads bottom up, each part importing only those before it:
 * :mod:`.driving` -- how a run is driven: serially, in worker processes, by
   runners claiming tenants, wave after wave, or planned; the shared scope;
 * :mod:`.runner` -- env.py's entry points and the application helpers;
-  :mod:`.lifecycle` -- a tenant made at head for an application's sign-up.
+  :mod:`.lifecycle` -- a tenant made at head for an application's sign-up;
+  :mod:`.dropping` -- a tenant dropped or renamed.
 """
 
 from __future__ import annotations
 
 from .driving.shared import shared_scope
+from .dropping import drop_tenant, rename_tenant
 from .lifecycle import provision_tenant, provision_tenant_async
 from .model.names import NAME_RULE, validate_tenant
 from .model.settings import TenantSettings
@@ -32,9 +34,11 @@ __all__ = [
     "NAME_RULE",
     "Tenant",
     "TenantSettings",
+    "drop_tenant",
     "offline_tenants",
     "provision_tenant",
     "provision_tenant_async",
+    "rename_tenant",
     "run_tenants",
     "schema_scope",
     "shared_scope",

@@ -66,6 +66,7 @@ from ...database.locks import table_lock
 from ...logs import logger_for
 from ..model.settings import TenantSettings
 from ..model.tenant import RECORD_FILE, RECORD_TABLE
+from .claim_table import CLAIM_TABLE
 
 __all__ = [
     "NEEDS_REPAIR",
@@ -74,6 +75,7 @@ __all__ = [
     "RUNNING",
     "UNFINISHED",
     "Row",
+    "forget_tenant",
     "read_rows",
     "record_location",
     "set_outcome",
@@ -369,3 +371,22 @@ def read_rows(
                 )
             )
     return found
+
+
+def forget_tenant(
+    conn: Connection, schema: str | None, name: str, renamed: str | None = None
+) -> None:
+    """Tenant *name*'s rows of the run record and the claims table (in
+    *schema*), removed -- or given its new name *renamed* -- in *conn*'s
+    transaction; no table, nothing to do."""
+    inspector = inspect(conn)
+    for table in (RECORD_TABLE, CLAIM_TABLE):
+        if not inspector.has_table(table, schema=schema):
+            continue
+        rows = Table(table, MetaData(), Column("tenant", String), schema=schema)
+        if renamed is None:
+            conn.execute(delete(rows).where(rows.c.tenant == name))
+        else:
+            conn.execute(
+                update(rows).where(rows.c.tenant == name).values(tenant=renamed)
+            )

@@ -43,6 +43,7 @@ __all__ = [
     "copy_schema",
     "quoted",
     "snapshot_usable",
+    "tenant_lock",
 ]
 
 log = logger_for(__name__)
@@ -160,10 +161,10 @@ class Snapshots:
         snapshot = self._stored(conn, heads)
         if snapshot is None:
             # one capture at a time per template: the others then read it
-            key = lock_key(
+            one = lock_key(
                 f"{conn.engine.url.database}/{SNAPSHOT_TABLE}", self.template
             )
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": one})
             snapshot = self._stored(conn, heads)
         if snapshot is None:
             snapshot = self.capture(conn, heads)
@@ -350,7 +351,7 @@ def copy_schema(
     begin = conn.begin_nested if conn.in_transaction() else conn.begin
     with begin():
         if lock_timeout is not None:
-            _wait_for_lock(conn, name, lock_timeout)
+            tenant_lock(conn, name, lock_timeout)
         found = conn.scalar(
             text("SELECT 1 FROM pg_namespace WHERE nspname = :n"), {"n": name}
         )
@@ -363,7 +364,7 @@ def copy_schema(
     return snapshot.heads
 
 
-def _wait_for_lock(conn: Connection, name: str, timeout: float) -> None:
+def tenant_lock(conn: Connection, name: str, timeout: float) -> None:
     """Tenant *name*'s migration lock for the transaction (the key the fleet
     takes), waited for by the server -- an async caller's event loop goes on
     meanwhile -- for at most *timeout* seconds."""
