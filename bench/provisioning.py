@@ -43,10 +43,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic_recipes import provision_tenant, provision_tenant_async
 from multitenant import add_pg_url, make_project, set_url, throwaway_database
 from sqlalchemy.ext.asyncio import create_async_engine
-
-from alembic_recipes import provision_tenant, provision_tenant_async
 
 TABLES = 10
 
