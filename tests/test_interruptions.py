@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from support.processes import DEADLINE, spawn
+from support.processes import DEADLINE, spawn, until
 from support.projects import Project
-from support.servers import ServerDB
+from support.servers import ServerDB, waiting_for_locks
 
 DONE = ("upgraded", "already at head")
 TENANTS = 200
@@ -233,23 +233,6 @@ def test_signals_at_random_moments_stop_cleanly_and_tell_the_truth(
         _back_to(pg, names, r1)  # and again
 
 
-def _waiting(pg: ServerDB) -> int:
-    """Sessions of this database waiting for a lock."""
-    q = (
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND wait_event_type = 'Lock'"
-    )
-    with pg.engine().connect() as conn:
-        return int(conn.scalar(sa.text(q)) or 0)
-
-
-def _until(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 ONLINE = (
     "with op.get_context().autocommit_block():\n"
     '    op.create_index("ix_a", "a", ["id"], postgresql_concurrently=True)'
@@ -303,12 +286,17 @@ def test_sigterm_while_a_tenant_waits_exits_within_seconds(
             "-x", f"lock_timeout={lock_timeout}", "-x", "lock_retries=3",
             "upgrade", "head",
         )  # fmt: skip
-        _until(lambda: _waiting(pg) > 0 or run.poll() is not None, "a waiting tenant")
+        until(
+            lambda: waiting_for_locks(pg) > 0 or run.poll() is not None,
+            "a waiting tenant",
+        )
         sent = time.monotonic()
         run.send_signal(signal.SIGTERM)
         out, err = run.communicate(timeout=DEADLINE)
         took = time.monotonic() - sent
-        assert _waiting(pg) == 0  # nothing of ours queues behind the application
+        assert (
+            waiting_for_locks(pg) == 0
+        )  # nothing of ours queues behind the application
         app.rollback()
     assert took < 10, f"exited {took:.1f} s after SIGTERM:\n{err}"
     assert run.returncode == -signal.SIGTERM, err
@@ -437,7 +425,7 @@ def test_mariadb_kill_inside_a_revision_is_found_on_the_next_run(
         "SELECT count(*) FROM information_schema.tables"
         " WHERE table_schema = DATABASE() AND table_name = 'tbl3'"
     )
-    _until(  # m01's CREATE TABLE committed, its INSERT waits for the next DDL
+    until(  # m01's CREATE TABLE committed, its INSERT waits for the next DDL
         lambda: _maria(db, "m01", tbl3) == 1 or run.poll() is not None, "m01's tbl3"
     )
     run.kill()

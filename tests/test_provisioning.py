@@ -9,7 +9,6 @@ import asyncio
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,9 +23,9 @@ from alembic_recipes import (
     rename_tenant,
 )
 from sqlalchemy.ext.asyncio import create_async_engine
-from support.processes import DEADLINE, cli_environment, spawn
+from support.processes import cli_environment, spawn, until
 from support.projects import Project
-from support.servers import ServerDB, schema_dump
+from support.servers import ServerDB, schema_dump, waiting_for_locks
 
 # -- a history holding every kind of object the snapshot must copy ------------
 CHAIN = {
@@ -72,8 +71,12 @@ op.execute("CREATE SEQUENCE invoice_numbers START 1000")""",
 }
 
 
+def _revisions(proj: Project, chain: dict[str, str]) -> list[str]:
+    return [proj.revision(message, upgrade=body) for message, body in chain.items()]
+
+
 def _chain(proj: Project) -> list[str]:
-    return [proj.revision(message, upgrade=body) for message, body in CHAIN.items()]
+    return _revisions(proj, CHAIN)
 
 
 @pytest.fixture
@@ -222,6 +225,10 @@ def test_a_template_behind_head_is_copied_then_brought_to_head(
         'op.create_index("ix_users_email", "users", ["email"])',
     )
     provision_tenant(None, "late", config=_config(snap))
+    # a fleet run leaving the template behind: copied, then the compiled
+    # replay of what the template lacks
+    snap.set_option("tenants", "fleet")
+    snap.alembic("-x", "tenant=all,!_template", "upgrade", "head")
     snap.alembic(
         "-x", "tenant=replayed", "-x", "provision=replay", "-x", "create=true",
         "upgrade", "head",
@@ -229,6 +236,8 @@ def test_a_template_behind_head_is_copied_then_brought_to_head(
     assert _state(pg, "late")["versions"] == [(newer,)]
     assert _dump(pg, "late") == _dump(pg, "replayed")
     assert _state(pg, "late") == _state(pg, "replayed")
+    assert _dump(pg, "fleet") == _dump(pg, "replayed")
+    assert _state(pg, "fleet") == _state(pg, "replayed")
     assert _state(pg, "_template")["versions"] == [(snap.prepared[-1],)]
 
 
@@ -263,7 +272,7 @@ def test_a_provisioning_cut_off_leaves_nothing_behind(
     holder.exec_driver_sql("LOCK TABLE public.plans IN ACCESS EXCLUSIVE MODE")
     run = spawn(snap, "-x", "tenant=victim", "-x", "new=true", "upgrade", "head")
     try:
-        _until(lambda: _waiting(pg) > 0, "the copy to wait for the lock")
+        until(lambda: waiting_for_locks(pg) > 0, "the copy to wait for the lock")
         run.send_signal(sig)
         run.communicate(timeout=60)
     finally:
@@ -279,22 +288,6 @@ def test_a_provisioning_cut_off_leaves_nothing_behind(
     assert "head" not in status.stdout
     snap.alembic("-x", "tenant=victim", "-x", "new=true", "upgrade", "head")
     assert _dump(pg, "victim") == _dump(pg, "_template")
-
-
-def _waiting(pg: ServerDB) -> int:
-    q = (
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND wait_event_type = 'Lock'"
-    )
-    with pg.engine().connect() as conn:
-        return int(conn.scalar(sa.text(q)) or 0)
-
-
-def _until(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 # -- the database strategy ----------------------------------------------------
@@ -323,9 +316,7 @@ op.execute(
 
 
 def _sqlite_chain(proj: Project) -> list[str]:
-    return [
-        proj.revision(message, upgrade=body) for message, body in SQLITE_CHAIN.items()
-    ]
+    return _revisions(proj, SQLITE_CHAIN)
 
 
 def _sqlite_state(path: Path) -> tuple[list[tuple[object, ...]], ...]:
@@ -434,9 +425,7 @@ op.execute(
 
 
 def _mysql_chain(proj: Project) -> list[str]:
-    return [
-        proj.revision(message, upgrade=body) for message, body in MYSQL_CHAIN.items()
-    ]
+    return _revisions(proj, MYSQL_CHAIN)
 
 
 def _mysql_state(db: ServerDB, database: str) -> list[object]:

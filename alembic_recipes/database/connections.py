@@ -23,6 +23,8 @@ from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
 
 from .engines import (
     ACCEPTED_CONNECTABLES,
+    display_url,
+    engine_from_options,
     is_async_connection,
     is_async_engine,
     is_engine_like,
@@ -40,6 +42,7 @@ __all__ = [
     "require_no_running_loop",
     "rolled_back",
     "run_coroutine",
+    "run_on_options",
     "run_with_connection",
     "run_with_connection_async",
     "run_with_connections",
@@ -130,6 +133,21 @@ def run_with_connection(
         lambda connections: fn(connections[where]),
         owned={where} if owned else (),
     )
+
+
+def run_on_options(
+    options: Mapping[str, str], fn: Callable[[Connection], T], *, where: str = ""
+) -> T:
+    """Call ``fn`` with a connection of an engine made from ini-style
+    *options* (``sqlalchemy.url`` ...), disposed of afterwards; *where*:
+    what errors call it (default: ``the database <URL>``)."""
+    engine = engine_from_options(options)
+    where = where or f"the database {display_url(engine.url)}"
+    try:
+        return run_with_connection(engine, fn, owned=True, where=where)
+    finally:
+        if not engine.dialect.is_async:
+            engine.dispose()
 
 
 def run_with_connections(

@@ -19,8 +19,8 @@ from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
 
-from ..database.connections import Connectable, run_with_connection
-from ..database.engines import display_url, engine_from_options
+from ..database.connections import Connectable, run_on_options, run_with_connection
+from ..database.engines import display_url
 from ..logs import logger_for
 from .model.names import exists, validate_tenant
 from .model.settings import TenantSettings
@@ -58,14 +58,7 @@ def _on_database(
         return
     config = settings.config
     section = settings.section or config.config_ini_section
-    engine = engine_from_options(config.get_section(section, {}))
-    try:
-        run_with_connection(
-            engine, fn, owned=True, where=f"the database {display_url(engine.url)}"
-        )
-    finally:
-        if not engine.dialect.is_async:
-            engine.dispose()
+    run_on_options(config.get_section(section, {}), fn)
 
 
 def _schema_exists(conn: Connection, name: str) -> bool:
@@ -178,16 +171,11 @@ def _forget_in_record(
     url, schema = record_location(settings)
     if url is None or not database_exists(url):
         return
-    engine = engine_from_options({"sqlalchemy.url": url})
 
     def forget(conn: Connection) -> None:
         with conn.begin():
             forget_tenant(conn, schema, name, renamed)
 
-    try:
-        run_with_connection(
-            engine, forget, owned=True, where=f"the run record {display_url(url)}"
-        )
-    finally:
-        if not engine.dialect.is_async:
-            engine.dispose()
+    run_on_options(
+        {"sqlalchemy.url": url}, forget, where=f"the run record {display_url(url)}"
+    )

@@ -26,10 +26,10 @@ from sqlalchemy.engine import Connection
 
 from ..database.connections import (
     Connectable,
+    run_on_options,
     run_with_connection,
     run_with_connection_async,
 )
-from ..database.engines import display_url, engine_from_options
 from ..runtime.commands import run_command_async
 from .model.names import validate_tenant
 from .model.settings import TenantSettings
@@ -79,13 +79,7 @@ def _on_ini_engine(
 ) -> tuple[str, ...] | None:
     config = settings.config
     section = settings.section or config.config_ini_section
-    engine = engine_from_options(config.get_section(section, {}))
-    where = f"the database {display_url(engine.url)}"
-    try:
-        return run_with_connection(engine, fn, owned=True, where=where)
-    finally:
-        if not engine.dialect.is_async:
-            engine.dispose()
+    return run_on_options(config.get_section(section, {}), fn)
 
 
 def provision_tenant(

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -112,3 +113,11 @@ def together(proj: Project, count: int, *args: str) -> list[Result]:
         out, err = process.communicate(timeout=DEADLINE)
         runs.append(Result(process.returncode, out, err))
     return runs
+
+
+def until(check: Callable[[], bool], what: str) -> None:
+    """Wait for *check* to hold (polling), at most :data:`DEADLINE` seconds."""
+    deadline = time.monotonic() + DEADLINE
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)

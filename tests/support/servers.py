@@ -328,3 +328,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for fixture, marker in _SERVER_MARKERS.items():
             if fixture in fixtures:
                 item.add_marker(marker)
+
+
+def waiting_for_locks(db: ServerDB) -> int:
+    """Sessions of *db*'s database waiting for a lock."""
+    q = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock'"
+    )
+    with db.engine().connect() as conn:
+        return int(conn.scalar(sa.text(q)) or 0)

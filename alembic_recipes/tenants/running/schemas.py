@@ -25,8 +25,12 @@ from ...alembic_internals import (
     VERSION_TABLE,
     steps_until,
 )
-from ...database.connections import own_read, rolled_back, run_with_connection
-from ...database.engines import display_url, engine_from_options
+from ...database.connections import (
+    own_read,
+    rolled_back,
+    run_on_options,
+    run_with_connection,
+)
 from ...database.errors import connection_lost
 from ...database.poolers import tenant_transaction
 from ...database.stopping import guarded, requested
@@ -175,13 +179,7 @@ class SchemaTenants:
         if shared is not None:
             return run_with_connection(shared, read)
         section = settings.section or config.config_ini_section
-        engine = engine_from_options(config.get_section(section, {}))
-        where = f"the database {display_url(engine.url)}"
-        try:
-            return run_with_connection(engine, read, owned=True, where=where)
-        finally:
-            if not engine.dialect.is_async:
-                engine.dispose()
+        return run_on_options(config.get_section(section, {}), read)
 
     def take(self, names: Sequence[str]) -> None:
         """One batched read of *names*' schemas and versions."""
@@ -272,6 +270,7 @@ class SchemaTenants:
         if missing and self._copies(name) and self._from_snapshot(conn, name):
             if run.at_head(self.versions[name]):
                 return (before, self.versions[name]), False
+            before = self.versions[name]  # the copy's: the rest runs from there
         # a stop: no statement of it starts after; a failure after part of
         # it committed (autocommit_block()) needs repair
         with (
