@@ -24,7 +24,7 @@ Then 100 sign-ups at once from one event loop (asyncpg AsyncEngine, pool of
 10) on the 120-revision chain.  Prints the median ms per tenant and ratios.
 
     python bench/provisioning.py [--lengths 30,120,500] [--tenants 9]
-        [--history DIR] [--pg-url URL]
+        [--history DIR] [--driver postgresql+asyncpg] [--pg-url URL]
 """
 
 from __future__ import annotations
@@ -115,6 +115,10 @@ def timed(fn: object, *args: object, **kwargs: object) -> float:
     return time.perf_counter() - started
 
 
+DRIVER = "postgresql+psycopg"
+"""The driver of the project's URL (``--driver``: a history may need its own)."""
+
+
 def replay(root: Path, name: str) -> None:
     config = Config(str(root / "alembic.ini"))
     config.attributes.update(tenant=name, create=True, provision="replay")
@@ -127,7 +131,7 @@ def measure(root: Path, url: sa.URL, tenants: int) -> dict[str, float]:
     ini = root / "alembic.ini"
     text = ini.read_text().replace("tenants_pattern = t_*", "tenants =")
     ini.write_text(text + "\n")
-    set_url(root, url.set(drivername="postgresql+psycopg"))
+    set_url(root, url.set(drivername=DRIVER))
     config = Config(str(ini))
     config.set_main_option("provision", "snapshot")
     with contextlib.chdir(root):  # the template, its snapshot captured
@@ -137,10 +141,15 @@ def measure(root: Path, url: sa.URL, tenants: int) -> dict[str, float]:
     engine = sa.create_engine(url.set(drivername="postgresql+psycopg"))
     with engine.begin() as conn:
         conn.exec_driver_sql(CLONE, execution_options={"no_parameters": True})
+    shared = (  # the application's engine, of the project's driver
+        create_async_engine(url.set(drivername=DRIVER), poolclass=sa.pool.NullPool)
+        if DRIVER.endswith("asyncpg")
+        else engine
+    )
     results: dict[str, list[float]] = {"snapshot": [], "replay": [], "clone": []}
     for i in range(tenants):  # alternating, so that drift hits all alike
         results["snapshot"].append(
-            timed(provision_tenant, engine, f"s{i}", config=config)
+            timed(provision_tenant, shared, f"s{i}", config=config)
         )
         results["replay"].append(timed(replay, root, f"r{i}"))
 
@@ -183,8 +192,11 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=9)
     parser.add_argument("--sign-ups", type=int, default=100)
     parser.add_argument("--history", help="a versions folder of a real history")
+    parser.add_argument("--driver", default=DRIVER, help="the project's driver")
     add_pg_url(parser)
     args = parser.parse_args()
+    global DRIVER
+    DRIVER = args.driver
     logging.disable(logging.WARNING)
     server = sa.make_url(args.pg_url)
     chains: list[tuple[str, list[tuple[str, str]] | Path]] = [
