@@ -80,8 +80,11 @@ def _chain(proj: Project) -> list[str]:
 
 
 @pytest.fixture
-def snap(project: Callable[..., Project], pg: ServerDB) -> Project:
+def snap(
+    project: Callable[..., Project], pg: ServerDB, monkeypatch: pytest.MonkeyPatch
+) -> Project:
     proj = project("multitenant", url=pg.driver_url("psycopg"), prepare=_chain)
+    monkeypatch.chdir(proj.root)  # where its users run it (script_location)
     proj.set_option("tenant_strategy", "schema")
     proj.set_option("tenants", "")
     proj.set_option("provision", "snapshot")
@@ -568,9 +571,10 @@ def test_schema_tenants_are_provisioned_renamed_and_dropped_from_the_shell(
 
 
 def test_sqlite_tenants_are_renamed_and_dropped(
-    project: Callable[..., Project],
+    project: Callable[..., Project], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     proj = project("multitenant", prepare=_sqlite_chain)
+    monkeypatch.chdir(proj.root)
     proj.set_option("tenants", "acme")
     proj.alembic("-x", "tenant=all", "upgrade", "head")
     tenants = proj.root / "tenants"
