@@ -187,6 +187,7 @@ def sign_ups(root: Path, url: sa.URL, count: int) -> float:
 
 
 def main() -> None:
+    global DRIVER
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lengths", default="30,120,500")
     parser.add_argument("--tenants", type=int, default=9)
@@ -195,7 +196,6 @@ def main() -> None:
     parser.add_argument("--driver", default=DRIVER, help="the project's driver")
     add_pg_url(parser)
     args = parser.parse_args()
-    global DRIVER
     DRIVER = args.driver
     logging.disable(logging.WARNING)
     server = sa.make_url(args.pg_url)

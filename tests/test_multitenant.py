@@ -519,6 +519,8 @@ def test_benchmark_script_runs(pg: ServerDB) -> None:
         ("replay.py", ["--only", "synthetic", "--tenants", "4", "--rounds", "1"],
          ["synthetic chain: 4 tenants", "default / floor: median",
           "round trips (statements + commits"]),
+        ("provisioning.py", ["--lengths", "12", "--tenants", "1", "--sign-ups", "0"],
+         ["12 revisions", "replay/snapshot"]),
     ],
 )  # fmt: skip
 def test_other_benchmark_scripts_run(
