@@ -11,20 +11,20 @@ schema's change on the schema strategy.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 from alembic.config import Config
 from alembic.util import CommandError
-from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
 
-from ..database.connections import Connectable, run_on_options, run_with_connection
+from ..database.connections import Connectable, run_on_options
 from ..database.engines import display_url
 from ..logs import logger_for
+from .lifecycle import on_database
 from .model.names import exists, validate_tenant
 from .model.settings import TenantSettings
 from .records.record import forget_tenant, record_location
+from .running.schema_state import schema_exists
 from .running.snapshots import quoted, tenant_lock
 from .running.tenant_database import database_exists, on_server
 
@@ -48,26 +48,6 @@ def _checked(
     return settings
 
 
-def _on_database(
-    settings: TenantSettings,
-    connectable: Connectable | None,
-    fn: Callable[[Connection], None],
-) -> None:
-    if connectable is not None:
-        run_with_connection(connectable, fn)
-        return
-    config = settings.config
-    section = settings.section or config.config_ini_section
-    run_on_options(config.get_section(section, {}), fn)
-
-
-def _schema_exists(conn: Connection, name: str) -> bool:
-    found = conn.scalar(
-        text("SELECT 1 FROM pg_namespace WHERE nspname = :n"), {"n": name}
-    )
-    return found is not None
-
-
 def drop_tenant(
     connectable: Connectable | None, name: str, *, config: Config, confirm: str | None
 ) -> None:
@@ -80,7 +60,7 @@ def drop_tenant(
         def drop(conn: Connection) -> None:
             with conn.begin():
                 tenant_lock(conn, name, timeout)
-                if not _schema_exists(conn, name):
+                if not schema_exists(conn, name):
                     raise CommandError(
                         f"drop_tenant: no tenant {name!r} (no such schema)"
                     )
@@ -89,7 +69,7 @@ def drop_tenant(
                     conn, settings.shared or conn.dialect.default_schema_name, name
                 )
 
-        _on_database(settings, connectable, drop)
+        on_database(settings, connectable, drop)
     else:
         url = settings.tenant(name).url
         if not database_exists(url):
@@ -125,11 +105,11 @@ def rename_tenant(
             with conn.begin():
                 for each in sorted((name, new)):  # (one order: no deadlock)
                     tenant_lock(conn, each, timeout)
-                if not _schema_exists(conn, name):
+                if not schema_exists(conn, name):
                     raise CommandError(
                         f"rename_tenant: no tenant {name!r} (no such schema)"
                     )
-                if _schema_exists(conn, new):
+                if schema_exists(conn, new):
                     raise exists(new, "schema")
                 conn.exec_driver_sql(
                     f"ALTER SCHEMA {quoted(name)} RENAME TO {quoted(new)}"
@@ -137,7 +117,7 @@ def rename_tenant(
                 schema = settings.shared or conn.dialect.default_schema_name
                 forget_tenant(conn, schema, name, renamed=new)
 
-        _on_database(settings, connectable, rename)
+        on_database(settings, connectable, rename)
     else:
         old_url, new_url = settings.tenant(name).url, settings.tenant(new).url
         if not database_exists(old_url):

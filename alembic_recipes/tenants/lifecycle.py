@@ -18,6 +18,7 @@ import copy
 import threading
 import weakref
 from collections.abc import Callable
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -36,6 +37,8 @@ from .model.settings import TenantSettings
 from .running.snapshots import Snapshots, copy_schema
 
 __all__ = ["provision_tenant", "provision_tenant_async"]
+
+T = TypeVar("T")
 
 _scripts: dict[tuple[str | None, str], frozenset[str]] = {}
 """The code's heads, read once per process and script location."""
@@ -74,12 +77,16 @@ def _copier(
     return lambda conn: copy_schema(conn, name, snapshots, heads, timeout)
 
 
-def _on_ini_engine(
-    settings: TenantSettings, fn: Callable[[Connection], tuple[str, ...] | None]
-) -> tuple[str, ...] | None:
-    config = settings.config
-    section = settings.section or config.config_ini_section
-    return run_on_options(config.get_section(section, {}), fn)
+def on_database(
+    settings: TenantSettings,
+    connectable: Connectable | None,
+    fn: Callable[[Connection], T],
+) -> T:
+    """``fn(connection)`` on *connectable* (the caller's), else on an engine
+    of the settings' section (``sqlalchemy.url``), disposed of after."""
+    if connectable is not None:
+        return run_with_connection(connectable, fn)
+    return run_on_options(settings.section_options(), fn)
 
 
 def provision_tenant(
@@ -94,11 +101,7 @@ def provision_tenant(
     settings = TenantSettings.load(clone)
     copier = _copier(settings, name)
     if copier is not None:
-        done = (
-            run_with_connection(connectable, copier)
-            if connectable is not None
-            else _on_ini_engine(settings, copier)
-        )
+        done = on_database(settings, connectable, copier)
         if done is not None:
             return
     if connectable is not None:
@@ -121,7 +124,7 @@ async def provision_tenant_async(
         if connectable is not None:
             done = await run_with_connection_async(connectable, copier)
         else:
-            done = await asyncio.to_thread(_on_ini_engine, settings, copier)
+            done = await asyncio.to_thread(on_database, settings, None, copier)
         if done is not None:
             return
     loop = asyncio.get_running_loop()

@@ -181,6 +181,12 @@ class TenantSettings(Settings):
             "tenants_pattern": reader.ini("tenants_pattern"),
         }
 
+    def section_options(self) -> dict[str, str]:
+        """The ini options of this server's section (``servers``), else of
+        ``[alembic]``: ``sqlalchemy.url`` and the engine's options."""
+        config = self.config
+        return dict(config.get_section(self.section or config.config_ini_section, {}))
+
     def tenant(self, name: str) -> Tenant:
         """The :class:`Tenant` called *name* (a validated name, or the shared
         scope's)."""

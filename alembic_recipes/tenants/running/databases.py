@@ -85,7 +85,7 @@ class DatabaseTenants:
         self.shared = config.attributes.get("connection")
         # a server's own section (``servers``), else [alembic]
         self.section = run.settings.section or config.config_ini_section
-        self.options = dict(config.get_section(self.section, {}))
+        self.options = run.settings.section_options()
         self._before: dict[str, list[str]] = {}
         self._record_engine: tuple[int, Engine | AsyncEngine] | None = None
         run.journal.bind(run.settings.server, self.on_record)

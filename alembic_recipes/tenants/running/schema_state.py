@@ -18,7 +18,7 @@ from ...database.connections import (
     own_read,
 )
 
-__all__ = ["refresh", "schema_state", "shared_only"]
+__all__ = ["refresh", "schema_exists", "schema_state", "shared_only"]
 
 
 _CHUNK = 100
@@ -97,3 +97,11 @@ def refresh(
         known.discard(name)
         known.update(fresh)
     versions[name] = fresh_versions.get(name, [])
+
+
+def schema_exists(conn: Connection, name: str) -> bool:
+    """Whether schema *name* exists (read now, on *conn*)."""
+    found = conn.execute(
+        text("SELECT 1 FROM pg_namespace WHERE nspname = :n"), {"n": name}
+    ).first()
+    return found is not None

@@ -178,8 +178,7 @@ class SchemaTenants:
         shared = config.attributes.get("connection")
         if shared is not None:
             return run_with_connection(shared, read)
-        section = settings.section or config.config_ini_section
-        return run_on_options(config.get_section(section, {}), read)
+        return run_on_options(settings.section_options(), read)
 
     def take(self, names: Sequence[str]) -> None:
         """One batched read of *names*' schemas and versions."""

@@ -34,6 +34,7 @@ from ...database.locks import lock_key
 from ...logs import logger_for
 from ..model.names import exists
 from .run import Run
+from .schema_state import schema_exists
 from .segments import execute_script
 
 __all__ = [
@@ -352,10 +353,7 @@ def copy_schema(
     with begin():
         if lock_timeout is not None:
             tenant_lock(conn, name, lock_timeout)
-        found = conn.scalar(
-            text("SELECT 1 FROM pg_namespace WHERE nspname = :n"), {"n": name}
-        )
-        if found is not None:
+        if schema_exists(conn, name):
             raise exists(name, "schema")
         snapshot = snapshots.current(conn)
         if frozenset(snapshot.heads) != heads:
