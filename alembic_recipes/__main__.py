@@ -17,10 +17,12 @@ the configuration reference of every template, as Markdown::
 
     python -m alembic_recipes options
 
-a multitenant environment's tenants made, dropped and renamed
-(:mod:`alembic_recipes.tenants.lifecycle`, :mod:`~alembic_recipes.tenants.dropping`)::
+a multitenant environment's tenants made, dropped and renamed, and its spare
+schemas made (:mod:`alembic_recipes.tenants.lifecycle`,
+:mod:`~alembic_recipes.tenants.dropping`)::
 
     python -m alembic_recipes tenant provision NAME [-c alembic.ini]
+    python -m alembic_recipes tenant spares [-c alembic.ini]
     python -m alembic_recipes tenant drop NAME --confirm NAME [-c alembic.ini]
     python -m alembic_recipes tenant rename NAME NEW --confirm NAME [-c alembic.ini]
 
@@ -62,7 +64,9 @@ USAGE = (
     "       python -m alembic_recipes lint [-c INI] [-n SECTION] [-x KEY=VALUE]"
     " [--no-squawk] [--squawk-include RULE] [RANGE]\n"
     "       python -m alembic_recipes tenant provision|drop|rename NAME [NEW]"
-    " [--confirm NAME] [-c INI] [-n SECTION] [-x KEY=VALUE]"
+    " [--confirm NAME] [-c INI] [-n SECTION] [-x KEY=VALUE]\n"
+    "       python -m alembic_recipes tenant spares [-c INI] [-n SECTION]"
+    " [-x KEY=VALUE]"
 )
 
 
@@ -210,10 +214,11 @@ def _parser() -> argparse.ArgumentParser:
     tenant = commands.add_parser(
         "tenant",
         prog=f"{prog} tenant",
-        help="make a tenant at head, drop or rename one (multitenant)",
+        help="make a tenant at head, drop or rename one, make spare schemas"
+        " (multitenant)",
     )
-    tenant.add_argument("action", choices=("provision", "drop", "rename"))
-    tenant.add_argument("name", metavar="NAME")
+    tenant.add_argument("action", choices=("provision", "drop", "rename", "spares"))
+    tenant.add_argument("name", metavar="NAME", nargs="?")
     tenant.add_argument("new", metavar="NEW", nargs="?", help="rename: its new name")
     tenant.add_argument(
         "--confirm", metavar="NAME", help="drop, rename: the tenant's name again"
@@ -248,15 +253,22 @@ def _config(args: argparse.Namespace) -> Config | None:
 
 
 def run_tenant(args: argparse.Namespace) -> int:
-    """``tenant provision|drop|rename``: 0, or 255 with one ``FAILED:`` line."""
+    """``tenant provision|drop|rename|spares``: 0, or 255 with one ``FAILED:``
+    line."""
     from .logs import configure_logging
-    from .tenants import drop_tenant, provision_tenant, rename_tenant
+    from .tenants import drop_tenant, fill_spares, provision_tenant, rename_tenant
 
     config = _config(args)
     if config is None:
         return 255
     configure_logging(config)
     try:
+        if args.action == "spares":
+            made = fill_spares(None, config=config)
+            print(f"{made} spare schema{'' if made == 1 else 's'} made")
+            return 0
+        if args.name is None:
+            raise CommandError(f"tenant {args.action}: give the tenant's name")
         if args.action == "provision":
             provision_tenant(None, args.name, config=config)
         elif args.action == "drop":

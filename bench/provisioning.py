@@ -13,6 +13,9 @@ revision files is, as it is part of every command):
 
 * snapshot: ``provision_tenant(engine, name, config=...)`` with ``provision
   = snapshot`` (the template made and its snapshot captured first, once);
+* spare: the same with ``provision_spares`` (the fleet run having made one
+  spare schema per tenant measured): a sign-up renames one; the fill that
+  made them (off the sign-up's path) is timed too, per spare;
 * replay: ``command.upgrade`` of the new tenant (``-x create=true``), what
   ``provision = replay`` does;
 * clone: a PL/pgSQL function cloning the template schema the way
@@ -43,7 +46,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from alembic_recipes import provision_tenant, provision_tenant_async
+from alembic_recipes import fill_spares, provision_tenant, provision_tenant_async
 from multitenant import add_pg_url, make_project, set_url, throwaway_database
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -134,10 +137,14 @@ def measure(root: Path, url: sa.URL, tenants: int) -> dict[str, float]:
     set_url(root, url.set(drivername=DRIVER))
     config = Config(str(ini))
     config.set_main_option("provision", "snapshot")
+    spare = Config(str(ini))
+    spare.set_main_option("provision", "snapshot")
+    spare.set_main_option("provision_spares", str(tenants))
     with contextlib.chdir(root):  # the template, its snapshot captured
         config.attributes.update(tenant="all")
         command.upgrade(config, "head")
         config.attributes.pop("tenant")
+        fill = timed(fill_spares, None, config=spare) / tenants
     engine = sa.create_engine(url.set(drivername="postgresql+psycopg"))
     with engine.begin() as conn:
         conn.exec_driver_sql(CLONE, execution_options={"no_parameters": True})
@@ -146,11 +153,14 @@ def measure(root: Path, url: sa.URL, tenants: int) -> dict[str, float]:
         if DRIVER.endswith("asyncpg")
         else engine
     )
-    results: dict[str, list[float]] = {"snapshot": [], "replay": [], "clone": []}
+    results: dict[str, list[float]] = {
+        "snapshot": [], "spare": [], "replay": [], "clone": []
+    }  # fmt: skip
     for i in range(tenants):  # alternating, so that drift hits all alike
         results["snapshot"].append(
             timed(provision_tenant, shared, f"s{i}", config=config)
         )
+        results["spare"].append(timed(provision_tenant, shared, f"p{i}", config=spare))
         results["replay"].append(timed(replay, root, f"r{i}"))
 
         def clone(name: str) -> None:
@@ -161,7 +171,8 @@ def measure(root: Path, url: sa.URL, tenants: int) -> dict[str, float]:
 
         results["clone"].append(timed(clone, f"c{i}"))
     engine.dispose()
-    return {k: statistics.median(v) * 1000 for k, v in results.items()}
+    ms = {k: statistics.median(v) * 1000 for k, v in results.items()}
+    return {**ms, "fill": fill * 1000}
 
 
 def sign_ups(root: Path, url: sa.URL, count: int) -> float:
@@ -200,12 +211,12 @@ def main() -> None:
     logging.disable(logging.WARNING)
     server = sa.make_url(args.pg_url)
     chains: list[tuple[str, list[tuple[str, str]] | Path]] = [
-        (f"{n} revisions", chain(n)) for n in map(int, args.lengths.split(","))
+        (f"{n} revisions", chain(int(n))) for n in args.lengths.split(",") if n
     ]
     if args.history:
         chains.append((f"history {args.history}", Path(args.history)))
-    print(f"{'chain':<28}{'snapshot':>10}{'replay':>10}{'clone':>10}"
-          f"{'replay/snapshot':>17}")  # fmt: skip
+    print(f"{'chain':<24}{'snapshot':>9}{'spare':>7}{'replay':>9}{'clone':>8}"
+          f"{'fill':>8}{'replay/snapshot':>16}{'replay/spare':>13}")  # fmt: skip
     for label, revisions in chains:
         with tempfile.TemporaryDirectory() as tmp, throwaway_database(server) as url:
             root = Path(tmp)
@@ -219,8 +230,10 @@ def main() -> None:
                     )
             ms = measure(root, url, args.tenants)
             print(
-                f"{label[:27]:<28}{ms['snapshot']:>9.1f} {ms['replay']:>9.1f}"
-                f" {ms['clone']:>9.1f} {ms['replay'] / ms['snapshot']:>15.1f}x"
+                f"{label[:23]:<24}{ms['snapshot']:>9.1f}{ms['spare']:>7.1f}"
+                f"{ms['replay']:>9.1f}{ms['clone']:>8.1f}{ms['fill']:>8.1f}"
+                f"{ms['replay'] / ms['snapshot']:>15.1f}x"
+                f"{ms['replay'] / ms['spare']:>12.1f}x"
             )
             if label.startswith("120 ") and args.sign_ups:
                 took = sign_ups(root, url, args.sign_ups)

@@ -18,6 +18,8 @@ from alembic.config import Config
 from alembic.util import CommandError
 from alembic_recipes import (
     drop_tenant,
+    fill_spares,
+    fill_spares_async,
     provision_tenant,
     provision_tenant_async,
     rename_tenant,
@@ -291,6 +293,160 @@ def test_a_provisioning_cut_off_leaves_nothing_behind(
     assert "head" not in status.stdout
     snap.alembic("-x", "tenant=victim", "-x", "new=true", "upgrade", "head")
     assert _dump(pg, "victim") == _dump(pg, "_template")
+
+
+# -- spare schemas (provision_spares) -------------------------------------------
+SPARES = "SELECT name, heads FROM public.alembic_recipes_spare ORDER BY name"
+
+
+def _spares(pg: ServerDB) -> set[str]:
+    return {name for name in _schemas(pg) if "~" in name}
+
+
+@pytest.mark.postgresql
+def test_spare_schemas_make_a_sign_up_a_rename(snap: Project, pg: ServerDB) -> None:
+    """``provision_spares = 3``: the fleet run makes three spare schemas at
+    head, which no tenant selection takes; a sign-up renames one, and the
+    tenant equals a replayed one; concurrent sign-ups past the spares copy
+    the snapshot; a spare another session holds is skipped, not waited for;
+    the template moving makes them stale and the next fill replaces them;
+    ``provision_spares = 0`` drops them."""
+    snap.set_option("provision_spares", "3")
+    snap.set_option("tenants_pattern", "*")
+    fleet = snap.alembic("-x", "tenant=all", "upgrade", "head")
+    assert "Made spare schema '_template~" in fleet.output
+    head = snap.prepared[-1]
+    assert len(_spares(pg)) == 3
+    assert [h for _, h in _rows(pg, SPARES)] == [head] * 3
+    again = snap.alembic("-x", "tenant=all", "upgrade", "head")  # spares: no tenants
+    assert "~" not in again.output.replace("alembic_recipes_spare", "")
+    assert _rows(pg, "SELECT count(*) FROM public.alembic_recipes_fleet_run") == [(1,)]
+
+    config = _config(snap)
+    provision_tenant(None, "acme", config=config)
+    snap.alembic(
+        "-x", "tenant=replayed", "-x", "provision=replay", "-x", "create=true",
+        "upgrade", "head",
+    )  # fmt: skip
+    assert _dump(pg, "acme") == _dump(pg, "replayed")
+    assert _state(pg, "acme") == _state(pg, "replayed")
+    assert len(_spares(pg)) == 2 == len(_rows(pg, SPARES))
+
+    holder = pg.engine().connect()  # a spare's row held: skipped, not waited on
+    holder.begin()
+    holder.exec_driver_sql(
+        "SELECT name FROM public.alembic_recipes_spare ORDER BY made_at LIMIT 1"
+        " FOR UPDATE"
+    )
+    try:
+
+        async def sign_ups() -> list[BaseException | None]:
+            engine = create_async_engine(pg.driver_url("asyncpg"))
+            try:
+                calls = (provision_tenant_async(engine, f"s{i}", config=config)
+                         for i in range(4))  # fmt: skip
+                return list(await asyncio.gather(*calls, return_exceptions=True))
+            finally:
+                await engine.dispose()
+
+        assert asyncio.run(sign_ups()) == [None] * 4
+    finally:
+        holder.rollback()
+        holder.close()
+    assert len(_spares(pg)) == 1 == len(_rows(pg, SPARES))
+    for name in ("s0", "s1", "s2", "s3"):
+        assert _dump(pg, name) == _dump(pg, "replayed")
+
+    made = _tenant_command(snap, "spares")
+    assert (made.returncode, made.stdout) == (0, "2 spare schemas made\n"), made
+    assert len(_spares(pg)) == 3
+
+    newer = snap.revision(
+        "email", upgrade='op.add_column("users", sa.Column("e", sa.Text))'
+    )
+    snap.alembic("-x", "tenant=_template", "upgrade", "head")
+    assert [h for _, h in _rows(pg, SPARES)] == [newer] * 3
+    provision_tenant(None, "late", config=config)
+    assert _state(pg, "late")["versions"] == [(newer,)]
+    assert _dump(pg, "late") == _dump(pg, "_template")
+
+    snap.set_option("provision_spares", "0")
+    assert fill_spares(None, config=_config(snap)) == 0
+    assert _spares(pg) == set() and _rows(pg, SPARES) == []
+
+
+@pytest.mark.postgresql
+def test_a_template_naming_its_schema_in_text_gets_no_spares(
+    snap: Project, pg: ServerDB, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A function keeping the template's ``search_path`` (text a rename does
+    not follow): no spares, a warning naming it; sign-ups copy the snapshot."""
+    snap.revision(
+        "a function with its search_path",
+        upgrade='op.execute("CREATE FUNCTION n_kinds() RETURNS bigint LANGUAGE sql'
+        ' SET search_path FROM CURRENT AS $$ SELECT count(*) FROM kinds $$")',
+    )
+    snap.set_option("provision_spares", "2")
+    fleet = snap.alembic("-x", "tenant=all", "upgrade", "head")
+    assert "the function n_kinds of template tenant '_template' holds" in fleet.output
+    assert _spares(pg) == set()
+
+    async def fill() -> int:
+        engine = create_async_engine(pg.driver_url("asyncpg"))
+        try:
+            return await fill_spares_async(engine, config=_config(snap))
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(fill()) == 0
+    provision_tenant(None, "acme", config=_config(snap))
+    assert _dump(pg, "acme") == _dump(pg, "_template")
+
+
+@pytest.mark.postgresql
+def test_a_spare_fill_cut_off_leaves_no_spare_behind(
+    snap: Project, pg: ServerDB
+) -> None:
+    """Each spare is made in one transaction: killed while the application
+    holds a lock its DDL needs, the fill leaves no schema and no row; one
+    that waits past ``lock_timeout`` gives up with a warning; the next fill
+    makes them all."""
+    snap.alembic("-x", "tenant=all", "upgrade", "head")
+    snap.set_option("provision_spares", "2")
+    holder = pg.engine().connect()
+    holder.begin()
+    holder.exec_driver_sql("LOCK TABLE public.plans IN ACCESS EXCLUSIVE MODE")
+    fill = subprocess.Popen(
+        [sys.executable, "-m", "alembic_recipes", "tenant", "spares"],
+        cwd=snap.root,
+        env=cli_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        until(lambda: waiting_for_locks(pg) > 0, "the fill to wait for the lock")
+        fill.kill()
+        fill.communicate(timeout=60)
+        advisory = (
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid ="
+            " l.database WHERE l.locktype = 'advisory' AND d.datname ="
+            " current_database()"
+        )
+        until(lambda: _rows(pg, advisory) == [(0,)], "the killed fill's session to end")
+        assert _spares(pg) == set()
+        table = "SELECT to_regclass('public.alembic_recipes_spare')"
+        assert _rows(pg, table) == [(None,)]
+        # the lock held past lock_timeout: a warning, no spare, no failure
+        held = _tenant_command(snap, "spares", "-x", "lock_timeout=1s")
+        assert (held.returncode, held.stdout) == (0, "0 spare schemas made\n")
+        assert "a lock it needs was held longer than lock_timeout" in held.stderr
+        assert _spares(pg) == set()
+    finally:
+        holder.rollback()
+        holder.close()
+    made = _tenant_command(snap, "spares")
+    assert made.stdout == "2 spare schemas made\n", made
+    assert len(_spares(pg)) == 2
 
 
 # -- the database strategy ----------------------------------------------------

@@ -13,7 +13,8 @@ Three histories of 100+ revisions, as their projects ship them in their wheels:
 Each runs once through stock Alembic on one database (its stock template),
 then through the multitenant template -- default, ``compiled=true``,
 ``compiled=false``, ``workers=2``, ``provision=snapshot`` (tenants copied
-from the template tenant), the schema and the database strategy --
+from the template tenant, and one signed up from a spare schema), the schema
+and the database strategy --
 and every tenant's ``pg_dump --schema-only``, schema name normalised, must
 equal stock Alembic's; then down by 100+ revisions (ckan: 70, its own 038
 cannot be downgraded) and back up, equal again.
@@ -170,8 +171,9 @@ MODES = {
     "compiled": ("-x", "compiled=true"),
     "not compiled": ("-x", "compiled=false"),
     "workers": ("-x", "workers=2"),
-    # new tenants copied from the template tenant, which the run replays first
-    "snapshot": ("-x", "provision=snapshot"),
+    # new tenants copied from the template tenant, which the run replays
+    # first; and a spare schema made, which a sign-up then renames
+    "snapshot": ("-x", "provision=snapshot", "-x", "spares=1"),
 }
 
 
@@ -196,6 +198,10 @@ def test_schema_tenants_end_as_stock_alembic_ends(
     assert f"Tenants: {made} total: {made} upgraded" in out, out
     if mode == "snapshot":
         assert out.count("copied from the snapshot of '_template'") == len(TENANTS)
+        new = ("-x", "tenant=signup", "-x", "new=true", *MODES[mode])
+        signed = _alembic(root, env, *new, "upgrade", "head")
+        assert "tenant 'signup': renamed from spare '_template~" in signed, signed
+        assert schema_dump(pg.url, "signup") == expected["head"]
     for tenant in TENANTS:
         assert schema_dump(pg.url, tenant) == expected["head"], tenant
     if mode != "default":

@@ -636,6 +636,35 @@ OPTIONS: tuple[Option, ...] = (
         ),
     ),
     Option(
+        "provision_spares",
+        (
+            "Spare schemas at head provision = snapshot keeps ready (-x spares=...;",
+            "schema strategy):",
+            "a new tenant is then a rename.  A fleet run refills them, as does",
+            "python -m alembic_recipes tenant spares.",
+        ),
+        default="0",
+        kind="int",
+        low=0,
+        high=1000,
+        accepted="a whole number of spare schemas from 0 to 1000",
+        x="spares",
+        templates=frozenset({"multitenant"}),
+        reference=(
+            "How many spare schemas `provision = snapshot` keeps made from the "
+            "snapshot ahead of sign-ups (PostgreSQL, schema strategy). A new "
+            "tenant then takes one with `ALTER SCHEMA ... RENAME`, about a "
+            "millisecond whatever the history's length; with none left it is "
+            "copied from the snapshot as usual. A fleet run refills them after "
+            "migrating the template, dropping those at older revisions; an "
+            "application refills them with `fill_spares()` (after a sign-up, in "
+            "the background) or `python -m alembic_recipes tenant spares`. Their "
+            "names are the template's with `~` and a random suffix, listed in "
+            "the `alembic_recipes_spare` table; no tenant selection takes them. "
+            "0 (the default) keeps none and drops those left."
+        ),
+    ),
+    Option(
         "new_tenant",
         kind="bool",
         accepted="true or false",

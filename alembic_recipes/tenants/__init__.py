@@ -14,7 +14,8 @@ The package reads bottom up, each part importing only those before it:
 * :mod:`.driving` -- how a run is driven: serially, in worker processes, by
   runners claiming tenants, wave after wave, or planned; the shared scope;
 * :mod:`.runner` -- env.py's entry points and the application helpers;
-  :mod:`.lifecycle` -- a tenant made at head for an application's sign-up;
+  :mod:`.lifecycle` -- a tenant made at head for an application's sign-up,
+  spare schemas made ahead of it;
   :mod:`.dropping` -- a tenant dropped or renamed.
 """
 
@@ -22,7 +23,12 @@ from __future__ import annotations
 
 from .driving.shared import shared_scope
 from .dropping import drop_tenant, rename_tenant
-from .lifecycle import provision_tenant, provision_tenant_async
+from .lifecycle import (
+    fill_spares,
+    fill_spares_async,
+    provision_tenant,
+    provision_tenant_async,
+)
 from .model.names import NAME_RULE, validate_tenant
 from .model.settings import TenantSettings
 from .model.tenant import Tenant
@@ -35,6 +41,8 @@ __all__ = [
     "Tenant",
     "TenantSettings",
     "drop_tenant",
+    "fill_spares",
+    "fill_spares_async",
     "offline_tenants",
     "provision_tenant",
     "provision_tenant_async",

@@ -1,5 +1,7 @@
 """A tenant's life where migrations meet it, for applications and scripts:
-made at head (:func:`provision_tenant`, :func:`provision_tenant_async`).
+made at head (:func:`provision_tenant`, :func:`provision_tenant_async`), from
+spare schemas made ahead of time (:func:`fill_spares`,
+:func:`fill_spares_async`).
 
 A sign-up handler awaits :func:`provision_tenant_async`: the new tenant is
 made as ``alembic -x tenant=NAME -x new=true upgrade head`` would make it --
@@ -7,7 +9,8 @@ with ``provision = snapshot``, a copy of the template tenant -- and a tenant
 that exists already is an error.  On the schema strategy, when the snapshot
 is at the code's head, the copy runs on the caller's connection without
 Alembic's command (so concurrent sign-ups run side by side, each under its
-tenant's migration lock); otherwise Alembic's command runs, one at a time in
+tenant's migration lock), taking a spare schema when ``provision_spares``
+keeps some; otherwise Alembic's command runs, one at a time in
 a process (Alembic's ``context`` is one per process).
 """
 
@@ -23,6 +26,7 @@ from typing import TypeVar
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
 from ..database.connections import (
@@ -34,9 +38,14 @@ from ..database.connections import (
 from ..runtime.commands import run_command_async
 from .model.names import validate_tenant
 from .model.settings import TenantSettings
-from .running.snapshots import Snapshots, copy_schema
+from .running.snapshots import Snapshots, Spares, copy_schema
 
-__all__ = ["provision_tenant", "provision_tenant_async"]
+__all__ = [
+    "fill_spares",
+    "fill_spares_async",
+    "provision_tenant",
+    "provision_tenant_async",
+]
 
 T = TypeVar("T")
 
@@ -72,9 +81,25 @@ def _copier(
     if settings.strategy != "schema" or not provisioning.snapshot or settings.servers:
         return None
     snapshots = Snapshots(provisioning.template, provisioning.seed, settings.shared)
+    spares = Spares(snapshots, provisioning.spares)
     heads = _heads(settings.config)
     timeout = settings.migration_lock_timeout if settings.migration_lock else None
-    return lambda conn: copy_schema(conn, name, snapshots, heads, timeout)
+    return lambda conn: copy_schema(conn, name, snapshots, heads, timeout, spares)
+
+
+def _filler(config: Config) -> tuple[TenantSettings, Callable[[Connection], int]]:
+    """The settings, and the fill of their spare schemas."""
+    settings = TenantSettings.load(config)
+    provisioning = settings.provisioning
+    if settings.strategy != "schema" or not provisioning.snapshot or settings.servers:
+        raise CommandError(
+            "provision_spares: spare schemas are made for provision = snapshot on"
+            " the schema strategy (one database); this configuration has"
+            f" provision = {provisioning.how}, tenant_strategy = {settings.strategy}"
+        )
+    snapshots = Snapshots(provisioning.template, provisioning.seed, settings.shared)
+    spares = Spares(snapshots, provisioning.spares, settings.timeouts.lock)
+    return settings, spares.fill
 
 
 def on_database(
@@ -131,3 +156,20 @@ async def provision_tenant_async(
     lock = _loop_locks.setdefault(loop, asyncio.Lock())
     async with lock:
         await run_command_async(command.upgrade, connectable, clone, "head")
+
+
+def fill_spares(connectable: Connectable | None, *, config: Config) -> int:
+    """Make spare schemas until ``provision_spares`` are ready at the
+    template's versions, dropping stale ones (sync); how many were made --
+    0 at once when another process is filling them."""
+    settings, fill = _filler(config)
+    return on_database(settings, connectable, fill)
+
+
+async def fill_spares_async(connectable: Connectable | None, *, config: Config) -> int:
+    """:func:`fill_spares` from async code: after a sign-up, as a background
+    task (FastAPI's ``BackgroundTasks``), so that the next one finds a spare."""
+    settings, fill = _filler(config)
+    if connectable is not None:
+        return await run_with_connection_async(connectable, fill)
+    return await asyncio.to_thread(on_database, settings, None, fill)

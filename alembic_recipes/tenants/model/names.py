@@ -20,6 +20,7 @@ __all__ = [
     "NAME_RULE",
     "PATTERN_RULE",
     "SHARED",
+    "SPARE_MARK",
     "exists",
     "is_pattern",
     "is_reserved",
@@ -34,6 +35,9 @@ ALL = "all"
 FAILED = "failed"
 """``-x tenant=failed``: the tenants the recorded fleet runs left unfinished."""
 
+SPARE_MARK = "~"
+"""In the names of ``provision_spares``' spare schemas, never in a tenant's."""
+
 _NAME = re.compile(r"[a-z_][a-z0-9_-]*")
 _RESERVED = ("public", "information_schema", ALL, FAILED)
 NAME_RULE = (
@@ -44,8 +48,9 @@ NAME_RULE = (
 
 
 def is_reserved(name: str) -> bool:
-    """True for names no tenant may have (``public``, ``pg_*`` ...)."""
-    return name.lower() in _RESERVED or name.lower().startswith("pg_")
+    """True for names no tenant may have (``public``, ``pg_*``, spares ...)."""
+    lowered = name.lower()
+    return lowered in _RESERVED or lowered.startswith("pg_") or SPARE_MARK in name
 
 
 def validate_tenant(name: object, *, source: str = "tenant") -> str:

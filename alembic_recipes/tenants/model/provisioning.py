@@ -1,5 +1,6 @@
 """How a missing tenant is made (``provision``, ``provision_template``,
-``provision_seed``, ``-x new``): read and checked once, like every option."""
+``provision_seed``, ``provision_spares``, ``-x new``): read and checked once,
+like every option."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ class Provisioning:
     """Tables of the template whose rows are copied too."""
     new: bool = False
     """``-x new=true``: the named tenant must not exist yet."""
+    spares: int = 0
+    """How many spare schemas at head ``snapshot`` keeps (schema strategy)."""
 
     @property
     def snapshot(self) -> bool:
@@ -54,4 +57,10 @@ def read_provisioning(reader: OptionReader) -> Provisioning:
             raise InvalidOption.expected(
                 table, "provision_seed", option("provision_seed").accepted
             )
-    return Provisioning(how, template, seed, reader.flag("new_tenant"))
+    return Provisioning(
+        how,
+        template,
+        seed,
+        reader.flag("new_tenant"),
+        reader.whole("provision_spares"),
+    )

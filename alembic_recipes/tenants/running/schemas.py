@@ -48,7 +48,7 @@ from .interface import recorded
 from .run import Run
 from .schema_scope import schema_scope
 from .schema_state import refresh, schema_state, shared_only
-from .snapshots import Snapshots, snapshot_usable
+from .snapshots import Snapshots, Spares, make_tenant, snapshot_usable
 
 __all__ = ["SchemaTenants", "schema_scope"]
 
@@ -91,6 +91,11 @@ class SchemaTenants:
             if provisioning.snapshot
             and run.command == "upgrade"
             and not run.autogenerates
+            else None
+        )
+        self.spares = (
+            Spares(self.snapshots, provisioning.spares, settings.timeouts.lock)
+            if self.snapshots is not None
             else None
         )
         run.journal.bind(settings.server, self.on_record)
@@ -216,6 +221,17 @@ class SchemaTenants:
         return name in self.existing and self.run.at_head(self.versions.get(name, []))
 
     def one(self, name: str) -> Outcome:
+        """Migrate tenant *name*; what it did.  After the template (``provision
+        = snapshot``), even at head: its snapshot stored and its spares filled,
+        for the applications provisioning from them."""
+        outcome = self._one(name)
+        snapshots = self.snapshots
+        if snapshots is not None and name == snapshots.template:
+            if snapshots.refresh(self.conn) and self.spares is not None:
+                self.spares.fill(self.conn)
+        return outcome
+
+    def _one(self, name: str) -> Outcome:
         """Migrate tenant *name*; what it did.
 
         One transaction: its search_path and timeouts, the tenant's lock
@@ -247,8 +263,6 @@ class SchemaTenants:
                 run.journal.done(name, outcome, on=(conn, self.record_schema))
         if not compares_only:
             self.existing.add(name)
-        if self.snapshots is not None and name == self.snapshots.template:
-            self.snapshots.refresh(conn)  # (an application provisions from it)
         return outcome
 
     def _migrate(self, conn: Connection, tenant: Tenant) -> tuple[Outcome, bool]:
@@ -313,7 +327,10 @@ class SchemaTenants:
         if not snapshot_usable(self.run, snapshot.template, snapshot.heads, name):
             conn.execute(CreateSchema(name, if_not_exists=True))
             return False
-        snapshot.apply(conn, name)
+        # spares serve sign-ups (-x new=true); a fleet creating listed
+        # tenants copies the snapshot and leaves them be
+        new = self.run.settings.provisioning.new
+        make_tenant(conn, name, snapshot, self.spares if new else None)
         self.versions[name] = list(snapshot.heads)
         self.with_table.add(name)
         self.existing.add(name)

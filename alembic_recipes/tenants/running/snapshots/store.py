@@ -1,19 +1,7 @@
-"""A schema tenant made from a snapshot of the template tenant (``provision
-= snapshot``, schema strategy on PostgreSQL).
-
-The snapshot is the template schema's DDL as ``pg_dump --schema-only
---quote-all-identifiers`` writes it -- every kind of object PostgreSQL has,
-in an order it can be replayed in -- with the rows of the ``provision_seed``
-tables and a ``REFRESH`` of each populated materialized view.  Every name of
-the template's schema in it is the quoted identifier ``"<template>"``, which
-:meth:`Snapshot.script_for` replaces with the new tenant's.
-
-It is captured once per template version (``pg_dump`` runs then, and only
-then) and kept in the ``alembic_recipes_snapshot`` table of the run record's
-schema, so that an application without ``pg_dump`` provisions from it too; a
-process keeps the last one it read.  Applying it is one script in the
-tenant's transaction, whatever the history's length.
-"""
+"""The template's snapshots: captured with ``pg_dump`` once per template
+version, kept in the ``alembic_recipes_snapshot`` table of the run record's
+schema (so that an application without ``pg_dump`` provisions from it too),
+and by each process, which keeps the last one it read."""
 
 from __future__ import annotations
 
@@ -21,105 +9,23 @@ import os
 import shutil
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 
-from ...alembic_internals import VERSION_TABLE
-from ...database.engines import display_url
-from ...database.locks import lock_key
-from ...logs import logger_for
-from ..model.names import exists
-from .run import Run
-from .schema_state import schema_exists
-from .segments import execute_script
+from ....alembic_internals import VERSION_TABLE
+from ....database.engines import display_url
+from ....database.locks import lock_key
+from ....logs import logger_for
+from .script import Snapshot, quoted, statements
 
-__all__ = [
-    "SNAPSHOT_TABLE",
-    "Snapshot",
-    "Snapshots",
-    "copy_schema",
-    "quoted",
-    "snapshot_usable",
-    "tenant_lock",
-]
+__all__ = ["SNAPSHOT_TABLE", "Snapshots", "no_template"]
 
-log = logger_for(__name__)
+log = logger_for(__package__ or __name__)
 
 SNAPSHOT_TABLE = "alembic_recipes_snapshot"
 """Where captured snapshots are kept (the run record's schema)."""
-
-_SESSION_ONLY = (
-    "statement_timeout",
-    "lock_timeout",
-    "idle_in_transaction_session_timeout",
-    "transaction_timeout",
-    "client_encoding",
-    "standard_conforming_strings",
-    "client_min_messages",
-    "row_security",
-)
-"""``SET``s of pg_dump's preamble that the tenant's transaction keeps its own
-(its timeouts, the driver's encoding); the others are made ``SET LOCAL``."""
-
-
-def quoted(name: str) -> str:
-    """*name* as ``pg_dump --quote-all-identifiers`` writes it."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The template's DDL at :attr:`heads`, ready to replay under a new name."""
-
-    template: str
-    heads: tuple[str, ...]
-    script: str
-    settings: tuple[str, ...]
-    """The settings the script sets (``SET LOCAL``), put back after it."""
-    seed: tuple[str, ...] = ()
-    """The tables whose rows it holds."""
-
-    def script_for(self, name: str) -> str:
-        return self.script.replace(quoted(self.template), quoted(name))
-
-    def apply(self, conn: Connection, name: str) -> None:
-        """Make schema *name* a copy of the template at :attr:`heads`, inside
-        *conn*'s transaction: its DDL, seed rows, and version rows."""
-        saved = ""
-        if self.settings:
-            values = conn.execute(
-                text(
-                    "SELECT "
-                    + ", ".join(
-                        f"current_setting(:s{i})" for i in range(len(self.settings))
-                    )
-                ),
-                {f"s{i}": setting for i, setting in enumerate(self.settings)},
-            ).one()
-            saved = "".join(
-                f"SELECT pg_catalog.set_config('{setting}', {_literal(value)}, true);\n"
-                for setting, value in zip(self.settings, values, strict=True)
-            )
-        rows = "".join(
-            f"INSERT INTO {quoted(name)}.{quoted(VERSION_TABLE)} (version_num)"
-            f" VALUES ({_literal(head)});\n"
-            for head in self.heads
-        )
-        execute_script(conn, self.script_for(name) + saved + rows)
-        log.info(
-            "tenant %r: copied from the snapshot of %r at %s",
-            name,
-            self.template,
-            ", ".join(self.heads),
-        )
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 class Snapshots:
@@ -173,17 +79,20 @@ class Snapshots:
         self._kept[key] = snapshot
         return snapshot
 
-    def refresh(self, conn: Connection) -> None:
+    def refresh(self, conn: Connection) -> bool:
         """Store the template's snapshot now, if it has none at its current
-        versions (after a run migrated it; in a transaction of its own).
-        Without ``pg_dump`` here, a warning: provisioning captures it later."""
+        versions (after a run migrated it; in a transaction of its own);
+        whether it is stored.  Without ``pg_dump`` here, a warning:
+        provisioning captures it later."""
         if conn.in_transaction():
-            return  # a caller's transaction: provisioning captures it
+            return False  # a caller's transaction: provisioning captures it
         try:
             with conn.begin():
                 self.current(conn)
         except CommandError as exc:
             log.warning("The template's snapshot was not captured: %s", exc)
+            return False
+        return True
 
     def _stored(self, conn: Connection, heads: tuple[str, ...]) -> Snapshot | None:
         if conn.scalar(text("SELECT to_regclass(:t)"), {"t": self.table}) is None:
@@ -283,33 +192,9 @@ class Snapshots:
             ),
             {"s": self.template},
         ).scalars()
-        lines, settings = _statements(script)
+        lines, settings = statements(script)
         lines += [f"REFRESH MATERIALIZED VIEW {schema}.{quoted(v)};" for v in populated]
         return "\n".join(lines) + "\n", settings
-
-
-def _statements(dump: str) -> tuple[list[str], tuple[str, ...]]:
-    """pg_dump's output as a script for the tenant's transaction: no
-    comments or psql meta-commands, its ``SET``s made ``SET LOCAL`` (those
-    of the session left out), no ``search_path`` of its own (every name is
-    qualified)."""
-    lines: list[str] = []
-    settings: dict[str, None] = {}
-    for line in dump.splitlines():
-        if not line or line.startswith(("--", "\\")):
-            continue
-        if line.startswith(
-            ("SELECT pg_catalog.set_config('search_path'", "SET SESSION AUTHORIZATION")
-        ):
-            continue
-        if line.startswith("SET ") and line.endswith(";"):
-            name = line[4:].split("=", 1)[0].strip()
-            if name not in _SESSION_ONLY:
-                settings[name] = None
-                lines.append("SET LOCAL " + line[4:])
-            continue
-        lines.append(line)
-    return lines, tuple(settings)
 
 
 def _pg_dump(conn: Connection, *args: str) -> str:
@@ -338,86 +223,9 @@ def _pg_dump(conn: Connection, *args: str) -> str:
     return done.stdout
 
 
-def copy_schema(
-    conn: Connection,
-    name: str,
-    snapshots: Snapshots,
-    heads: frozenset[str],
-    lock_timeout: float | None,
-) -> tuple[str, ...] | None:
-    """Make the new schema tenant *name* from the snapshot when it is at
-    *heads* (the code's), in a transaction (a SAVEPOINT in the caller's) under
-    the tenant's migration lock; its versions.  None: the snapshot is behind
-    *heads*, nothing was done.  A tenant that exists is an error."""
-    begin = conn.begin_nested if conn.in_transaction() else conn.begin
-    with begin():
-        if lock_timeout is not None:
-            tenant_lock(conn, name, lock_timeout)
-        if schema_exists(conn, name):
-            raise exists(name, "schema")
-        snapshot = snapshots.current(conn)
-        if frozenset(snapshot.heads) != heads:
-            return None
-        snapshot.apply(conn, name)
-    return snapshot.heads
-
-
-def tenant_lock(conn: Connection, name: str, timeout: float) -> None:
-    """Tenant *name*'s migration lock for the transaction (the key the fleet
-    takes), waited for by the server -- an async caller's event loop goes on
-    meanwhile -- for at most *timeout* seconds."""
-    key = lock_key(conn.engine.url.database or "", name)
-    previous = conn.scalar(text("SELECT current_setting('lock_timeout')"))
-    conn.execute(
-        text("SELECT set_config('lock_timeout', :t, true)"),
-        {"t": f"{max(1, int(timeout * 1000))}ms"},
-    )
-    try:
-        with conn.begin_nested():
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
-    except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) != "55P03" and "lock timeout" not in str(
-            exc
-        ):
-            raise
-        raise CommandError(
-            f"tenant {name!r}: timed out after {timeout:g} s waiting for its"
-            " migration lock; nothing was changed (migration_lock_timeout waits"
-            " longer)"
-        ) from exc
-    conn.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": previous})
-
-
 def no_template(template: str) -> CommandError:
     return CommandError(
         f"provision = snapshot: the template tenant {template!r} does not exist"
         f" or is at base; create it with -x tenant={template} -x create=true"
         " upgrade head (a fleet run, -x tenant=all, does)"
     )
-
-
-def snapshot_usable(run: Run, template: str, heads: Sequence[str], name: str) -> bool:
-    """Whether new tenant *name* is made from the template at *heads*: its
-    versions must be this code's, and this command's target at or past them
-    (else the history is replayed, said).  A template that does not exist,
-    or that is at revisions this code does not know, is an error."""
-    if not heads:
-        raise no_template(template)
-    if not run.known_revisions(heads):
-        raise CommandError(
-            f"provision = snapshot: the template tenant {template!r} is at"
-            f" {', '.join(heads)}, which this code's migrations do not know (they"
-            f" end at {', '.join(sorted(run.heads))}): migrate it with this code's"
-            " migrations, or provision from the code that made it"
-        )
-    targets = run.targets
-    if not run.known_revisions(targets) or not all(
-        run.applied(head, targets) for head in heads
-    ):
-        log.info(
-            "tenant %r: the template is past %s; replaying the history instead",
-            name,
-            ", ".join(targets),
-        )
-        return False
-    return True
