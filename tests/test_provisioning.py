@@ -6,9 +6,11 @@ object for object; it is one transaction; it refuses what it must.
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -447,6 +449,143 @@ def test_a_spare_fill_cut_off_leaves_no_spare_behind(
     made = _tenant_command(snap, "spares")
     assert made.stdout == "2 spare schemas made\n", made
     assert len(_spares(pg)) == 2
+
+
+# -- killed at random moments ----------------------------------------------------
+_SHAPES = """
+SELECT n.nspname,
+  (SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid),
+  (SELECT count(*) FROM pg_constraint k WHERE k.connamespace = n.oid),
+  (SELECT count(*) FROM pg_proc p WHERE p.pronamespace = n.oid),
+  (SELECT count(*) FROM pg_type t WHERE t.typnamespace = n.oid)
+FROM pg_namespace n WHERE n.nspname NOT LIKE 'pg\\_%'
+  AND n.nspname NOT IN ('information_schema', 'public')
+"""
+
+
+def _shapes(pg: ServerDB) -> dict[str, tuple[object, ...]]:
+    """Each schema's count of relations, constraints, functions and types,
+    and its versions: what a whole copy of the template has."""
+    shapes = {}
+    for name, *counts in _rows(pg, _SHAPES):
+        versions = _rows(pg, f'SELECT version_num FROM "{name}".alembic_version')
+        shapes[str(name)] = (*counts, tuple(versions))
+    return shapes
+
+
+def _whole_or_none(pg: ServerDB) -> dict[str, tuple[object, ...]]:
+    """Every schema is a whole copy of the template; every spare listed
+    exists, every spare that exists is listed; the fleet record's done rows
+    are the tenants that exist.  The schemas."""
+    shapes = _shapes(pg)
+    whole = shapes["_template"]
+    assert {n: s for n, s in shapes.items() if s != whole} == {}
+    with pg.engine().connect() as conn:
+        if sa.inspect(conn).has_table("alembic_recipes_spare"):
+            listed = {str(n) for n, _ in _rows(pg, SPARES)}
+            assert listed == {n for n in shapes if "~" in n}
+        if sa.inspect(conn).has_table("alembic_recipes_fleet_run"):
+            record = _rows(pg, "SELECT tenant, status FROM alembic_recipes_fleet_run")
+            done = {str(t) for t, status in record if status == "upgraded"}
+            fleet = {n for n in shapes if n.startswith("f")}  # (sign-ups: no row)
+            assert {t for t in done if t.startswith("f")} == fleet
+    return shapes
+
+
+def _killed(
+    process: subprocess.Popen[str], pg: ServerDB, prefix: str, delay: float
+) -> None:
+    """SIGKILL *delay* seconds after its first schema of names starting with
+    *prefix* is there; then until its session has ended on the server (its
+    locks gone), as the next run would find it."""
+
+    def made() -> int:
+        return sum(name.startswith(prefix) for name in _schemas(pg))
+
+    before = made()
+    until(
+        lambda: made() > before or process.poll() is not None,
+        f"a new {prefix}* schema",
+    )
+    time.sleep(delay)
+    process.kill()
+    process.communicate(timeout=60)
+    locks = (
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+        " WHERE l.locktype = 'advisory' AND d.datname = current_database()"
+    )
+    until(lambda: _rows(pg, locks) == [(0,)], "the killed process's session to end")
+
+
+def _python(proj: Project, code: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=proj.root,
+        env=cli_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+SIGN_UPS = """
+from alembic.config import Config
+from alembic_recipes import provision_tenant
+config = Config("alembic.ini")
+for i in range(40):
+    provision_tenant(None, f"s{trial}{{i:02d}}", config=config)
+"""
+
+
+@pytest.mark.postgresql
+@pytest.mark.concurrency
+def test_provisioning_killed_at_random_moments_leaves_whole_tenants_or_none(
+    snap: Project, pg: ServerDB
+) -> None:
+    """SIGKILL at random moments (seeded) of fleets making 60 listed tenants
+    from the snapshot, of fills of 20 spares, of scripts signing up 40
+    tenants one after another: after each, every schema is a whole copy of
+    the template (relations, constraints, functions, types, versions) or is
+    not there, the run record's done rows and the spares' list say which;
+    then the next runs finish the job."""
+    snap.alembic("-x", "tenant=all", "upgrade", "head")
+    rng = random.Random(35)
+    cut = []  # how many of each trial's tenants it made
+    for trial in range(3):
+        fleet = [f"f{trial}{i:02d}" for i in range(60)]
+        snap.set_option("tenants", ", ".join(fleet))
+        run = spawn(snap, "-x", "tenant=all", "upgrade", "head")
+        _killed(run, pg, f"f{trial}", rng.uniform(0.0, 1.0))
+        made = _whole_or_none(pg)
+        cut.append(sum(name in made for name in fleet))
+    assert any(0 < made < 60 for made in cut), cut  # (a kill mid-run, at least)
+    snap.set_option(
+        "tenants", ", ".join(f"f{t}{i:02d}" for t in range(3) for i in range(60))
+    )
+    snap.alembic("-x", "tenant=all", "upgrade", "head")
+    assert len([n for n in _whole_or_none(pg) if n.startswith("f")]) == 180
+
+    snap.set_option("provision_spares", "20")
+    fill = "from alembic_recipes.__main__ import main; main(['tenant', 'spares'])"
+    for _ in range(3):
+        _killed(_python(snap, fill), pg, "_template~", rng.uniform(0.0, 1.0))
+        _whole_or_none(pg)
+    assert _tenant_command(snap, "spares").returncode == 0
+    assert len(_spares(pg)) == 20
+
+    cut = []
+    for trial in range(3):
+        _killed(_python(snap, SIGN_UPS.format(trial=trial)), pg, f"s{trial}",
+                rng.uniform(0.0, 1.0))  # fmt: skip
+        cut.append(sum(n.startswith(f"s{trial}") for n in _whole_or_none(pg)))
+    assert any(0 < made < 40 for made in cut), cut
+    config = _config(snap)
+    names = [f"s{trial}{i:02d}" for trial in range(3) for i in range(40)]
+    for name in names:
+        if name not in _schemas(pg):
+            provision_tenant(None, name, config=config)
+    assert set(names) <= set(_whole_or_none(pg))
+    assert _dump(pg, names[-1]) == _dump(pg, "_template")
 
 
 # -- the database strategy ----------------------------------------------------
