@@ -161,8 +161,9 @@ def _config(proj: Project) -> Config:
 def test_concurrent_sign_ups_from_one_async_application(
     snap: Project, pg: ServerDB
 ) -> None:
-    """100 sign-ups at once from one event loop on one AsyncEngine, 92 of
-    different names and 8 of one name: every new name is made at head,
+    """100 sign-ups at once from one event loop on one AsyncEngine (half
+    ``await provision_tenant_async()``, half ``await provision_tenant()``),
+    92 of different names and 8 of one name: every new name is made at head,
     exactly one of the 8 makes its tenant and the 7 others get one error
     naming it."""
     snap.alembic("-x", "tenant=all", "upgrade", "head")
@@ -173,8 +174,13 @@ def test_concurrent_sign_ups_from_one_async_application(
         engine = create_async_engine(pg.driver_url("asyncpg"), pool_size=10)
         try:
             calls = [f"c{i:02d}" for i in range(92)] + ["same"] * 8
+            # the awaitable twin, and the sync name awaited (an AsyncEngine)
+            signs = (provision_tenant_async, provision_tenant) * 50
             done = await asyncio.gather(
-                *(provision_tenant_async(engine, n, config=config) for n in calls),
+                *(
+                    sign(engine, n, config=config)
+                    for sign, n in zip(signs, calls, strict=True)
+                ),
                 return_exceptions=True,
             )
             return list(done)

@@ -20,14 +20,15 @@ import asyncio
 import copy
 import threading
 import weakref
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar, overload
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..database.connections import (
     Connectable,
@@ -114,13 +115,31 @@ def on_database(
     return run_on_options(settings.section_options(), fn)
 
 
+@overload
+def provision_tenant(
+    connectable: AsyncEngine | AsyncConnection, name: str, *, config: Config
+) -> Coroutine[Any, Any, None]: ...
+
+
+@overload
+def provision_tenant(
+    connectable: Engine | Connection | None, name: str, *, config: Config
+) -> None: ...
+
+
 def provision_tenant(
     connectable: Connectable | None, name: str, *, config: Config
-) -> None:
-    """Make the new tenant *name* at head (sync; from a script, a sync
-    application or a worker thread); *connectable*: the caller's engine or
-    connection (None: ``sqlalchemy.url``).  Fails with one ``CommandError``
-    for a bad name or a tenant that exists."""
+) -> Coroutine[Any, Any, None] | None:
+    """Make the new tenant *name* at head; *connectable*: the caller's engine
+    or connection (None: ``sqlalchemy.url``).  Fails with one
+    ``CommandError`` for a bad name or a tenant that exists.
+
+    Sync with an ``Engine``, a ``Connection`` or None (a script, a sync
+    application, a worker thread); awaitable with an ``AsyncEngine`` or an
+    ``AsyncConnection``: ``await provision_tenant(engine, name, config=...)``
+    is :func:`provision_tenant_async`."""
+    if isinstance(connectable, AsyncEngine | AsyncConnection):
+        return provision_tenant_async(connectable, name, config=config)
     validate_tenant(name, source="provision_tenant()")
     clone = _provisioning(config, name)
     settings = TenantSettings.load(clone)
@@ -128,11 +147,12 @@ def provision_tenant(
     if copier is not None:
         done = on_database(settings, connectable, copier)
         if done is not None:
-            return
+            return None
     if connectable is not None:
         clone.attributes["connection"] = connectable
     with _one_command:
         command.upgrade(clone, "head")
+    return None
 
 
 async def provision_tenant_async(
