@@ -797,6 +797,10 @@ def test_a_mariadb_tenant_is_made_from_the_template_ddl(
          " provision_template"),
         ("provision_seed", "kinds; drop table x",
          "invalid value 'kinds;' for provision_seed: expected table names"),
+        ("provision_spares", "3", "invalid provision_spares 3: spare schemas are"
+         " made for tenant_strategy = schema"),
+        ("provision_spares", "many", "invalid value 'many' for spares /"
+         " provision_spares: expected a whole number of spare schemas"),
     ],
 )  # fmt: skip
 def test_bad_provisioning_options_are_one_line_before_any_sql(

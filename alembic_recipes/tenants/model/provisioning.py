@@ -40,8 +40,9 @@ class Provisioning:
         return self.how == "snapshot"
 
 
-def read_provisioning(reader: OptionReader) -> Provisioning:
-    """The ``provisioning`` field of the settings."""
+def read_provisioning(reader: OptionReader, schemas: bool = True) -> Provisioning:
+    """The ``provisioning`` field of the settings; *schemas*: tenants are
+    schemas of one database, where spares (``provision_spares``) can be."""
     value, source = reader.value("provision")
     how: Provision = "replay"
     if value is not None:
@@ -57,10 +58,10 @@ def read_provisioning(reader: OptionReader) -> Provisioning:
             raise InvalidOption.expected(
                 table, "provision_seed", option("provision_seed").accepted
             )
-    return Provisioning(
-        how,
-        template,
-        seed,
-        reader.flag("new_tenant"),
-        reader.whole("provision_spares"),
-    )
+    spares = reader.whole("provision_spares")
+    if spares and not schemas:
+        raise InvalidOption(
+            f"invalid provision_spares {spares}: spare schemas are made for"
+            " tenant_strategy = schema on one database (no servers); use 0 here"
+        )
+    return Provisioning(how, template, seed, reader.flag("new_tenant"), spares)
