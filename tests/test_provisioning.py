@@ -328,6 +328,8 @@ def test_spare_schemas_make_a_sign_up_a_rename(snap: Project, pg: ServerDB) -> N
     assert [h for _, h in _rows(pg, SPARES)] == [head] * 3
     again = snap.alembic("-x", "tenant=all", "upgrade", "head")  # spares: no tenants
     assert "~" not in again.output.replace("alembic_recipes_spare", "")
+    status = snap.alembic("-x", "tenant=all", "current")
+    assert "_template" in status.output and "~" not in status.output
     assert _rows(pg, "SELECT count(*) FROM public.alembic_recipes_fleet_run") == [(1,)]
 
     config = _config(snap)
