@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,7 +21,9 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
+from alembic_recipes.database.locks import LOCK_FILE_SUFFIX, lock_key
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from support.processes import cli_environment
 from support.projects import Project, assert_ruff_clean
 from support.servers import ServerDB
 
@@ -175,6 +181,73 @@ def test_awaitable_upgrade_inside_asyncio_run(a: Async) -> None:
 
     assert asyncio.run(main()) == (a.rev,)
     assert "account" in a.tables()
+
+
+HOLD = """
+import sys, time
+if sys.argv[1] == "sqlite":
+    from filelock import FileLock
+    lock = FileLock(sys.argv[2])
+    lock.acquire()
+else:
+    import psycopg
+    conn = psycopg.connect(sys.argv[2], autocommit=True)
+    conn.execute("SELECT pg_advisory_lock(%s)", (int(sys.argv[3]),))
+print("held", flush=True)
+time.sleep(float(sys.argv[4]))
+"""
+
+
+def _hold_the_lock(a: Async, seconds: float) -> subprocess.Popen[str]:
+    """Another process holding the migration lock for *seconds* (a replica
+    migrating at start-up), once it holds it."""
+    url = sa.make_url(a.sync_url)
+    if url.drivername.startswith("sqlite"):
+        args = ["sqlite", f"{url.database}{LOCK_FILE_SUFFIX}", "0"]
+    else:
+        plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        args = ["pg", plain, str(lock_key(url.database or "", None))]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, *args, str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=cli_environment(),
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    return holder
+
+
+def test_waiting_for_the_lock_leaves_the_event_loop_free(a: Async) -> None:
+    """Another process holds the migration lock for 1.5 s: ``upgrade_async``
+    waits on the application's event loop -- a task ticking every 20 ms
+    keeps ticking meanwhile -- then migrates once the lock is free."""
+    holder = _hold_the_lock(a, 1.5)
+    released = time.monotonic() + 1.5
+
+    async def main() -> tuple[list[float], float]:
+        ticks: list[float] = []
+
+        async def tick() -> None:
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.02)
+
+        ticker = asyncio.create_task(tick())
+        engine = a.async_engine()
+        try:
+            await alembic_recipes.upgrade_async(engine, a.config())
+            done = time.monotonic()
+        finally:
+            ticker.cancel()
+            await engine.dispose()
+        return ticks, done
+
+    ticks, done = asyncio.run(main())
+    holder.wait(timeout=30)
+    assert done >= released - 0.1  # it waited for the other process
+    assert a.versions() == [a.rev]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
+    assert len(ticks) > 30 and max(gaps) < 0.5, max(gaps)
 
 
 def test_lifespan_shaped_startup_hook(a: Async) -> None:
