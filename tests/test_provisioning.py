@@ -317,8 +317,8 @@ def test_spare_schemas_make_a_sign_up_a_rename(snap: Project, pg: ServerDB) -> N
     head, which no tenant selection takes; a sign-up renames one, and the
     tenant equals a replayed one; concurrent sign-ups past the spares copy
     the snapshot; a spare another session holds is skipped, not waited for;
-    the template moving makes them stale and the next fill replaces them;
-    ``provision_spares = 0`` drops them."""
+    the template moving, or another seed list, makes them stale and the next
+    fill replaces them; ``provision_spares = 0`` drops them."""
     snap.set_option("provision_spares", "3")
     snap.set_option("tenants_pattern", "*")
     fleet = snap.alembic("-x", "tenant=all", "upgrade", "head")
@@ -379,6 +379,11 @@ def test_spare_schemas_make_a_sign_up_a_rename(snap: Project, pg: ServerDB) -> N
     provision_tenant(None, "late", config=config)
     assert _state(pg, "late")["versions"] == [(newer,)]
     assert _dump(pg, "late") == _dump(pg, "_template")
+
+    snap.set_option("provision_seed", "")  # another snapshot: other spares
+    assert fill_spares(None, config=_config(snap)) == 3
+    provision_tenant(None, "unseeded", config=_config(snap))
+    assert _state(pg, "unseeded")["kinds"] == [] != _state(pg, "late")["kinds"]
 
     snap.set_option("provision_spares", "0")
     assert fill_spares(None, config=_config(snap)) == 0

@@ -3,6 +3,7 @@ under a new name (:class:`Snapshot`)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -43,6 +44,13 @@ class Snapshot:
     """The settings the script sets (``SET LOCAL``), put back after it."""
     seed: tuple[str, ...] = ()
     """The tables whose rows it holds."""
+
+    @property
+    def digest(self) -> str:
+        """What tells this snapshot from another of the same template (its
+        script: DDL, seed rows, versions)."""
+        text = "\0".join((self.script, *self.heads, *self.settings))
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
     def script_for(self, name: str) -> str:
         return self.script.replace(quoted(self.template), quoted(name))

@@ -81,12 +81,12 @@ class Spares:
         spare = conn.scalar(
             text(
                 f"DELETE FROM {self.table} WHERE name = (SELECT s.name FROM"
-                f" {self.table} s WHERE s.template = :t AND s.heads = :h AND EXISTS"
+                f" {self.table} s WHERE s.template = :t AND s.snapshot = :d AND EXISTS"
                 " (SELECT 1 FROM pg_namespace n WHERE n.nspname = s.name)"
                 " ORDER BY s.made_at, s.name LIMIT 1 FOR UPDATE SKIP LOCKED)"
                 " RETURNING name"
             ),
-            {"t": self.snapshots.template, "h": " ".join(snapshot.heads)},
+            {"t": self.snapshots.template, "d": snapshot.digest},
         )
         if spare is None:
             return False
@@ -174,9 +174,15 @@ class Spares:
         snapshot.apply(conn, spare)
         conn.execute(
             text(
-                f"INSERT INTO {self.table} (name, template, heads) VALUES (:n, :t, :h)"
+                f"INSERT INTO {self.table} (name, template, heads, snapshot)"
+                " VALUES (:n, :t, :h, :d)"
             ),
-            {"n": spare, "t": template, "h": " ".join(snapshot.heads)},
+            {
+                "n": spare,
+                "t": template,
+                "h": " ".join(snapshot.heads),
+                "d": snapshot.digest,
+            },
         )
         log.info(
             "Made spare schema %r of template tenant %r at %s (%d of %d)",
@@ -189,20 +195,21 @@ class Spares:
         return True
 
     def _prune(self, conn: Connection, snapshot: Snapshot) -> int:
-        """Drop the spares at other versions than *snapshot*'s, and those
-        past ``provision_spares``; how many are left.  Those being claimed
-        (their rows locked) are left to their claimers."""
+        """Drop the spares of another snapshot than *snapshot* (other versions,
+        other seed tables) and those past ``provision_spares``; how many are
+        left.  Those being claimed (their rows locked) are left to their
+        claimers."""
         with conn.begin_nested():
             conn.exec_driver_sql(
                 f"CREATE TABLE IF NOT EXISTS {self.table} ("
                 "name VARCHAR(63) PRIMARY KEY, template VARCHAR(63) NOT NULL,"
-                " heads TEXT NOT NULL,"
+                " heads TEXT NOT NULL, snapshot VARCHAR(64) NOT NULL,"
                 " made_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT clock_timestamp())"
             )
-        params = {"t": self.snapshots.template, "h": " ".join(snapshot.heads)}
+        params = {"t": self.snapshots.template, "d": snapshot.digest}
         kept = conn.execute(
             text(
-                f"SELECT name, heads = :h AS current FROM {self.table}"
+                f"SELECT name, snapshot = :d AS current FROM {self.table}"
                 " WHERE template = :t ORDER BY made_at, name FOR UPDATE SKIP LOCKED"
             ),
             params,
