@@ -73,7 +73,7 @@ class Spares:
         return found is not None
 
     def claim(self, conn: Connection, name: str, snapshot: Snapshot) -> bool:
-        """Rename a spare at *snapshot*'s versions to *name*, in *conn*'s
+        """Rename a spare made from *snapshot* to *name*, in *conn*'s
         transaction (under the tenant's lock); False when there is none.
         Concurrent claims each take a different one (``SKIP LOCKED``)."""
         if self.count == 0 or not self._listed(conn):
@@ -101,8 +101,8 @@ class Spares:
         return True
 
     def fill(self, conn: Connection) -> int:
-        """Make spares until ``provision_spares`` are at the template's
-        versions, one transaction each (a SAVEPOINT in a caller's); drop the
+        """Make spares until ``provision_spares`` are made from the template's
+        current snapshot, one transaction each (a SAVEPOINT in a caller's); drop the
         stale and surplus ones.  How many were made; 0 at once when another
         process is filling.  A lock the application holds for longer than
         ``lock_timeout`` ends the fill with a warning (the next one goes on)."""
