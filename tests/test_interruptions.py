@@ -217,7 +217,7 @@ def _signal_trial(
 def test_signals_at_random_moments_stop_cleanly_and_tell_the_truth(
     project: Callable[..., Project], pg: ServerDB, mode: str, tmp_path: Path
 ) -> None:
-    """15 signals per mode at random moments of a 100-tenant run, each
+    """12 signals per mode at random moments of a 100-tenant run, each
     followed by ``-x tenant=failed``: the process ends within 10 s, with no
     traceback, one summary and the signal's status; what it printed, its
     report and the record agree with the version tables."""
@@ -225,7 +225,7 @@ def test_signals_at_random_moments_stop_cleanly_and_tell_the_truth(
     names = _names(100)
     rng = random.Random(mode)
     report = tmp_path / "run.jsonl"
-    for trial in range(15):
+    for trial in range(12):
         _signal_trial(proj, pg, names, head, mode, rng, report)
         proj.alembic("-x", "tenant=failed", "upgrade", "head")
         assert set(_versions(pg, names).values()) == {head}, trial

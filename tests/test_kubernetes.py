@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -226,3 +227,66 @@ def test_the_claiming_job_survives_an_evicted_pod(job: Project, pg: ServerDB) ->
     _, err = again.communicate(timeout=DEADLINE)
     assert again.returncode == 0, err
     assert "finished before this runner started: nothing to do" in err
+
+
+SPARES = DEPLOY / "fill-spares-cronjob.yaml"
+
+
+def test_the_spares_cronjob_is_what_a_platform_team_ships() -> None:
+    """The CronJob passes the schemas; its Job passes the Job's rules; one
+    run at a time, done before the next is due."""
+    doc = _manifest(SPARES)
+    for version in VERSIONS:
+        kubernetes_validate.validate(doc, version, strict=True)
+    spec = doc["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "fill"}}
+    _restricted({**job, "spec": spec["jobTemplate"]["spec"]})
+    every = int(spec["schedule"].split()[0].removeprefix("*/"))
+    assert spec["jobTemplate"]["spec"]["activeDeadlineSeconds"] < every * 60
+
+
+@pytest.mark.concurrency
+def test_overlapping_spares_cronjob_pods_make_each_spare_once(
+    project: Callable[..., Project], pg: ServerDB
+) -> None:
+    """Two pods of the CronJob at once (a run that overlapped the next, a
+    manual ``kubectl create job --from``), ``sqlalchemy.url`` from the pod's
+    ``DATABASE_URL``: three spares in all, made once, both pods exit 0."""
+    proj = project("multitenant", url="${DATABASE_URL}")
+    proj.set_option("tenant_strategy", "schema")
+    proj.set_option("tenants", "")
+    proj.set_option("provision", "snapshot")
+    proj.set_option("provision_spares", "3")
+    proj.revision("r1", upgrade='op.create_table("a", sa.Column("id", sa.Integer))')
+    env = {**cli_environment(), "DATABASE_URL": pg.driver_url("psycopg")}
+    fleet = spawn(
+        proj, "-x", "tenant=all", "-x", "spares=0", "upgrade", "head", env=env
+    )
+    _finish([fleet])  # the template, no spares yet
+    container = _manifest(SPARES)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    command = container["containers"][0]["command"]
+    assert command[:3] == ["python", "-m", "alembic_recipes"]
+    pods = [
+        subprocess.Popen(
+            [sys.executable, *command[1:]],
+            cwd=proj.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    said = []
+    for pod in pods:
+        out, err = pod.communicate(timeout=DEADLINE)
+        assert pod.returncode == 0, err
+        said.append(out)
+    # one filler at a time: the other found it at work, or took turns with it
+    assert sum(int(out.split()[0]) for out in said) == 3, said
+    with pg.engine().connect() as conn:
+        spares = conn.execute(
+            sa.text("SELECT nspname FROM pg_namespace WHERE nspname LIKE '%~%'")
+        ).scalars()
+        assert len(list(spares)) == 3
