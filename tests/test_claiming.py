@@ -7,6 +7,7 @@ exactly once (its revision inserts a row), and the record is complete.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from alembic_recipes.tenants.selection.selection import in_shard
-from support.processes import DEADLINE, spawn
+from support.processes import DEADLINE, cli_environment, spawn
 from support.projects import Project
 from support.servers import ServerDB
 
@@ -421,3 +422,44 @@ def test_a_working_runner_keeps_its_claim_past_the_lease(
     again = other.claim()
     assert again is not None and again.tenant == "a"
     other.engine.dispose()
+
+
+SKEWED = """\
+import time
+
+_machine = time.time
+time.time = lambda: _machine() + {offset}  # this machine's clock is off
+"""
+
+
+@pytest.mark.concurrency
+@pytest.mark.parametrize("offset", [600, -600], ids=["ahead", "behind"])
+def test_runners_whose_clocks_disagree_take_no_live_claim_over(
+    project: Callable[..., Project], pg: ServerDB, tmp_path: Path, offset: int
+) -> None:
+    """Two runners, one on a machine whose clock is 10 minutes ahead (or
+    behind) and a lease of 2 s: leases are kept on the database's clock, so
+    neither takes over a tenant the other is migrating -- no "taken over"
+    line -- and each tenant is migrated once."""
+    proj = project("multitenant", url=pg.driver_url("psycopg"))
+    proj.set_option("tenant_strategy", "schema")
+    names = _names(24)
+    proj.set_option("tenants", ", ".join(names))
+    proj.revision("r1", upgrade=ONCE + '\nop.execute("SELECT pg_sleep(0.1)")')
+    skewed = tmp_path / "skewed"
+    skewed.mkdir()
+    (skewed / "sitecustomize.py").write_text(SKEWED.format(offset=offset))
+    env = cli_environment()
+    off = {
+        **env,
+        "PYTHONPATH": os.pathsep.join([str(skewed), env.get("PYTHONPATH", "")]),
+    }
+    args = (*CLAIM, "-x", "run=skew", "upgrade", "head")
+    runs = _finish([spawn(proj, *args), spawn(proj, *args, env=off)])
+    for code, err in runs:
+        assert code == 0, err[-3000:]
+        assert "taken over" not in err, err[-3000:]
+    with pg.engine().connect() as conn:
+        counts = {n: conn.scalar(sa.text(f"SELECT count(*) FROM {n}.a")) for n in names}
+    assert set(counts.values()) == {1}
+    assert set(_claims(pg.engine(), "skew").values()) == {"done"}

@@ -891,7 +891,8 @@ OPTIONS: tuple[Option, ...] = (
             "unless renewed. A working runner renews it every third of this time "
             "from a thread of its own; a runner that was killed or lost its node "
             "stops renewing, and another runner takes its tenant over after at "
-            "most this long."
+            "most this long. Leases are kept on the database's clock (PostgreSQL, "
+            "MySQL/MariaDB), whatever the runners' machines' clocks say."
         ),
     ),
     Option(

@@ -44,6 +44,7 @@ from ..records.claim_table import (
     OPEN,
     claim_statement,
     claim_table,
+    clock,
     ending,
     failed_in,
     joining_rows,
@@ -241,11 +242,10 @@ class Claims:
         whose runner's lease ran out; None when there is none to take now
         (:meth:`next_wave` tells a finished run from one to wait for).  On
         PostgreSQL both in one statement: one round trip per tenant."""
-        now = time.time()
         if self.postgresql:
-            row = self._claim_pg(finished, now)
+            row = self._claim_pg(finished)
         else:
-            row = self._claim_in_transaction(finished, now)
+            row = self._claim_in_transaction(finished)
         if row is None:
             return None
         tenant, position, wave, state, runner = row
@@ -254,7 +254,7 @@ class Claims:
         return Claim(tenant, position, wave, runner if state == CLAIMED else None)
 
     def _claim_pg(
-        self, finished: tuple[str, str] | None, now: float
+        self, finished: tuple[str, str] | None
     ) -> tuple[str, int, int, str, str | None] | None:
         prev, status = finished or ("", None)
         with self._guard:
@@ -267,17 +267,17 @@ class Claims:
                     "me": self.runner,
                     "prev": prev,
                     "status": status,
-                    "now": now,
-                    "until": now + self.lease,
+                    "lease": self.lease,
                 },
             ).first()
         return None if row is None else tuple(row)
 
     def _claim_in_transaction(
-        self, finished: tuple[str, str] | None, now: float
+        self, finished: tuple[str, str] | None
     ) -> tuple[str, int, int, str, str | None] | None:
         t = self.table
         with self._transaction() as conn:
+            now = clock(conn.dialect)
             if finished is not None:
                 self._end_on(conn, finished[0], DONE, finished[1])
             query = next_free(t, self.run_id, now, lock=not self.sqlite)
@@ -291,7 +291,7 @@ class Claims:
                     state=CLAIMED,
                     runner=self.runner,
                     lease_until=now + self.lease,
-                    updated=now,
+                    updated=clock(conn.dialect),
                 )
             )
         return tuple(row)
@@ -392,7 +392,7 @@ class Claims:
                             t.c.tenant.in_(held),
                             t.c.runner == self.runner,
                         )
-                        .values(lease_until=time.time() + self.lease)
+                        .values(lease_until=clock(conn.dialect) + self.lease)
                     )
             except Exception as error:  # the next round tries again
                 log.warning("could not renew the claims' lease: %s", error)

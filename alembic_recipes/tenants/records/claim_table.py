@@ -5,6 +5,9 @@
 position and rollout wave, its state (``open``, ``claimed``, ``done``), the
 runner holding it and until when (its lease), and its outcome.  A partial
 index of the rows not done keeps each claim from reading the done ones.
+Leases are written and compared on the database's clock (:func:`clock`), so
+runners on machines whose clocks disagree never take a live claim over, nor
+wait on a dead one for longer than the lease.
 :class:`~.claims.Claims` is one runner's use of it.
 """
 
@@ -27,13 +30,14 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    literal,
     select,
     text,
     update,
 )
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.sql import Select, Update
-from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.elements import ColumnElement, TextClause
 
 __all__ = [
     "CLAIMED",
@@ -42,6 +46,7 @@ __all__ = [
     "OPEN",
     "claim_statement",
     "claim_table",
+    "clock",
     "ending",
     "failed_in",
     "joining_rows",
@@ -115,12 +120,14 @@ def claim_table(schema: str | None) -> Table:
 @functools.lru_cache(maxsize=8)
 def claim_statement(schema: str | None, dialect: Dialect) -> TextClause:
     """PostgreSQL: the last tenant done and the next one claimed, in one
-    statement (its data-modifying parts run whatever the rest finds)."""
+    statement (its data-modifying parts run whatever the rest finds); leases
+    on the server's clock."""
     table = dialect.identifier_preparer.format_table(claim_table(schema))
+    now = "extract(epoch FROM clock_timestamp())"
     return text(
         f"""WITH finished AS (
     UPDATE {table} SET state = 'done', status = :status, lease_until = NULL,
-        updated = :now
+        updated = {now}
     WHERE run_id = :run AND tenant = :prev AND runner = :me AND state = 'claimed'
     RETURNING tenant
 ), next AS (
@@ -128,12 +135,12 @@ def claim_statement(schema: str | None, dialect: Dialect) -> TextClause:
     WHERE run_id = :run AND tenant <> :prev
       AND wave = (SELECT min(wave) FROM {table}
                   WHERE run_id = :run AND state <> 'done' AND tenant <> :prev)
-      AND (state = 'open' OR (state = 'claimed' AND lease_until < :now))
+      AND (state = 'open' OR (state = 'claimed' AND lease_until < {now}))
     ORDER BY position LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
 UPDATE {table} AS claim SET state = 'claimed', runner = :me,
-    lease_until = :until, updated = :now
+    lease_until = {now} + :lease, updated = {now}
 FROM next
 WHERE claim.run_id = :run AND claim.tenant = next.tenant
 RETURNING claim.tenant, claim.position, claim.wave, next.state, next.runner"""
@@ -252,7 +259,19 @@ def wave_count(conn: Connection, t: Table, run_id: str) -> int:
     return int(conn.scalar(query) or 1)
 
 
-def next_free(t: Table, run_id: str, now: float, *, lock: bool) -> Select[Any]:
+def clock(dialect: Dialect) -> ColumnElement[Any]:
+    """Now, in seconds since the epoch, on the database's clock (PostgreSQL,
+    MySQL/MariaDB); SQLite, whose runners share one machine: this one's."""
+    if dialect.name == "postgresql":
+        return func.date_part("epoch", func.clock_timestamp())
+    if dialect.name in ("mysql", "mariadb"):
+        return func.unix_timestamp(func.now(6))
+    return literal(time.time(), Double)
+
+
+def next_free(
+    t: Table, run_id: str, now: ColumnElement[Any], *, lock: bool
+) -> Select[Any]:
     """The next tenant to claim: open, or claimed under a lease that ran out,
     of the lowest wave not done (*lock*: ``FOR UPDATE SKIP LOCKED``)."""
     wave = select(func.min(t.c.wave)).where(t.c.run_id == run_id, t.c.state != DONE)
