@@ -306,6 +306,8 @@ def test_offline_sql_labels_each_tenants_server(
          "tenant 'e01' is known on servers eu1 and us1"),
         ({}, ["-x", "tenant=all", "-x", "server_workers=x"],
          "invalid value 'x' for server_workers: expected a whole number"),
+        ({}, ["-x", "tenant=all", "-x", "shard=claim", "-x", "run=r1"],
+         "-x shard=claim over servers keeps its claims in the catalog"),
     ],
 )  # fmt: skip
 @pytest.mark.orchestration
@@ -497,3 +499,66 @@ def test_sigterm_over_servers_leaves_whole_tenants_and_no_lock(
     proj.alembic("-x", "tenant=all", "upgrade", "head")
     versions = {**_versions(pg, eu), **_versions(pg_other, us)}
     assert all(v == [slow] for v in versions.values())
+
+
+@pytest.mark.orchestration
+def test_claiming_runners_over_two_servers(
+    project: Callable[..., Project], pg: ServerDB, second: ServerDB
+) -> None:
+    """Three runners of one run (``-x shard=claim``) over two servers placed
+    by a catalog, one SIGKILLed once two tenants are done: the claims live
+    in the catalog's database; the others take its tenant over; every
+    tenant, on its own server, migrated once; each server's record complete;
+    a runner that comes later finds the run finished.  No password printed."""
+    proj = project("multitenant", prepare=_two)
+    once = proj.revision(
+        "once",
+        upgrade='op.execute("SELECT pg_sleep(0.1)")\n'
+        'op.execute("CREATE TABLE once (id int)")\n'
+        'op.execute("INSERT INTO once VALUES (1)")',
+    )
+    proj.set_option("tenant_strategy", "schema")
+    proj.set_option("create_tenants", "known")
+    proj.set_option("tenants_url", _with_password(pg.driver_url("psycopg")))
+    proj.set_option(
+        "tenants_query", "SELECT slug, region FROM catalog ORDER BY region, slug"
+    )
+    _catalog(pg, [*[(n, "eu1") for n in EU], *[(n, "us1") for n in US]])
+    _servers(
+        proj,
+        eu1={"sqlalchemy.url": _with_password(pg.driver_url("psycopg"))},
+        us1={"sqlalchemy.url": _with_password(second.driver_url("psycopg"))},
+    )
+    claim = ("-x", "tenant=all", "-x", "shard=claim", "-x", "run=r1")
+    args = (*claim, "-x", "claim_lease=2s", "upgrade", "head")
+    runners = [spawn(proj, *args) for _ in range(3)]
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:  # two tenants done: one runner evicted
+        done = [v for v in _versions(pg, EU).values() if v == [once]]
+        if len(done) + sum(v == [once] for v in _versions(second, US).values()) >= 2:
+            break
+        time.sleep(0.05)
+    runners[0].kill()
+    runners[0].communicate(timeout=DEADLINE)
+    for runner in runners[1:]:
+        _, err = runner.communicate(timeout=DEADLINE)
+        assert runner.returncode == 0, err[-3000:]
+        assert PASSWORD not in err
+    assert _versions(pg, EU) == {name: [once] for name in EU}
+    assert _versions(second, US) == {name: [once] for name in US}
+    assert not _schemas(pg) & set(US) and not _schemas(second) & set(EU)
+    for db, names in ((pg, EU), (second, US)):
+        with db.engine().connect() as conn:
+            counts = {
+                n: conn.scalar(sa.text(f"SELECT count(*) FROM {n}.once")) for n in names
+            }
+            q = "SELECT tenant, status FROM alembic_recipes_fleet_run"
+            record = dict(conn.execute(sa.text(q)).all())
+        assert set(counts.values()) == {1}  # each tenant's revision ran once
+        assert record == dict.fromkeys(names, "upgraded")
+    with pg.engine().connect() as conn:
+        q = "SELECT tenant, state FROM alembic_recipes_fleet_claim WHERE run_id = 'r1'"
+        claims = dict(conn.execute(sa.text(q)).all())
+    assert claims == dict.fromkeys(EU + US, "done")
+    late = proj.alembic(*claim, "upgrade", "head", process=True)
+    assert "Run r1 finished before this runner started: nothing to do" in late.stderr

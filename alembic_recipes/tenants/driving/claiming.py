@@ -44,12 +44,16 @@ _POLL = 0.5
 def claims_for(settings: TenantSettings) -> Claims:
     """The claims of the run *settings* name, beside its run record."""
     assert settings.run_id is not None
-    if settings.servers:
-        raise CommandError(
-            "-x shard=claim does not run over servers yet: start the runners of"
-            " each server with -x server=NAME and a run id of its own"
-        )
-    if settings.strategy == "schema":
+    if settings.servers:  # one run across the servers: claims in the catalog
+        if settings.tenants_url is None:
+            raise CommandError(
+                "-x shard=claim over servers keeps its claims in the catalog that"
+                " places the tenants: set tenants_url (and tenants_query); or start"
+                " the runners of each server with -x server=NAME and a run id of"
+                " its own"
+            )
+        where, schema = settings.tenants_url, None
+    elif settings.strategy == "schema":
         url = settings.url
         if url is None:
             raise CommandError(
