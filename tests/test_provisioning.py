@@ -391,6 +391,72 @@ def test_spare_schemas_make_a_sign_up_a_rename(snap: Project, pg: ServerDB) -> N
 
 
 @pytest.mark.postgresql
+def test_a_fleet_stopped_while_it_fills_spares_tells_the_truth(
+    snap: Project, pg: ServerDB
+) -> None:
+    """SIGTERM while the fleet fills spares after the template (a lock their
+    DDL needs held by the application): the run ends within seconds, the
+    template's line and record say what its version table says (migrated),
+    not a failure; no spare is left half made; the next fill makes them."""
+    snap.set_option("provision_spares", "2")
+    holder = pg.engine().connect()
+    holder.begin()
+    run = spawn(snap, "-x", "tenant=all", "-x", "lock_timeout=60s", "upgrade", "head")
+    try:
+        until(lambda: "_template" in _schemas(pg), "the template to be migrated")
+        holder.exec_driver_sql("LOCK TABLE public.plans IN ACCESS EXCLUSIVE MODE")
+        until(lambda: waiting_for_locks(pg) > 0, "the fill to wait for the lock")
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=30)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert "Traceback" not in out + err, err
+    assert "_template: upgraded" in err, err
+    assert "_template: FAILED" not in err and "_template: interrupted" not in err
+    record = "SELECT tenant, status FROM public.alembic_recipes_fleet_run"
+    assert _rows(pg, record) == [("_template", "upgraded")]
+    assert _state(pg, "_template")["versions"] == [(snap.prepared[-1],)]
+    assert _spares(pg) == set()
+    assert _tenant_command(snap, "spares").stdout == "2 spare schemas made\n"
+
+
+NO_SPARES = """
+CREATE FUNCTION no_spares() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands()
+             WHERE object_identity LIKE '%~%') THEN
+    RAISE EXCEPTION 'no spare schemas in this database';
+  END IF;
+END $$;
+CREATE EVENT TRIGGER no_spares ON ddl_command_end EXECUTE FUNCTION no_spares();
+"""
+
+
+@pytest.mark.postgresql
+def test_a_spare_that_fails_is_a_warning_not_the_templates_failure(
+    snap: Project, pg: ServerDB
+) -> None:
+    """The database refuses the spares (an event trigger raising): the
+    fleet's template is migrated and said so, one warning names the cause,
+    the run succeeds; ``tenant spares`` then fails with that cause."""
+    with pg.engine().begin() as conn:
+        conn.exec_driver_sql(NO_SPARES, execution_options={"no_parameters": True})
+    snap.set_option("provision_spares", "2")
+    fleet = snap.alembic("-x", "tenant=all", "upgrade", "head", process=True)
+    assert "_template: upgraded base ->" in fleet.output
+    assert (
+        "template tenant '_template' is migrated, but its snapshot or spare schemas"
+        " were not made:" in fleet.output
+    )
+    assert "no spare schemas in this database" in fleet.output
+    assert _spares(pg) == set()
+    filled = _tenant_command(snap, "spares")
+    assert filled.returncode != 0
+    assert "no spare schemas in this database" in filled.stderr
+
+
+@pytest.mark.postgresql
 def test_a_template_naming_its_schema_in_text_gets_no_spares(
     snap: Project, pg: ServerDB, caplog: pytest.LogCaptureFixture
 ) -> None:

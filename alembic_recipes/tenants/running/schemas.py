@@ -48,7 +48,13 @@ from .interface import recorded
 from .run import Run
 from .schema_scope import schema_scope
 from .schema_state import refresh, schema_state, shared_only
-from .snapshots import Snapshots, Spares, make_tenant, snapshot_usable
+from .snapshots import (
+    Snapshots,
+    Spares,
+    after_template,
+    make_tenant,
+    snapshot_usable,
+)
 
 __all__ = ["SchemaTenants", "schema_scope"]
 
@@ -225,10 +231,8 @@ class SchemaTenants:
         = snapshot``), even at head: its snapshot stored and its spares filled,
         for the applications provisioning from them."""
         outcome = self._one(name)
-        snapshots = self.snapshots
-        if snapshots is not None and name == snapshots.template:
-            if snapshots.refresh(self.conn) and self.spares is not None:
-                self.spares.fill(self.conn)
+        if self.snapshots is not None and name == self.snapshots.template:
+            after_template(self.conn, self.snapshots, self.spares)
         return outcome
 
     def _one(self, name: str) -> Outcome:

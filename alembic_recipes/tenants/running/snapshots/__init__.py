@@ -12,7 +12,13 @@ schema made from it ahead of time (:mod:`.spares`) -- under the tenant's
 migration lock (:mod:`.copying`).
 """
 
-from .copying import copy_schema, make_tenant, snapshot_usable, tenant_lock
+from .copying import (
+    after_template,
+    copy_schema,
+    make_tenant,
+    snapshot_usable,
+    tenant_lock,
+)
 from .script import Snapshot, quoted
 from .spares import SPARE_TABLE, Spares
 from .store import SNAPSHOT_TABLE, Snapshots, no_template
@@ -23,6 +29,7 @@ __all__ = [
     "Snapshot",
     "Snapshots",
     "Spares",
+    "after_template",
     "copy_schema",
     "make_tenant",
     "no_template",

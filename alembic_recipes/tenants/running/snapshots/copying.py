@@ -11,7 +11,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from ....database.errors import first_line
 from ....database.locks import lock_key
+from ....database.stopping import Interrupted
 from ....logs import logger_for
 from ...model.names import exists
 from ..run import Run
@@ -20,7 +22,13 @@ from .script import Snapshot
 from .spares import Spares
 from .store import Snapshots, no_template
 
-__all__ = ["copy_schema", "make_tenant", "snapshot_usable", "tenant_lock"]
+__all__ = [
+    "after_template",
+    "copy_schema",
+    "make_tenant",
+    "snapshot_usable",
+    "tenant_lock",
+]
 
 log = logger_for(__package__ or __name__)
 
@@ -48,6 +56,28 @@ def copy_schema(
             return None
         make_tenant(conn, name, snapshot, spares)
     return snapshot.heads
+
+
+def after_template(
+    conn: Connection, snapshots: Snapshots, spares: Spares | None
+) -> None:
+    """After a run reached the template: its snapshot stored and its spares
+    filled, for the applications provisioning from them.  The template is
+    migrated whatever happens here: a failure is a warning naming its cause
+    (``python -m alembic_recipes tenant spares`` meets it again, whole),
+    never the template's failure."""
+    try:
+        if snapshots.refresh(conn) and spares is not None:
+            spares.fill(conn)
+    except Interrupted:
+        raise
+    except (DBAPIError, CommandError) as exc:
+        log.warning(
+            "template tenant %r is migrated, but its snapshot or spare schemas"
+            " were not made: %s",
+            snapshots.template,
+            first_line(exc),
+        )
 
 
 def make_tenant(
