@@ -91,6 +91,25 @@ def _catalog(db: ServerDB, rows: list[tuple[str, str]]) -> None:
         )
 
 
+def _placed_by_catalog(
+    proj: Project, pg: ServerDB, second: ServerDB, tenants_url: str
+) -> None:
+    """Schema tenants on servers eu1 (*pg*) and us1 (*second*), 6 each, as a
+    catalog at *tenants_url* places them; the servers' URLs with a password."""
+    proj.set_option("tenant_strategy", "schema")
+    proj.set_option("create_tenants", "known")
+    proj.set_option("tenants_url", tenants_url)
+    proj.set_option(
+        "tenants_query", "SELECT slug, region FROM catalog ORDER BY region, slug"
+    )
+    _catalog(pg, [*[(n, "eu1") for n in EU], *[(n, "us1") for n in US]])
+    _servers(
+        proj,
+        eu1={"sqlalchemy.url": _with_password(pg.driver_url("psycopg"))},
+        us1={"sqlalchemy.url": _with_password(second.driver_url("psycopg"))},
+    )
+
+
 @pytest.mark.orchestration
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_schema_fleet_over_two_servers_one_stopped_mid_run(
@@ -110,18 +129,7 @@ def test_schema_fleet_over_two_servers_one_stopped_mid_run(
     slow = proj.revision(
         "slow", upgrade='op.execute("SELECT pg_sleep(0.25)")', downgrade="pass"
     )
-    proj.set_option("tenant_strategy", "schema")
-    proj.set_option("create_tenants", "known")
-    proj.set_option("tenants_url", pg.driver_url("psycopg"))
-    proj.set_option(
-        "tenants_query", "SELECT slug, region FROM catalog ORDER BY region, slug"
-    )
-    _catalog(pg, [*[(n, "eu1") for n in EU], *[(n, "us1") for n in US]])
-    _servers(
-        proj,
-        eu1={"sqlalchemy.url": _with_password(pg.driver_url("psycopg"))},
-        us1={"sqlalchemy.url": _with_password(second.driver_url("psycopg"))},
-    )
+    _placed_by_catalog(proj, pg, second, pg.driver_url("psycopg"))
     assert head != slow
     run = spawn(
         proj, "-x", "tenant=all", "-x", "continue=true", "-x", f"workers={workers}",
@@ -517,18 +525,7 @@ def test_claiming_runners_over_two_servers(
         'op.execute("CREATE TABLE once (id int)")\n'
         'op.execute("INSERT INTO once VALUES (1)")',
     )
-    proj.set_option("tenant_strategy", "schema")
-    proj.set_option("create_tenants", "known")
-    proj.set_option("tenants_url", _with_password(pg.driver_url("psycopg")))
-    proj.set_option(
-        "tenants_query", "SELECT slug, region FROM catalog ORDER BY region, slug"
-    )
-    _catalog(pg, [*[(n, "eu1") for n in EU], *[(n, "us1") for n in US]])
-    _servers(
-        proj,
-        eu1={"sqlalchemy.url": _with_password(pg.driver_url("psycopg"))},
-        us1={"sqlalchemy.url": _with_password(second.driver_url("psycopg"))},
-    )
+    _placed_by_catalog(proj, pg, second, _with_password(pg.driver_url("psycopg")))
     claim = ("-x", "tenant=all", "-x", "shard=claim", "-x", "run=r1")
     args = (*claim, "-x", "claim_lease=2s", "upgrade", "head")
     runners = [spawn(proj, *args) for _ in range(3)]
