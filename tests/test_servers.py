@@ -559,3 +559,5 @@ def test_claiming_runners_over_two_servers(
     assert claims == dict.fromkeys(EU + US, "done")
     late = proj.alembic(*claim, "upgrade", "head", process=True)
     assert "Run r1 finished before this runner started: nothing to do" in late.stderr
+    status = proj.alembic("-x", "tenant=all", "current", process=True)
+    assert "Last shared run r1: 12 tenants, " in status.stderr, status.stderr

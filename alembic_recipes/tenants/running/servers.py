@@ -26,6 +26,8 @@ from typing import TypeVar
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
+from ...database.connections import run_with_connection
+from ...database.engines import display_url, engine_from_options
 from ...database.errors import first_line
 from ...logs import logger_for
 from ..model.tenant import Server
@@ -150,8 +152,17 @@ class ServerTenants:
             return listed
 
     def read_record(self, fn: Callable[[Connection, str | None], T]) -> T | None:
-        """Nothing: each server's record is its own (claiming runs one server)."""
-        return None
+        """``fn`` on the catalog's database (``tenants_url``), where claiming
+        runners over the servers keep their claims; None without a catalog
+        (each server's run record is its own: :meth:`record_rows`)."""
+        url = self.run.settings.tenants_url
+        if url is None:
+            return None
+        where = f"tenants_url ({display_url(url)})"
+        engine = engine_from_options({"sqlalchemy.url": url}, where="tenants_url")
+        return run_with_connection(
+            engine, lambda conn: fn(conn, None), owned=True, where=where
+        )
 
     def record_rows(self) -> list[Row] | None:
         """The rows of every reachable server's run record, the latest of
