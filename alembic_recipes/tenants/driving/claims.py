@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -172,7 +171,7 @@ class Claims:
                 return Joined(False, False, len(rows) + len(new), tuple(new))
             write_record(names)
             self._forget_old_runs(conn)
-            values = opening_rows(self.run_id, waves, time.time())
+            values = opening_rows(self.run_id, waves, self._now(conn))
             if values:
                 conn.execute(insert(t), values)
             return Joined(True, False, len(values), tuple(names))
@@ -208,8 +207,14 @@ class Claims:
             )
         ).one()
         write_record(new)
-        rows = joining_rows(self.run_id, new, last[0] or 0, last[1] or 1, time.time())
+        now = self._now(conn)
+        rows = joining_rows(self.run_id, new, last[0] or 0, last[1] or 1, now)
         conn.execute(insert(t), rows)
+
+    @staticmethod
+    def _now(conn: Connection) -> float:
+        """Now on the database's clock (:func:`~.claim_table.clock`)."""
+        return float(conn.scalar(select(clock(conn.dialect))) or 0)
 
     def _forget_old_runs(self, conn: Connection) -> None:
         """Keep the claims of the last few runs only."""
@@ -315,7 +320,15 @@ class Claims:
     ) -> bool:
         with self._guard:
             self._held.discard(name)
-        statement = ending(self.table, self.run_id, name, self.runner, state, status)
+        statement = ending(
+            self.table,
+            self.run_id,
+            name,
+            self.runner,
+            state,
+            status,
+            clock(conn.dialect),
+        )
         done = conn.execute(statement)
         return bool(done.rowcount)
 

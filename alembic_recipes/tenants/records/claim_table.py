@@ -242,7 +242,7 @@ def skip_from(
         conn.execute(
             update(t)
             .where(*where)
-            .values(state=DONE, status=status, updated=time.time())
+            .values(state=DONE, status=status, updated=clock(conn.dialect))
         )
     return names
 
@@ -286,15 +286,22 @@ def next_free(
 
 
 def ending(
-    t: Table, run_id: str, name: str, runner: str, state: str, status: str | None
+    t: Table,
+    run_id: str,
+    name: str,
+    runner: str,
+    state: str,
+    status: str | None,
+    now: ColumnElement[Any],
 ) -> Update:
     """Runner *runner*'s claim on *name* ends in *state* (``open``: given
-    back; ``done``: with *status*) -- only while that runner holds it."""
+    back; ``done``: with *status*) at *now* (:func:`clock`) -- only while
+    that runner holds it."""
     values: dict[str, object] = {
         "state": state,
         "status": status,
         "lease_until": None,
-        "updated": time.time(),
+        "updated": now,
     }
     if state == OPEN:
         values["runner"] = None
