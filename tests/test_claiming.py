@@ -438,7 +438,7 @@ def test_runners_whose_clocks_disagree_take_no_live_claim_over(
     project: Callable[..., Project], pg: ServerDB, tmp_path: Path, offset: int
 ) -> None:
     """Two runners, one on a machine whose clock is 10 minutes ahead (or
-    behind) and a lease of 2 s: leases are kept on the database's clock, so
+    behind) and a lease of 5 s: leases are kept on the database's clock, so
     neither takes over a tenant the other is migrating -- no "taken over"
     line -- and each tenant is migrated once."""
     proj = project("multitenant", url=pg.driver_url("psycopg"))
@@ -454,7 +454,8 @@ def test_runners_whose_clocks_disagree_take_no_live_claim_over(
         **env,
         "PYTHONPATH": os.pathsep.join([str(skewed), env.get("PYTHONPATH", "")]),
     }
-    args = (*CLAIM, "-x", "run=skew", "upgrade", "head")
+    claim = ("-x", "tenant=all", "-x", "shard=claim", "-x", "claim_lease=5s")
+    args = (*claim, "-x", "run=skew", "upgrade", "head")
     runs = _finish([spawn(proj, *args), spawn(proj, *args, env=off)])
     for code, err in runs:
         assert code == 0, err[-3000:]
