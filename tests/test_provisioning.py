@@ -202,6 +202,36 @@ def test_concurrent_sign_ups_from_one_async_application(
 
 
 @pytest.mark.postgresql
+@pytest.mark.parametrize("spares", ["0", "3"])
+def test_same_name_sign_ups_without_the_lock_make_one_tenant(
+    snap: Project, pg: ServerDB, spares: str
+) -> None:
+    """``migration_lock = false``: 6 sign-ups of one name at once, from a
+    snapshot or a spare -- the server lets one make the schema, the others
+    get the one-line "exists" error, not a driver's traceback."""
+    snap.set_option("migration_lock", "false")
+    snap.set_option("provision_spares", spares)
+    snap.alembic("-x", "tenant=all", "upgrade", "head")
+    config = _config(snap)
+
+    async def sign_ups() -> list[BaseException | None]:
+        engine = create_async_engine(pg.driver_url("asyncpg"), pool_size=6)
+        try:
+            calls = (provision_tenant_async(engine, "same", config=config)
+                     for _ in range(6))  # fmt: skip
+            return list(await asyncio.gather(*calls, return_exceptions=True))
+        finally:
+            await engine.dispose()
+
+    done = asyncio.run(sign_ups())
+    assert done.count(None) == 1, done
+    for failure in (d for d in done if d is not None):
+        assert isinstance(failure, CommandError), failure
+        assert str(failure).startswith("tenant 'same': its schema exists already")
+    assert _dump(pg, "same") == _dump(pg, "_template")
+
+
+@pytest.mark.postgresql
 def test_provisioning_refuses_what_it_must_and_sends_nothing(
     snap: Project, pg: ServerDB
 ) -> None:

@@ -44,18 +44,34 @@ def copy_schema(
     """Make the new schema tenant *name* from the snapshot when it is at
     *heads* (the code's), in a transaction (a SAVEPOINT in the caller's) under
     the tenant's migration lock; its versions.  None: the snapshot is behind
-    *heads*, nothing was done.  A tenant that exists is an error."""
+    *heads*, nothing was done.  A tenant that exists is an error -- also
+    one made meanwhile by a sign-up that took no lock (``migration_lock =
+    false``): the server refuses the second schema of that name."""
     begin = conn.begin_nested if conn.in_transaction() else conn.begin
-    with begin():
-        if lock_timeout is not None:
-            tenant_lock(conn, name, lock_timeout)
-        if schema_exists(conn, name):
-            raise exists(name, "schema")
-        snapshot = snapshots.current(conn)
-        if frozenset(snapshot.heads) != heads:
-            return None
-        make_tenant(conn, name, snapshot, spares)
+    try:
+        with begin():
+            if lock_timeout is not None:
+                tenant_lock(conn, name, lock_timeout)
+            if schema_exists(conn, name):
+                raise exists(name, "schema")
+            snapshot = snapshots.current(conn)
+            if frozenset(snapshot.heads) != heads:
+                return None
+            make_tenant(conn, name, snapshot, spares)
+    except Exception as exc:
+        if _duplicate_schema(exc):
+            raise exists(name, "schema") from exc
+        raise
     return snapshot.heads
+
+
+def _duplicate_schema(exc: Exception) -> bool:
+    """*exc* is PostgreSQL refusing a schema whose name is taken (found at
+    once, or once a concurrent creator committed), as SQLAlchemy or -- a
+    script run on the driver's own connection -- the driver raises it."""
+    orig = getattr(exc, "orig", None)
+    state = getattr(exc, "sqlstate", None) or getattr(orig, "sqlstate", None)
+    return state == "42P06" or (state == "23505" and "pg_namespace" in str(exc))
 
 
 def after_template(
