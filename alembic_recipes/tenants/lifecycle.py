@@ -39,7 +39,7 @@ from ..database.connections import (
 from ..runtime.commands import run_command_async
 from .model.names import validate_tenant
 from .model.settings import TenantSettings
-from .running.snapshots import Snapshots, Spares, copy_schema
+from .running.snapshots import Spares, copy_schema
 
 __all__ = [
     "fill_spares",
@@ -78,29 +78,37 @@ def _copier(
 ) -> Callable[[Connection], tuple[str, ...] | None] | None:
     """The copy without Alembic's command (schema strategy, ``provision =
     snapshot``, one server); None where Alembic's command must run."""
-    provisioning = settings.provisioning
-    if settings.strategy != "schema" or not provisioning.snapshot or settings.servers:
+    if not _snapshot_schemas(settings):
         return None
-    snapshots = Snapshots(provisioning.template, provisioning.seed, settings.shared)
-    spares = Spares(snapshots, provisioning.spares)
+    spares = Spares.of(settings)
     heads = _heads(settings.config)
     timeout = settings.migration_lock_timeout if settings.migration_lock else None
-    return lambda conn: copy_schema(conn, name, snapshots, heads, timeout, spares)
+    return lambda conn: copy_schema(
+        conn, name, spares.snapshots, heads, timeout, spares
+    )
+
+
+def _snapshot_schemas(settings: TenantSettings) -> bool:
+    """Schema tenants on one database, made from the template's snapshot:
+    where a copy (or a spare) runs on a connection, without Alembic's command."""
+    return (
+        settings.strategy == "schema"
+        and settings.provisioning.snapshot
+        and not settings.servers
+    )
 
 
 def _filler(config: Config) -> tuple[TenantSettings, Callable[[Connection], int]]:
     """The settings, and the fill of their spare schemas."""
     settings = TenantSettings.load(config)
-    provisioning = settings.provisioning
-    if settings.strategy != "schema" or not provisioning.snapshot or settings.servers:
+    if not _snapshot_schemas(settings):
         raise CommandError(
             "provision_spares: spare schemas are made for provision = snapshot on"
             " the schema strategy (one database); this configuration has"
-            f" provision = {provisioning.how}, tenant_strategy = {settings.strategy}"
+            f" provision = {settings.provisioning.how}, tenant_strategy ="
+            f" {settings.strategy}"
         )
-    snapshots = Snapshots(provisioning.template, provisioning.seed, settings.shared)
-    spares = Spares(snapshots, provisioning.spares, settings.timeouts.lock)
-    return settings, spares.fill
+    return settings, Spares.of(settings).fill
 
 
 def on_database(

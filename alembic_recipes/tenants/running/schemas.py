@@ -49,7 +49,6 @@ from .run import Run
 from .schema_scope import schema_scope
 from .schema_state import refresh, schema_state, shared_only
 from .snapshots import (
-    Snapshots,
     Spares,
     after_template,
     make_tenant,
@@ -91,19 +90,14 @@ class SchemaTenants:
         )
         self._record_schema: str | None = None
         self.extensions = Extensions(settings.extensions)
-        provisioning = settings.provisioning
-        self.snapshots = (
-            Snapshots(provisioning.template, provisioning.seed, settings.shared)
-            if provisioning.snapshot
+        self.spares = (
+            Spares.of(settings)
+            if settings.provisioning.snapshot
             and run.command == "upgrade"
             and not run.autogenerates
             else None
         )
-        self.spares = (
-            Spares(self.snapshots, provisioning.spares, settings.timeouts.lock)
-            if self.snapshots is not None
-            else None
-        )
+        self.snapshots = self.spares.snapshots if self.spares is not None else None
         run.journal.bind(settings.server, self.on_record)
 
     def on_connection(self, fn: Callable[[], T]) -> T:

@@ -26,8 +26,8 @@ from typing import TypeVar
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
-from ...database.connections import run_with_connection
-from ...database.engines import display_url, engine_from_options
+from ...database.connections import run_on_options
+from ...database.engines import display_url
 from ...database.errors import first_line
 from ...logs import logger_for
 from ..model.tenant import Server
@@ -158,10 +158,10 @@ class ServerTenants:
         url = self.run.settings.tenants_url
         if url is None:
             return None
-        where = f"tenants_url ({display_url(url)})"
-        engine = engine_from_options({"sqlalchemy.url": url}, where="tenants_url")
-        return run_with_connection(
-            engine, lambda conn: fn(conn, None), owned=True, where=where
+        return run_on_options(
+            {"sqlalchemy.url": url},
+            lambda conn: fn(conn, None),
+            where=f"tenants_url ({display_url(url)})",
         )
 
     def record_rows(self) -> list[Row] | None:

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ....database.errors import first_line
 from ....database.locks import lock_key
+from ....database.retries import lock_timeout_of
 from ....database.stopping import Interrupted
 from ....logs import logger_for
 from ...model.names import exists
@@ -126,9 +127,7 @@ def tenant_lock(conn: Connection, name: str, timeout: float) -> None:
         with conn.begin_nested():
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
     except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) != "55P03" and "lock timeout" not in str(
-            exc
-        ):
+        if lock_timeout_of(exc) is None:
             raise
         raise CommandError(
             f"tenant {name!r}: timed out after {timeout:g} s waiting for its"

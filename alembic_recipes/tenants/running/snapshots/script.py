@@ -3,6 +3,7 @@ under a new name (:class:`Snapshot`)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -45,7 +46,7 @@ class Snapshot:
     seed: tuple[str, ...] = ()
     """The tables whose rows it holds."""
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         """What tells this snapshot from another of the same template (its
         script: DDL, seed rows, versions)."""

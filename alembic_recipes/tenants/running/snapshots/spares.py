@@ -25,10 +25,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from ....database.blocking import timeout_of
 from ....database.locks import lock_key
+from ....database.retries import lock_timeout_of
 from ....logs import logger_for
 from ...model.names import SPARE_MARK
+from ...model.settings import TenantSettings
 from .script import Snapshot, quoted
 from .store import Snapshots
 
@@ -63,6 +64,15 @@ class Spares:
         self.snapshots = snapshots
         self.count = count
         self.lock_timeout = lock_timeout
+
+    @classmethod
+    def of(cls, settings: TenantSettings) -> Spares:
+        """The spares of *settings*' template (``provision_template``,
+        ``provision_seed``, ``provision_spares``, ``lock_timeout``), with its
+        snapshots (:attr:`snapshots`)."""
+        provisioning = settings.provisioning
+        snapshots = Snapshots(provisioning.template, provisioning.seed, settings.shared)
+        return cls(snapshots, provisioning.spares, settings.timeouts.lock)
 
     @property
     def table(self) -> str:
@@ -122,8 +132,8 @@ class Spares:
                     if not self._make_one(conn):
                         return made
             except DBAPIError as exc:
-                found = timeout_of(exc)
-                if found is None or found.kind != "lock":
+                found = lock_timeout_of(exc)
+                if found is None:
                     raise
                 log.warning(
                     "provision_spares: a spare schema of template tenant %r was not"
