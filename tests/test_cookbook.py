@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -18,7 +17,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 from alembic_recipes import apply_metadata
-from support.processes import BIN, cli_environment
+from support.processes import BIN, cli_environment, recipes
 from support.projects import Project, set_body
 from support.servers import MYSQL_URL, PG_URL, tables, throwaway, versions
 
@@ -255,10 +254,7 @@ def test_render_tables_adopts_an_existing_database(
 
 
 def _render_tables(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "alembic_recipes", "render-tables", *args],
-        capture_output=True, text=True, env=cli_environment(), timeout=60,
-    )  # fmt: skip
+    return recipes("render-tables", *args, timeout=60)
 
 
 @pytest.mark.driver

@@ -10,15 +10,13 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Callable
 
 import pytest
 from alembic_recipes.lint.render import split_statements
 from alembic_recipes.lint.rules import check_statements
 from alembic_recipes.lint.squawk import squawk_executable
-from support.processes import cli_environment
+from support.processes import recipes
 from support.projects import Project
 
 PG = "postgresql+psycopg://postgres@127.0.0.1/never_connected"
@@ -73,14 +71,7 @@ TABLES = (
 def lint(proj: Project, *args: str) -> tuple[int, list[tuple[str, str, str]], str]:
     """Run the real CLI in the project: exit code, (file, revision, rule) per
     line, and the whole output."""
-    done = subprocess.run(
-        [sys.executable, "-m", "alembic_recipes", "lint", *args],
-        cwd=proj.root,
-        capture_output=True,
-        text=True,
-        env=cli_environment(),
-        timeout=120,
-    )
+    done = recipes("lint", *args, cwd=proj.root)
     found = re.findall(
         r"^([^:\n]+):(\w+|\*):([\w:-]+): .+; fix: .+$", done.stdout, re.MULTILINE
     )

@@ -11,7 +11,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from alembic_recipes import (
     rename_tenant,
 )
 from sqlalchemy.ext.asyncio import create_async_engine
-from support.processes import cli_environment, spawn, until
+from support.processes import cli_environment, recipes, spawn, until
 from support.projects import Project
 from support.servers import ServerDB, schema_dump, waiting_for_locks
 
@@ -310,17 +311,11 @@ def test_a_provisioning_cut_off_leaves_nothing_behind(
     the tenant's schema, version and record row are not there, ``current``
     shows no such tenant -- and the next run makes it whole."""
     snap.alembic("-x", "tenant=all", "upgrade", "head")
-    holder = pg.engine().connect()
-    holder.begin()
-    holder.exec_driver_sql("LOCK TABLE public.plans IN ACCESS EXCLUSIVE MODE")
-    run = spawn(snap, "-x", "tenant=victim", "-x", "new=true", "upgrade", "head")
-    try:
+    with _plans_locked(pg):
+        run = spawn(snap, "-x", "tenant=victim", "-x", "new=true", "upgrade", "head")
         until(lambda: waiting_for_locks(pg) > 0, "the copy to wait for the lock")
         run.send_signal(sig)
         run.communicate(timeout=60)
-    finally:
-        holder.rollback()
-        holder.close()
     assert run.returncode != 0
     assert "victim" not in _schemas(pg)
     status = snap.alembic("-x", "tenant=victim", "current")
@@ -334,6 +329,33 @@ def test_a_provisioning_cut_off_leaves_nothing_behind(
 
 
 # -- spare schemas (provision_spares) -------------------------------------------
+FILL = "from alembic_recipes.__main__ import main; main(['tenant', 'spares'])"
+"""``python -m alembic_recipes tenant spares``, as a process of its own."""
+
+
+@contextmanager
+def _plans_locked(pg: ServerDB) -> Iterator[None]:
+    """Meanwhile the application holds ACCESS EXCLUSIVE on ``public.plans``
+    (which the tenants' foreign key names: their DDL waits for it)."""
+    with pg.engine().connect() as holder:
+        holder.begin()
+        holder.exec_driver_sql("LOCK TABLE public.plans IN ACCESS EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            holder.rollback()
+
+
+def _sessions_ended(pg: ServerDB) -> None:
+    """Until no session holds an advisory lock in the database: a killed
+    process's session has ended on the server, as the next run finds it."""
+    locks = (
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+        " WHERE l.locktype = 'advisory' AND d.datname = current_database()"
+    )
+    until(lambda: _rows(pg, locks) == [(0,)], "the killed process's session to end")
+
+
 SPARES = "SELECT name, heads FROM public.alembic_recipes_spare ORDER BY name"
 
 
@@ -430,17 +452,13 @@ def test_a_fleet_stopped_while_it_fills_spares_tells_the_truth(
     failure; no spare is left half made; the next fill makes them."""
     snap.alembic("-x", "tenant=all", "upgrade", "head")  # the template
     snap.set_option("provision_spares", "2")
-    holder = pg.engine().connect()
-    holder.begin()
-    holder.exec_driver_sql("LOCK TABLE public.plans IN ACCESS EXCLUSIVE MODE")
-    run = spawn(snap, "-x", "tenant=all", "-x", "lock_timeout=60s", "upgrade", "head")
-    try:
+    with _plans_locked(pg):
+        run = spawn(
+            snap, "-x", "tenant=all", "-x", "lock_timeout=60s", "upgrade", "head"
+        )
         until(lambda: waiting_for_locks(pg) > 0, "the fill to wait for the lock")
         run.send_signal(signal.SIGTERM)
         out, err = run.communicate(timeout=30)
-    finally:
-        holder.rollback()
-        holder.close()
     assert "Traceback" not in out + err, err
     assert "_template: already at head" in err, err
     assert "_template: FAILED" not in err and "_template: interrupted" not in err
@@ -525,26 +543,12 @@ def test_a_spare_fill_cut_off_leaves_no_spare_behind(
     makes them all."""
     snap.alembic("-x", "tenant=all", "upgrade", "head")
     snap.set_option("provision_spares", "2")
-    holder = pg.engine().connect()
-    holder.begin()
-    holder.exec_driver_sql("LOCK TABLE public.plans IN ACCESS EXCLUSIVE MODE")
-    fill = subprocess.Popen(
-        [sys.executable, "-m", "alembic_recipes", "tenant", "spares"],
-        cwd=snap.root,
-        env=cli_environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    with _plans_locked(pg):
+        fill = _python(snap, FILL)
         until(lambda: waiting_for_locks(pg) > 0, "the fill to wait for the lock")
         fill.kill()
         fill.communicate(timeout=60)
-        advisory = (
-            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid ="
-            " l.database WHERE l.locktype = 'advisory' AND d.datname ="
-            " current_database()"
-        )
-        until(lambda: _rows(pg, advisory) == [(0,)], "the killed fill's session to end")
+        _sessions_ended(pg)
         assert _spares(pg) == set()
         table = "SELECT to_regclass('public.alembic_recipes_spare')"
         assert _rows(pg, table) == [(None,)]
@@ -553,9 +557,6 @@ def test_a_spare_fill_cut_off_leaves_no_spare_behind(
         assert (held.returncode, held.stdout) == (0, "0 spare schemas made\n")
         assert "a lock it needs was held longer than lock_timeout" in held.stderr
         assert _spares(pg) == set()
-    finally:
-        holder.rollback()
-        holder.close()
     made = _tenant_command(snap, "spares")
     assert made.stdout == "2 spare schemas made\n", made
     assert len(_spares(pg)) == 2
@@ -620,11 +621,7 @@ def _killed(
     time.sleep(delay)
     process.kill()
     process.communicate(timeout=60)
-    locks = (
-        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
-        " WHERE l.locktype = 'advisory' AND d.datname = current_database()"
-    )
-    until(lambda: _rows(pg, locks) == [(0,)], "the killed process's session to end")
+    _sessions_ended(pg)
 
 
 def _python(proj: Project, code: str) -> subprocess.Popen[str]:
@@ -676,9 +673,8 @@ def test_provisioning_killed_at_random_moments_leaves_whole_tenants_or_none(
     assert len([n for n in _whole_or_none(pg) if n.startswith("f")]) == 120
 
     snap.set_option("provision_spares", "12")
-    fill = "from alembic_recipes.__main__ import main; main(['tenant', 'spares'])"
     for _ in range(3):
-        _killed(_python(snap, fill), pg, "_template~", rng.uniform(0.0, 0.5))
+        _killed(_python(snap, FILL), pg, "_template~", rng.uniform(0.0, 0.5))
         _whole_or_none(pg)
     assert _tenant_command(snap, "spares").returncode == 0
     assert len(_spares(pg)) == 12
@@ -926,14 +922,7 @@ def test_bad_provisioning_options_are_one_line_before_any_sql(
 # -- dropping and renaming ------------------------------------------------------
 def _tenant_command(proj: Project, *args: str) -> subprocess.CompletedProcess[str]:
     """``python -m alembic_recipes tenant ...`` in the project, as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "alembic_recipes", "tenant", *args],
-        cwd=proj.root,
-        capture_output=True,
-        text=True,
-        env=cli_environment(),
-        timeout=120,
-    )
+    return recipes("tenant", *args, cwd=proj.root)
 
 
 @pytest.mark.postgresql

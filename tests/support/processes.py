@@ -115,6 +115,21 @@ def together(proj: Project, count: int, *args: str) -> list[Result]:
     return runs
 
 
+def recipes(
+    *args: str, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -m alembic_recipes *args`` (in *cwd*, a project), as a user
+    runs it: its exit code and both streams."""
+    return subprocess.run(
+        [sys.executable, "-m", "alembic_recipes", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=cli_environment(),
+        timeout=timeout,
+    )
+
+
 def until(check: Callable[[], bool], what: str) -> None:
     """Wait for *check* to hold (polling), at most :data:`DEADLINE` seconds."""
     deadline = time.monotonic() + DEADLINE
