@@ -136,12 +136,17 @@ def run_with_connection(
 
 
 def run_on_options(
-    options: Mapping[str, str], fn: Callable[[Connection], T], *, where: str = ""
+    options: Mapping[str, str],
+    fn: Callable[[Connection], T],
+    *,
+    where: str = "",
+    section: str = "[alembic]",
 ) -> T:
     """Call ``fn`` with a connection of an engine made from ini-style
     *options* (``sqlalchemy.url`` ...), disposed of afterwards; *where*:
-    what errors call it (default: ``the database <URL>``)."""
-    engine = engine_from_options(options)
+    what connection errors call it (default: ``the database <URL>``);
+    *section*: where a bad URL's error says it was configured."""
+    engine = engine_from_options(options, where=section)
     where = where or f"the database {display_url(engine.url)}"
     try:
         return run_with_connection(engine, fn, owned=True, where=where)

@@ -162,6 +162,7 @@ class ServerTenants:
             {"sqlalchemy.url": url},
             lambda conn: fn(conn, None),
             where=f"tenants_url ({display_url(url)})",
+            section="tenants_url",
         )
 
     def record_rows(self) -> list[Row] | None:

@@ -10,7 +10,7 @@ from alembic.util import CommandError
 from sqlalchemy import TextClause, text
 from sqlalchemy.engine import URL, Connection, make_url
 
-from ...database.connections import run_with_connection
+from ...database.connections import run_on_options, run_with_connection
 from ...database.engines import display_url, engine_from_options
 from ...database.errors import failing_as
 from ..model.names import is_reserved, split_list, validate_all
@@ -80,10 +80,12 @@ def _on_tenants_url(
 ) -> list[tuple[object, ...]]:
     """*query*'s rows of *width* columns, run on the ``tenants_url`` database."""
     where = _tenants_url_label(url)
-    engine = engine_from_options({"sqlalchemy.url": url}, where="tenants_url")
     with failing_as(f"tenants_query failed on {where}"):
-        return run_with_connection(
-            engine, lambda c: _rows(c, query, where, width), owned=True, where=where
+        return run_on_options(
+            {"sqlalchemy.url": url},
+            lambda c: _rows(c, query, where, width),
+            where=where,
+            section="tenants_url",
         )
 
 
