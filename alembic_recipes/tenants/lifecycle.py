@@ -36,6 +36,7 @@ from ..database.connections import (
     run_with_connection,
     run_with_connection_async,
 )
+from ..database.timeouts import migration_safeguards
 from ..runtime.commands import run_command_async
 from .model.names import validate_tenant
 from .model.settings import TenantSettings
@@ -108,7 +109,15 @@ def _filler(config: Config) -> tuple[TenantSettings, Callable[[Connection], int]
             f" provision = {settings.provisioning.how}, tenant_strategy ="
             f" {settings.strategy}"
         )
-    return settings, Spares.of(settings).fill
+    spares = Spares.of(settings)
+
+    def fill(conn: Connection) -> int:
+        # lock_timeout, and (PostgreSQL 14+) a killed filler's statement
+        # ended on the server within a second, as for a migration
+        with migration_safeguards(conn, settings.timeouts):
+            return spares.fill(conn)
+
+    return settings, fill
 
 
 def on_database(

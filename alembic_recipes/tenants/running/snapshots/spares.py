@@ -54,25 +54,22 @@ followed by a rename) holds the template's name."""
 
 
 class Spares:
-    """The spare schemas of one database's template; a fill waits at most
-    *lock_timeout* seconds (``lock_timeout``; 0: the server's setting) for a
-    lock the application holds."""
+    """The spare schemas of one database's template.  A fill's transactions
+    take the timeouts of the connection they run on (a fleet's, or
+    :func:`~alembic_recipes.fill_spares`'s: ``lock_timeout``)."""
 
-    def __init__(
-        self, snapshots: Snapshots, count: int, lock_timeout: float = 0
-    ) -> None:
+    def __init__(self, snapshots: Snapshots, count: int) -> None:
         self.snapshots = snapshots
         self.count = count
-        self.lock_timeout = lock_timeout
 
     @classmethod
     def of(cls, settings: TenantSettings) -> Spares:
         """The spares of *settings*' template (``provision_template``,
-        ``provision_seed``, ``provision_spares``, ``lock_timeout``), with its
-        snapshots (:attr:`snapshots`)."""
+        ``provision_seed``, ``provision_spares``), with its snapshots
+        (:attr:`snapshots`)."""
         provisioning = settings.provisioning
         snapshots = Snapshots(provisioning.template, provisioning.seed, settings.shared)
-        return cls(snapshots, provisioning.spares, settings.timeouts.lock)
+        return cls(snapshots, provisioning.spares)
 
     @property
     def table(self) -> str:
@@ -123,8 +120,6 @@ class Spares:
         while True:
             try:
                 with conn.begin_nested() if nested else conn.begin():
-                    if not nested:
-                        self._settings(conn)
                     if not conn.scalar(
                         text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}
                     ):
@@ -144,20 +139,6 @@ class Spares:
                 )
                 return made
             made += 1
-
-    def _settings(self, conn: Connection) -> None:
-        """The fill transaction's ``lock_timeout``; and, on PostgreSQL 14+,
-        its end within a second of its process being killed, instead of
-        waiting on for a lock the application holds."""
-        values = {}
-        if self.lock_timeout:
-            values["lock_timeout"] = f"{max(1, int(self.lock_timeout * 1000))}ms"
-        if (conn.dialect.server_version_info or (0,)) >= (14,):
-            values["client_connection_check_interval"] = "1000"
-        for name, value in values.items():
-            conn.execute(
-                text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value}
-            )
 
     def _make_one(self, conn: Connection) -> bool:
         """In the fill's transaction: the stale and surplus spares dropped,
