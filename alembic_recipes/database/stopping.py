@@ -40,7 +40,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
@@ -48,8 +48,7 @@ from types import FrameType
 from alembic.util import CommandError
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.util import concurrency
-from sqlalchemy.util.concurrency import in_greenlet
+from sqlalchemy.util.concurrency import await_only, in_greenlet
 
 from ..logs import logger_for
 from .cancelling import cancel_running
@@ -132,15 +131,6 @@ def stopped_by(exc: BaseException) -> bool:
     return isinstance(exc, Interrupted | KeyboardInterrupt) or _state.signum is not None
 
 
-def _await(awaitable: Awaitable[None]) -> None:
-    """Await *awaitable* from sync code inside SQLAlchemy's greenlet
-    (``await_`` since SQLAlchemy 2.1, ``await_only`` before)."""
-    wait: Callable[[Awaitable[None]], None] = (
-        getattr(concurrency, "await_", None) or concurrency.await_only
-    )
-    wait(awaitable)
-
-
 def pause(seconds: float) -> None:
     """Sleep *seconds*, or less when a stop is asked meanwhile (then raise
     :class:`Interrupted`).
@@ -152,7 +142,7 @@ def pause(seconds: float) -> None:
     if in_greenlet():
         end = time.monotonic() + max(0.0, seconds)
         while not _state.asked.is_set() and (left := end - time.monotonic()) > 0:
-            _await(asyncio.sleep(min(left, 0.1)))
+            await_only(asyncio.sleep(min(left, 0.1)))
     else:
         _state.asked.wait(max(0.0, seconds))
     check()
