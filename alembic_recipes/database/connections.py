@@ -42,6 +42,7 @@ __all__ = [
     "require_no_running_loop",
     "rolled_back",
     "run_coroutine",
+    "run_on",
     "run_on_options",
     "run_with_connection",
     "run_with_connection_async",
@@ -153,6 +154,19 @@ def run_on_options(
     finally:
         if not engine.dialect.is_async:
             engine.dispose()
+
+
+def run_on(
+    connectable: object | None,
+    options: Mapping[str, str],
+    fn: Callable[[Connection], T],
+) -> T:
+    """Call ``fn`` with a connection of *connectable* (the caller's: see
+    :func:`run_with_connection`), else of an engine made from ini-style
+    *options* (:func:`run_on_options`)."""
+    if connectable is not None:
+        return run_with_connection(connectable, fn)
+    return run_on_options(options, fn)
 
 
 def run_with_connections(

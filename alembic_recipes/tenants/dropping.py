@@ -17,10 +17,9 @@ from alembic.config import Config
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection, make_url
 
-from ..database.connections import Connectable, run_on_options
+from ..database.connections import Connectable, run_on, run_on_options
 from ..database.engines import display_url
 from ..logs import logger_for
-from .lifecycle import on_database
 from .model.names import exists, validate_tenant
 from .model.settings import TenantSettings
 from .records.record import forget_tenant, record_location
@@ -69,7 +68,7 @@ def drop_tenant(
                     conn, settings.shared or conn.dialect.default_schema_name, name
                 )
 
-        on_database(settings, connectable, drop)
+        run_on(connectable, settings.section_options(), drop)
     else:
         url = settings.tenant(name).url
         if not database_exists(url):
@@ -117,7 +116,7 @@ def rename_tenant(
                 schema = settings.shared or conn.dialect.default_schema_name
                 forget_tenant(conn, schema, name, renamed=new)
 
-        on_database(settings, connectable, rename)
+        run_on(connectable, settings.section_options(), rename)
     else:
         old_url, new_url = settings.tenant(name).url, settings.tenant(new).url
         if not database_exists(old_url):

@@ -21,7 +21,7 @@ import copy
 import threading
 import weakref
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar, overload
+from typing import Any, overload
 
 from alembic import command
 from alembic.config import Config
@@ -30,12 +30,7 @@ from alembic.util import CommandError
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ..database.connections import (
-    Connectable,
-    run_on_options,
-    run_with_connection,
-    run_with_connection_async,
-)
+from ..database.connections import Connectable, run_on, run_with_connection_async
 from ..database.timeouts import migration_safeguards
 from ..runtime.commands import run_command_async
 from .model.names import validate_tenant
@@ -48,8 +43,6 @@ __all__ = [
     "provision_tenant",
     "provision_tenant_async",
 ]
-
-T = TypeVar("T")
 
 _scripts: dict[tuple[str | None, str], frozenset[str]] = {}
 """The code's heads, read once per process and script location."""
@@ -120,18 +113,6 @@ def _filler(config: Config) -> tuple[TenantSettings, Callable[[Connection], int]
     return settings, fill
 
 
-def on_database(
-    settings: TenantSettings,
-    connectable: Connectable | None,
-    fn: Callable[[Connection], T],
-) -> T:
-    """``fn(connection)`` on *connectable* (the caller's), else on an engine
-    of the settings' section (``sqlalchemy.url``), disposed of after."""
-    if connectable is not None:
-        return run_with_connection(connectable, fn)
-    return run_on_options(settings.section_options(), fn)
-
-
 @overload
 def provision_tenant(
     connectable: AsyncEngine | AsyncConnection, name: str, *, config: Config
@@ -162,7 +143,7 @@ def provision_tenant(
     settings = TenantSettings.load(clone)
     copier = _copier(settings, name)
     if copier is not None:
-        done = on_database(settings, connectable, copier)
+        done = run_on(connectable, settings.section_options(), copier)
         if done is not None:
             return None
     if connectable is not None:
@@ -186,7 +167,9 @@ async def provision_tenant_async(
         if connectable is not None:
             done = await run_with_connection_async(connectable, copier)
         else:
-            done = await asyncio.to_thread(on_database, settings, None, copier)
+            done = await asyncio.to_thread(
+                run_on, None, settings.section_options(), copier
+            )
         if done is not None:
             return
     loop = asyncio.get_running_loop()
@@ -200,7 +183,7 @@ def fill_spares(connectable: Connectable | None, *, config: Config) -> int:
     template's versions, dropping stale ones (sync); how many were made --
     0 at once when another process is filling them."""
     settings, fill = _filler(config)
-    return on_database(settings, connectable, fill)
+    return run_on(connectable, settings.section_options(), fill)
 
 
 async def fill_spares_async(connectable: Connectable | None, *, config: Config) -> int:
@@ -209,4 +192,4 @@ async def fill_spares_async(connectable: Connectable | None, *, config: Config) 
     settings, fill = _filler(config)
     if connectable is not None:
         return await run_with_connection_async(connectable, fill)
-    return await asyncio.to_thread(on_database, settings, None, fill)
+    return await asyncio.to_thread(run_on, None, settings.section_options(), fill)

@@ -40,7 +40,7 @@ class Provisioning:
         return self.how == "snapshot"
 
 
-def read_provisioning(reader: OptionReader, schemas: bool = True) -> Provisioning:
+def read_provisioning(reader: OptionReader, *, schemas: bool) -> Provisioning:
     """The ``provisioning`` field of the settings; *schemas*: tenants are
     schemas of one database, where spares (``provision_spares``) can be."""
     value, source = reader.value("provision")

@@ -172,7 +172,7 @@ class TenantSettings(Settings):
             "progress_interval": reader.duration("progress_interval"),
             "create": reader.flag_or_word("create_tenants"),
             "provisioning": read_provisioning(
-                reader, strategy == "schema" and not servers
+                reader, schemas=strategy == "schema" and not servers
             ),
             "keep_going": reader.flag("continue_on_error"),
             "compiled": reader.flag_or_word("compiled_upgrades"),

@@ -28,8 +28,7 @@ from ...alembic_internals import (
 from ...database.connections import (
     own_read,
     rolled_back,
-    run_on_options,
-    run_with_connection,
+    run_on,
 )
 from ...database.errors import connection_lost
 from ...database.poolers import tenant_transaction
@@ -179,11 +178,8 @@ class SchemaTenants:
             existing, _, found = schema_state(conn, [name])
             return found.get(name, []) if name in existing else None
 
-        config, settings = self.run.config, self.run.settings
-        shared = config.attributes.get("connection")
-        if shared is not None:
-            return run_with_connection(shared, read)
-        return run_on_options(settings.section_options(), read)
+        shared = self.run.config.attributes.get("connection")
+        return run_on(shared, self.run.settings.section_options(), read)
 
     def take(self, names: Sequence[str]) -> None:
         """One batched read of *names*' schemas and versions."""
