@@ -43,6 +43,7 @@ __all__ = [
     "rolled_back",
     "run_coroutine",
     "run_on",
+    "run_on_async",
     "run_on_options",
     "run_with_connection",
     "run_with_connection_async",
@@ -283,6 +284,19 @@ async def run_with_connection_async(
         async with connectable.connect() as conn:
             return await conn.run_sync(fn)
     return await asyncio.to_thread(run_with_connection, connectable, fn)
+
+
+async def run_on_async(
+    connectable: object | None,
+    options: Mapping[str, str],
+    fn: Callable[[Connection], T],
+) -> T:
+    """:func:`run_on` for async code: the caller's connectable through
+    :func:`run_with_connection_async`, else an engine of *options* on a worker
+    thread (the event loop goes on meanwhile)."""
+    if connectable is not None:
+        return await run_with_connection_async(connectable, fn)
+    return await asyncio.to_thread(run_on_options, options, fn)
 
 
 def require_no_running_loop(connectable: object, where: str) -> None:

@@ -30,7 +30,7 @@ from alembic.util import CommandError
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ..database.connections import Connectable, run_on, run_with_connection_async
+from ..database.connections import Connectable, run_on, run_on_async
 from ..database.timeouts import migration_safeguards
 from ..runtime.commands import run_command_async
 from .model.names import validate_tenant
@@ -164,12 +164,7 @@ async def provision_tenant_async(
     settings = TenantSettings.load(clone)
     copier = _copier(settings, name)
     if copier is not None:
-        if connectable is not None:
-            done = await run_with_connection_async(connectable, copier)
-        else:
-            done = await asyncio.to_thread(
-                run_on, None, settings.section_options(), copier
-            )
+        done = await run_on_async(connectable, settings.section_options(), copier)
         if done is not None:
             return
     loop = asyncio.get_running_loop()
@@ -190,6 +185,4 @@ async def fill_spares_async(connectable: Connectable | None, *, config: Config) 
     """:func:`fill_spares` from async code: after a sign-up, as a background
     task (FastAPI's ``BackgroundTasks``), so that the next one finds a spare."""
     settings, fill = _filler(config)
-    if connectable is not None:
-        return await run_with_connection_async(connectable, fill)
-    return await asyncio.to_thread(run_on, None, settings.section_options(), fill)
+    return await run_on_async(connectable, settings.section_options(), fill)

@@ -296,7 +296,7 @@ class Claims:
                     state=CLAIMED,
                     runner=self.runner,
                     lease_until=now + self.lease,
-                    updated=clock(conn.dialect),
+                    updated=now,
                 )
             )
         return tuple(row)
